@@ -1,0 +1,30 @@
+# Everything a fresh clone needs is installed from here: CI runs `make test` on a clean clone.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+STORE ?= .modelbay
+PORT ?= 8080
+
+.PHONY: install run serve test bench clean
+
+# torch goes first and pinned: the local CPU wheel satisfies it; a looser spec pulls CUDA.
+$(STAMP): pyproject.toml shared/requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[convert,tui,dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+serve: install
+	$(VENV)/bin/modelbay serve --store $(STORE) --port $(PORT)
+
+run: serve
+
+test: install
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,155 @@
+"""The manifest: what modelbay knows about one model version.
+
+``VersionMetadata`` is what a publisher supplies (task, preprocessing, labels,
+quantization, evaluation); ``Manifest`` adds what the registry reads or computes
+from the bytes (sha256, size, opset, signature). The manifest is the last object
+written for a version, so its existence is what makes a version visible.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MANIFEST_SCHEMA = 1
+
+Task = Literal["classifier", "embedder", "raw"]
+Dim = Union[int, str, None]  # int: fixed, str: symbolic (e.g. "batch"), None: unknown
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TensorSpec(_Model):
+    name: str
+    # numpy dtype name ("float32", "int64", "bool", "string", ...); protocols map it.
+    dtype: str
+    shape: list[Dim]
+
+
+class FileInfo(_Model):
+    sha256: str
+    size: int
+
+
+class TextPreprocessing(_Model):
+    """Raw strings through a `tokenizers` tokenizer stored beside the model."""
+
+    kind: Literal["text"] = "text"
+    tokenizer: str = "tokenizer.json"
+    max_length: int = Field(256, ge=1, le=8192)
+    input_ids: str = "input_ids"
+    attention_mask: str | None = "attention_mask"
+    token_type_ids: str | None = "token_type_ids"
+
+
+class ImagePreprocessing(_Model):
+    """Nested lists or base64 PNG/JPEG, resized and normalised to one input."""
+
+    kind: Literal["image"] = "image"
+    input: str
+    height: int = Field(ge=1, le=4096)
+    width: int = Field(ge=1, le=4096)
+    channels: Literal[1, 3] = 1
+    layout: Literal["NCHW", "NHWC", "flat"] = "NCHW"
+    # pixel -> (pixel * scale - mean) / std, per channel
+    scale: float = 1.0 / 255.0
+    mean: list[float] = [0.0]
+    std: list[float] = [1.0]
+    # Decoded images are 0..255; some models (sklearn digits) want another range.
+    max_value: float = 255.0
+
+
+class TabularPreprocessing(_Model):
+    """Rows as lists, or as objects keyed by ``columns``."""
+
+    kind: Literal["tabular"] = "tabular"
+    input: str
+    columns: list[str] | None = None
+    dtype: str = "float32"
+
+
+class StringPreprocessing(_Model):
+    """Models that take raw strings themselves (e.g. skl2onnx TF-IDF pipelines)."""
+
+    kind: Literal["string"] = "string"
+    input: str
+    # shape of one instance: [] -> input is [N], [1] -> input is [N, 1]
+    instance_shape: list[int] = [1]
+
+
+Preprocessing = Annotated[
+    Union[TextPreprocessing, ImagePreprocessing, TabularPreprocessing, StringPreprocessing],
+    Field(discriminator="kind"),
+]
+
+
+class ClassifierPostprocessing(_Model):
+    kind: Literal["classifier"] = "classifier"
+    # output holding scores per class; label output optional (skl2onnx gives both)
+    scores: str
+    apply_softmax: bool = False
+    top_k: int = Field(5, ge=1)
+
+
+class EmbedderPostprocessing(_Model):
+    kind: Literal["embedder"] = "embedder"
+    output: str
+    pooling: Literal["mean", "cls", "none"] = "mean"
+    normalize: bool = True
+
+
+Postprocessing = Annotated[
+    Union[ClassifierPostprocessing, EmbedderPostprocessing],
+    Field(discriminator="kind"),
+]
+
+
+class QuantizationInfo(_Model):
+    method: Literal["none", "dynamic", "static", "mixed"] = "none"
+    weight_type: str | None = None
+    activation_type: str | None = None
+    per_channel: bool | None = None
+    reduce_range: bool | None = None
+    target_arch: str | None = None
+    # node names left in fp32 by the mixed-precision search
+    kept_fp32_nodes: list[str] = []
+    # the registry version holding the fp32 twin, when it was pushed too
+    fp32_version: int | None = None
+    extra: dict[str, Any] = {}
+
+
+class VersionMetadata(_Model):
+    """What the publisher says about a version. Everything here is optional."""
+
+    task: Task = "raw"
+    preprocessing: Preprocessing | None = None
+    postprocessing: Postprocessing | None = None
+    labels: list[str] | None = None
+    quantization: QuantizationInfo | None = None
+    # evaluation: the accuracy gate's numbers, sizes, latencies (free form, JSON)
+    metrics: dict[str, Any] = {}
+    description: str = Field("", max_length=4096)
+    tags: dict[str, str] = {}
+
+
+class Manifest(VersionMetadata):
+    schema_version: int = MANIFEST_SCHEMA
+    name: str
+    version: int
+    sha256: str
+    size: int
+    created_at: str
+    created_by: str | None = None
+    ir_version: int
+    opset: dict[str, int]
+    producer: dict[str, str]
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    # side files stored with the version (e.g. tokenizer.json)
+    files: dict[str, FileInfo] = {}
+
+    def metadata(self) -> VersionMetadata:
+        return VersionMetadata(**self.model_dump(include=set(VersionMetadata.model_fields)))
