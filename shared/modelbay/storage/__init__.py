@@ -1,0 +1,20 @@
+"""Object storage: one interface, a local-directory and an S3 implementation."""
+
+from __future__ import annotations
+
+from .base import ObjectInfo, ObjectStore, UploadPart, UploadTarget, sha256_file
+
+
+def open_store(url: str) -> ObjectStore:
+    """``s3://bucket[/prefix]`` selects S3; anything else is a local directory."""
+    if url.startswith("s3://"):
+        from .s3 import S3Store
+
+        bucket, _, prefix = url[5:].partition("/")
+        return S3Store(bucket, prefix)
+    from .local import LocalStore
+
+    return LocalStore(url)
+
+
+__all__ = ["ObjectInfo", "ObjectStore", "UploadPart", "UploadTarget", "open_store", "sha256_file"]

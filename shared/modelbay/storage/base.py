@@ -1,0 +1,124 @@
+"""The object-store contract both back ends pass (tests/test_storage_contract.py).
+
+Keys are ``/``-separated strings. Every object written through a store carries
+the sha256 of its bytes; reads recompute it and raise ``IntegrityError`` on a
+mismatch. Conditional writes are the only concurrency primitive the registry
+uses: ``if_none_match`` creates only if absent, ``if_match`` replaces only the
+exact revision that was read (an etag).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    etag: str
+    sha256: str | None
+    last_modified: float  # epoch seconds
+
+
+@dataclass
+class UploadPart:
+    part_number: int
+    url: str
+
+
+@dataclass
+class UploadTarget:
+    """Where a client sends bytes without passing them through the API."""
+
+    key: str
+    method: str = "PUT"
+    url: str | None = None  # single PUT
+    headers: dict[str, str] = field(default_factory=dict)
+    # multipart: PUT each part to its URL, then register with the part ETags
+    multipart_id: str | None = None
+    part_size: int | None = None
+    parts: list[UploadPart] = field(default_factory=list)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(CHUNK), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def copy_hashing(src: BinaryIO, dst: BinaryIO) -> tuple[str, int]:
+    h = hashlib.sha256()
+    n = 0
+    for chunk in iter(lambda: src.read(CHUNK), b""):
+        h.update(chunk)
+        dst.write(chunk)
+        n += len(chunk)
+    return h.hexdigest(), n
+
+
+class ObjectStore(ABC):
+    """A flat key space with sha256-verified reads and conditional writes."""
+
+    url: str
+
+    @abstractmethod
+    def put_bytes(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        if_none_match: bool = False,
+        if_match: str | None = None,
+    ) -> str:
+        """Write ``data``; return the new etag. Raises PreconditionFailed on a lost race."""
+
+    @abstractmethod
+    def put_file(self, key: str, path: Path, *, if_none_match: bool = False) -> str:
+        """Write a file of any size; return the new etag."""
+
+    @abstractmethod
+    def get_bytes(self, key: str) -> tuple[bytes, str]:
+        """Return (data, etag). Raises NotFound, IntegrityError."""
+
+    @abstractmethod
+    def get_file(self, key: str, dest: Path, *, expected_sha256: str | None = None) -> ObjectInfo:
+        """Stream an object to ``dest``, verifying its stored (or expected) sha256."""
+
+    @abstractmethod
+    def head(self, key: str) -> ObjectInfo | None:
+        """Metadata of one object, or None when absent."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove an object; absent objects are not an error."""
+
+    @abstractmethod
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Every object whose key starts with ``prefix``, in key order."""
+
+    @abstractmethod
+    def copy(self, src: str, dst: str, *, sha256: str) -> str:
+        """Copy ``src`` to ``dst`` (server side where possible), recording ``sha256``."""
+
+    def presign_put(self, key: str, *, size: int, expires: int) -> UploadTarget | None:
+        """A direct upload target, or None when the store has none (the API serves one)."""
+        return None
+
+    def complete_multipart(self, key: str, multipart_id: str, etags: list[str]) -> None:
+        raise NotImplementedError
+
+    def delete_prefix(self, prefix: str) -> int:
+        n = 0
+        for info in list(self.list(prefix)):
+            self.delete(info.key)
+            n += 1
+        return n

@@ -1,0 +1,53 @@
+"""Real ONNX models built with onnx.helper, small enough to build in every test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+
+def mlp_model(n_in: int = 4, n_hidden: int = 8, n_out: int = 3, seed: int = 0, opset: int = 17) -> onnx.ModelProto:
+    """x[batch, n_in] -> Gemm -> Relu -> Gemm -> Softmax -> probabilities[batch, n_out]."""
+    rng = np.random.default_rng(seed)
+    inits = [
+        numpy_helper.from_array(rng.standard_normal((n_in, n_hidden)).astype(np.float32), "w1"),
+        numpy_helper.from_array(rng.standard_normal(n_hidden).astype(np.float32), "b1"),
+        numpy_helper.from_array(rng.standard_normal((n_hidden, n_out)).astype(np.float32), "w2"),
+        numpy_helper.from_array(rng.standard_normal(n_out).astype(np.float32), "b2"),
+    ]
+    nodes = [
+        helper.make_node("Gemm", ["x", "w1", "b1"], ["h"]),
+        helper.make_node("Relu", ["h"], ["hr"]),
+        helper.make_node("Gemm", ["hr", "w2", "b2"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes, "mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", n_in])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", n_out])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="modelbay-tests")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def make_mlp(path: Path, **kw) -> Path:
+    onnx.save(mlp_model(**kw), str(path))
+    return path
+
+
+def external_data_model(path: Path, location: str = "weights.bin") -> Path:
+    """A model whose initializer claims to live in an external file."""
+    model = mlp_model()
+    t = model.graph.initializer[0]
+    t.ClearField("raw_data")
+    t.ClearField("float_data")
+    t.data_location = TensorProto.EXTERNAL
+    t.external_data.add(key="location", value=location)
+    path.write_bytes(model.SerializeToString())
+    return path
