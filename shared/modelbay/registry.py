@@ -1,0 +1,480 @@
+"""The registry service: versions, aliases and uploads for one tenant.
+
+Transport-free: the HTTP routes, the Lambda handlers, the CLI and the TUI all
+call this. Its only concurrency tools are the store's conditional writes:
+
+* a version number is reserved by creating ``<v>/.claim`` with If-None-Match,
+  so concurrent registrations get distinct numbers and claims are never reused;
+* ``manifest.json`` is written last, with If-None-Match: a version is visible
+  only when all its files are there, and a failed upload never shows;
+* an alias document (current version + whole history) changes only by
+  compare-and-swap on its etag, so no alias change is ever lost.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+from .errors import BadRequest, Conflict, IntegrityError, InvalidModel, NotFound, PreconditionFailed, TooLarge
+from .layout import CLAIM, MANIFEST, MODEL_FILE, TOMBSTONE, Layout, check_file_name, check_name, check_version
+from .manifest import FileInfo, Manifest, VersionMetadata
+from .settings import Limits
+from .storage import ObjectStore, UploadTarget
+from .validation import check_metadata, inspect_onnx
+
+HISTORY_LIMIT = 500
+DEFAULT_ALIAS = "production"
+_ANY = object()
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, indent=1, sort_keys=True).encode()
+
+
+@dataclass
+class ModelSummary:
+    name: str
+    latest_version: int
+    version_count: int
+    aliases: dict[str, int]
+    updated_at: float
+
+
+@dataclass
+class AliasState:
+    model: str
+    alias: str
+    version: int | None
+    updated_at: str | None = None
+    updated_by: str | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class UploadSession:
+    upload_id: str
+    name: str
+    expires_at: float
+    files: dict[str, dict[str, Any]]
+    targets: dict[str, UploadTarget]
+    # for stores without presigned URLs: the bearer token of the local upload URL
+    token: str | None = None
+
+
+class Registry:
+    def __init__(self, store: ObjectStore, tenant: str = "default", limits: Limits | None = None) -> None:
+        self.store = store
+        self.layout = Layout(tenant)
+        self.tenant = tenant
+        self.limits = limits or Limits()
+
+    # ------------------------------------------------------------------ reads
+    def _scan(self, name: str | None = None) -> dict[str, dict[int, dict[str, float]]]:
+        """{model: {version: {file: last_modified}}} from one listing."""
+        prefix = self.layout.model(name) if name else self.layout.models
+        out: dict[str, dict[int, dict[str, float]]] = {}
+        n = len(self.layout.models)
+        for info in self.store.list(prefix):
+            parts = info.key[n:].split("/")
+            if len(parts) != 3 or not parts[1].isdigit():
+                continue
+            out.setdefault(parts[0], {}).setdefault(int(parts[1]), {})[parts[2]] = info.last_modified
+        return out
+
+    @staticmethod
+    def _visible(files: dict[str, float]) -> bool:
+        return MANIFEST in files and TOMBSTONE not in files
+
+    def version_numbers(self, name: str) -> list[int]:
+        versions = self._scan(name).get(name, {})
+        return sorted(v for v, files in versions.items() if self._visible(files))
+
+    def list_models(self) -> list[ModelSummary]:
+        out = []
+        for name, versions in sorted(self._scan().items()):
+            visible = sorted(v for v, f in versions.items() if self._visible(f))
+            if not visible:
+                continue
+            out.append(ModelSummary(
+                name=name, latest_version=visible[-1], version_count=len(visible),
+                aliases=self.aliases(name), updated_at=versions[visible[-1]][MANIFEST],
+            ))
+        return out
+
+    def get_version(self, name: str, version: int | str) -> Manifest:
+        v = check_version(version)
+        try:
+            data, _ = self.store.get_bytes(self.layout.file(name, v, MANIFEST))
+        except NotFound:
+            raise NotFound(f"model {name!r} has no version {v}", model=name, version=v) from None
+        if self.store.head(self.layout.file(name, v, TOMBSTONE)) is not None:
+            raise NotFound(f"model {name!r} version {v} was deleted", model=name, version=v)
+        return Manifest.model_validate_json(data)
+
+    def list_versions(self, name: str) -> list[Manifest]:
+        versions = self.version_numbers(name)
+        if not versions:
+            raise NotFound(f"no model named {name!r}", model=name)
+        out = []
+        for v in versions:
+            try:
+                out.append(self.get_version(name, v))
+            except NotFound:  # deleted between the listing and the read
+                continue
+        return out
+
+    def resolve(self, name: str, ref: str | int | None = None) -> Manifest:
+        """A version number, an alias, or nothing: ``production`` if set, else the latest."""
+        check_name(name, "model name")
+        if ref is None or ref == "":
+            state = self._read_alias(name, DEFAULT_ALIAS)[0]
+            if state and state.version is not None:
+                return self.get_version(name, state.version)
+            versions = self.version_numbers(name)
+            if not versions:
+                raise NotFound(f"no model named {name!r}", model=name)
+            return self.get_version(name, versions[-1])
+        if isinstance(ref, int) or str(ref).isdigit():
+            return self.get_version(name, ref)
+        return self.get_version(name, self.alias_version(name, str(ref)))
+
+    def alias_version(self, name: str, alias: str) -> int:
+        state = self._read_alias(name, alias)[0]
+        if state is None or state.version is None:
+            raise NotFound(f"model {name!r} has no alias {alias!r}", model=name, alias=alias)
+        return state.version
+
+    def fetch_file(self, name: str, version: int, file: str, dest: Path, sha256: str) -> Path:
+        self.store.get_file(self.layout.file(name, version, file), dest, expected_sha256=sha256)
+        return dest
+
+    # -------------------------------------------------------------- aliases
+    def _read_alias(self, name: str, alias: str) -> tuple[AliasState | None, str | None]:
+        try:
+            data, etag = self.store.get_bytes(self.layout.alias(name, alias))
+        except NotFound:
+            return None, None
+        return AliasState(**json.loads(data)), etag
+
+    def aliases(self, name: str) -> dict[str, int]:
+        out = {}
+        prefix = self.layout.aliases(name)
+        for info in self.store.list(prefix):
+            alias = info.key[len(prefix):].removesuffix(".json")
+            state = self._read_alias(name, alias)[0]
+            if state and state.version is not None:
+                out[alias] = state.version
+        return out
+
+    def alias_state(self, name: str, alias: str) -> AliasState:
+        state = self._read_alias(name, alias)[0]
+        if state is None:
+            raise NotFound(f"model {name!r} has no alias {alias!r}", model=name, alias=alias)
+        return state
+
+    def set_alias(self, name: str, alias: str, version: int | None, *, expected: Any = _ANY,
+                  actor: str | None = None, action: str = "set") -> AliasState:
+        """Point ``alias`` at ``version`` (None deletes it) by compare-and-swap.
+
+        ``expected`` (a version or None) makes the change conditional: a 412 if
+        the alias moved meanwhile. Without it, lost races are retried.
+        """
+        check_name(alias, "alias")
+        if version is not None:
+            version = check_version(version)
+            self.get_version(name, version)  # must be visible now
+        for attempt in range(50):
+            state, etag = self._read_alias(name, alias)
+            current = state.version if state else None
+            if expected is not _ANY and current != expected:
+                raise PreconditionFailed(
+                    f"alias {alias!r} of {name!r} points at {current}, not {expected}",
+                    current=current, expected=expected)
+            if action == "delete" and current is None:
+                raise NotFound(f"model {name!r} has no alias {alias!r}", model=name, alias=alias)
+            entry = {"at": now_iso(), "by": actor, "from": current, "to": version, "action": action}
+            history = ((state.history if state else []) + [entry])[-HISTORY_LIMIT:]
+            new = AliasState(name, alias, version, entry["at"], actor, history)
+            try:
+                self.store.put_bytes(self.layout.alias(name, alias), _dumps(new.__dict__),
+                                     if_match=etag, if_none_match=etag is None)
+                break
+            except PreconditionFailed:
+                if expected is not _ANY:
+                    raise
+                time.sleep(min(0.002 * 2**attempt, 0.1) * secrets.randbelow(100) / 100)
+        else:
+            raise Conflict(f"alias {alias!r} of {name!r} is changing too fast; try again")
+        # A delete of this version may have raced us: it writes a tombstone, then
+        # checks aliases; we wrote the alias, then check the tombstone. One sees the other.
+        if version is not None and self.store.head(self.layout.file(name, version, TOMBSTONE)):
+            self.set_alias(name, alias, current, actor=actor, action="revert")
+            raise Conflict(f"version {version} of {name!r} is being deleted")
+        return new
+
+    def delete_alias(self, name: str, alias: str, *, actor: str | None = None) -> AliasState:
+        return self.set_alias(name, alias, None, actor=actor, action="delete")
+
+    def rollback(self, name: str, alias: str, *, actor: str | None = None) -> AliasState:
+        """Undo the latest change that is not itself undone: repeated rollbacks walk back."""
+        state = self.alias_state(name, alias)
+        skip = 0
+        target: int | None = None
+        found = False
+        for entry in reversed(state.history):
+            if entry["action"] in ("rollback", "revert"):
+                skip += 1
+            elif skip:
+                skip -= 1
+            else:
+                target, found = entry["from"], True
+                break
+        if not found or target is None:
+            raise Conflict(f"alias {alias!r} of {name!r} has no earlier version to roll back to",
+                           model=name, alias=alias)
+        try:
+            self.get_version(name, target)
+        except NotFound:
+            raise Conflict(f"cannot roll back {alias!r} to version {target}: it was deleted") from None
+        return self.set_alias(name, alias, target, expected=state.version, actor=actor, action="rollback")
+
+    # ------------------------------------------------------------ deletion
+    def delete_version(self, name: str, version: int | str, *, actor: str | None = None) -> None:
+        v = check_version(version)
+        self.get_version(name, v)
+        if pointing := [a for a, av in self.aliases(name).items() if av == v]:
+            raise Conflict(f"version {v} of {name!r} is aliased by {', '.join(sorted(pointing))}; "
+                           "move those aliases first", aliases=sorted(pointing))
+        tomb = self.layout.file(name, v, TOMBSTONE)
+        try:
+            self.store.put_bytes(tomb, _dumps({"at": now_iso(), "by": actor}), if_none_match=True)
+        except PreconditionFailed:
+            raise Conflict(f"version {v} of {name!r} is already being deleted") from None
+        if pointing := [a for a, av in self.aliases(name).items() if av == v]:
+            self.store.delete(tomb)
+            raise Conflict(f"version {v} of {name!r} was just aliased by {', '.join(pointing)}",
+                           aliases=sorted(pointing))
+        # Claim and tombstone stay: version numbers are never reused.
+        prefix = self.layout.version(name, v)
+        self.store.delete(prefix + MANIFEST)
+        for info in list(self.store.list(prefix)):
+            if info.key[len(prefix):] not in (CLAIM, TOMBSTONE):
+                self.store.delete(info.key)
+
+    # ------------------------------------------------------------- publishing
+    def _claim_version(self, name: str, actor: str | None) -> int:
+        numbers = self._scan(name).get(name, {})
+        v = max(numbers, default=0) + 1
+        body = _dumps({"at": now_iso(), "by": actor})
+        for _ in range(10_000):
+            try:
+                self.store.put_bytes(self.layout.file(name, v, CLAIM), body, if_none_match=True)
+                return v
+            except PreconditionFailed:
+                v += 1
+        raise Conflict(f"could not allocate a version for {name!r}")
+
+    def register_version(self, name: str, model_path: Path, metadata: VersionMetadata | None = None,
+                         side_files: dict[str, Path] | None = None, aliases: Iterable[str] = (),
+                         *, actor: str | None = None) -> Manifest:
+        """Validate local files and publish them as the next version."""
+        check_name(name, "model name")
+        side_files = dict(side_files or {})
+        self._check_side_files({f: Path(p).stat().st_size for f, p in side_files.items()})
+        return self._publish(name, Path(model_path), side_files, metadata or VersionMetadata(),
+                             list(aliases), actor, staged=None)
+
+    def _check_side_files(self, sizes: dict[str, int]) -> None:
+        if len(sizes) > self.limits.max_side_files:
+            raise BadRequest(f"at most {self.limits.max_side_files} side files per version")
+        for f, size in sizes.items():
+            check_file_name(f)
+            if size > self.limits.max_side_file_bytes:
+                raise TooLarge(f"side file {f!r} is {size} bytes; the limit is {self.limits.max_side_file_bytes}")
+
+    def _publish(self, name: str, model_path: Path, side_files: dict[str, Path], metadata: VersionMetadata,
+                 aliases: list[str], actor: str | None, staged: dict[str, str] | None) -> Manifest:
+        for a in aliases:
+            check_name(a, "alias")
+        sig = inspect_onnx(model_path, self.limits.max_model_bytes)
+        from .storage import sha256_file
+
+        files = {f: FileInfo(sha256=sha256_file(p), size=p.stat().st_size) for f, p in side_files.items()}
+        check_metadata(metadata, sig, set(files))
+        model_sha = sha256_file(model_path)
+        v = self._claim_version(name, actor)
+        manifest = Manifest(
+            **metadata.model_dump(), name=name, version=v, sha256=model_sha, size=model_path.stat().st_size,
+            created_at=now_iso(), created_by=actor, ir_version=sig.ir_version, opset=sig.opset,
+            producer=sig.producer, inputs=sig.inputs, outputs=sig.outputs, files=files,
+        )
+        written: list[str] = []
+        try:
+            for fname, path, sha in [(MODEL_FILE, model_path, model_sha),
+                                     *((f, p, files[f].sha256) for f, p in side_files.items())]:
+                key = self.layout.file(name, v, fname)
+                written.append(key)
+                if staged and fname in staged:
+                    self.store.copy(staged[fname], key, sha256=sha)
+                else:
+                    self.store.put_file(key, path)
+            key = self.layout.file(name, v, MANIFEST)
+            written.append(key)
+            self.store.put_bytes(key, manifest.model_dump_json(indent=1).encode(), if_none_match=True)
+        except BaseException:
+            for key in written:
+                try:
+                    self.store.delete(key)
+                except Exception:
+                    pass  # the sweep removes what is left; the claim keeps it invisible
+            raise
+        for alias in aliases:
+            self.set_alias(name, alias, v, actor=actor)
+        return manifest
+
+    # --------------------------------------------------------------- uploads
+    def create_upload(self, name: str, files: dict[str, dict[str, Any]], *, actor: str | None = None
+                      ) -> UploadSession:
+        """Reserve a staging area; ``files`` maps file name to {"size", "sha256"}.
+
+        ``model.onnx`` is required. The returned targets are presigned S3 URLs
+        (multipart for large files) or, on the local store, none: the server
+        then serves its own upload URL guarded by the session token.
+        """
+        check_name(name, "model name")
+        if MODEL_FILE not in files:
+            raise BadRequest("an upload needs a 'model.onnx' file")
+        sizes = {}
+        for f, spec in files.items():
+            size, sha = spec.get("size"), spec.get("sha256")
+            if not isinstance(size, int) or size < 1:
+                raise BadRequest(f"file {f!r}: size must be a positive integer")
+            if not isinstance(sha, str) or len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+                raise BadRequest(f"file {f!r}: sha256 must be 64 lowercase hex digits")
+            sizes[f] = size
+        if sizes[MODEL_FILE] > self.limits.max_model_bytes:
+            raise TooLarge(f"model is {sizes[MODEL_FILE]} bytes; the limit is {self.limits.max_model_bytes}",
+                           limit=self.limits.max_model_bytes)
+        self._check_side_files({f: s for f, s in sizes.items() if f != MODEL_FILE})
+        upload_id = secrets.token_hex(12)
+        ttl = self.limits.upload_ttl_seconds
+        targets = {}
+        for f, size in sizes.items():
+            t = self.store.presign_put(self.layout.upload(upload_id) + "files/" + f, size=size, expires=ttl)
+            if t is not None:
+                targets[f] = t
+        token = None if targets else secrets.token_urlsafe(24)
+        session = UploadSession(upload_id, name, time.time() + ttl,
+                                {f: {"size": s["size"], "sha256": s["sha256"]} for f, s in files.items()},
+                                targets, token)
+        record = {
+            "upload_id": upload_id, "name": name, "expires_at": session.expires_at, "files": session.files,
+            "multipart": {f: t.multipart_id for f, t in targets.items() if t.multipart_id},
+            "token_sha256": _sha(token) if token else None, "created_by": actor, "created_at": now_iso(),
+        }
+        self.store.put_bytes(self.layout.upload(upload_id) + "upload.json", _dumps(record), if_none_match=True)
+        return session
+
+    def _upload_record(self, upload_id: str) -> dict[str, Any]:
+        if not (isinstance(upload_id, str) and len(upload_id) == 24 and upload_id.isalnum()):
+            raise NotFound(f"no upload {upload_id!r}")
+        try:
+            data, _ = self.store.get_bytes(self.layout.upload(upload_id) + "upload.json")
+        except NotFound:
+            raise NotFound(f"no upload {upload_id!r} (expired or already registered)") from None
+        record = json.loads(data)
+        if record["expires_at"] < time.time():
+            raise NotFound(f"upload {upload_id!r} expired")
+        return record
+
+    def receive_upload(self, upload_id: str, file: str, token: str, source_path: Path) -> None:
+        """The local server's stand-in for a presigned PUT."""
+        import hmac
+
+        record = self._upload_record(upload_id)
+        if not record.get("token_sha256") or not hmac.compare_digest(record["token_sha256"], _sha(token or "")):
+            from .errors import Forbidden
+
+            raise Forbidden("bad upload token")
+        if file not in record["files"]:
+            raise BadRequest(f"file {file!r} is not part of upload {upload_id}")
+        size = source_path.stat().st_size
+        if size != record["files"][file]["size"]:
+            raise BadRequest(f"{file}: received {size} bytes, declared {record['files'][file]['size']}")
+        self.store.put_file(self.layout.upload(upload_id) + "files/" + file, source_path)
+
+    def register_upload(self, name: str, upload_id: str, metadata: VersionMetadata | None = None,
+                        aliases: Iterable[str] = (), *, parts: dict[str, list[str]] | None = None,
+                        actor: str | None = None) -> Manifest:
+        """Publish a completed upload: check each file's declared sha256, then validate and publish."""
+        record = self._upload_record(upload_id)
+        if record["name"] != name:
+            raise BadRequest(f"upload {upload_id} was created for model {record['name']!r}, not {name!r}")
+        base = self.layout.upload(upload_id) + "files/"
+        for f, mp_id in record.get("multipart", {}).items():
+            if self.store.head(base + f) is None:
+                if not parts or f not in parts:
+                    raise BadRequest(f"{f} was a multipart upload: send the ETags of its parts")
+                self.store.complete_multipart(base + f, mp_id, parts[f])
+        tmp = Path(tempfile.mkdtemp(prefix="modelbay-register-"))
+        try:
+            paths = {}
+            for f, spec in record["files"].items():
+                try:
+                    self.store.get_file(base + f, tmp / f, expected_sha256=spec["sha256"])
+                except NotFound:
+                    raise BadRequest(f"{f} was never uploaded to upload {upload_id}") from None
+                except IntegrityError:
+                    raise InvalidModel(f"{f}: the uploaded bytes do not match the declared sha256",
+                                       code="sha256_mismatch") from None
+                paths[f] = tmp / f
+            model = paths.pop(MODEL_FILE)
+            manifest = self._publish(name, model, paths, metadata or VersionMetadata(), list(aliases), actor,
+                                     staged={f: base + f for f in record["files"]})
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        self.store.delete_prefix(self.layout.upload(upload_id))
+        return manifest
+
+    # ----------------------------------------------------------------- sweep
+    def sweep(self, *, older_than: float | None = None) -> dict[str, int]:
+        """Remove expired uploads and the files of abandoned (never-published) versions.
+
+        S3 does this by lifecycle rule too; the local store relies on this sweep.
+        """
+        cutoff = time.time() - (older_than if older_than is not None else self.limits.upload_ttl_seconds)
+        removed = {"uploads": 0, "abandoned_files": 0}
+        uploads: dict[str, float] = {}
+        for info in self.store.list(self.layout.uploads):
+            uid = info.key[len(self.layout.uploads):].split("/")[0]
+            uploads[uid] = max(uploads.get(uid, 0), info.last_modified)
+        for uid, last in uploads.items():
+            if last < cutoff:
+                removed["uploads"] += self.store.delete_prefix(self.layout.upload(uid)) and 1
+        for name, versions in self._scan().items():
+            for v, files in versions.items():
+                if MANIFEST in files or files.get(CLAIM, time.time()) >= cutoff:
+                    continue
+                for f in files:
+                    if f not in (CLAIM, TOMBSTONE):
+                        self.store.delete(self.layout.file(name, v, f))
+                        removed["abandoned_files"] += 1
+        return removed
+
+
+def _sha(s: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(s.encode()).hexdigest()

@@ -1,0 +1,196 @@
+"""Checks a file must pass before it becomes a version, and the signature read from it."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+from onnx import TensorProto, helper
+
+from .errors import InvalidModel, TooLarge
+from .manifest import TensorSpec
+
+# ONNX elem type -> numpy dtype name. STRING has no numpy dtype of its own.
+_DTYPES = {v: k for k, v in {
+    "float32": TensorProto.FLOAT, "float64": TensorProto.DOUBLE, "float16": TensorProto.FLOAT16,
+    "bfloat16": TensorProto.BFLOAT16, "int8": TensorProto.INT8, "int16": TensorProto.INT16,
+    "int32": TensorProto.INT32, "int64": TensorProto.INT64, "uint8": TensorProto.UINT8,
+    "uint16": TensorProto.UINT16, "uint32": TensorProto.UINT32, "uint64": TensorProto.UINT64,
+    "bool": TensorProto.BOOL, "string": TensorProto.STRING,
+}.items()}
+
+
+@dataclass
+class Signature:
+    ir_version: int
+    opset: dict[str, int]
+    producer: dict[str, str]
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+
+
+@functools.cache
+def ort_max_opset() -> int:
+    """The newest ai.onnx opset the installed onnxruntime builds a session for.
+
+    onnxruntime publishes no API for this, so probe with a one-node model,
+    newest first; it runs once per process in a few milliseconds.
+    """
+    import onnxruntime as ort
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "probe", [x], [y])
+    for opset in range(onnx.defs.onnx_opset_version(), 6, -1):
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+        model.ir_version = 8
+        try:
+            ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+            return opset
+        except Exception:
+            continue
+    raise RuntimeError("onnxruntime accepted no opset")
+
+
+def _graph_tensors(graph: onnx.GraphProto):
+    yield from graph.initializer
+    for sparse in graph.sparse_initializer:
+        yield sparse.values
+        yield sparse.indices
+    for node in graph.node:
+        yield from _node_tensors(node)
+
+
+def _node_tensors(node: onnx.NodeProto):
+    for attr in node.attribute:
+        if attr.HasField("t"):
+            yield attr.t
+        yield from attr.tensors
+        if attr.HasField("sparse_tensor"):
+            yield attr.sparse_tensor.values
+            yield attr.sparse_tensor.indices
+        for sp in attr.sparse_tensors:
+            yield sp.values
+            yield sp.indices
+        if attr.HasField("g"):
+            yield from _graph_tensors(attr.g)
+        for g in attr.graphs:
+            yield from _graph_tensors(g)
+
+
+def _all_tensors(model: onnx.ModelProto):
+    yield from _graph_tensors(model.graph)
+    for fn in model.functions:
+        for node in fn.node:
+            yield from _node_tensors(node)
+
+
+def _spec(vi: onnx.ValueInfoProto) -> TensorSpec:
+    t = vi.type.tensor_type
+    if not vi.type.HasField("tensor_type"):
+        raise InvalidModel(f"graph input/output {vi.name!r} is not a tensor; only tensor I/O is served")
+    shape: list[int | str | None] = []
+    for d in t.shape.dim:
+        if d.HasField("dim_value"):
+            shape.append(d.dim_value)
+        elif d.HasField("dim_param"):
+            shape.append(d.dim_param)
+        else:
+            shape.append(None)
+    dtype = _DTYPES.get(t.elem_type)
+    if dtype is None:
+        raise InvalidModel(f"{vi.name!r} has element type {TensorProto.DataType.Name(t.elem_type)}, "
+                           "which modelbay does not serve")
+    return TensorSpec(name=vi.name, dtype=dtype, shape=shape)
+
+
+def inspect_onnx(path: Path, max_bytes: int) -> Signature:
+    """Validate a candidate ``model.onnx`` and read its signature.
+
+    Refuses: files over ``max_bytes``, bytes that do not parse as ONNX, any
+    tensor stored as external data (whatever its path: the external-data path
+    traversal CVEs), models failing ``onnx.checker``, opsets newer than the
+    installed onnxruntime, and models onnxruntime cannot build a session for.
+    """
+    size = Path(path).stat().st_size
+    if size > max_bytes:
+        raise TooLarge(f"model is {size} bytes; the limit is {max_bytes}", size=size, limit=max_bytes)
+    if size == 0:
+        raise InvalidModel("model file is empty")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # protobuf raises DecodeError and friends
+        raise InvalidModel(f"not an ONNX model: {type(e).__name__}: {str(e)[:200]}") from None
+    if not model.graph.node and not model.graph.output:
+        raise InvalidModel("not an ONNX model: the graph is empty")
+    for t in _all_tensors(model):
+        if t.data_location == TensorProto.EXTERNAL or len(t.external_data):
+            loc = next((e.value for e in t.external_data if e.key == "location"), "?")
+            raise InvalidModel(
+                f"tensor {t.name!r} is stored as external data ({loc!r}); modelbay accepts only "
+                "self-contained models", tensor=t.name,
+            )
+    try:
+        onnx.checker.check_model(model)
+    except Exception as e:
+        raise InvalidModel(f"onnx.checker refused the model: {str(e).splitlines()[0][:300]}") from None
+    opset = {(o.domain or "ai.onnx"): o.version for o in model.opset_import}
+    max_opset = ort_max_opset()
+    if opset.get("ai.onnx", 0) > max_opset:
+        raise InvalidModel(f"opset {opset['ai.onnx']} is newer than onnxruntime supports ({max_opset})",
+                           opset=opset["ai.onnx"], max_opset=max_opset)
+    _try_session(path)
+    init_names = {i.name for i in model.graph.initializer}
+    return Signature(
+        ir_version=model.ir_version,
+        opset=opset,
+        producer={"name": model.producer_name, "version": model.producer_version},
+        inputs=[_spec(i) for i in model.graph.input if i.name not in init_names],
+        outputs=[_spec(o) for o in model.graph.output],
+    )
+
+
+def _try_session(path: Path) -> None:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    # Only proving the model loads: skip optimisation work the server does later.
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    opts.intra_op_num_threads = 1
+    try:
+        ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as e:
+        raise InvalidModel(f"onnxruntime cannot load the model: {str(e).splitlines()[0][:300]}") from None
+
+
+def check_metadata(metadata, sig: Signature, side_files: set[str]) -> None:
+    """The publisher's metadata must name tensors and files the version really has."""
+    from .errors import BadRequest
+
+    inputs = {t.name for t in sig.inputs}
+    outputs = {t.name for t in sig.outputs}
+    pre, post = metadata.preprocessing, metadata.postprocessing
+
+    def need(names, have, what):
+        for n in names:
+            if n is not None and n not in have:
+                raise BadRequest(f"{what} names {n!r}, which the model does not have (it has {sorted(have)})")
+
+    if pre is not None:
+        if pre.kind == "text":
+            need([pre.input_ids, pre.attention_mask, pre.token_type_ids], inputs, "text preprocessing")
+            if pre.tokenizer not in side_files:
+                raise BadRequest(f"text preprocessing needs the side file {pre.tokenizer!r}")
+        else:
+            need([pre.input], inputs, f"{pre.kind} preprocessing")
+    if post is not None:
+        need([post.scores if post.kind == "classifier" else post.output], outputs, f"{post.kind} postprocessing")
+        if metadata.task != post.kind:
+            raise BadRequest(f"task {metadata.task!r} does not match {post.kind} postprocessing")
+    if metadata.labels is not None and post is not None and post.kind == "classifier":
+        spec = next(t for t in sig.outputs if t.name == post.scores)
+        last = spec.shape[-1] if spec.shape else None
+        if isinstance(last, int) and last != len(metadata.labels):
+            raise BadRequest(f"{len(metadata.labels)} labels for {last} classes in {post.scores!r}")
