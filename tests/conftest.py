@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.onnx_models import make_mlp
+from tests.servers import running
 
 
 def _free_port() -> int:
@@ -67,3 +68,23 @@ def mlp_path(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("models") / "mlp.onnx"
     make_mlp(path)
     return path
+
+
+@pytest.fixture
+def server(store, tmp_path):
+    """A local modelbay server (management + inference) on the parametrised store."""
+    from modelbay.api.app import create_app
+    from modelbay.settings import Settings
+
+    settings = Settings(store_url=store.url, cache_dir=tmp_path / "cache")
+    app = create_app(settings, store=store)
+    with running(app) as url:
+        yield url
+
+
+@pytest.fixture
+def client(server):
+    from modelbay.client import Client
+
+    with Client(server) as c:
+        yield c

@@ -478,3 +478,17 @@ def _sha(s: str) -> str:
     import hashlib
 
     return hashlib.sha256(s.encode()).hexdigest()
+
+
+def sweep_all(store: ObjectStore, limits: Limits | None = None) -> dict[str, int]:
+    """Sweep every tenant of a store (the local server runs this periodically)."""
+    tenants = {info.key.split("/")[1] for info in store.list("tenants/") if info.key.count("/") >= 2}
+    total = {"uploads": 0, "abandoned_files": 0}
+    for t in sorted(tenants):
+        try:
+            check_name(t, "tenant")
+        except Exception:
+            continue
+        for k, v in Registry(store, t, limits).sweep().items():
+            total[k] += v
+    return total

@@ -1,0 +1,252 @@
+"""The ``modelbay`` command: a local server, and a client of any modelbay server."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import ModelbayError
+from .manifest import VersionMetadata
+
+app = typer.Typer(help="modelbay: versioned ONNX models, quantized and served.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+alias_app = typer.Typer(help="Point aliases such as 'production' at versions.", no_args_is_help=True)
+app.add_typer(alias_app, name="alias")
+
+out = Console()
+err = Console(stderr=True)
+
+
+@dataclass
+class Ctx:
+    url: str | None
+    api_key: str | None
+    as_json: bool
+
+    def client(self):
+        from .client import Client
+
+        return Client(self.url, self.api_key)
+
+
+@app.callback()
+def _main(ctx: typer.Context,
+          url: Optional[str] = typer.Option(None, "--url", envvar="MODELBAY_URL", help="Server URL."),
+          api_key: Optional[str] = typer.Option(None, "--api-key", envvar="MODELBAY_API_KEY", help="API key."),
+          as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")):
+    ctx.obj = Ctx(url, api_key, as_json)
+
+
+def _emit(ctx: typer.Context, data: Any, table: Table | str | None = None) -> None:
+    if ctx.obj.as_json or table is None:
+        out.print_json(json.dumps(data, default=str))
+    else:
+        out.print(table)
+
+
+def _when(ts: float | str | None) -> str:
+    if ts is None:
+        return "-"
+    if isinstance(ts, (int, float)):
+        from datetime import datetime, timezone
+
+        return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return ts.replace("T", " ")[:19]
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+@app.command()
+def serve(host: str = typer.Option("127.0.0.1", help="Interface to bind."),
+          port: int = typer.Option(8080, help="Port."),
+          store: Optional[str] = typer.Option(None, envvar="MODELBAY_STORE",
+                                              help="Store: a directory or s3://bucket/prefix "
+                                                   "[default: ~/.local/share/modelbay/store]")):
+    """Run the local server (management + inference) on a store."""
+    import uvicorn
+
+    from .api.app import create_app
+    from .settings import Settings
+
+    settings = Settings(store_url=store) if store else Settings()
+    api = create_app(settings)
+    _start_sweeper(api.state.store, settings)
+    err.print(f"[bold]modelbay[/] serving store [cyan]{settings.store_url}[/] on http://{host}:{port}  "
+              f"(API docs: http://{host}:{port}/docs)")
+    uvicorn.run(api, host=host, port=port, log_level="warning")
+
+
+def _start_sweeper(store, settings) -> None:
+    import threading
+
+    from .registry import sweep_all
+
+    def loop():
+        while True:
+            try:
+                sweep_all(store, settings.limits)
+            except Exception as e:  # a failed sweep must not stop the server
+                err.print(f"[yellow]sweep failed: {e}[/]")
+            stop.wait(600)
+
+    stop = threading.Event()
+    threading.Thread(target=loop, daemon=True, name="modelbay-sweep").start()
+
+
+@app.command()
+def push(ctx: typer.Context,
+         file: Path = typer.Argument(..., exists=True, dir_okay=False, help="An ONNX model."),
+         name: str = typer.Option(..., "--name", "-n", help="Model name."),
+         alias: list[str] = typer.Option([], "--alias", "-a", help="Point these aliases at the new version."),
+         description: str = typer.Option("", "--description", "-d"),
+         task: Optional[str] = typer.Option(None, help="classifier, embedder or raw."),
+         metadata: Optional[Path] = typer.Option(None, exists=True, help="VersionMetadata as a JSON file."),
+         side_file: list[Path] = typer.Option([], "--file", exists=True, help="Side file (e.g. tokenizer.json).")):
+    """Upload a model, register it and print the new version."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    base = json.loads(metadata.read_text()) if metadata else {}
+    updates = {k: v for k, v in {"description": description, "task": task}.items() if v}
+    meta = VersionMetadata.model_validate({**base, **updates})
+    with ctx.obj.client() as c, Progress("[progress.description]{task.description}", BarColumn(),
+                                         DownloadColumn(), TransferSpeedColumn(), console=err,
+                                         disable=ctx.obj.as_json) as bar:
+        t = bar.add_task(f"upload {file.name}", total=None)
+        m = c.push(file, name, meta, {p.name: p for p in side_file}, alias,
+                   progress=lambda done, total: bar.update(t, completed=done, total=total))
+    if ctx.obj.as_json:
+        _emit(ctx, m.model_dump(mode="json"))
+    else:
+        extra = f"  aliases: {', '.join(alias)}" if alias else ""
+        out.print(f"[green]registered[/] [bold]{m.name}[/] version [bold]{m.version}[/]  "
+                  f"sha256 {m.sha256[:12]}  {_size(m.size)}{extra}")
+
+
+@app.command()
+def models(ctx: typer.Context):
+    """List models."""
+    with ctx.obj.client() as c:
+        rows = c.models()
+    t = Table("model", "latest", "versions", "aliases", "updated (UTC)", title="models")
+    for m in rows:
+        t.add_row(m["name"], str(m["latest_version"]), str(m["version_count"]),
+                  ", ".join(f"{a}→{v}" for a, v in sorted(m["aliases"].items())) or "-", _when(m["updated_at"]))
+    _emit(ctx, rows, t)
+
+
+@app.command()
+def versions(ctx: typer.Context, name: str):
+    """List the versions of a model."""
+    with ctx.obj.client() as c:
+        detail = c.model(name)
+    by_version: dict[int, list[str]] = {}
+    for a, v in detail["aliases"].items():
+        by_version.setdefault(v, []).append(a)
+    t = Table("version", "created (UTC)", "size", "task", "quantization", "sha256", "aliases", "description",
+              title=name)
+    for m in detail["versions"]:
+        q = (m.get("quantization") or {}).get("method", "none")
+        t.add_row(str(m["version"]), _when(m["created_at"]), _size(m["size"]), m["task"], q, m["sha256"][:12],
+                  ", ".join(sorted(by_version.get(m["version"], []))) or "-", m["description"][:40])
+    _emit(ctx, detail, t)
+
+
+@app.command()
+def show(ctx: typer.Context, ref: str = typer.Argument(..., help="NAME, NAME@VERSION or NAME:ALIAS")):
+    """Show one version's manifest."""
+    from .refs import parse_ref
+
+    name, r = parse_ref(ref)
+    with ctx.obj.client() as c:
+        m = c.version(name, r or "production") if r else c.versions(name)[-1]
+    _emit(ctx, m.model_dump(mode="json"))
+
+
+@app.command()
+def delete(ctx: typer.Context, name: str, version: int,
+           yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask.")):
+    """Delete a version that no alias points at."""
+    if not yes and not ctx.obj.as_json:
+        typer.confirm(f"Delete {name} version {version}?", abort=True)
+    with ctx.obj.client() as c:
+        res = c.delete_version(name, version)
+    _emit(ctx, res, f"[green]deleted[/] {name} version {version}")
+
+
+def _alias_line(s: dict[str, Any]) -> str:
+    last = s["history"][-1] if s["history"] else {}
+    return (f"[bold]{s['model']}:{s['alias']}[/] → [bold]{s['version']}[/]"
+            f"  (was {last.get('from')}, {last.get('action', 'set')} by {last.get('by') or '-'})")
+
+
+@alias_app.command("set")
+def alias_set(ctx: typer.Context, name: str, alias: str, version: int,
+              expect: Optional[int] = typer.Option(None, help="Only if the alias points at this version now.")):
+    """Point ALIAS of NAME at VERSION."""
+    with ctx.obj.client() as c:
+        s = c.set_alias(name, alias, version, **({"expected_version": expect} if expect is not None else {}))
+    _emit(ctx, s, _alias_line(s))
+
+
+@alias_app.command("delete")
+def alias_delete(ctx: typer.Context, name: str, alias: str):
+    """Remove an alias (its history is kept)."""
+    with ctx.obj.client() as c:
+        s = c.delete_alias(name, alias)
+    _emit(ctx, s, f"[green]removed[/] {name}:{alias}")
+
+
+@alias_app.command("list")
+def alias_list(ctx: typer.Context, name: str):
+    """The aliases of a model."""
+    with ctx.obj.client() as c:
+        a = c.aliases(name)
+    t = Table("alias", "version", title=name)
+    for k, v in sorted(a.items()):
+        t.add_row(k, str(v))
+    _emit(ctx, a, t)
+
+
+@alias_app.command("history")
+def alias_history(ctx: typer.Context, name: str, alias: str):
+    """Every change of an alias: who, when, from, to."""
+    with ctx.obj.client() as c:
+        s = c.alias_history(name, alias)
+    t = Table("when (UTC)", "action", "from", "to", "by", title=f"{name}:{alias}")
+    for e in s["history"]:
+        t.add_row(_when(e["at"]), e["action"], str(e["from"] if e["from"] is not None else "-"),
+                  str(e["to"] if e["to"] is not None else "-"), e.get("by") or "-")
+    _emit(ctx, s, t)
+
+
+@app.command()
+def rollback(ctx: typer.Context, name: str, alias: str = typer.Argument("production")):
+    """Undo the latest change of an alias (repeat to walk further back)."""
+    with ctx.obj.client() as c:
+        s = c.rollback(name, alias)
+    _emit(ctx, s, _alias_line(s))
+
+
+def main() -> None:
+    try:
+        app()
+    except ModelbayError as e:
+        err.print(f"[red]error[/] ({e.status} {e.code}): {e.message}")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

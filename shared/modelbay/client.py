@@ -1,0 +1,165 @@
+"""The HTTP client the CLI and the TUI use to reach any modelbay server."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import httpx
+
+from .errors import ModelbayError
+from .manifest import Manifest, VersionMetadata
+
+Progress = Callable[[int, int], None]  # (bytes sent so far, total)
+
+
+class ApiError(ModelbayError):
+    """An error answer from the server, with its status and JSON body."""
+
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        super().__init__(str(body.get("error") or body), **{k: v for k, v in body.items() if k != "error"})
+        self.status = status
+        self.code = str(body.get("code", "error"))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _chunks(path: Path, start: int, length: int, sent: list[int], total: int,
+            progress: Progress | None) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        f.seek(start)
+        left = length
+        while left > 0:
+            chunk = f.read(min(1 << 20, left))
+            if not chunk:
+                break
+            left -= len(chunk)
+            sent[0] += len(chunk)
+            if progress:
+                progress(sent[0], total)
+            yield chunk
+
+
+class Client:
+    def __init__(self, url: str | None = None, api_key: str | None = None, timeout: float = 60.0,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self.url = (url or os.environ.get("MODELBAY_URL") or "http://127.0.0.1:8080").rstrip("/")
+        self.api_key = api_key if api_key is not None else os.environ.get("MODELBAY_API_KEY")
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, transport=transport)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ plumbing
+    def request(self, method: str, path: str, **kw) -> httpx.Response:
+        try:
+            r = self.http.request(method, path, **kw)
+        except httpx.TransportError as e:
+            raise ApiError(503, {"error": f"cannot reach {self.url}: {e}", "code": "unreachable"}) from None
+        if r.status_code >= 400:
+            try:
+                body = r.json()
+                if not isinstance(body, dict):
+                    body = {"error": str(body)}
+            except ValueError:
+                body = {"error": r.text[:500] or r.reason_phrase}
+            raise ApiError(r.status_code, body)
+        return r
+
+    def _json(self, method: str, path: str, **kw) -> Any:
+        return self.request(method, path, **kw).json()
+
+    # ------------------------------------------------------------ registry
+    def models(self) -> list[dict[str, Any]]:
+        return self._json("GET", "/registry/models")["models"]
+
+    def model(self, name: str) -> dict[str, Any]:
+        return self._json("GET", f"/registry/models/{name}")
+
+    def versions(self, name: str) -> list[Manifest]:
+        return [Manifest(**m) for m in self._json("GET", f"/registry/models/{name}/versions")["versions"]]
+
+    def version(self, name: str, ref: str | int) -> Manifest:
+        return Manifest(**self._json("GET", f"/registry/models/{name}/versions/{ref}"))
+
+    def delete_version(self, name: str, version: int) -> dict[str, Any]:
+        return self._json("DELETE", f"/registry/models/{name}/versions/{version}")
+
+    def aliases(self, name: str) -> dict[str, int]:
+        return self._json("GET", f"/registry/models/{name}/aliases")["aliases"]
+
+    def set_alias(self, name: str, alias: str, version: int, **expected: int | None) -> dict[str, Any]:
+        """Pass ``expected_version=`` for compare-and-swap."""
+        return self._json("PUT", f"/registry/models/{name}/aliases/{alias}", json={"version": version, **expected})
+
+    def delete_alias(self, name: str, alias: str) -> dict[str, Any]:
+        return self._json("DELETE", f"/registry/models/{name}/aliases/{alias}")
+
+    def alias_history(self, name: str, alias: str) -> dict[str, Any]:
+        return self._json("GET", f"/registry/models/{name}/aliases/{alias}/history")
+
+    def rollback(self, name: str, alias: str) -> dict[str, Any]:
+        return self._json("POST", f"/registry/models/{name}/aliases/{alias}/rollback")
+
+    def push(self, path: str | Path, name: str, metadata: VersionMetadata | None = None,
+             side_files: dict[str, str | Path] | None = None, aliases: list[str] | tuple[str, ...] = (),
+             progress: Progress | None = None) -> Manifest:
+        """Upload straight to the store (presigned or local target), then register."""
+        files = {"model.onnx": Path(path), **{f: Path(p) for f, p in (side_files or {}).items()}}
+        decl = {f: {"size": p.stat().st_size, "sha256": _sha256(p)} for f, p in files.items()}
+        up = self._json("POST", f"/registry/models/{name}/uploads", json={"files": decl})
+        total = sum(d["size"] for d in decl.values())
+        sent = [0]
+        parts: dict[str, list[str]] = {}
+        for f, target in up["targets"].items():
+            if target.get("multipart_id"):
+                parts[f] = self._put_parts(files[f], target, sent, total, progress)
+            else:
+                self._put(target["url"], target.get("headers", {}),
+                          _chunks(files[f], 0, decl[f]["size"], sent, total, progress), decl[f]["size"])
+        body = {"upload_id": up["upload_id"], "aliases": list(aliases),
+                "metadata": (metadata or VersionMetadata()).model_dump(mode="json")}
+        if parts:
+            body["parts"] = parts
+        return Manifest(**self._json("POST", f"/registry/models/{name}/versions", json=body, timeout=600))
+
+    def _put(self, url: str, headers: dict[str, str], content, size: int) -> httpx.Response:
+        # Presigned URLs must not carry our API key: a fresh request, not self.http.
+        own = url.startswith(self.url)
+        hdrs = {**headers, "Content-Length": str(size)}
+        if own and self.api_key:
+            hdrs["Authorization"] = f"Bearer {self.api_key}"
+        try:
+            r = httpx.put(url, content=content, headers=hdrs, timeout=600)
+        except httpx.TransportError as e:
+            raise ApiError(503, {"error": f"upload failed: {e}", "code": "unreachable"}) from None
+        if r.status_code >= 300:
+            raise ApiError(r.status_code, {"error": f"upload rejected: {r.text[:300]}", "code": "upload_failed"})
+        return r
+
+    def _put_parts(self, path: Path, target: dict[str, Any], sent: list[int], total: int,
+                   progress: Progress | None) -> list[str]:
+        size = path.stat().st_size
+        step = target["part_size"]
+        etags = []
+        for part in target["parts"]:
+            start = (part["part_number"] - 1) * step
+            length = min(step, size - start)
+            r = self._put(part["url"], {}, _chunks(path, start, length, sent, total, progress), length)
+            etags.append(r.headers["ETag"])
+        return etags
