@@ -24,6 +24,9 @@ def create_app(settings: Settings | None = None, store: ObjectStore | None = Non
     app = FastAPI(title="modelbay", version=__version__, docs_url="/docs", openapi_url="/openapi.json")
     app.state.settings = settings
     app.state.store = store or open_store(settings.store_url)
+    from ..metrics import NullSink
+
+    app.state.metrics = NullSink()
     install_error_handlers(app)
     if management:
         from .registry_routes import router
