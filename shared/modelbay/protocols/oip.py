@@ -118,6 +118,8 @@ def _from_json(data: Any, dtype: np.dtype, shape: list[int], name: str) -> np.nd
             arr = np.asarray(data)
         except ValueError:
             raise _bad(f"input {name!r}: data is a ragged nested list", input=name) from None
+        if arr.size and dtype.kind in _INT_KINDS and arr.dtype.kind in "fO":
+            arr = _big_ints(data, dtype, name)  # e.g. uint64 above 2**63 mixed with small ints
         if arr.size and arr.dtype.kind not in _ALLOWED_KINDS[dtype.kind]:
             what = {"b": "booleans", "U": "strings", "O": "mixed values"}.get(arr.dtype.kind, arr.dtype.name)
             raise _bad(f"input {name!r}: datatype {oip_name(dtype)} cannot hold {what}", input=name)
@@ -129,6 +131,16 @@ def _from_json(data: Any, dtype: np.dtype, shape: list[int], name: str) -> np.nd
     if arr.size != count:
         raise _bad(f"input {name!r}: shape {shape} needs {count} elements, data has {arr.size}", input=name)
     return arr.reshape(shape)
+
+
+def _big_ints(data: Any, dtype: np.dtype, name: str) -> np.ndarray:
+    obj = np.array(data, dtype=object)
+    if not all(type(v) is int for v in obj.reshape(-1)):
+        raise _bad(f"input {name!r}: datatype {oip_name(dtype)} needs integers", input=name)
+    try:
+        return np.array(data, dtype=dtype)
+    except OverflowError:
+        raise _bad(f"input {name!r}: values outside the {oip_name(dtype)} range", input=name) from None
 
 
 def oip_name(dtype: np.dtype) -> str:
