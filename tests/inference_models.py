@@ -39,11 +39,11 @@ def make_tokenizer(path: Path, vocab_size: int = 64) -> Path:
     return path
 
 
-def text_embedder(path: Path, vocab_size: int, hidden: int = 8, seed: int = 1) -> tuple[Path, np.ndarray]:
+def text_embedder(path: Path, vocab_size: int, hidden: int = 8, seed: int = 1) -> tuple[Path, np.ndarray, np.ndarray]:
     """input_ids, attention_mask, token_type_ids [batch, seq] -> last_hidden_state [batch, seq, hidden].
 
     An embedding lookup plus a token-type embedding: enough to show tokenization,
-    padding and masking reach the graph. Returns the embedding table too.
+    padding and masking reach the graph. Returns the token and type embedding tables too.
     """
     rng = np.random.default_rng(seed)
     table = rng.standard_normal((vocab_size, hidden)).astype(np.float32)
@@ -58,7 +58,7 @@ def text_embedder(path: Path, vocab_size: int, hidden: int = 8, seed: int = 1) -
         nodes, "embedder", [ints("input_ids"), ints("attention_mask"), ints("token_type_ids")],
         [helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT, ["batch", "seq", hidden])],
         [numpy_helper.from_array(table, "table"), numpy_helper.from_array(types, "types")])
-    return _save(graph, path), table
+    return _save(graph, path), table, types
 
 
 def string_classifier(path: Path, words: list[str], n_classes: int = 2, seed: int = 2) -> tuple[Path, np.ndarray]:

@@ -62,9 +62,21 @@ def served(store, tmp_path, mlp_path):
 
 @pytest.fixture
 def local(tmp_path, mlp_path):
+    """A fresh server: for tests that count events or change settings."""
     from modelbay.storage.local import LocalStore
 
     with serve(LocalStore(tmp_path / "store"), tmp_path, mlp_path) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory, mlp_path):
+    """One server for this module's read-only tests."""
+    from modelbay.storage.local import LocalStore
+
+    tmp = tmp_path_factory.mktemp("oip")
+    with serve(LocalStore(tmp / "store"), tmp, mlp_path) as s:
+        s.tmp = tmp
         yield s
 
 
@@ -176,10 +188,10 @@ def test_tritonclient_metadata_and_infer_binary_and_json(served, mlp_path):
     c.close()
 
 
-def test_tritonclient_every_datatype_and_strings(local):
+def test_tritonclient_every_datatype_and_strings(shared):
     import tritonclient.http as th
 
-    c = th.InferenceServerClient(local.url.removeprefix("http://"))
+    c = th.InferenceServerClient(shared.url.removeprefix("http://"))
     rng = np.random.default_rng(2)
     data = {}
     for t in TYPES:
@@ -205,16 +217,16 @@ def test_tritonclient_every_datatype_and_strings(local):
             np.testing.assert_array_equal(got, a)
 
 
-def test_tritonclient_string_classifier_and_classification(local, tmp_path):
+def test_tritonclient_string_classifier_and_classification(shared):
     import tritonclient.http as th
 
-    c = th.InferenceServerClient(local.url.removeprefix("http://"))
+    c = th.InferenceServerClient(shared.url.removeprefix("http://"))
     text = np.array([["free"], ["meeting"], ["lunch"]], dtype=object)
     inp = th.InferInput("text", [3, 1], "BYTES")
     inp.set_data_from_numpy(text)
     res = c.infer("spam", [inp], outputs=[th.InferRequestedOutput("probabilities", class_count=1)])
     top = [v.decode() for v in res.as_numpy("probabilities").reshape(-1)]
-    probs = _ort(tmp_path / "spam.onnx", {"text": text})[0]
+    probs = _ort(shared.tmp / "spam.onnx", {"text": text})[0]
     for row, s in zip(probs, top):
         score, idx, label = s.split(":")
         assert int(idx) == int(np.argmax(row)) and label == ["ham", "spam"][int(idx)]
@@ -238,11 +250,11 @@ def test_tritonclient_with_a_base_path(tmp_path, mlp_path):
         assert c.infer("mlp", [inp]).as_numpy("probabilities").shape == (1, 3)
 
 
-def test_tritonclient_sees_clear_errors(local):
+def test_tritonclient_sees_clear_errors(shared):
     import tritonclient.http as th
     from tritonclient.utils import InferenceServerException
 
-    c = th.InferenceServerClient(local.url.removeprefix("http://"))
+    c = th.InferenceServerClient(shared.url.removeprefix("http://"))
     inp = th.InferInput("x", [1, 5], "FP32")
     inp.set_data_from_numpy(np.ones((1, 5), np.float32))
     with pytest.raises(InferenceServerException, match=r"dimension 1 must be 4"):
@@ -274,8 +286,8 @@ X = {"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}
     ("/v2/models/mlp/infer", b"{broken", 400, "malformed JSON"),
     ("/v2/models/ghost", None, 404, "no model named"),
 ])
-def test_bad_requests_are_clear_4xx(local, path, body, status, match):
-    r = httpx.get(local.url + path) if body is None else _post(local.url, path, body)
+def test_bad_requests_are_clear_4xx(shared, path, body, status, match):
+    r = httpx.get(shared.url + path) if body is None else _post(shared.url, path, body)
     assert r.status_code == status, r.text
     assert match in r.json()["error"] and isinstance(r.json()["error"], str)
 
@@ -294,10 +306,10 @@ def test_malformed_binary_and_oversized_bodies(local):
     assert r.status_code == 413 and "decompressed" in r.json()["error"]
 
 
-def test_gzip_request_binary_response_and_headers(local, mlp_path):
+def test_gzip_request_binary_response_and_headers(shared, mlp_path):
     x = np.arange(8, dtype=np.float32).reshape(2, 4)
     body, headers = oip.encode_request({"x": x}, ["probabilities"], request_id="g1")
-    r = _post(local.url, "/v2/models/mlp/versions/production/infer", gzip.compress(body),
+    r = _post(shared.url, "/v2/models/mlp/versions/production/infer", gzip.compress(body),
               {**headers, "Content-Encoding": "gzip"})
     assert r.status_code == 200, r.text
     assert r.headers["content-type"] == "application/octet-stream"
@@ -323,8 +335,8 @@ def test_one_metrics_event_per_request(local):
     assert all(e.total_ms >= e.inference_ms >= 0 for e in ev)
 
 
-def test_error_after_resolution_names_the_version(local):
-    r = _post(local.url, "/v2/models/mlp/versions/staging/infer", {"inputs": [{**X, "datatype": "INT64"}]})
+def test_error_after_resolution_names_the_version(shared):
+    r = _post(shared.url, "/v2/models/mlp/versions/staging/infer", {"inputs": [{**X, "datatype": "INT64"}]})
     assert r.status_code == 400 and r.headers["x-model-version"] == "2"
 
 
@@ -338,14 +350,14 @@ def test_invoke_scope_is_required(local):
     assert httpx.get(local.url + "/v2/health/live").status_code == 200
 
 
-def test_binary_bytes_output_layout(local):
+def test_binary_bytes_output_layout(shared):
     body, headers = oip.encode_request({"x_string": np.array([["ab", "c"]], dtype=object)}, None)
-    r = _post(local.url, "/v2/models/types/infer", body, headers)
+    r = _post(shared.url, "/v2/models/types/infer", body, headers)
     assert r.status_code == 400  # the other inputs are missing; a string-only model follows
     req = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1, 1], "data": ["free"]}],
            "outputs": [{"name": "probabilities", "parameters": {"classification": 2}}],
            "parameters": {"binary_data_output": True}}
-    r = _post(local.url, "/v2/models/spam/infer", req)
+    r = _post(shared.url, "/v2/models/spam/infer", req)
     hl = int(r.headers[oip.HEADER])
     blob = r.content[hl:]
     (n,) = struct.unpack_from("<I", blob)
