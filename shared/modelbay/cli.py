@@ -240,6 +240,9 @@ def rollback(ctx: typer.Context, name: str, alias: str = typer.Argument("product
     _emit(ctx, s, _alias_line(s))
 
 
+app.command("predict")(__import__("modelbay.cli_predict", fromlist=["predict"]).predict)
+
+
 def main() -> None:
     try:
         app()
