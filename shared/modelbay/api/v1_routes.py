@@ -46,10 +46,12 @@ def _instances(body: bytes) -> tuple[list[Any], dict[str, Any]]:
     return instances, params
 
 
-async def _predict(request: Request, name: str, ref: str | None) -> Response:
+async def _predict(request: Request, name: str, ref: str | None, *, version: bool = False) -> Response:
     timings = Timings.start()
     n = 0
     try:
+        if version and not str(ref).isdigit():
+            raise BadRequest(f"invalid version {ref!r}: use /labels/{ref} for an alias")
         principal = invoker(request)
         instances, params = _instances(await read_body(request))
         n = len(instances)
@@ -69,9 +71,7 @@ async def model_predict(name: str, request: Request):
 
 @router.post("/models/{name}/versions/{version}:predict", summary="Predict with a version")
 async def version_predict(name: str, version: str, request: Request):
-    if not version.isdigit():
-        raise BadRequest(f"invalid version {version!r}: use /labels/{version} for an alias")
-    return await _predict(request, name, version)
+    return await _predict(request, name, version, version=True)
 
 
 @router.post("/models/{name}/labels/{alias}:predict", summary="Predict with the version an alias points at")

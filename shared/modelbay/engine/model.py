@@ -21,7 +21,8 @@ class LoadedModel:
     preprocessor: Any = None  # modelbay.preprocess.Preprocessor | None
     postprocessor: Any = None  # modelbay.postprocess.Postprocessor
     size: int = 0
-    load_ms: float = 0.0
+    fetch_ms: float = 0.0  # download + verify, 0 when the disk cache had it
+    load_ms: float = 0.0  # session build + pre/postprocessor setup
 
     def __post_init__(self) -> None:
         self.output_names = [o.name for o in self.manifest.outputs]
