@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 
 from ..engine import Timings
 from ..engine.service import predict
@@ -79,17 +79,17 @@ async def label_predict(name: str, alias: str, request: Request):
     return await _predict(request, name, alias)
 
 
-def _status(request: Request, name: str, ref: str | None) -> dict[str, Any]:
+def _status(request: Request, name: str, ref: str | None) -> JSONResponse:
     principal = invoker(request)
     engine = engine_of(request)
     m = engine.resolve(principal.tenant, name, ref)
     loaded = engine.cached(principal.tenant, m) is not None
-    return {
+    return JSONResponse({
         "name": name, "ready": True, "version": m.version, "loaded": loaded,
         # TF Serving's GetModelStatus shape; a stateless server loads on demand, so AVAILABLE
         "model_version_status": [{"version": str(m.version), "state": "AVAILABLE",
                                   "status": {"error_code": "OK", "error_message": ""}}],
-    }
+    }, headers={"x-model-version": str(m.version)})
 
 
 @router.get("/models/{name}", summary="Model status (production alias, else latest)")

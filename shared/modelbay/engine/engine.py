@@ -50,6 +50,9 @@ class EngineConfig:
     # Lambda's /tmp is 512 MB unless configured otherwise
     disk_cache_bytes: int = field(default_factory=lambda: int(os.environ.get("MODELBAY_DISK_CACHE_MB", "400")) * MB)
     session: SessionConfig = field(default_factory=SessionConfig)
+    inference_timeout_ms: float | None = field(
+        default_factory=lambda: float(os.environ["MODELBAY_INFERENCE_TIMEOUT_MS"])
+        if os.environ.get("MODELBAY_INFERENCE_TIMEOUT_MS") else None)
 
 
 class Engine:
@@ -147,8 +150,9 @@ class Engine:
         t2 = time.perf_counter()
         self.loads += 1
         size = manifest.size + sum(f.size for f in manifest.files.values())
+        timeout = self.config.inference_timeout_ms
         model = LoadedModel(manifest, session, files, pre, post, size=size, fetch_ms=(t1 - t0) * 1000,
-                            load_ms=(t2 - t1) * 1000)
+                            load_ms=(t2 - t1) * 1000, timeout_s=timeout / 1000 if timeout else None)
         if timings is not None:
             timings.cold_start = True
             timings.fetch_ms = (t1 - t0) * 1000
