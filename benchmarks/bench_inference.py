@@ -141,18 +141,47 @@ uvicorn.run(create_app(), host="127.0.0.1", port=int(sys.argv[1]), log_level="wa
 """
 
 
-def oip_event(x) -> dict:
+def synth_feeds(sess, batch: int, seq: int = 16, seed: int = 0) -> dict:
+    """Inputs for any model from its signature: symbolic dims -> batch (first) or ``seq``;
+    token ids in a range every BERT-style vocabulary has, masks of ones, token types of zeros."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    types = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
+             "tensor(int64)": np.int64, "tensor(int32)": np.int32}
+    feeds = {}
+    for i in sess.get_inputs():
+        shape = [batch if k == 0 else (d if isinstance(d, int) and d > 0 else seq) for k, d in enumerate(i.shape)]
+        dtype = types[i.type]
+        if np.dtype(dtype).kind == "f":
+            feeds[i.name] = rng.standard_normal(shape).astype(dtype)
+        elif "mask" in i.name:
+            feeds[i.name] = np.ones(shape, dtype)
+        elif "type" in i.name:
+            feeds[i.name] = np.zeros(shape, dtype)
+        else:
+            feeds[i.name] = rng.integers(1000, 2000, shape).astype(dtype)
+    return feeds
+
+
+def instances(feeds: dict) -> list:
+    """The same batch as V1 instances: rows of the single input, or one object per row."""
+    if len(feeds) == 1:
+        return next(iter(feeds.values())).tolist()
+    n = len(next(iter(feeds.values())))
+    return [{k: v[i].tolist() for k, v in feeds.items()} for i in range(n)]
+
+
+def oip_event(feeds: dict) -> dict:
     from modelbay.protocols import oip
     from tests.apigw import event
 
-    body, headers = oip.encode_request({"x": x}, ["y"])
+    body, headers = oip.encode_request(feeds, None)
     return event("POST", f"/v2/models/{MODEL}/infer", body=body, headers=headers)
 
 
-def cold_start(endpoint: str, runs: int, tmp: Path) -> list[dict]:
-    import numpy as np
-
-    ev = json.dumps(oip_event(np.ones((1, 384), np.float32)))
+def cold_start(endpoint: str, runs: int, tmp: Path, first_feeds: dict) -> list[dict]:
+    ev = json.dumps(oip_event(first_feeds))
     out = []
     for i in range(runs):
         env = env_for(endpoint, tmp / f"cold-cache-{i}", MODELBAY_PREWARM=f"{MODEL}:production",
@@ -173,8 +202,9 @@ def cold_start(endpoint: str, runs: int, tmp: Path) -> list[dict]:
 # --------------------------------------------------------------------- main
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", type=Path, help="an ONNX model with one float input 'x' [batch, 384] "
+    ap.add_argument("--model", type=Path, help="any ONNX model; inputs are synthesised from its signature "
                                                "(default: the 23 MB MLP built here)")
+    ap.add_argument("--seq", type=int, default=16, help="length of symbolic non-batch dims (tokens)")
     ap.add_argument("--quick", action="store_true", help="fewer iterations")
     ap.add_argument("--cold-runs", type=int, default=3)
     ap.add_argument("--json", type=Path, help="also write the results here")
@@ -217,10 +247,10 @@ def main() -> None:
 
         # ---- raw session.run
         sess = build_session(path, config)
-        rng = np.random.default_rng(0)
-        xs = {b: rng.standard_normal((b, 384)).astype(np.float32) for b in (1, 32)}
+        xs = {b: synth_feeds(sess, b, args.seq) for b in (1, 32)}
+        outputs = [o.name for o in sess.get_outputs()]
         lat: dict[str, dict[int, list[float]]] = {}
-        lat["raw session.run"] = {b: timed(lambda b=b: sess.run(["y"], {"x": xs[b]}), iters[b], 50) for b in xs}
+        lat["raw session.run"] = {b: timed(lambda b=b: sess.run(outputs, xs[b]), iters[b], 50) for b in xs}
 
         # ---- engine, no transport (decode/validate/run/encode without HTTP or Lambda)
         from modelbay.engine import Engine, Timings
@@ -229,13 +259,13 @@ def main() -> None:
         from modelbay.settings import Settings
 
         engine = Engine(S3Store(BUCKET, "mb"), Settings(cache_dir=tmp / "engine-cache"))
-        bodies = {b: oip.encode_request({"x": xs[b]}, ["y"]) for b in xs}
+        bodies = {b: oip.encode_request(xs[b], None) for b in xs}
 
         def engine_call(b):
             body, headers = bodies[b]
             req = oip.decode_request(body, headers[oip.HEADER])
-            model, out = infer(engine, "default", MODEL, None, req.inputs, ["y"], Timings.start())
-            oip.encode_response(MODEL, model.version, [("y", out["y"], True)])
+            model, out = infer(engine, "default", MODEL, None, req.inputs, None, Timings.start())
+            oip.encode_response(MODEL, model.version, [(k, v, True) for k, v in out.items()])
 
         lat["engine + OIP codec"] = {b: timed(lambda b=b: engine_call(b), iters[b], 50) for b in xs}
 
@@ -247,7 +277,7 @@ def main() -> None:
         os.environ.pop("AWS_LAMBDA_FUNCTION_NAME")
         ctx = LambdaContext()
         oip_events = {b: oip_event(xs[b]) for b in xs}
-        v1_events = {b: event("POST", f"/v1/models/{MODEL}:predict", body={"instances": xs[b].tolist()})
+        v1_events = {b: event("POST", f"/v1/models/{MODEL}:predict", body={"instances": instances(xs[b])})
                      for b in xs}
         for e in (*oip_events.values(), *v1_events.values()):
             assert fn.handler(e, ctx)["statusCode"] == 200
@@ -287,7 +317,7 @@ def main() -> None:
 
         # ---- cold starts
         print("cold starts ...", flush=True)
-        colds = cold_start(endpoint, args.cold_runs, tmp)
+        colds = cold_start(endpoint, args.cold_runs, tmp, xs[1])
         results["cold_start_ms"] = {k: statistics.median(c[k] for c in colds) for k in colds[0]}
         results["import_ms_by_package"] = import_breakdown(env_for(endpoint, tmp / "imp-cache"))
         results["peak_rss_mb"] = {
