@@ -16,7 +16,6 @@ all-MiniLM-L6-v2 int8 (about 23 MB): 384 -> 2048 -> 2048 -> 384 in float32.
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import platform
@@ -56,6 +55,22 @@ def timed(fn, iters: int, warmup: int) -> list[float]:
         t = time.perf_counter()
         fn()
         out.append((time.perf_counter() - t) * 1000)
+    return out
+
+
+def interleaved(paths: dict[str, object], iters: int, warmup: int) -> dict[str, list[float]]:
+    """Time several paths round-robin, alternating the order: a burst of load from elsewhere on
+    the machine then hits every path alike, so their differences stay meaningful."""
+    for _ in range(warmup):
+        for fn in paths.values():
+            fn()
+    out: dict[str, list[float]] = {k: [] for k in paths}
+    items = list(paths.items())
+    for i in range(iters):
+        for name, fn in (items if i % 2 == 0 else items[::-1]):
+            t = time.perf_counter()
+            fn()
+            out[name].append((time.perf_counter() - t) * 1000)
     return out
 
 
@@ -212,7 +227,6 @@ def main() -> None:
 
     import logging
 
-    import numpy as np
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
@@ -250,7 +264,8 @@ def main() -> None:
         xs = {b: synth_feeds(sess, b, args.seq) for b in (1, 32)}
         outputs = [o.name for o in sess.get_outputs()]
         lat: dict[str, dict[int, list[float]]] = {}
-        lat["raw session.run"] = {b: timed(lambda b=b: sess.run(outputs, xs[b]), iters[b], 50) for b in xs}
+        paths: dict[str, dict[int, object]] = {"raw session.run": {b: lambda b=b: sess.run(outputs, xs[b])
+                                                                   for b in xs}}
 
         # ---- engine, no transport (decode/validate/run/encode without HTTP or Lambda)
         from modelbay.engine import Engine, Timings
@@ -267,7 +282,7 @@ def main() -> None:
             model, out = infer(engine, "default", MODEL, None, req.inputs, None, Timings.start())
             oip.encode_response(MODEL, model.version, [(k, v, True) for k, v in out.items()])
 
-        lat["engine + OIP codec"] = {b: timed(lambda b=b: engine_call(b), iters[b], 50) for b in xs}
+        paths["engine + OIP codec"] = {b: lambda b=b: engine_call(b) for b in xs}
 
         # ---- the Lambda handler, API Gateway events
         from tests.apigw import LambdaContext, event, load_function
@@ -281,10 +296,12 @@ def main() -> None:
                      for b in xs}
         for e in (*oip_events.values(), *v1_events.values()):
             assert fn.handler(e, ctx)["statusCode"] == 200
-        lat["Lambda handler, OIP binary"] = {b: timed(lambda b=b: fn.handler(oip_events[b], ctx), iters[b], 50)
-                                             for b in xs}
-        lat["Lambda handler, V1 JSON"] = {b: timed(lambda b=b: fn.handler(v1_events[b], ctx), iters[b], 50)
-                                          for b in xs}
+        paths["Lambda handler, OIP binary"] = {b: lambda b=b: fn.handler(oip_events[b], ctx) for b in xs}
+        paths["Lambda handler, V1 JSON"] = {b: lambda b=b: fn.handler(v1_events[b], ctx) for b in xs}
+        lat: dict[str, dict[int, list[float]]] = {k: {} for k in paths}
+        for b in xs:
+            for k, samples in interleaved({k: per[b] for k, per in paths.items()}, iters[b], 50).items():
+                lat[k][b] = samples
 
         # ---- HTTP to the local server in its own process
         import httpx

@@ -6,7 +6,6 @@ path segment may also be an alias (``/v2/models/m/versions/production/infer``).
 
 from __future__ import annotations
 
-from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
