@@ -14,7 +14,7 @@ import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-from ..errors import BadRequest, IntegrityError, ModelbayError, NotFound, StoreUnavailable
+from ..errors import BadRequest, IntegrityError, ModelbayError, NotFound, StoreUnavailable, TooLarge
 from ..layout import MODEL_FILE, Layout
 from ..manifest import Manifest
 from ..refs import parse_ref
@@ -208,8 +208,6 @@ class Engine:
 
 
 def check_instances(n: int, settings: Settings) -> None:
-    from ..errors import TooLarge
-
     if n == 0:
         raise BadRequest("no instances: send at least one")
     if n > settings.limits.max_instances:
