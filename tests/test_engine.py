@@ -241,3 +241,28 @@ def test_inference_timeout_is_a_504(local_store, tmp_path):
     assert e.value.status == 504
     eng2 = _engine(local_store, tmp_path, inference_timeout_ms=60_000)
     assert eng2.get("default", "slow").run({"x": np.ones((2, 512), np.float32)})["probabilities"].shape == (2, 512)
+
+
+def test_disk_cache_prunes_least_recent_beyond_its_budget(local_store, tmp_path):
+    import hashlib
+    import os
+
+    from modelbay.engine.diskcache import DiskCache
+
+    cache = DiskCache(tmp_path / "dc", max_bytes=1500)
+    shas = []
+    for i in range(3):
+        data = bytes([i]) * 1000
+        shas.append(hashlib.sha256(data).hexdigest())
+        local_store.put_bytes(f"k{i}", data)
+    cache.fetch(local_store, "k0", shas[0])
+    cache.fetch(local_store, "k1", shas[1])
+    # over budget, but both fetched moments ago (maybe about to become sessions): nothing pruned
+    assert [cache.path(s).exists() for s in shas[:2]] == [True, True]
+    for i in (0, 1):
+        os.utime(cache.path(shas[i]), (1000 + i, 1000 + i))
+    path, downloaded = cache.fetch(local_store, "k2", shas[2])
+    assert downloaded and path.read_bytes() == bytes([2]) * 1000
+    # the fetch pruned the least recent old blobs until under budget
+    assert [cache.path(s).exists() for s in shas] == [False, False, True]
+    assert cache.fetch(local_store, "k2", shas[2]) == (path, False)  # a hit: no download

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import uuid
 from pathlib import Path
 
 from ..storage import ObjectStore
 
 _lock = threading.Lock()
+RECENT_SECONDS = 60
 
 
 class DiskCache:
@@ -54,10 +56,12 @@ class DiskCache:
                 return 0
             total = sum(st.st_size for st, _ in files)
             freed = 0
+            now = time.time()
             for st, p in sorted(files, key=lambda f: f[0].st_mtime):
                 if total - freed <= self.max_bytes:
                     break
-                if p == keep:
+                # a blob fetched moments ago may be about to become a session in another thread
+                if p == keep or now - st.st_mtime < RECENT_SECONDS:
                     continue
                 # an open session keeps its own copy in memory; the file is only for reloads
                 p.unlink(missing_ok=True)

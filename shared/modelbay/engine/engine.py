@@ -65,7 +65,7 @@ class Engine:
         self.sessions: ByteLRU[LoadedModel] = ByteLRU(self.config.session_cache_bytes)
         self._loading: dict[tuple, Future] = {}
         self._lock = threading.Lock()
-        self.loads = 0  # how many sessions this process built (tests and /v2 stats read it)
+        self.loads = 0  # how many sessions this process built (tests and benchmarks read it)
         self._prewarm: tuple[threading.Thread, dict[str, int | str]] | None = None
 
     # -------------------------------------------------------------- lookups
