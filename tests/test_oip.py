@@ -371,3 +371,14 @@ def test_oip_batch_is_bounded_by_max_instances(local):
     assert r.status_code == 413 and "9 instances; the limit is 8" in r.json()["error"]
     body, headers = oip.encode_request({"x": np.zeros((8, 4), np.float32)}, None)
     assert _post(local.url, "/v2/models/mlp/infer", body, headers).status_code == 200
+
+
+def test_a_corrupt_stored_model_is_a_503_load_failure(local):
+    store = local.app.state.store
+    path = store._path("tenants/default/models/mlp/2/model.onnx")
+    path.write_bytes(b"\x00" * path.stat().st_size)  # same size, wrong bytes: the sha256 check catches it
+    r = _post(local.url, "/v2/models/mlp/versions/2/infer", {"inputs": [X]})
+    assert r.status_code == 503 and r.json()["code"] == "load_failure" and "sha256" in r.json()["error"]
+    assert r.headers["x-model-version"] == "2"
+    assert (local.events[-1].error, local.events[-1].version) == ("load_failure", 2)
+    assert _post(local.url, "/v2/models/mlp/versions/1/infer", {"inputs": [X]}).status_code == 200
