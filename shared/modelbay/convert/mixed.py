@@ -49,11 +49,30 @@ def rank_nodes(
     return ranked
 
 
+def _predicted_k(ranking: list[tuple[str, float]], margin: float) -> int:
+    """First guess: damages add up roughly, so drop nodes until they cover the shortfall.
+
+    For embedders damage and margin are in cosine units; for the others the
+    scales differ and the guess is only a starting point for the search.
+    """
+    need, total = -margin, 0.0
+    for k, (_, d) in enumerate(ranking, 1):
+        total += d
+        if total >= need:
+            return k
+    return 1
+
+
 def search(
     src: Path, method: Method, opts: QuantOptions, gate: Gate, full_q: Path, out: Path, work: Path,
     calibration: list[Feed] | None = None, progress: Progress = lambda *_: None, max_fraction: float = 0.5,
+    first_margin: float = 0.0,
 ) -> MixedResult | None:
-    """Smallest set of fp32 nodes (by ranked prefix) that passes; None if none does."""
+    """Smallest set of fp32 nodes (by ranked prefix) that passes; None if none does.
+
+    Starts at a k predicted from the per-node damages, doubles until the gate
+    passes, then bisects down to the smallest passing k.
+    """
     ranking = rank_nodes(src, method, opts, gate, full_q, work, calibration, progress)
     order = [n for n, _ in ranking]
     limit = max(1, int(len(order) * max_fraction))
@@ -73,7 +92,7 @@ def search(
         return cache[k]
 
     lo, hi = 0, None  # lo: known failing k, hi: smallest known passing k
-    k = 1
+    k = min(_predicted_k(ranking, first_margin), limit)
     while k <= limit:
         if attempt(k).passed:
             hi = k

@@ -16,7 +16,8 @@ from modelbay.convert.data import Dataset, Feed, load_dataset
 from modelbay.convert.gate import Gate, GateFailed, GateReport, GateThresholds
 from modelbay.convert.measure import profile
 from modelbay.convert.mixed import search
-from modelbay.convert.quantize import choose_method, options_for, preprocess, quantize, scratch_dir
+from modelbay.convert.quantize import compact_kept as compact_kept_weights
+from modelbay.convert.quantize import choose_method, options_for, preprocess, quantizable_nodes, quantize, scratch_dir
 from modelbay.errors import BadRequest
 from modelbay.manifest import QuantizationInfo, VersionMetadata
 
@@ -65,6 +66,7 @@ def prepare(
     target: str = "arm64",
     thresholds: GateThresholds | None = None,
     mixed_precision: bool = True,
+    compact_kept: bool = False,
     measure: bool = True,
     check_atol: float = 1e-4,
     check_rtol: float = 1e-3,
@@ -98,15 +100,23 @@ def prepare(
     fp32_meta.quantization = QuantizationInfo(method="none")
     side = dict(side_files or {})
 
+    method = choose_method(fp32) if quantize_mode == "auto" else quantize_mode
+    if quantize_mode == "auto" and not quantizable_nodes(fp32, method):
+        # e.g. skl2onnx TF-IDF + LinearClassifier: ai.onnx.ml ops onnxruntime does not quantize
+        quantize_mode = "none"
+        fp32_meta.quantization = QuantizationInfo(method="none", extra={"reason": "no quantizable nodes"})
     if quantize_mode == "none":
-        if measure and evals is not None:
-            meta.metrics["fp32"] = profile(fp32, evals.batches[0])
-        meta.quantization = QuantizationInfo(method="none")
+        meta.quantization = fp32_meta.quantization
+        if evals is not None:
+            # nothing to gate; still record what the model scores on the evaluation data
+            ev = Gate(fp32, evals, meta, thresholds).check(fp32)
+            meta.metrics["evaluation"] = {"samples": ev.samples, **ev.fp32}
+            if measure:
+                meta.metrics["fp32"] = profile(fp32, evals.batches[0])
         return Prepared(name, fp32, None, meta, meta, side, None, conv)
     if evals is None:
         raise BadRequest("quantizing needs evaluation data (--eval) for the accuracy gate")
 
-    method = choose_method(fp32) if quantize_mode == "auto" else quantize_mode
     opts = options_for(target)
     int8 = work / "model.int8.onnx"
     calib_batches = calib.batches if calib is not None else None
@@ -126,7 +136,8 @@ def prepare(
         if not report.passed and mixed_precision:
             say("plain int8 failed the gate; searching mixed precision", None)
             first = report
-            res = search(base, method, opts, gate, int8, int8, tmp, calib_batches, say)
+            res = search(base, method, opts, gate, int8, int8, tmp, calib_batches, say,
+                         first_margin=first.margin if gate.task == "embedder" else 0.0)
             if res is None:
                 _refuse(first, "mixed precision (up to half the nodes in fp32) did not pass either")
             report, kept = res.report, res.kept_fp32
@@ -134,6 +145,15 @@ def prepare(
                           "ranking": [(n, round(d, 6)) for n, d in res.ranking[: max(len(kept), 5)]]}
         elif not report.passed:
             _refuse(report, "mixed precision disabled")
+        if kept and compact_kept:
+            say("storing kept fp32 weights as 8-bit blocks", None)
+            done = compact_kept_weights(int8, kept, tmp / "compact.onnx")
+            compact_report = gate.check(tmp / "compact.onnx") if done else None
+            mixed_info["compact_kept"] = {"nodes": done, "gate": compact_report.int8 if compact_report else None,
+                                          "used": bool(compact_report and compact_report.passed)}
+            if compact_report and compact_report.passed:
+                shutil.copyfile(tmp / "compact.onnx", int8)
+                report = compact_report
 
     if not report.passed:
         _refuse(report, "")

@@ -195,3 +195,26 @@ def quantize(
         except Exception as e:  # noqa: BLE001 - quantizer errors are untyped
             raise InvalidModel(f"{method} quantization failed: {str(e)[:400]}") from None
     return dst
+
+
+def compact_kept(path: Path, nodes: list[str], out: Path, block_size: int = 32) -> list[str]:
+    """Store the weights of fp32-kept MatMuls as 8-bit blocks (MatMulNBits).
+
+    Activations stay fp32 (the reason those nodes were kept); only storage
+    shrinks. Measured on MiniLM: the mixed model goes 38.9 -> 24.0 MB with the
+    minimum cosine unchanged, but onnxruntime's 8-bit MatMulNBits kernel is slower
+    than its fp32 MatMul here (b32 83 -> 114-134 ms), so this is opt-in.
+    Returns the nodes it converted.
+    """
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    model = onnx.load(str(path))
+    matmuls = [n.name for n in model.graph.node if n.op_type == "MatMul" and n.name in set(nodes)]
+    if not matmuls:
+        return []
+    logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.ERROR)
+    q = MatMulNBitsQuantizer(model, bits=8, block_size=block_size, is_symmetric=True, accuracy_level=0,
+                             nodes_to_include=matmuls, op_types_to_quantize=("MatMul",))
+    q.process()
+    q.model.save_model_to_file(str(out), use_external_data_format=False)
+    return matmuls
