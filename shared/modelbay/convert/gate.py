@@ -63,7 +63,10 @@ def _run(path: Path, batches: list[Feed], output: str | None) -> list[np.ndarray
 
     s = session(path)
     names = [i.name for i in s.get_inputs()]
-    out_names = [output] if output else [s.get_outputs()[0].name]
+    outputs = [o.name for o in s.get_outputs()]
+    if output and output not in outputs:
+        raise InvalidModel(f"the metadata names output {output!r}; the model's outputs are {outputs}")
+    out_names = [output] if output else outputs[:1]
     missing = [n for n in names if n not in batches[0]]
     if missing:
         raise InvalidModel(f"evaluation data lacks model inputs {missing}")

@@ -166,12 +166,15 @@ def quantize(
         model = src if preprocessed else preprocess(src, tmp / "pre.onnx", method)[0]
         try:
             if method == "dynamic":
+                # the dynamic quantizer first rewrites Gemm as MatMul(+Add) named
+                # "<gemm>_MatMul"; exclusions by the original name would miss it
+                excluded = [x for n in opts.nodes_to_exclude for x in (n, f"{n}_MatMul")]
                 quantize_dynamic(
                     model, dst,
                     op_types_to_quantize=list(opts.op_types or DYNAMIC_OPS),
                     per_channel=opts.per_channel, reduce_range=opts.reduce_range,
                     weight_type=_qt(opts.dynamic_weight_type),
-                    nodes_to_exclude=list(opts.nodes_to_exclude),
+                    nodes_to_exclude=excluded,
                     extra_options={"MatMulConstBOnly": True, **opts.extra},
                 )
             elif method == "static":
