@@ -31,12 +31,18 @@ def _versions() -> dict[str, str]:
     return out
 
 
+# modules whose code shapes a built model (not the CLI, not this cache)
+_CORE = ("converter.py", "data.py", "gate.py", "measure.py", "mixed.py", "pipeline.py", "quantize.py",
+         "sources.py", "spec.py", "../manifest.py")
+_EXTRA = {"minilm": ("examples/sentences.py",)}
+
+
 def key(name: str, target: str) -> str:
     h = hashlib.sha256(json.dumps({"name": name, "target": target, "versions": _versions()}).encode())
     convert_dir = Path(__file__).resolve().parent.parent
-    for f in sorted(convert_dir.rglob("*.py")):
-        h.update(f.relative_to(convert_dir).as_posix().encode())
-        h.update(f.read_bytes())
+    for rel in (*_CORE, f"examples/{name}.py", *_EXTRA.get(name, ())):
+        h.update(rel.encode())
+        h.update((convert_dir / rel).read_bytes())
     return h.hexdigest()[:16]
 
 

@@ -70,3 +70,7 @@ def build(work: Path, target: str = "arm64", progress=None):
     return prepare(model, name="digits", workdir=work, input_spec="image:float32:[batch,1,8,8]",
                    output_names=["logits"], quantize_mode="static", eval_data=evals, calibration=calib,
                    metadata=metadata(), target=target, progress=progress)
+
+
+def bench_feed() -> dict[str, np.ndarray]:
+    return {"image": dataset()[1][:32]}

@@ -118,3 +118,7 @@ def build(work: Path, target: str = "arm64", progress=None):
                    output_names=["sentence_embedding"], quantize_mode="dynamic", eval_data=evals,
                    metadata=metadata(), side_files={"tokenizer.json": tok_path}, target=target,
                    thresholds=GateThresholds(min_cosine=0.99), check_atol=1e-4, progress=progress)
+
+
+def bench_feed() -> dict[str, np.ndarray]:
+    return encode(tokenizer(), sentences(EVAL_SENTENCES)[:BATCH])

@@ -65,3 +65,7 @@ def build(work: Path, target: str = "arm64", progress=None):
     return prepare(FACTORY, name="mlp", workdir=work, state_dict=state, input_spec="x:float32:[batch,100]",
                    output_names=["logits"], quantize_mode="dynamic", eval_data=evals, metadata=metadata(),
                    target=target, progress=progress)
+
+
+def bench_feed() -> dict[str, np.ndarray]:
+    return {"x": dataset()[1][:32]}

@@ -113,3 +113,7 @@ def build(work: Path, target: str = "arm64", progress=None):
     # quantize: "auto" finds nothing to do and publishes fp32, saying why.
     return prepare(pipe, name="pii", workdir=work, input_spec="text:string:[batch,1]", quantize_mode="auto",
                    eval_data=evals, metadata=meta, target=target, progress=progress)
+
+
+def bench_feed() -> dict[str, np.ndarray]:
+    return {"text": dataset(n_per_class=20)[1][:32].reshape(-1, 1)}
