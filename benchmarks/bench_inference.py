@@ -145,6 +145,34 @@ uvicorn.run(create_app(), host="127.0.0.1", port=int(sys.argv[1]), log_level="wa
 """
 
 
+SENTENCES = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Serverless inference keeps a warm session per model version.",
+    "How do I reset my password?",
+    "Quantized models are smaller and usually faster on CPUs.",
+    "The meeting has been moved to Thursday afternoon at three o'clock, in the large room on the fourth floor.",
+    "Cats sleep for most of the day.",
+    "Please send the invoice to the accounting department before the end of the month.",
+    "What is the capital of Australia?",
+] * 4  # 32 sentences of mixed lengths: dynamic padding goes to the longest of each batch
+
+
+def pick_model(args, tmp: Path):
+    """(onnx path, metadata or None, side files, label) for --model, --example or the fallback MLP."""
+    if args.model:
+        return args.model, None, {}, args.model.name
+    if args.example != "mlp":
+        try:
+            from modelbay.convert.examples import build
+
+            print(f"example {args.example}: building it once (minutes), then cached ...", flush=True)
+            r = build(args.example)
+            return r.onnx_path, r.metadata, dict(r.side_files), f"{args.example} int8 (examples cache)"
+        except ImportError as e:
+            print(f"example {args.example} needs the convert extra ({e}); using the MLP", flush=True)
+    return build_mlp(tmp / "mlp.onnx"), None, {}, "MLP 384-2048-2048-384 fp32 (MiniLM int8's size)"
+
+
 def synth_feeds(sess, batch: int, seq: int = 16, seed: int = 0) -> dict:
     """Inputs for any model from its signature: symbolic dims -> batch (first) or ``seq``;
     token ids in a range every BERT-style vocabulary has, masks of ones, token types of zeros."""
@@ -206,8 +234,11 @@ def cold_start(endpoint: str, runs: int, tmp: Path, first_feeds: dict) -> list[d
 # --------------------------------------------------------------------- main
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", type=Path, help="any ONNX model; inputs are synthesised from its signature "
-                                               "(default: the 23 MB MLP built here)")
+    ap.add_argument("--example", default="minilm", choices=["minilm", "digits", "pii", "mlp"],
+                    help="a modelbay example (built once by the conversion code, then cached); 'mlp' is "
+                         "a 23 MB MLP built here, the fallback when the convert extra is missing")
+    ap.add_argument("--model", type=Path, help="any ONNX model instead; inputs are synthesised from its "
+                                               "signature")
     ap.add_argument("--seq", type=int, default=16, help="length of symbolic non-batch dims (tokens)")
     ap.add_argument("--quick", action="store_true", help="fewer iterations")
     ap.add_argument("--cold-runs", type=int, default=5)
@@ -238,19 +269,30 @@ def main() -> None:
         from modelbay.storage.s3 import S3Store
 
         boto3.client("s3").create_bucket(Bucket=BUCKET)
-        path = args.model or build_mlp(tmp / "mlp.onnx")
+        path, metadata, side_files, label = pick_model(args, tmp)
         size_mb = path.stat().st_size / 1e6
-        Registry(S3Store(BUCKET, "mb")).register_version(MODEL, path, aliases=["production"])
+        manifest = Registry(S3Store(BUCKET, "mb")).register_version(MODEL, path, metadata, side_files,
+                                                                    aliases=["production"])
         config = SessionConfig()
-        results["model"] = {"path": str(path), "size_mb": round(size_mb, 1), "threads": config.intra_op_threads,
-                            "optimization": config.optimization}
-        print(f"model {path.name}: {size_mb:.1f} MB in s3://{BUCKET}/mb (moto); onnxruntime "
+        results["model"] = {"name": label, "path": str(path), "size_mb": round(size_mb, 1),
+                            "threads": config.intra_op_threads, "optimization": config.optimization}
+        print(f"model {label}: {size_mb:.1f} MB in s3://{BUCKET}/mb (moto); onnxruntime "
               f"{config.intra_op_threads} intra-op threads, graph optimisation '{config.optimization}'",
               flush=True)
 
         # ---- raw session.run
         sess = build_session(path, config)
-        xs = {b: synth_feeds(sess, b, args.seq) for b in (1, 32)}
+        v1_instances: dict[int, list] = {}
+        if metadata is not None and getattr(metadata.preprocessing, "kind", None) == "text":
+            # real sentences through the version's own tokenizer, padded to the longest of each batch
+            from modelbay.preprocess import build_preprocessor
+
+            pre = build_preprocessor(manifest, side_files)
+            v1_instances = {b: SENTENCES[:b] for b in (1, 32)}
+            xs = {b: pre(v1_instances[b]) for b in (1, 32)}
+        else:
+            xs = {b: synth_feeds(sess, b, args.seq) for b in (1, 32)}
+            v1_instances = {b: instances(xs[b]) for b in xs}
         outputs = [o.name for o in sess.get_outputs()]
         paths: dict[str, dict[int, object]] = {"raw session.run": {b: lambda b=b: sess.run(outputs, xs[b])
                                                                    for b in xs}}
@@ -291,7 +333,7 @@ def main() -> None:
         os.environ.pop("AWS_LAMBDA_FUNCTION_NAME")
         ctx = LambdaContext()
         oip_events = {b: oip_event(xs[b]) for b in xs}
-        v1_events = {b: event("POST", f"/v1/models/{MODEL}:predict", body={"instances": instances(xs[b])})
+        v1_events = {b: event("POST", f"/v1/models/{MODEL}:predict", body={"instances": v1_instances[b]})
                      for b in xs}
         for e in (*oip_events.values(), *v1_events.values()):
             assert fn.handler(e, ctx)["statusCode"] == 200
@@ -351,7 +393,7 @@ def main() -> None:
 
 def report(r: dict, size_mb: float) -> None:
     lat = r["latency_ms"]
-    print(f"\nlatency (ms), {r['model']['size_mb']} MB model")
+    print(f"\nlatency (ms), {r['model']['name']}, {r['model']['size_mb']} MB")
     print(f"{'path':34} {'b1 p50':>8} {'b1 p99':>8} {'b32 p50':>8} {'b32 p99':>8}   {'over raw, b1':>12} "
           f"{'b32':>7}")
     for k, v in lat.items():
