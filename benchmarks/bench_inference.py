@@ -47,19 +47,24 @@ def pct(samples: list[float], p: float) -> float:
     return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
 
 
-def interleaved(paths: dict[str, object], iters: int, warmup: int) -> dict[str, list[float]]:
+def interleaved(paths: dict[str, object], iters: int, warmup: int, budget_s: float | None = None
+                ) -> dict[str, list[float]]:
     """Time several paths round-robin, alternating the order: a burst of load from elsewhere on
-    the machine then hits every path alike, so their differences stay meaningful."""
+    the machine then hits every path alike, so their differences stay meaningful. With a budget,
+    stop early (after at least 50 rounds) once the rounds have taken that long."""
     for _ in range(warmup):
         for fn in paths.values():
             fn()
     out: dict[str, list[float]] = {k: [] for k in paths}
     items = list(paths.items())
+    start = time.perf_counter()
     for i in range(iters):
         for name, fn in (items if i % 2 == 0 else items[::-1]):
             t = time.perf_counter()
             fn()
             out[name].append((time.perf_counter() - t) * 1000)
+        if budget_s and i >= 50 and time.perf_counter() - start > budget_s:
+            break
     return out
 
 
@@ -242,6 +247,7 @@ def main() -> None:
     ap.add_argument("--seq", type=int, default=16, help="length of symbolic non-batch dims (tokens)")
     ap.add_argument("--quick", action="store_true", help="fewer iterations")
     ap.add_argument("--cold-runs", type=int, default=5)
+    ap.add_argument("--seconds", type=float, default=90, help="time budget per batch size (at least 50 rounds)")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
 
@@ -298,13 +304,14 @@ def main() -> None:
                                                                    for b in xs}}
 
         # ---- the graph optimisation level: session build time vs run latency
+        print("optimisation levels ...", flush=True)
         opt = {}
         for level in ("disable", "basic", "extended", "all"):
             t = time.perf_counter()
             s_ = build_session(path, SessionConfig(optimization=level))
             built = (time.perf_counter() - t) * 1000
             runs = interleaved({b: (lambda b=b, s_=s_: s_.run(outputs, xs[b])) for b in xs},
-                               iters[1] // 4, 20)
+                               iters[1] // 4, 10, args.seconds / 4)
             opt[level] = {"build_ms": built, **{f"b{b}_p50": pct(v, 50) for b, v in runs.items()}}
         results["optimization_levels"] = opt
 
@@ -362,7 +369,9 @@ def main() -> None:
                 paths["HTTP local server, OIP binary"] = {b: lambda b=b: post(b) for b in xs}
                 lat: dict[str, dict[int, list[float]]] = {k: {} for k in paths}
                 for b in xs:
-                    for k, samples in interleaved({k: per[b] for k, per in paths.items()}, iters[b], 50).items():
+                    print(f"  batch {b}: {len(paths)} paths round-robin ...", flush=True)
+                    rounds = interleaved({k: per[b] for k, per in paths.items()}, iters[b], 20, args.seconds)
+                    for k, samples in rounds.items():
                         lat[k][b] = samples
         finally:
             server.terminate()
