@@ -166,6 +166,7 @@ def prepare(
         **opts.info(method),
     )
     meta.metrics["gate"] = report.as_dict()
+    fp32_meta.metrics["evaluation"] = {"samples": report.samples, **report.fp32}
     if mixed_info:
         meta.metrics["mixed_precision"] = mixed_info
     if measure:
