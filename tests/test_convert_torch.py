@@ -135,3 +135,12 @@ def test_core_package_never_imports_torch():
             "bad = [m for m in ('torch', 'transformers', 'sklearn', 'skl2onnx') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, env={"PYTHONPATH": ":".join(sys.path)})
+
+
+def test_example_input_instead_of_spec(tmp_path):
+    x = np.random.default_rng(2).standard_normal((3, 100)).astype(np.float32)
+    res = convert(_mlp(), tmp_path / "e.onnx", example={"x": x})
+    assert _input_dims(res.onnx_path) == {"x": ["batch", 100]}
+    assert res.inputs[0].dtype == "float32" and res.check.samples == 3
+    with pytest.raises(BadRequest, match="batch axis"):
+        convert(_mlp(), tmp_path / "e1.onnx", example={"x": x[:1]})
