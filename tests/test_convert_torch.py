@@ -135,3 +135,22 @@ def test_core_package_never_imports_torch():
             "bad = [m for m in ('torch', 'transformers', 'sklearn', 'skl2onnx') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, env={"PYTHONPATH": ":".join(sys.path)})
+
+
+def test_example_input_instead_of_spec(tmp_path):
+    x = np.random.default_rng(2).standard_normal((3, 100)).astype(np.float32)
+    res = convert(_mlp(), tmp_path / "e.onnx", example={"x": x})
+    assert _input_dims(res.onnx_path) == {"x": ["batch", 100]}
+    assert res.inputs[0].dtype == "float32" and res.check.samples == 3
+    with pytest.raises(BadRequest, match="batch axis"):
+        convert(_mlp(), tmp_path / "e1.onnx", example={"x": x[:1]})
+
+
+def test_exported_program_without_spec_uses_its_example_inputs(tmp_path):
+    ep = torch.export.export(_mlp(), (torch.randn(4, 100),), dynamic_shapes=({0: torch.export.Dim("n")},))
+    torch.export.save(ep, tmp_path / "m.pt2")
+    res = convert(tmp_path / "m.pt2", tmp_path / "m.onnx")
+    # nn.Sequential.forward names its argument "input"
+    assert [s.name for s in res.inputs] == ["input"] and res.check.samples == 4
+    (y,) = _run(res.onnx_path, input=np.zeros((9, 100), np.float32))
+    assert y.shape == (9, 10)

@@ -16,6 +16,7 @@ from modelbay.convert.data import Dataset, Feed, load_dataset
 from modelbay.convert.gate import Gate, GateFailed, GateReport, GateThresholds
 from modelbay.convert.measure import profile
 from modelbay.convert.mixed import search
+from modelbay.convert.spec import parse_input_spec
 from modelbay.convert.quantize import compact_kept as compact_kept_weights
 from modelbay.convert.quantize import choose_method, options_for, preprocess, quantizable_nodes, quantize, scratch_dir
 from modelbay.errors import BadRequest
@@ -86,13 +87,15 @@ def prepare(
 
     fp32 = work / "model.fp32.onnx"
     say("converting", None)
-    names_hint = [s["name"] if isinstance(s, dict) else s.name for s in input_spec] if isinstance(input_spec, list) else None
-    pre_eval = eval_data if isinstance(eval_data, Dataset) else None
+    specs = parse_input_spec(input_spec)
+    names_hint = [s.name for s in specs] if specs else None
+    # with a spec we know the input names, so the eval data can feed the conversion check too
+    pre_eval = _dataset(eval_data, names_hint) if names_hint or isinstance(eval_data, Dataset) else None
     samples = pre_eval.batches[:2] if pre_eval is not None else None
     conv = convert(model, fp32, input_spec=input_spec, example=example, output_names=output_names,
                    state_dict=state_dict, samples=samples, atol=check_atol, rtol=check_rtol)
     input_names = names_hint or [s.name for s in conv.inputs]
-    evals = _dataset(eval_data, input_names)
+    evals = pre_eval if pre_eval is not None else _dataset(eval_data, input_names)
     calib = _dataset(calibration, input_names)
     meta.metrics["conversion"] = {"source": conv.kind, "exporter": conv.exporter,
                                   **(conv.check.as_dict() if conv.check else {"note": "; ".join(conv.notes)})}
@@ -163,6 +166,7 @@ def prepare(
         **opts.info(method),
     )
     meta.metrics["gate"] = report.as_dict()
+    fp32_meta.metrics["evaluation"] = {"samples": report.samples, **report.fp32}
     if mixed_info:
         meta.metrics["mixed_precision"] = mixed_info
     if measure:
