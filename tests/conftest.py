@@ -70,21 +70,42 @@ def mlp_path(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def _no_user_credentials(tmp_path_factory, monkeypatch):
+    """Tests never read or write the developer's saved API keys."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.getbasetemp() / "xdg-config"))
+    monkeypatch.delenv("MODELBAY_API_KEY", raising=False)
+    monkeypatch.delenv("MODELBAY_BOOTSTRAP_KEY", raising=False)
+
+
+@pytest.fixture
+def admin_key(store) -> str:
+    """A root admin key of the default tenant, minted in the store as `modelbay serve` does."""
+    from modelbay.auth import SCOPES, KeyStore
+
+    return KeyStore(store).create("default", SCOPES, name="tests", root=True)[1]
+
+
+@pytest.fixture
+def auth_headers(admin_key) -> dict[str, str]:
+    return {"Authorization": f"Bearer {admin_key}"}
+
+
 @pytest.fixture
 def server(store, tmp_path):
-    """A local modelbay server (management + inference) on the parametrised store."""
+    """A local modelbay server (management + inference) on the parametrised store; keys required."""
     from modelbay.api.app import create_app
     from modelbay.settings import Settings
 
-    settings = Settings(store_url=store.url, cache_dir=tmp_path / "cache")
+    settings = Settings(store_url=store.url, cache_dir=tmp_path / "cache", auth=True)
     app = create_app(settings, store=store)
     with running(app) as url:
         yield url
 
 
 @pytest.fixture
-def client(server):
+def client(server, admin_key):
     from modelbay.client import Client
 
-    with Client(server) as c:
+    with Client(server, admin_key) as c:
         yield c

@@ -28,10 +28,15 @@ def create_app(settings: Settings | None = None, store: ObjectStore | None = Non
 
     app.state.metrics = NullSink()
     install_error_handlers(app)
+    from ..auth.http import install_auth
+
+    install_auth(app, settings, app.state.store)  # before any route: every route inherits its guard
     if management:
+        from .auth_routes import router as auth_router
         from .registry_routes import router
 
         app.include_router(router)
+        app.include_router(auth_router)
     if inference:
         from .inference_routes import include_inference
 

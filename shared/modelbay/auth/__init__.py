@@ -1,0 +1,7 @@
+"""API keys with scopes, tenants, and the audit log."""
+
+from .keys import SCOPES, KeyRecord, KeyStore
+from .tenants import Tenant, TenantStore
+from .audit import AuditLog, AuditedRegistry
+
+__all__ = ["SCOPES", "KeyRecord", "KeyStore", "Tenant", "TenantStore", "AuditLog", "AuditedRegistry"]
