@@ -270,3 +270,33 @@ def test_keys_cli(client, server):
     assert r.exit_code == 0 and "revoked" in r.output
     r = run.invoke(cli, base + ["--json", "audit", "--action", "key."])
     assert [e["action"] for e in json.loads(r.stdout)][:2] == ["key.revoke", "key.create"]
+
+
+def test_request_bodies_are_capped_with_413_json(tmp_path):
+    from tests.onnx_models import make_mlp
+
+    from modelbay.settings import Limits
+
+    store = LocalStore(tmp_path / "store")
+    limits = Limits()
+    limits.max_body_bytes = 4096
+    app = create_app(Settings(store_url=store.url, cache_dir=tmp_path / "c", auth=True, limits=limits), store=store)
+    _, key = KeyStore(store).create("default", ["manage", "admin", "invoke"])
+    h = {"x-api-key": key}
+    big = {"scopes": ["invoke"], "name": "x" * 5000}
+    with TestClient(app) as c:
+        r = c.post("/registry/keys", json=big, headers=h)
+        assert r.status_code == 413 and r.json()["code"] == "too_large"
+
+        def chunks():  # no Content-Length: the count happens while the body streams
+            for _ in range(10):
+                yield b"x" * 1000
+        r = c.post("/registry/models/m/uploads", content=chunks(), headers={**h, "content-type": "application/json"})
+        assert r.status_code == 413 and r.json()["code"] == "too_large"
+        # the local upload URL streams models past the JSON cap, under the model-size limit
+        data = make_mlp(tmp_path / "wide.onnx", n_hidden=256).read_bytes()
+        assert len(data) > 4096
+        up = c.post("/registry/models/m/uploads", headers=h, json={"files": {"model.onnx": {
+            "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}}}).json()
+        assert c.put(up["targets"]["model.onnx"]["url"], content=data).status_code == 204
+        assert c.post("/registry/models/m/versions", headers=h, json={"upload_id": up["upload_id"]}).status_code == 201

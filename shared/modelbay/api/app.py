@@ -31,6 +31,9 @@ def create_app(settings: Settings | None = None, store: ObjectStore | None = Non
     from ..auth.http import install_auth
 
     install_auth(app, settings, app.state.store)  # before any route: every route inherits its guard
+    from .body_limit import install_body_limit
+
+    install_body_limit(app, settings.limits.max_body_bytes)
     if management:
         from .auth_routes import router as auth_router
         from .registry_routes import router
