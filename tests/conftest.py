@@ -92,15 +92,31 @@ def auth_headers(admin_key) -> dict[str, str]:
 
 
 @pytest.fixture
-def server(store, tmp_path):
-    """A local modelbay server (management + inference) on the parametrised store; keys required."""
+def serve_store(tmp_path):
+    """Start a modelbay server (management + inference, keys required) on a given store; stopped after the test."""
+    import contextlib
+
     from modelbay.api.app import create_app
     from modelbay.settings import Settings
 
-    settings = Settings(store_url=store.url, cache_dir=tmp_path / "cache", auth=True)
-    app = create_app(settings, store=store)
-    with running(app) as url:
-        yield url
+    with contextlib.ExitStack() as stack:
+        def start(store):
+            # as `modelbay serve` does on first start: a root admin key, saved for this URL,
+            # so Client(url) without a key uses it
+            from modelbay.auth import SCOPES, KeyStore, credentials
+
+            settings = Settings(store_url=store.url, cache_dir=tmp_path / "cache", auth=True)
+            url = stack.enter_context(running(create_app(settings, store=store)))
+            credentials.save_key([url], KeyStore(store).create("default", SCOPES, name="tests", root=True)[1])
+            return url
+
+        yield start
+
+
+@pytest.fixture
+def server(store, serve_store):
+    """A local modelbay server on the parametrised store."""
+    return serve_store(store)
 
 
 @pytest.fixture
