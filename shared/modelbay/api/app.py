@@ -44,6 +44,9 @@ def create_app(settings: Settings | None = None, store: ObjectStore | None = Non
         from .inference_routes import include_inference
 
         include_inference(app)
+    from ..auth.http import protect
+
+    protect(app)  # keep last: the outermost layer authenticates before any fast path or route
     return app
 
 

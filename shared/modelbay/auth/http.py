@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 import threading
 
 from fastapi import Depends, FastAPI, Request
@@ -34,7 +35,9 @@ log = logging.getLogger("modelbay.auth")
 PUBLIC = frozenset({
     "/health", "/v2/health/live", "/v2/health/ready", "/v1/health",
     "/registry/uploads/{upload_id}/files/{file}",
+    "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json",
 })
+_PUBLIC_RE = re.compile("^(?:" + "|".join(re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(p)) for p in PUBLIC) + ")$")
 ANY_KEY = frozenset({"/registry/whoami"})
 # first match wins
 SCOPE_BY_PREFIX = (
@@ -123,6 +126,45 @@ def guard(request: Request) -> None:
     scope = None if path in ANY_KEY else required_scope(path)
     if scope and scope not in principal.scopes:
         raise Forbidden(f"this key lacks the {scope!r} scope", scope=scope)
+
+
+class AuthGate:
+    """Outermost ASGI layer: no request reaches routing, a fast path or a mounted app unauthenticated.
+
+    It checks the key and the path's scope (``SCOPE_BY_PREFIX``) and leaves the
+    principal in the request state, where ``get_principal`` finds it again.
+    """
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        from starlette.concurrency import run_in_threadpool
+        from starlette.requests import Request
+
+        request = Request(scope)
+        path, root = scope["path"], scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root):]
+        if not _PUBLIC_RE.match(path) and getattr(request.app.state, "authenticate", None) is not None:
+            try:
+                # a store read on a cache miss: off the event loop
+                principal = await run_in_threadpool(request.app.state.authenticate, request)
+                scope_needed = None if path in ANY_KEY else required_scope(path)
+                if scope_needed and scope_needed not in principal.scopes:
+                    raise Forbidden(f"this key lacks the {scope_needed!r} scope", scope=scope_needed)
+            except (Unauthorized, Forbidden) as e:
+                from fastapi.responses import JSONResponse
+
+                return await JSONResponse(e.to_body(), status_code=e.status)(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
+def protect(app: FastAPI) -> None:
+    """Add the gate last, after every other middleware, so that it runs first."""
+    app.add_middleware(AuthGate)
 
 
 def install_auth(app: FastAPI, settings: Settings, store: ObjectStore) -> None:
