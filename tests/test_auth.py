@@ -300,3 +300,23 @@ def test_request_bodies_are_capped_with_413_json(tmp_path):
             "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}}}).json()
         assert c.put(up["targets"]["model.onnx"]["url"], content=data).status_code == 204
         assert c.post("/registry/models/m/versions", headers=h, json={"upload_id": up["upload_id"]}).status_code == 201
+
+
+def test_inference_fast_paths_authenticate_first_on_lambda(tmp_path, monkeypatch):
+    """The Lambda entry adds the inference fast paths after create_app: the gate still runs first."""
+    from tests.apigw import event, invoke, load_function
+
+    boot = "inference-bootstrap-key-0123456789abcdef"
+    monkeypatch.setenv("MODELBAY_STORE", str(tmp_path / "store"))
+    monkeypatch.setenv("MODELBAY_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("MODELBAY_BOOTSTRAP_KEY", boot)
+    fn = load_function("inference")
+    _, manage_only = KeyStore(fn.store).create("default", ["manage"])
+    for path in ("/v1/models/m/versions/x1:predict", "/v2/models/m/infer", "/v2/models/m/versions/x1/infer"):
+        e = event("POST", path, body={"instances": [1]})
+        assert invoke(fn.handler, e)[0] == 401, path  # before any validation of the path or body
+        status, _, body = invoke(fn.handler, event("POST", path, body={"instances": [1]},
+                                                   headers={"x-api-key": manage_only}))
+        assert status == 403 and json.loads(body)["scope"] == "invoke", (path, body)
+        status, _, body = invoke(fn.handler, event("POST", path, body={"instances": [1]}, headers={"x-api-key": boot}))
+        assert status in (400, 404), (path, status, body)

@@ -30,7 +30,7 @@ def create_app(settings: Settings | None = None, store: ObjectStore | None = Non
     install_error_handlers(app)
     from ..auth.http import install_auth
 
-    install_auth(app, settings, app.state.store)  # before any route: every route inherits its guard
+    install_auth(app, settings, app.state.store)  # before any route: every route inherits its guard; gate outermost
     from .body_limit import install_body_limit
 
     install_body_limit(app, settings.limits.max_body_bytes)
@@ -44,9 +44,6 @@ def create_app(settings: Settings | None = None, store: ObjectStore | None = Non
         from .inference_routes import include_inference
 
         include_inference(app)
-    from ..auth.http import protect
-
-    protect(app)  # keep last: the outermost layer authenticates before any fast path or route
     return app
 
 

@@ -21,7 +21,7 @@ import threading
 
 from fastapi import Depends, FastAPI, Request
 
-from ..errors import Forbidden, Unauthorized
+from ..errors import Forbidden, ModelbayError, Unauthorized
 from ..settings import Settings
 from ..storage import ObjectStore
 from .audit import AuditLog
@@ -91,7 +91,8 @@ class Authenticator:
                     self._bootstrap_loaded = True
         return self._bootstrap
 
-    def __call__(self, request: Request):
+    def __call__(self, request: Request, *, fetch: bool = True):
+        """With ``fetch=False``, None when answering would need a store or secret read."""
         from ..api.deps import Principal
 
         cached = getattr(request.state, "principal", None)
@@ -101,28 +102,36 @@ class Authenticator:
         if key is None:
             raise Unauthorized("an API key is required: 'Authorization: Bearer <key>' or 'x-api-key: <key>'")
         if not key.startswith("mb_"):
+            if not fetch and not self._bootstrap_loaded:
+                return None
             boot = self.bootstrap_sha256()
             if boot is None or not hmac.compare_digest(boot, hashlib.sha256(key.encode()).hexdigest()):
                 raise Unauthorized("unknown API key")
             principal = Principal(self.settings.default_tenant, frozenset(SCOPES), BOOTSTRAP_ID, root=True)
         else:
-            rec = self.keys.verify(key)
+            rec = self.keys.verify(key, fetch=fetch)
+            if rec is None:
+                return None
             principal = Principal(rec.tenant, frozenset(rec.scopes), rec.key_id, root=rec.root)
         request.state.principal = principal
         return principal
 
 
-def guard(request: Request) -> None:
-    """App-level dependency of every route: authenticate, then check the path's scope."""
-    if getattr(request.app.state, "authenticate", None) is None:
+async def guard(request: Request) -> None:
+    """App-level dependency of every route: authenticate, then check the path's scope.
+
+    Async so FastAPI runs it on the loop: the gate has usually cached the principal already.
+    """
+    auth = getattr(request.app.state, "authenticate", None)
+    if auth is None:
         return  # --no-auth
     route = request.scope.get("route")
     path = getattr(route, "path_format", None) or request.url.path
     if path in PUBLIC:
         return
-    from ..api.deps import get_principal
+    from starlette.concurrency import run_in_threadpool
 
-    principal = get_principal(request)
+    principal = auth(request, fetch=False) or await run_in_threadpool(auth, request)
     scope = None if path in ANY_KEY else required_scope(path)
     if scope and scope not in principal.scopes:
         raise Forbidden(f"this key lacks the {scope!r} scope", scope=scope)
@@ -150,21 +159,36 @@ class AuthGate:
             path = path[len(root):]
         if not _PUBLIC_RE.match(path) and getattr(request.app.state, "authenticate", None) is not None:
             try:
-                # a store read on a cache miss: off the event loop
-                principal = await run_in_threadpool(request.app.state.authenticate, request)
+                # inline when the key is cached (no thread hop on warm requests); a store read goes off the loop
+                auth = request.app.state.authenticate
+                principal = auth(request, fetch=False) or await run_in_threadpool(auth, request)
                 scope_needed = None if path in ANY_KEY else required_scope(path)
                 if scope_needed and scope_needed not in principal.scopes:
                     raise Forbidden(f"this key lacks the {scope_needed!r} scope", scope=scope_needed)
-            except (Unauthorized, Forbidden) as e:
+            except Exception as e:  # outside Starlette's error middleware: answer JSON here
                 from fastapi.responses import JSONResponse
 
-                return await JSONResponse(e.to_body(), status_code=e.status)(scope, receive, send)
+                if isinstance(e, ModelbayError):
+                    body, status = e.to_body(), e.status
+                else:
+                    log.exception("authentication failed on %s %s", scope.get("method"), path)
+                    body, status = {"error": "internal error", "code": "internal"}, 500
+                return await JSONResponse(body, status_code=status)(scope, receive, send)
         await self.app(scope, receive, send)
 
 
 def protect(app: FastAPI) -> None:
-    """Add the gate last, after every other middleware, so that it runs first."""
-    app.add_middleware(AuthGate)
+    """Make the gate the outermost layer whenever the app builds its middleware stack.
+
+    Wrapping the built stack (rather than ``add_middleware``) keeps it outside
+    middleware added later, such as the inference fast paths.
+    """
+    build = app.build_middleware_stack
+
+    def build_with_gate():
+        return AuthGate(build())
+
+    app.build_middleware_stack = build_with_gate
 
 
 def install_auth(app: FastAPI, settings: Settings, store: ObjectStore) -> None:
@@ -178,6 +202,7 @@ def install_auth(app: FastAPI, settings: Settings, store: ObjectStore) -> None:
     else:
         log.warning("authentication is OFF: every caller is an admin of tenant %r", settings.default_tenant)
     app.router.dependencies.append(Depends(guard))
+    protect(app)
 
 
 def caller(principal) -> Caller:

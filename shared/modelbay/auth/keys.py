@@ -162,11 +162,12 @@ class KeyStore:
             return rec
         return self.update(key_id, revoked_at=now(), revoked_by=actor)
 
-    def verify(self, token: str) -> KeyRecord:
+    def verify(self, token: str, *, fetch: bool = True) -> KeyRecord | None:
         """The active record of a presented key, or Unauthorized.
 
         Records are cached for ``cache_seconds``: a revocation reaches warm
-        Lambda containers within that time.
+        Lambda containers within that time. With ``fetch=False`` a cache miss
+        returns None instead of reading the store (the event loop's fast path).
         """
         m = KEY_RE.match(token or "")
         if not m:
@@ -174,6 +175,8 @@ class KeyStore:
         key_id, secret = m.groups()
         rec = self._cached(key_id)
         if rec is None:
+            if not fetch:
+                return None
             try:
                 rec = self._read(key_id)[0]
             except NotFound:
