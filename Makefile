@@ -6,7 +6,22 @@ STAMP := $(VENV)/.installed-stamp
 STORE ?= .modelbay
 PORT ?= 8080
 
-.PHONY: install run serve test bench clean
+# SAM CLI and LocalStack live in their own venvs on Python 3.12 (the Lambda runtime's
+# version: sam build needs it on PATH). pyenv's 3.12 if present, else python3.12.
+SAM_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python) $(shell command -v python3.12))
+SAM_VENV := .venv-sam
+SAM_STAMP := $(SAM_VENV)/.installed-stamp
+SAM_CLI_VERSION := 1.170.0
+SAM := PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
+SAMCONFIG := infra/samconfig.toml
+# Lambda architecture: the layer is built for it and the template is told the same
+ARCH ?= arm64
+export ARCH
+STACK ?= modelbay
+PARAMS ?=
+LOCALSTACK_VENV := .venv-localstack
+
+.PHONY: install run serve test test-fast bench clean sam-install sam-check layer deploy deploy-local localstack-up localstack-down
 
 # torch goes first and pinned: the local CPU wheel satisfies it; a looser spec pulls CUDA.
 $(STAMP): pyproject.toml shared/requirements.txt
@@ -19,17 +34,57 @@ $(STAMP): pyproject.toml shared/requirements.txt
 
 install: $(STAMP)
 
+$(SAM_STAMP):
+	test -n "$(SAM_PYTHON)" || { echo "need Python 3.12 for SAM (pyenv install 3.12, or set SAM_PYTHON)"; exit 1; }
+	test -x $(SAM_VENV)/bin/python || $(SAM_PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install -q --upgrade pip
+	$(SAM_VENV)/bin/python -m pip install -q aws-sam-cli==$(SAM_CLI_VERSION)
+	touch $(SAM_STAMP)
+
+sam-install: $(SAM_STAMP)
+
 serve: install
 	$(VENV)/bin/modelbay serve --store $(STORE) --port $(PORT)
 
 run: serve
 
-test: install
-	$(PY) -m pytest -q -n 2
+# sam validate --lint and sam build both run offline; the build fetches wheels from PyPI
+sam-check: sam-install
+	$(SAM) validate --lint --config-file $(SAMCONFIG)
+	$(SAM) build --config-file $(SAMCONFIG)
+
+# the layer alone, into build/layer (what sam build puts in .aws-sam/build/ModelbayLayer)
+layer: sam-install
+	$(MAKE) -C infra/layer layer SRC=$(CURDIR)/shared ARTIFACTS_DIR=$(CURDIR)/build/layer \
+		PIP="$(CURDIR)/$(SAM_VENV)/bin/python -m pip"
+
+# Needs AWS credentials (aws configure / AWS_PROFILE) and a region. See infra/README.md.
+deploy: sam-check
+	$(SAM) deploy --config-file $(SAMCONFIG) --stack-name $(STACK) \
+		--parameter-overrides Architecture=$(ARCH) $(PARAMS)
+
+# LocalStack: the whole stack with Docker; without Docker, the storage stack plus a local server.
+deploy-local: sam-install
+	infra/localstack.sh deploy
+
+localstack-up:
+	infra/localstack.sh start
+
+localstack-down:
+	infra/localstack.sh stop
+
+# make test: the whole suite, including sam validate/build (via tests/test_template.py
+# and tests/test_package_size.py, which need .venv-sam) and schemathesis.
+test: install sam-install
+	SAM_CLI_TELEMETRY=0 $(PY) -m pytest -q -n 2
+
+# everything but the deploy checks (sam build, LocalStack)
+test-fast: install
+	$(PY) -m pytest -q -n 2 -m "not deploy"
 
 # Not part of `make test`: latency (raw vs Lambda handler vs HTTP), cold start, peak RSS.
 bench: install
 	$(PY) benchmarks/bench_inference.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(SAM_VENV) $(LOCALSTACK_VENV) .pytest_cache .aws-sam build

@@ -70,9 +70,30 @@ def mlp_path(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def _no_user_credentials(tmp_path_factory, monkeypatch):
+    """Tests never read or write the developer's saved API keys."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.getbasetemp() / "xdg-config"))
+    monkeypatch.delenv("MODELBAY_API_KEY", raising=False)
+    monkeypatch.delenv("MODELBAY_BOOTSTRAP_KEY", raising=False)
+
+
+@pytest.fixture
+def admin_key(store) -> str:
+    """A root admin key of the default tenant, minted in the store as `modelbay serve` does."""
+    from modelbay.auth import SCOPES, KeyStore
+
+    return KeyStore(store).create("default", SCOPES, name="tests", root=True)[1]
+
+
+@pytest.fixture
+def auth_headers(admin_key) -> dict[str, str]:
+    return {"Authorization": f"Bearer {admin_key}"}
+
+
 @pytest.fixture
 def serve_store(tmp_path):
-    """Start a modelbay server (management + inference) on a given store; stopped after the test."""
+    """Start a modelbay server (management + inference, keys required) on a given store; stopped after the test."""
     import contextlib
 
     from modelbay.api.app import create_app
@@ -80,8 +101,14 @@ def serve_store(tmp_path):
 
     with contextlib.ExitStack() as stack:
         def start(store):
-            settings = Settings(store_url=store.url, cache_dir=tmp_path / "cache")
-            return stack.enter_context(running(create_app(settings, store=store)))
+            # as `modelbay serve` does on first start: a root admin key, saved for this URL,
+            # so Client(url) without a key uses it
+            from modelbay.auth import SCOPES, KeyStore, credentials
+
+            settings = Settings(store_url=store.url, cache_dir=tmp_path / "cache", auth=True)
+            url = stack.enter_context(running(create_app(settings, store=store)))
+            credentials.save_key([url], KeyStore(store).create("default", SCOPES, name="tests", root=True)[1])
+            return url
 
         yield start
 
@@ -93,8 +120,8 @@ def server(store, serve_store):
 
 
 @pytest.fixture
-def client(server):
+def client(server, admin_key):
     from modelbay.client import Client
 
-    with Client(server) as c:
+    with Client(server, admin_key) as c:
         yield c

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -51,8 +53,10 @@ def test_cli_errors_are_clear(run, server, mlp_path):
     run("push", str(mlp_path), "--name", "m", "--alias", "production")
 
     def cli(*args):
+        # this tree's modelbay (not the venv's installed one), with the test's saved key
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "shared")}
         return subprocess.run([sys.executable, "-m", "modelbay", "--url", server, *args],
-                              capture_output=True, text=True, timeout=60)
+                              capture_output=True, text=True, timeout=60, env=env)
 
     r = cli("alias", "set", "m", "production", "9")
     assert r.returncode == 1 and "404" in r.stderr and "no version 9" in r.stderr

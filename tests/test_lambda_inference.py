@@ -17,7 +17,15 @@ import pytest
 from modelbay.protocols import oip
 from modelbay.registry import Registry
 from modelbay.storage.s3 import S3Store
-from tests.apigw import event, invoke, load_function
+from tests.apigw import event as _event
+from tests.apigw import invoke, load_function
+
+KEY = "lambda-inference-bootstrap-key-0123456789"  # the stack's bootstrap key (MODELBAY_BOOTSTRAP_KEY)
+
+
+def event(*args, headers=None, **kw):
+    """Every request carries a key, as a client's would (Authorization and x-api-key)."""
+    return _event(*args, headers={"x-api-key": KEY, **(headers or {})}, **kw)
 from tests.servers import running
 from tests.test_v1 import register_text
 
@@ -38,6 +46,7 @@ def deployed(s3_endpoint, tmp_path_factory, mlp_path):
     mp.setenv("MODELBAY_STORE", f"s3://{bucket}/mb")
     mp.setenv("MODELBAY_CACHE_DIR", str(tmp / "cache"))
     mp.setenv("MODELBAY_PREWARM", "mlp:production")
+    mp.setenv("MODELBAY_BOOTSTRAP_KEY", KEY)
     mp.setenv("AWS_LAMBDA_FUNCTION_NAME", "modelbay-inference")
     fn = load_function("inference")
     mp.delenv("AWS_LAMBDA_FUNCTION_NAME")
@@ -51,7 +60,7 @@ def http_server(deployed):
     from modelbay.settings import Settings
 
     _, store, tmp = deployed
-    app = create_app(Settings(store_url=store.url, cache_dir=tmp / "http-cache"), store=store)
+    app = create_app(Settings(store_url=store.url, cache_dir=tmp / "http-cache", bootstrap_key=KEY), store=store)
     with running(app) as url:
         yield url
 
@@ -67,7 +76,7 @@ def call(request, s3_endpoint, deployed):
 
     def over_http(method, path, body=None, headers=None):
         kw = {"json": body} if isinstance(body, dict) else {"content": body}
-        r = httpx.request(method, url + path, headers=headers, **kw)
+        r = httpx.request(method, url + path, headers={"x-api-key": KEY, **(headers or {})}, **kw)
         return r.status_code, {k.lower(): v for k, v in r.headers.items()}, r.content
 
     return over_http

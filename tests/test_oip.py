@@ -48,7 +48,8 @@ def serve(store, tmp_path: Path, mlp_path: Path, app_wrapper=None):
     path, _ = string_classifier(tmp_path / "spam.onnx", WORDS)
     reg.register_version("spam", path, VersionMetadata(labels=["ham", "spam"]))
     reg.register_version("types", all_types(tmp_path / "types.onnx"))
-    app = create_app(Settings(store_url=store.url, cache_dir=tmp_path / "cache"), store=store)
+    # protocol tests: keys are covered by test_auth/test_tenants (the route sweep includes these routes)
+    app = create_app(Settings(store_url=store.url, cache_dir=tmp_path / "cache", auth=False), store=store)
     app.state.metrics = Recorder()
     with running(app_wrapper(app) if app_wrapper else app) as url:
         yield SimpleNamespace(url=url, app=app, events=app.state.metrics.events)

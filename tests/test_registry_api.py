@@ -34,7 +34,7 @@ def test_push_list_alias_rollback(client, mlp_path, tmp_path):
     assert [e["to"] for e in client.alias_history("iris", "production")["history"]] == [1, 2, 1]
 
 
-def test_errors_are_json_4xx(client, server, mlp_path, tmp_path):
+def test_errors_are_json_4xx(client, server, mlp_path, tmp_path, auth_headers):
     client.push(mlp_path, "m", aliases=["production"])
     cases = [
         (lambda: client.version("m", 9), 404, "not_found"),
@@ -51,35 +51,39 @@ def test_errors_are_json_4xx(client, server, mlp_path, tmp_path):
         assert (e.value.status, e.value.code) == (status, code), e.value.message
         assert e.value.message
     raw = [
-        httpx.post(f"{server}/registry/models/m/uploads", content=b"{not json", headers={"content-type": "application/json"}),
-        httpx.post(f"{server}/registry/models/m/uploads", json={"files": {"model.onnx": {"size": -1, "sha256": "x"}}}),
-        httpx.post(f"{server}/registry/models/m/versions", json={"upload_id": "nope"}),
-        httpx.put(f"{server}/registry/models/m/aliases/production", json={"version": "one"}),
-        httpx.get(f"{server}/registry/models/m/versions/..%2F..%2Fetc"),
-        httpx.get(f"{server}/no/such/route"),
+        httpx.post(f"{server}/registry/models/m/uploads", content=b"{not json", headers={"content-type": "application/json", **auth_headers}),
+        httpx.post(f"{server}/registry/models/m/uploads", json={"files": {"model.onnx": {"size": -1, "sha256": "x"}}}, headers=auth_headers),
+        httpx.post(f"{server}/registry/models/m/versions", json={"upload_id": "nope"}, headers=auth_headers),
+        httpx.put(f"{server}/registry/models/m/aliases/production", json={"version": "one"}, headers=auth_headers),
+        httpx.get(f"{server}/registry/models/m/versions/..%2F..%2Fetc", headers=auth_headers),
+        httpx.get(f"{server}/no/such/route", headers=auth_headers),
     ]
     for r in raw:
-        assert 400 <= r.status_code < 500, (r.request.url, r.status_code, r.text)
+        assert 400 <= r.status_code < 500 and r.status_code not in (401, 403), (r.request.url, r.status_code, r.text)
         assert r.json()["error"], r.text
     assert [v.version for v in client.versions("m")] == [1]  # nothing lost, nothing half-made
 
 
 def test_local_upload_url_needs_its_token(serve_store, mlp_path, tmp_path):
+    from modelbay.auth import SCOPES, KeyStore
     from modelbay.client import Client
     from modelbay.storage.local import LocalStore
 
-    server = serve_store(LocalStore(tmp_path / "store"))
-    client = Client(server)
+    store = LocalStore(tmp_path / "store")
+    key = KeyStore(store).create("default", SCOPES)[1]
+    auth_headers = {"Authorization": f"Bearer {key}"}
+    server = serve_store(store)
+    client = Client(server, key)
     data = mlp_path.read_bytes()
     up = client._json("POST", "/registry/models/m/uploads",
                       json={"files": {"model.onnx": {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}}})
     url = up["targets"]["model.onnx"]["url"]
-    bad = url.split("?")[0] + "?token=forged"
+    bad = url.split("?")[0] + "?token=forged&tenant=default"
     r = httpx.put(bad, content=data)
     assert r.status_code == 403 and r.json()["code"] == "forbidden"
     assert httpx.put(url, content=data[:10]).status_code == 400  # size differs from the declaration
     assert httpx.put(url, content=data).status_code == 204
-    r = httpx.post(f"{server}/registry/models/m/versions", json={"upload_id": up["upload_id"]})
+    r = httpx.post(f"{server}/registry/models/m/versions", json={"upload_id": up["upload_id"]}, headers=auth_headers)
     assert r.status_code == 201 and r.json()["version"] == 1
 
 

@@ -53,7 +53,8 @@ def serve(store, tmp_path: Path, mlp_path: Path):
     reg.register_version("iris", mlp_path, VersionMetadata(
         preprocessing=TabularPreprocessing(input="x", columns=["a", "b", "c", "d"])))
     reg.register_version("mlp", mlp_path, aliases=["production"])
-    app = create_app(Settings(store_url=store.url, cache_dir=tmp_path / "cache"), store=store)
+    # protocol tests: keys are covered by test_auth/test_tenants (the route sweep includes these routes)
+    app = create_app(Settings(store_url=store.url, cache_dir=tmp_path / "cache", auth=False), store=store)
     with running(app) as url:
         yield SimpleNamespace(url=url, app=app, tok=tok, table=table, weights=weights, spam_w=spam_w,
                               mlp=mlp_path)

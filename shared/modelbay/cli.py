@@ -19,6 +19,11 @@ app = typer.Typer(help="modelbay: versioned ONNX models, quantized and served.",
                   pretty_exceptions_enable=False)
 alias_app = typer.Typer(help="Point aliases such as 'production' at versions.", no_args_is_help=True)
 app.add_typer(alias_app, name="alias")
+from .auth.commands import audit as _audit, keys_app, tenants_app  # noqa: E402
+
+app.add_typer(keys_app, name="keys")
+app.add_typer(tenants_app, name="tenants")
+app.command("audit")(_audit)
 
 out = Console()
 err = Console(stderr=True)
@@ -74,7 +79,8 @@ def serve(host: str = typer.Option("127.0.0.1", help="Interface to bind."),
           port: int = typer.Option(8080, help="Port."),
           store: Optional[str] = typer.Option(None, envvar="MODELBAY_STORE",
                                               help="Store: a directory or s3://bucket/prefix "
-                                                   "[default: ~/.local/share/modelbay/store]")):
+                                                   "[default: ~/.local/share/modelbay/store]"),
+          no_auth: bool = typer.Option(False, "--no-auth", help="Accept every request without a key (unsafe).")):
     """Run the local server (management + inference) on a store."""
     import uvicorn
 
@@ -82,11 +88,31 @@ def serve(host: str = typer.Option("127.0.0.1", help="Interface to bind."),
     from .settings import Settings
 
     settings = Settings(store_url=store) if store else Settings()
+    if no_auth:
+        settings.auth = False
     api = create_app(settings)
+    _announce_auth(api.state.store, settings, host, port)
     _start_sweeper(api.state.store, settings)
     err.print(f"[bold]modelbay[/] serving store [cyan]{settings.store_url}[/] on http://{host}:{port}  "
               f"(API docs: http://{host}:{port}/docs)")
     uvicorn.run(api, host=host, port=port, log_level="warning")
+
+
+def _announce_auth(store, settings, host: str, port: int) -> None:
+    if not settings.auth:
+        err.print("[bold red]WARNING: --no-auth: anyone who reaches this port can read, change and delete "
+                  "every model.[/]")
+        return
+    from .auth.credentials import local_urls
+    from .auth.local import ensure_local_admin
+
+    b = ensure_local_admin(store, settings.default_tenant, local_urls(host, port))
+    if b.created:
+        err.print(f"[green]created the admin key {b.key_id}[/] and saved it in {b.saved_to}: "
+                  "the modelbay CLI and TUI of this user use it. Other users: `modelbay keys create`.")
+    elif not b.have_credentials:
+        err.print("[yellow]API keys are required and none is saved for this server: pass --api-key, or mint "
+                  "one with `modelbay keys bootstrap --store <store>`.[/]")
 
 
 def _start_sweeper(store, settings) -> None:

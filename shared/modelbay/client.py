@@ -54,7 +54,12 @@ class Client:
                  transport: httpx.BaseTransport | None = None) -> None:
         self.url = (url or os.environ.get("MODELBAY_URL") or "http://127.0.0.1:8080").rstrip("/")
         self.api_key = api_key if api_key is not None else os.environ.get("MODELBAY_API_KEY")
-        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        if self.api_key is None:
+            from .auth.credentials import load_key
+
+            self.api_key = load_key(self.url)
+        # x-api-key too: API Gateway usage plans meter that header (same value, see infra/README.md)
+        headers = {"Authorization": f"Bearer {self.api_key}", "x-api-key": self.api_key} if self.api_key else {}
         self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, transport=transport)
 
     def close(self) -> None:
@@ -117,6 +122,33 @@ class Client:
     def rollback(self, name: str, alias: str) -> dict[str, Any]:
         return self._json("POST", f"/registry/models/{name}/aliases/{alias}/rollback")
 
+    # ------------------------------------------------------------ keys, tenants, audit (admin)
+    def whoami(self) -> dict[str, Any]:
+        return self._json("GET", "/registry/whoami")
+
+    def create_key(self, scopes: list[str], *, tenant: str | None = None, name: str = "", root: bool = False,
+                   expires_in_days: float | None = None) -> dict[str, Any]:
+        """The answer's ``key`` is the secret, shown once."""
+        body = {"scopes": scopes, "tenant": tenant, "name": name, "root": root, "expires_in_days": expires_in_days}
+        return self._json("POST", "/registry/keys", json=body)
+
+    def keys(self, tenant: str | None = None, all_tenants: bool = False) -> list[dict[str, Any]]:
+        params = {k: v for k, v in {"tenant": tenant, "all": "true" if all_tenants else None}.items() if v}
+        return self._json("GET", "/registry/keys", params=params)["keys"]
+
+    def revoke_key(self, key_id: str) -> dict[str, Any]:
+        return self._json("DELETE", f"/registry/keys/{key_id}")
+
+    def tenants(self) -> list[dict[str, Any]]:
+        return self._json("GET", "/registry/tenants")["tenants"]
+
+    def create_tenant(self, name: str, description: str = "") -> dict[str, Any]:
+        return self._json("POST", "/registry/tenants", json={"name": name, "description": description})
+
+    def audit(self, tenant: str | None = None, action: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        params = {k: v for k, v in {"tenant": tenant, "action": action, "limit": limit}.items() if v}
+        return self._json("GET", "/registry/audit", params=params)["records"]
+
     def push(self, path: str | Path, name: str, metadata: VersionMetadata | None = None,
              side_files: dict[str, str | Path] | None = None, aliases: list[str] | tuple[str, ...] = (),
              progress: Progress | None = None) -> Manifest:
@@ -145,6 +177,7 @@ class Client:
         hdrs = {**headers, "Content-Length": str(size)}
         if own and self.api_key:
             hdrs["Authorization"] = f"Bearer {self.api_key}"
+            hdrs["x-api-key"] = self.api_key
         try:
             r = httpx.put(url, content=content, headers=hdrs, timeout=600)
         except httpx.TransportError as e:

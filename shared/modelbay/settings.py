@@ -45,6 +45,15 @@ class Settings:
     default_tenant: str = field(default_factory=lambda: os.environ.get("MODELBAY_TENANT", "default"))
     cache_dir: Path = field(default_factory=default_cache_dir)
     limits: Limits = field(default_factory=Limits)
+    # API keys are required unless this is off (`modelbay serve --no-auth`, MODELBAY_AUTH=off)
+    auth: bool = field(default_factory=lambda: os.environ.get("MODELBAY_AUTH", "on").lower() not in ("off", "0", "false"))
+    # an operator key that is not in the store: its value, or the ARN of a secret holding it
+    bootstrap_key: str | None = field(default_factory=lambda: os.environ.get("MODELBAY_BOOTSTRAP_KEY") or None)
+    bootstrap_key_secret: str | None = field(
+        default_factory=lambda: os.environ.get("MODELBAY_BOOTSTRAP_KEY_SECRET") or None)
+    # API Gateway usage plan that mirrors every key (per-key throttling and quota on AWS)
+    usage_plan: str | None = field(default_factory=lambda: os.environ.get("MODELBAY_USAGE_PLAN") or None)
+    key_cache_seconds: float = field(default_factory=lambda: float(os.environ.get("MODELBAY_KEY_CACHE_SECONDS", 30)))
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":

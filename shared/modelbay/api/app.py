@@ -28,10 +28,18 @@ def create_app(settings: Settings | None = None, store: ObjectStore | None = Non
 
     app.state.metrics = NullSink()
     install_error_handlers(app)
+    from ..auth.http import install_auth
+
+    install_auth(app, settings, app.state.store)  # before any route: every route inherits its guard; gate outermost
+    from .body_limit import install_body_limit
+
+    install_body_limit(app, settings.limits.max_body_bytes)
     if management:
+        from .auth_routes import router as auth_router
         from .registry_routes import router
 
         app.include_router(router)
+        app.include_router(auth_router)
     if inference:
         from .inference_routes import include_inference
 

@@ -17,6 +17,7 @@ class Principal:
     tenant: str
     scopes: frozenset[str] = field(default_factory=lambda: frozenset(SCOPES))
     key_id: str | None = None
+    root: bool = False  # operator: manages tenants and every tenant's keys
 
     @property
     def actor(self) -> str:
@@ -42,6 +43,10 @@ def require(scope: str):
 
 def registry_for(principal: Principal, request: Request) -> Registry:
     state = request.app.state
+    if getattr(state, "audit", None) is not None:
+        from ..auth.audit import AuditedRegistry
+
+        return AuditedRegistry(state.store, tenant=principal.tenant, limits=state.settings.limits, audit=state.audit)
     return Registry(state.store, tenant=principal.tenant, limits=state.settings.limits)
 
 

@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import zlib
+from urllib.parse import quote
 from typing import Any, Callable
 
 from fastapi import FastAPI, Request
@@ -116,7 +117,9 @@ def record(request: Request, timings: Timings, name: str, version: int | None, i
 
 
 def served_headers(name: str, version: int | None, timings: Timings) -> dict[str, str]:
-    headers = {"server-timing": timings.server_timing(), "x-model-name": name}
+    # the name comes from the path before validation: keep the header latin-1 (else a 500)
+    safe = name if name.isascii() and name.isprintable() else quote(name, safe="")
+    headers = {"server-timing": timings.server_timing(), "x-model-name": safe}
     if version is not None:
         headers["x-model-version"] = str(version)
     return headers

@@ -149,7 +149,7 @@ def create_upload(name: str, body: UploadRequest, request: Request,
     if session.token:  # the store has no presigned URLs: this server receives the bytes
         for f in session.files:
             url = request.url_for("receive_upload", upload_id=session.upload_id, file=f)
-            targets[f] = UploadTargetOut(url=f"{url}?token={session.token}")
+            targets[f] = UploadTargetOut(url=f"{url}?token={session.token}&tenant={principal.tenant}")
     return UploadOut(upload_id=session.upload_id, expires_at=session.expires_at, targets=targets)
 
 
@@ -176,8 +176,10 @@ async def receive_upload(upload_id: str, file: str, request: Request, token: str
 
 
 def _upload_tenant(request: Request) -> str:
-    # The token, not an API key, authorises this PUT (as a presigned URL would);
-    # the tenant is found from the caller's key when there is one.
+    # The token, not an API key, authorises this PUT (as a presigned URL would):
+    # the URL names the tenant, and a wrong one finds no upload with that token.
+    if tenant := request.query_params.get("tenant"):
+        return tenant
     try:
         return get_principal(request).tenant
     except Exception:

@@ -134,7 +134,9 @@ class S3Store(ObjectStore):
     def copy(self, src, dst, *, sha256):
         self.client.copy(
             {"Bucket": self.bucket, "Key": self._k(src)}, self.bucket, self._k(dst),
-            ExtraArgs={"Metadata": {"sha256": sha256}, "MetadataDirective": "REPLACE"},
+            # drop the staging tag: the bucket's lifecycle rule expires tagged objects
+            ExtraArgs={"Metadata": {"sha256": sha256}, "MetadataDirective": "REPLACE",
+                       "TaggingDirective": "REPLACE", "Tagging": ""},
         )
         return self.head(dst).etag
 

@@ -1,0 +1,209 @@
+"""Authentication of HTTP requests, installed on every app by ``install_auth``.
+
+Every route of an app is guarded by an app-level dependency, so a route that
+forgets ``require(scope)`` is still protected: by path, ``/v1`` and ``/v2``
+need ``invoke``, ``/registry`` needs ``manage``, key/tenant/audit routes need
+``admin``. Route-level ``require`` may only narrow this. The exceptions are
+listed in ``PUBLIC``: health probes, and the local upload URL, which its
+session token authorises as a presigned URL would.
+
+Credentials: ``Authorization: Bearer <key>`` or ``x-api-key: <key>`` (what API
+Gateway usage plans read). The client sends both, with the same value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+import threading
+
+from fastapi import Depends, FastAPI, Request
+
+from ..errors import Forbidden, ModelbayError, Unauthorized
+from ..settings import Settings
+from ..storage import ObjectStore
+from .audit import AuditLog
+from .gateway import UsagePlanKeys
+from .keys import SCOPES, KeyStore, sha256_hex
+from .service import Caller, KeyAdmin
+from .tenants import TenantStore
+
+log = logging.getLogger("modelbay.auth")
+
+PUBLIC = frozenset({
+    "/health", "/v2/health/live", "/v2/health/ready", "/v1/health",
+    "/registry/uploads/{upload_id}/files/{file}",
+    "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json",
+})
+_PUBLIC_RE = re.compile("^(?:" + "|".join(re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(p)) for p in PUBLIC) + ")$")
+ANY_KEY = frozenset({"/registry/whoami"})
+# first match wins
+SCOPE_BY_PREFIX = (
+    ("/registry/keys", "admin"), ("/registry/tenants", "admin"), ("/registry/audit", "admin"),
+    ("/registry", "manage"), ("/v1", "invoke"), ("/v2", "invoke"),
+)
+BOOTSTRAP_ID = "bootstrap"
+
+
+def required_scope(path: str) -> str | None:
+    for prefix, scope in SCOPE_BY_PREFIX:
+        if path == prefix or path.startswith(prefix + "/"):
+            return scope
+    return None
+
+
+def presented_key(request: Request) -> str | None:
+    auth = request.headers.get("authorization")
+    bearer = None
+    if auth is not None:
+        kind, _, value = auth.partition(" ")
+        if kind.lower() != "bearer" or not value.strip():
+            raise Unauthorized("use 'Authorization: Bearer <api key>'")
+        bearer = value.strip()
+    api_key = (request.headers.get("x-api-key") or "").strip() or None
+    if bearer and api_key and not hmac.compare_digest(bearer, api_key):
+        raise Unauthorized("Authorization and x-api-key carry different keys")
+    return bearer or api_key
+
+
+class Authenticator:
+    """``app.state.authenticate``: the request's Principal, or Unauthorized."""
+
+    def __init__(self, keys: KeyStore, settings: Settings) -> None:
+        self.keys = keys
+        self.settings = settings
+        self._bootstrap: str | None = sha256_hex(settings.bootstrap_key) if settings.bootstrap_key else None
+        self._bootstrap_loaded = settings.bootstrap_key_secret is None
+        self._lock = threading.Lock()
+
+    def bootstrap_sha256(self) -> str | None:
+        # fetched on first need, not at import: the secret costs a call the init phase need not pay
+        if not self._bootstrap_loaded:
+            with self._lock:
+                if not self._bootstrap_loaded:
+                    import boto3
+
+                    value = boto3.client("secretsmanager").get_secret_value(
+                        SecretId=self.settings.bootstrap_key_secret)["SecretString"].strip()
+                    self._bootstrap = sha256_hex(value) if value else None
+                    self._bootstrap_loaded = True
+        return self._bootstrap
+
+    def __call__(self, request: Request, *, fetch: bool = True):
+        """With ``fetch=False``, None when answering would need a store or secret read."""
+        from ..api.deps import Principal
+
+        cached = getattr(request.state, "principal", None)
+        if cached is not None:
+            return cached
+        key = presented_key(request)
+        if key is None:
+            raise Unauthorized("an API key is required: 'Authorization: Bearer <key>' or 'x-api-key: <key>'")
+        if not key.startswith("mb_"):
+            if not fetch and not self._bootstrap_loaded:
+                return None
+            boot = self.bootstrap_sha256()
+            if boot is None or not hmac.compare_digest(boot, hashlib.sha256(key.encode()).hexdigest()):
+                raise Unauthorized("unknown API key")
+            principal = Principal(self.settings.default_tenant, frozenset(SCOPES), BOOTSTRAP_ID, root=True)
+        else:
+            rec = self.keys.verify(key, fetch=fetch)
+            if rec is None:
+                return None
+            principal = Principal(rec.tenant, frozenset(rec.scopes), rec.key_id, root=rec.root)
+        request.state.principal = principal
+        return principal
+
+
+async def guard(request: Request) -> None:
+    """App-level dependency of every route: authenticate, then check the path's scope.
+
+    Async so FastAPI runs it on the loop: the gate has usually cached the principal already.
+    """
+    auth = getattr(request.app.state, "authenticate", None)
+    if auth is None:
+        return  # --no-auth
+    route = request.scope.get("route")
+    path = getattr(route, "path_format", None) or request.url.path
+    if path in PUBLIC:
+        return
+    from starlette.concurrency import run_in_threadpool
+
+    principal = auth(request, fetch=False) or await run_in_threadpool(auth, request)
+    scope = None if path in ANY_KEY else required_scope(path)
+    if scope and scope not in principal.scopes:
+        raise Forbidden(f"this key lacks the {scope!r} scope", scope=scope)
+
+
+class AuthGate:
+    """Outermost ASGI layer: no request reaches routing, a fast path or a mounted app unauthenticated.
+
+    It checks the key and the path's scope (``SCOPE_BY_PREFIX``) and leaves the
+    principal in the request state, where ``get_principal`` finds it again.
+    """
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        from starlette.concurrency import run_in_threadpool
+        from starlette.requests import Request
+
+        request = Request(scope)
+        path, root = scope["path"], scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root):]
+        if not _PUBLIC_RE.match(path) and getattr(request.app.state, "authenticate", None) is not None:
+            try:
+                # inline when the key is cached (no thread hop on warm requests); a store read goes off the loop
+                auth = request.app.state.authenticate
+                principal = auth(request, fetch=False) or await run_in_threadpool(auth, request)
+                scope_needed = None if path in ANY_KEY else required_scope(path)
+                if scope_needed and scope_needed not in principal.scopes:
+                    raise Forbidden(f"this key lacks the {scope_needed!r} scope", scope=scope_needed)
+            except Exception as e:  # outside Starlette's error middleware: answer JSON here
+                from fastapi.responses import JSONResponse
+
+                if isinstance(e, ModelbayError):
+                    body, status = e.to_body(), e.status
+                else:
+                    log.exception("authentication failed on %s %s", scope.get("method"), path)
+                    body, status = {"error": "internal error", "code": "internal"}, 500
+                return await JSONResponse(body, status_code=status)(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
+def protect(app: FastAPI) -> None:
+    """Make the gate the outermost layer whenever the app builds its middleware stack.
+
+    Wrapping the built stack (rather than ``add_middleware``) keeps it outside
+    middleware added later, such as the inference fast paths.
+    """
+    build = app.build_middleware_stack
+
+    def build_with_gate():
+        return AuthGate(build())
+
+    app.build_middleware_stack = build_with_gate
+
+
+def install_auth(app: FastAPI, settings: Settings, store: ObjectStore) -> None:
+    """Call before any route is added: app-level dependencies are copied into routes as they are made."""
+    keys = KeyStore(store, cache_seconds=settings.key_cache_seconds)
+    gateway = UsagePlanKeys(settings.usage_plan) if settings.usage_plan else None
+    app.state.audit = AuditLog(store)
+    app.state.key_admin = KeyAdmin(keys, TenantStore(store, settings.default_tenant), app.state.audit, gateway)
+    if settings.auth:
+        app.state.authenticate = Authenticator(keys, settings)
+    else:
+        log.warning("authentication is OFF: every caller is an admin of tenant %r", settings.default_tenant)
+    app.router.dependencies.append(Depends(guard))
+    protect(app)
+
+
+def caller(principal) -> Caller:
+    return Caller(principal.tenant, principal.root, principal.actor)

@@ -1,0 +1,107 @@
+"""template.yaml's storage stack on LocalStack (Python core, no Docker), and modelbay serving on it.
+
+Without Docker LocalStack cannot create Lambda functions, so the functions and the
+API are checked on the translated template (tests/test_template.py); here the
+bucket, its policy and lifecycle and the bootstrap secret go through LocalStack's
+CloudFormation, and the real server pushes and lists a model on that bucket with
+the bootstrap key read from Secrets Manager.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import uuid
+
+import httpx
+import pytest
+
+from tests.sam_tools import ROOT, SAM_VENV
+
+pytestmark = pytest.mark.deploy
+ENDPOINT = "http://127.0.0.1:4566"
+AWS = {"AWS_ENDPOINT_URL": ENDPOINT, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+       "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def _healthy() -> bool:
+    try:
+        return httpx.get(f"{ENDPOINT}/_localstack/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def localstack():
+    if not (ROOT / ".venv-localstack" / "bin" / "python").exists() and not _healthy():
+        pytest.skip("no .venv-localstack: `make localstack-up` installs LocalStack's core (Python 3.13)")
+    if not (SAM_VENV / "bin" / "python").exists():
+        pytest.skip("no .venv-sam: run `make sam-install`")
+    started = not _healthy()
+    if started:
+        r = subprocess.run([str(ROOT / "infra/localstack.sh"), "start"], cwd=ROOT, capture_output=True, text=True,
+                           timeout=180)
+        assert r.returncode == 0, r.stdout + r.stderr
+    yield ENDPOINT
+    if started:
+        subprocess.run([str(ROOT / "infra/localstack.sh"), "stop"], cwd=ROOT, capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def stack(localstack):
+    name = f"mb-{uuid.uuid4().hex[:8]}"
+    r = subprocess.run([str(SAM_VENV / "bin/python"), "infra/deploy_local.py", "--stack", name], cwd=ROOT,
+                       env={**os.environ, **AWS}, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return json.loads(r.stdout)
+
+
+@pytest.fixture
+def aws(monkeypatch, stack):
+    import boto3
+
+    for k, v in AWS.items():
+        monkeypatch.setenv(k, v)
+    return lambda service: boto3.client(service, endpoint_url=ENDPOINT)
+
+
+def test_storage_stack_matches_the_template(aws, stack):
+    s3 = aws("s3")
+    bucket = stack["BucketName"]
+    assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+    enc = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"][0]
+    assert enc["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    pab = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+    assert all(pab.values()) and len(pab) == 4
+    # LocalStack's CloudFormation does not apply LifecycleConfiguration (test_template checks the rules)
+    policy = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
+    assert policy["Statement"][0]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    secret = aws("secretsmanager").get_secret_value(SecretId=stack["BootstrapKeySecretArn"])["SecretString"]
+    assert len(secret) == 48 and secret.isalnum()
+
+
+def test_modelbay_serves_on_the_localstack_bucket(aws, stack, mlp_path, tmp_path):
+    from modelbay.api.app import create_app
+    from modelbay.client import ApiError, Client
+    from modelbay.settings import Settings
+    from tests.servers import running
+
+    boot = aws("secretsmanager").get_secret_value(SecretId=stack["BootstrapKeySecretArn"])["SecretString"]
+    settings = Settings(store_url=f"s3://{stack['BucketName']}/", cache_dir=tmp_path / "cache", auth=True,
+                        bootstrap_key_secret=stack["BootstrapKeySecretArn"])
+    with running(create_app(settings)) as url:
+        with Client(url, boot) as root:
+            assert root.whoami()["root"] is True
+            root.create_tenant("acme")
+            key = root.create_key(["manage", "invoke"], tenant="acme")["key"]
+        with Client(url, key) as acme:
+            m = acme.push(mlp_path, "digits", aliases=["production"])  # presigned PUT to LocalStack S3
+            assert m.version == 1 and acme.aliases("digits") == {"production": 1}
+            with pytest.raises(ApiError) as e:  # conditional writes: LocalStack S3 honours If-Match
+                acme.set_alias("digits", "production", 1, expected_version=7)
+            assert e.value.status == 412
+    s3 = aws("s3")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=stack["BucketName"])["Contents"]]
+    assert "tenants/acme/models/digits/1/model.onnx" in keys
+    assert any(k.startswith("system/keys/") for k in keys)
