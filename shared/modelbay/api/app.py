@@ -24,14 +24,17 @@ def create_app(settings: Settings | None = None, store: ObjectStore | None = Non
     app = FastAPI(title="modelbay", version=__version__, docs_url="/docs", openapi_url="/openapi.json")
     app.state.settings = settings
     app.state.store = store or open_store(settings.store_url)
-    from ..metrics import NullSink
+    from ..metrics import sink_from_settings
 
-    app.state.metrics = NullSink()
+    app.state.metrics = sink_from_settings(settings)
     install_error_handlers(app)
     if management:
         from .registry_routes import router
 
         app.include_router(router)
+        from .metrics_routes import router as metrics_router
+
+        app.include_router(metrics_router)
     if inference:
         from .inference_routes import include_inference
 
