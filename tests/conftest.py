@@ -71,15 +71,25 @@ def mlp_path(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def server(store, tmp_path):
-    """A local modelbay server (management + inference) on the parametrised store."""
+def serve_store(tmp_path):
+    """Start a modelbay server (management + inference) on a given store; stopped after the test."""
+    import contextlib
+
     from modelbay.api.app import create_app
     from modelbay.settings import Settings
 
-    settings = Settings(store_url=store.url, cache_dir=tmp_path / "cache")
-    app = create_app(settings, store=store)
-    with running(app) as url:
-        yield url
+    with contextlib.ExitStack() as stack:
+        def start(store):
+            settings = Settings(store_url=store.url, cache_dir=tmp_path / "cache")
+            return stack.enter_context(running(create_app(settings, store=store)))
+
+        yield start
+
+
+@pytest.fixture
+def server(store, serve_store):
+    """A local modelbay server on the parametrised store."""
+    return serve_store(store)
 
 
 @pytest.fixture

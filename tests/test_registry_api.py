@@ -64,9 +64,12 @@ def test_errors_are_json_4xx(client, server, mlp_path, tmp_path):
     assert [v.version for v in client.versions("m")] == [1]  # nothing lost, nothing half-made
 
 
-def test_local_upload_url_needs_its_token(client, server, mlp_path, store):
-    if not hasattr(store, "root"):
-        pytest.skip("S3 hands out presigned URLs; the server receives nothing")
+def test_local_upload_url_needs_its_token(serve_store, mlp_path, tmp_path):
+    from modelbay.client import Client
+    from modelbay.storage.local import LocalStore
+
+    server = serve_store(LocalStore(tmp_path / "store"))
+    client = Client(server)
     data = mlp_path.read_bytes()
     up = client._json("POST", "/registry/models/m/uploads",
                       json={"files": {"model.onnx": {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}}})
@@ -80,9 +83,11 @@ def test_local_upload_url_needs_its_token(client, server, mlp_path, store):
     assert r.status_code == 201 and r.json()["version"] == 1
 
 
-def test_multipart_upload_on_s3(client, store, tmp_path):
-    if hasattr(store, "root"):
-        pytest.skip("multipart is the S3 path")
+def test_multipart_upload_on_s3(serve_store, s3_bucket, tmp_path):
+    from modelbay.client import Client
+    from modelbay.storage.s3 import S3Store
+
+    client = Client(serve_store(S3Store(s3_bucket, multipart_threshold=5 * 1024**2, part_size=5 * 1024**2)))
     big = tmp_path / "big.onnx"
     # a real model padded past the 5 MiB multipart threshold by a large initializer
     import numpy as np
