@@ -240,6 +240,11 @@ def rollback(ctx: typer.Context, name: str, alias: str = typer.Argument("product
     _emit(ctx, s, _alias_line(s))
 
 
+from .metrics.commands import register as _register_metrics  # noqa: E402
+
+_register_metrics(app)
+
+
 def main() -> None:
     try:
         app()
