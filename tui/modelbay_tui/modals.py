@@ -8,7 +8,8 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, DataTable, Input, Label, Markdown
+from rich.table import Table
+from textual.widgets import Button, DataTable, Input, Label, Static
 
 from .format import when
 
@@ -92,31 +93,33 @@ class HistoryModal(ModalScreen[None]):
         self.dismiss(None)
 
 
-HELP = """\
-# modelbay — keys
+KEYS = [
+    ("enter", "models", "open the model"),
+    ("/", "models", "search / filter (esc clears)"),
+    ("p", "model", "promote the selected version to an alias"),
+    ("b", "model", "roll an alias back (shows from → to first)"),
+    ("d", "model", "delete the selected version (unaliased only)"),
+    ("h", "model", "alias history"),
+    ("g", "models, model", "live metrics"),
+    ("t", "models, model", "playground: send an input"),
+    ("w / v", "metrics", "time window / whole model or per version"),
+    ("^s / ^e", "playground", "send / a fresh example input"),
+    ("u", "anywhere", "upload a model (^u sends it)"),
+    ("c", "anywhere", "connections: switch or add a server"),
+    ("^t", "anywhere", "light / dark theme"),
+    ("^p", "anywhere", "command palette"),
+    ("esc / q", "anywhere", "back / quit"),
+]
 
-| key | where | does |
-|---|---|---|
-| `enter` | models | open the model |
-| `/` | models | search / filter |
-| `p` | model | promote the selected version to an alias |
-| `b` | model | roll an alias back (asks, shows from → to) |
-| `d` | model | delete the selected version (unaliased only) |
-| `h` | model | alias history |
-| `g` | models, model | live metrics |
-| `t` | models, model | playground: send an input |
-| `u` | anywhere | upload a model |
-| `w` / `v` | metrics | time window / per-version charts |
-| `ctrl+s` | playground | send |
-| `c` | anywhere | connections (profiles) |
-| `ctrl+t` | anywhere | light / dark theme |
-| `ctrl+p` | anywhere | command palette |
-| `escape` | anywhere | back |
-| `q` | anywhere | quit |
 
-Every call to the server runs in the background; errors appear as notifications.
-When the server goes away the title bar says so, and the UI reconnects by itself.
-"""
+def help_table() -> Table:
+    t = Table(box=None, padding=(0, 1), show_header=True, header_style="bold")
+    t.add_column("key", style="bold cyan", no_wrap=True)
+    t.add_column("where", style="dim", no_wrap=True)
+    t.add_column("does")
+    for row in KEYS:
+        t.add_row(*row)
+    return t
 
 
 class HelpScreen(ModalScreen[None]):
@@ -124,7 +127,10 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog wide help"):
-            yield Markdown(HELP)
+            yield Label("modelbay — keys", classes="dialog-title")
+            yield Static(help_table())
+            yield Label("Server calls run in the background; errors are notifications. "
+                        "When the server goes away the title says so and the UI reconnects.", classes="status-wrap")
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -72,7 +72,7 @@ class MetricsScreen(BaseScreen):
 
     def on_mount(self) -> None:
         t = self.query_one(DataTable)
-        for label, width in [("ver", 4), ("req", 6), ("err", 6), ("p95", 6), ("acc", 6), ("cold", 4)]:
+        for label, width in [("ver", 3), ("req", 5), ("err", 5), ("p95", 6), ("acc", 5), ("cold", 4)]:
             t.add_column(label, width=width)
         self._head()
         super().on_mount()

@@ -31,7 +31,7 @@ class ModelsScreen(BaseScreen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Input(placeholder="/ filter by name or alias (e.g. prod, iris)", id="search")
+        yield Input(placeholder="/ filter by name or alias (e.g. prod, iris)", id="search", compact=True)
         yield DataTable(id="models", cursor_type="row", zebra_stripes=True)
         yield Static("", id="models-status", classes="status")
         yield Footer()
@@ -39,12 +39,12 @@ class ModelsScreen(BaseScreen):
     def on_mount(self) -> None:
         t = self.query_one(DataTable)
         t.add_column("model", key="model", width=18)
-        t.add_column("aliases", key="aliases", width=20)
+        t.add_column("aliases", key="aliases", width=18)
         t.add_column("latest", key="latest", width=6)
         t.add_column("vers", key="vers", width=4)
         t.add_column("req/1h", key="req", width=7)
         t.add_column("err", key="err", width=6)
-        t.add_column("p95", key="p95", width=6)
+        t.add_column("p95", key="p95", width=7)
         t.focus()
         super().on_mount()
 

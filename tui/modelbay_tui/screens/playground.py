@@ -70,12 +70,12 @@ class PlaygroundScreen(BaseScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         with Horizontal(id="pg-bar"):
-            yield Select([], prompt="version or alias", id="pg-target", allow_blank=True)
-            yield Button("Send ^s", id="pg-send", variant="primary")
+            yield Select([], prompt="version or alias", id="pg-target", allow_blank=True, compact=True)
+            yield Button("Send ^s", id="pg-send", variant="primary", compact=True)
         with Horizontal(id="pg-body"):
             with Vertical(id="pg-input"):
                 yield Static("", id="pg-hint", classes="status")
-                yield Input(placeholder="text to classify or embed", id="pg-text")
+                yield Input(placeholder="text to classify or embed", id="pg-text", compact=True)
                 yield DigitGrid(id="pg-grid")
                 yield TextArea("", language="json", id="pg-json")
             with VerticalScroll(id="pg-output"):

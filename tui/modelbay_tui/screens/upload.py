@@ -63,13 +63,17 @@ class UploadScreen(BaseScreen):
             yield ModelTree(self.root, id="up-tree")
             with VerticalScroll(id="up-form"):
                 yield Label("file: pick one in the tree (enter)", id="up-file")
-                yield Input(placeholder="model name", id="up-name")
-                yield Input(placeholder="aliases, e.g. production", id="up-aliases")
+                yield Label("name", classes="field")
+                yield Input(placeholder="model name", id="up-name", compact=True)
+                yield Label("aliases (comma separated)", classes="field")
+                yield Input(placeholder="aliases, e.g. production", id="up-aliases", compact=True)
+                yield Label("quantization", classes="field")
                 yield Select([("fp32 (no quantization)", "none"), ("int8 dynamic", "dynamic"),
                               ("int8 static (needs eval data)", "static")], value="none", allow_blank=False,
-                             id="up-quant")
-                yield Input(placeholder="evaluation data (.npz/.json), optional", id="up-eval")
-                yield Button("Upload ^u", id="up-go", variant="primary")
+                             id="up-quant", compact=True)
+                yield Label("evaluation data", classes="field")
+                yield Input(placeholder="evaluation data (.npz/.json), optional", id="up-eval", compact=True)
+                yield Button("Upload ^u", id="up-go", variant="primary", compact=True)
                 yield Static("", id="up-stages")
                 yield ProgressBar(total=100, show_eta=False, id="up-progress")
                 yield Static("", id="up-result")
