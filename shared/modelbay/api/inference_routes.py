@@ -1,11 +1,133 @@
-"""Inference protocols (Open Inference Protocol /v2, friendly /v1). Filled in by the inference work."""
+"""Inference over HTTP: the Open Inference Protocol under /v2 and the friendly V1 predict under /v1.
+
+``include_inference(app)`` mounts both and gives the app its ``Engine``. The
+helpers here are what both protocols share: the invoke-scope check, reading a
+bounded (optionally gzip'd) body, running the engine off or on the event loop,
+and answering with the served version, Server-Timing and one metrics event.
+"""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+import logging
+import os
+import zlib
+from typing import Any, Callable
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from ..engine import Engine, Timings
+from ..engine.errors import InferenceTimeout, LoadFailure
+from ..errors import BadRequest, Forbidden, ModelbayError, NotFound, TooLarge
+from .deps import Principal, get_principal
+
+log = logging.getLogger("modelbay.inference")
 
 
 def include_inference(app: FastAPI) -> None:
-    @app.get("/v2/health/live", tags=["inference"])
-    def live():
-        return {"live": True}
+    from .oip_routes import router as oip
+    from .v1_routes import router as v1
+
+    state = app.state
+    if getattr(state, "engine", None) is None:
+        state.engine = Engine(state.store, state.settings)
+    # On Lambda one request runs at a time: running inline saves the thread hop.
+    # A local server runs the engine in the threadpool so one slow model does not block the loop.
+    if not hasattr(state, "inline_inference"):
+        state.inline_inference = bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME"))
+    app.include_router(oip)
+    app.include_router(v1)
+    if os.environ.get("MODELBAY_PREWARM"):
+        state.engine.prewarm()
+
+
+def invoker(request: Request) -> Principal:
+    principal = get_principal(request)
+    if "invoke" not in principal.scopes:
+        raise Forbidden("this key lacks the 'invoke' scope", scope="invoke")
+    return principal
+
+
+async def read_body(request: Request) -> bytes:
+    """The whole body, refused with a 413 past ``max_body_bytes`` (also once decompressed)."""
+    limit = request.app.state.settings.limits.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"request body is {declared} bytes; the limit is {limit}", limit=limit)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"request body exceeds the {limit} byte limit", limit=limit)
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    encoding = request.headers.get("content-encoding", "identity").lower()
+    if encoding in ("gzip", "deflate"):
+        body = _inflate(body, encoding, limit)
+    elif encoding not in ("identity", ""):
+        raise BadRequest(f"unsupported Content-Encoding {encoding!r}; use gzip or deflate")
+    return body
+
+
+def _inflate(body: bytes, encoding: str, limit: int) -> bytes:
+    d = zlib.decompressobj(wbits=31 if encoding == "gzip" else 15)
+    try:
+        out = d.decompress(body, limit + 1)
+    except zlib.error as e:
+        raise BadRequest(f"body is not valid {encoding}: {e}") from None
+    if len(out) > limit or d.unconsumed_tail:
+        raise TooLarge(f"decompressed body exceeds the {limit} byte limit", limit=limit)
+    return out
+
+
+async def call(request: Request, fn: Callable[..., Any], *args) -> Any:
+    if request.app.state.inline_inference:
+        return fn(*args)
+    return await run_in_threadpool(fn, *args)
+
+
+def error_type(exc: BaseException) -> str:
+    if isinstance(exc, LoadFailure):
+        return "load_failure"
+    if isinstance(exc, InferenceTimeout):
+        return "timeout"
+    if isinstance(exc, NotFound):
+        return "not_found"
+    if isinstance(exc, ModelbayError) and 400 <= exc.status < 500:
+        return "bad_request"
+    return "internal"
+
+
+def record(request: Request, timings: Timings, name: str, version: int | None, instances: int,
+           error: str | None) -> None:
+    try:
+        request.app.state.metrics.record(timings.event(name, version, instances, error))
+    except Exception:  # a metrics sink must never fail a prediction
+        log.exception("metrics sink failed")
+
+
+def served_headers(name: str, version: int | None, timings: Timings) -> dict[str, str]:
+    headers = {"server-timing": timings.server_timing(), "x-model-name": name}
+    if version is not None:
+        headers["x-model-version"] = str(version)
+    return headers
+
+
+def failure(request: Request, exc: BaseException, timings: Timings, name: str, version: int | None,
+            instances: int) -> Response:
+    """The error answer of an inference call, with the same headers and metrics as a success."""
+    kind = error_type(exc)
+    record(request, timings, name, version, instances, kind)
+    if isinstance(exc, ModelbayError):
+        if exc.status >= 500:
+            log.error("%s %s failed: %s", request.method, request.url.path, exc.message)
+        body, status = exc.to_body(), exc.status
+    else:
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        body, status = {"error": "internal error", "code": "internal"}, 500
+    return JSONResponse(body, status_code=status, headers=served_headers(name, version, timings))
+
+
+def engine_of(request: Request) -> Engine:
+    return request.app.state.engine

@@ -1,0 +1,191 @@
+"""The engine: resolve a reference, fetch and verify its files, build and cache its session.
+
+Transport-free; the HTTP routes, the Lambda handler and the benchmarks call it.
+A cold version is loaded once even when concurrent requests arrive for it:
+the first caller loads, the others wait for the same future.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+from ..errors import BadRequest, IntegrityError, ModelbayError, NotFound, StoreUnavailable
+from ..layout import MODEL_FILE, Layout
+from ..manifest import Manifest
+from ..refs import parse_ref
+from ..settings import Settings
+from ..storage import ObjectStore
+from .diskcache import DiskCache
+from .errors import LoadFailure
+from .lru import ByteLRU
+from .model import LoadedModel
+from .resolve import Resolver
+from .session import SessionConfig, build_session
+from .timing import Timings
+
+log = logging.getLogger("modelbay.engine")
+MB = 1024**2
+# onnxruntime holds the weights plus prepacked copies and arenas: a session
+# weighs about twice its file. The estimate only has to rank and bound.
+SESSION_WEIGHT = 2
+
+
+def _default_session_budget() -> int:
+    lambda_mb = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+    if lambda_mb:  # leave half of the function's memory to Python, requests and onnxruntime's arena
+        return int(lambda_mb) * MB // 2
+    return 2048 * MB
+
+
+@dataclass
+class EngineConfig:
+    alias_ttl: float = field(default_factory=lambda: float(os.environ.get("MODELBAY_ALIAS_TTL", "5")))
+    session_cache_bytes: int = field(default_factory=lambda: int(os.environ["MODELBAY_SESSION_CACHE_MB"]) * MB
+                                     if os.environ.get("MODELBAY_SESSION_CACHE_MB") else _default_session_budget())
+    # Lambda's /tmp is 512 MB unless configured otherwise
+    disk_cache_bytes: int = field(default_factory=lambda: int(os.environ.get("MODELBAY_DISK_CACHE_MB", "400")) * MB)
+    session: SessionConfig = field(default_factory=SessionConfig)
+
+
+class Engine:
+    def __init__(self, store: ObjectStore, settings: Settings, config: EngineConfig | None = None) -> None:
+        self.store = store
+        self.settings = settings
+        self.config = config or EngineConfig()
+        self.resolver = Resolver(store, settings.limits, alias_ttl=self.config.alias_ttl)
+        self.disk = DiskCache(settings.cache_dir, self.config.disk_cache_bytes)
+        self.sessions: ByteLRU[LoadedModel] = ByteLRU(self.config.session_cache_bytes)
+        self._loading: dict[tuple, Future] = {}
+        self._lock = threading.Lock()
+        self.loads = 0  # how many sessions this process built (tests and /v2 stats read it)
+
+    # -------------------------------------------------------------- lookups
+    def resolve(self, tenant: str, name: str, ref: str | int | None = None) -> Manifest:
+        return self.resolver.resolve(tenant, name, ref)
+
+    def get(self, tenant: str, name: str, ref: str | int | None = None,
+            timings: Timings | None = None) -> LoadedModel:
+        """The servable model for a reference; loads it if cold."""
+        t0 = time.perf_counter()
+        manifest = self.resolver.resolve(tenant, name, ref)
+        if timings is not None:
+            timings.resolve_ms = (time.perf_counter() - t0) * 1000
+            timings.version = manifest.version
+        return self.load(tenant, manifest, timings)
+
+    def cached(self, tenant: str, manifest: Manifest) -> LoadedModel | None:
+        return self.sessions.get((tenant, manifest.name, manifest.version))
+
+    # -------------------------------------------------------------- loading
+    def load(self, tenant: str, manifest: Manifest, timings: Timings | None = None) -> LoadedModel:
+        key = (tenant, manifest.name, manifest.version)
+        model = self.sessions.get(key)
+        if model is not None:
+            return model
+        with self._lock:
+            model = self.sessions.get(key)
+            if model is not None:
+                return model
+            future = self._loading.get(key)
+            owner = future is None
+            if owner:
+                future = self._loading[key] = Future()
+        if not owner:
+            t0 = time.perf_counter()
+            model = future.result()  # re-raises the loader's error
+            if timings is not None:  # this request waited for someone else's cold load
+                timings.fetch_ms = (time.perf_counter() - t0) * 1000
+            return model
+        try:
+            model = self._load(tenant, manifest, timings)
+            self.sessions.put(key, model, model.size * SESSION_WEIGHT)
+            future.set_result(model)
+            return model
+        except BaseException as e:
+            future.set_exception(e)
+            raise
+        finally:
+            with self._lock:
+                self._loading.pop(key, None)
+
+    def _load(self, tenant: str, manifest: Manifest, timings: Timings | None) -> LoadedModel:
+        from ..postprocess import build_postprocessor
+        from ..preprocess import build_preprocessor
+
+        layout = Layout(tenant)
+        t0 = time.perf_counter()
+        try:
+            path, _ = self.disk.fetch(self.store, layout.file(manifest.name, manifest.version, MODEL_FILE),
+                                      manifest.sha256)
+            files = {f: self.disk.fetch(self.store, layout.file(manifest.name, manifest.version, f), info.sha256)[0]
+                     for f, info in manifest.files.items()}
+        except NotFound:
+            raise LoadFailure(f"{manifest.name} version {manifest.version}: its files are missing from the store",
+                              model=manifest.name, version=manifest.version) from None
+        except (IntegrityError, StoreUnavailable) as e:
+            raise LoadFailure(f"{manifest.name} version {manifest.version}: {e.message}",
+                              model=manifest.name, version=manifest.version) from None
+        t1 = time.perf_counter()
+        try:
+            session = build_session(path, self.config.session)
+        except Exception as e:
+            first = (str(e).splitlines() or [""])[0][:300]
+            raise LoadFailure(f"{manifest.name} version {manifest.version}: onnxruntime cannot load it: {first}",
+                              model=manifest.name, version=manifest.version) from None
+        try:
+            pre = build_preprocessor(manifest, files)
+            post = build_postprocessor(manifest)
+        except ModelbayError as e:
+            raise LoadFailure(f"{manifest.name} version {manifest.version}: {e.message}",
+                              model=manifest.name, version=manifest.version) from None
+        t2 = time.perf_counter()
+        self.loads += 1
+        size = manifest.size + sum(f.size for f in manifest.files.values())
+        model = LoadedModel(manifest, session, files, pre, post, size=size, load_ms=(t2 - t1) * 1000)
+        if timings is not None:
+            timings.cold_start = True
+            timings.fetch_ms = (t1 - t0) * 1000
+            timings.load_ms = (t2 - t1) * 1000
+        log.info("loaded %s/%s v%d: fetch %.1f ms, session %.1f ms", tenant, manifest.name, manifest.version,
+                 (t1 - t0) * 1000, (t2 - t1) * 1000)
+        return model
+
+    # -------------------------------------------------------------- warm-up
+    def prewarm(self, refs: list[str] | str | None = None, tenant: str | None = None) -> dict[str, int | str]:
+        """Load ``NAME[@version|:alias]`` references now (Lambda's init phase); never raises.
+
+        Without ``refs``, reads ``MODELBAY_PREWARM`` (comma-separated). Returns
+        ref -> loaded version, or the error message.
+        """
+        if refs is None:
+            refs = os.environ.get("MODELBAY_PREWARM", "")
+        if isinstance(refs, str):
+            refs = [r.strip() for r in refs.split(",") if r.strip()]
+        tenant = tenant or self.settings.default_tenant
+        out: dict[str, int | str] = {}
+        for ref in refs:
+            try:
+                name, r = parse_ref(ref)
+                out[ref] = self.get(tenant, name, r).version
+            except ModelbayError as e:
+                log.warning("prewarm %s failed: %s", ref, e.message)
+                out[ref] = e.message
+            except Exception as e:  # a bad prewarm must not stop the function from starting
+                log.exception("prewarm %s failed", ref)
+                out[ref] = f"{type(e).__name__}: {e}"
+        return out
+
+
+def check_instances(n: int, settings: Settings) -> None:
+    from ..errors import TooLarge
+
+    if n == 0:
+        raise BadRequest("no instances: send at least one")
+    if n > settings.limits.max_instances:
+        raise TooLarge(f"{n} instances; the limit is {settings.limits.max_instances} per request",
+                       instances=n, limit=settings.limits.max_instances)

@@ -1,0 +1,59 @@
+"""A loaded, servable version: its session, its pre/postprocessing, and how to run it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..errors import BadRequest
+from ..manifest import Manifest
+from .errors import InferenceFailed
+
+
+@dataclass
+class LoadedModel:
+    manifest: Manifest
+    session: Any  # onnxruntime.InferenceSession
+    files: dict[str, Path] = field(default_factory=dict)
+    preprocessor: Any = None  # modelbay.preprocess.Preprocessor | None
+    postprocessor: Any = None  # modelbay.postprocess.Postprocessor
+    size: int = 0
+    load_ms: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.output_names = [o.name for o in self.manifest.outputs]
+        # a first dimension fixed at 1 means the graph takes one instance per run
+        self._single = any(s.shape and s.shape[0] == 1 for s in self.manifest.inputs)
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def version(self) -> int:
+        return self.manifest.version
+
+    def run(self, feeds: Mapping[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+        """One session.run for the whole batch (one per instance if the graph's batch is fixed at 1)."""
+        names = outputs or self.output_names
+        n = next(iter(feeds.values())).shape[0] if feeds and self._single else 1
+        try:
+            if n <= 1 or not self._single:
+                results = self.session.run(names, feeds)
+                return dict(zip(names, results))
+            parts = [self.session.run(names, {k: v[i:i + 1] for k, v in feeds.items()}) for i in range(n)]
+            return {name: np.concatenate([p[j] for p in parts]) for j, name in enumerate(names)}
+        except Exception as e:
+            raise _ort_error(e) from None
+
+
+def _ort_error(e: Exception) -> Exception:
+    kind = type(e).__name__
+    first = (str(e).splitlines() or [""])[0][:400]
+    # InvalidArgument is onnxruntime refusing the inputs themselves; anything else is ours to fix
+    if kind == "InvalidArgument":
+        return BadRequest(f"onnxruntime rejected the inputs: {first}")
+    return InferenceFailed(f"inference failed: {kind}: {first}")

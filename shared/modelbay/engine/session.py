@@ -1,0 +1,66 @@
+"""onnxruntime sessions built with deliberate settings, not the library defaults.
+
+* intra-op threads: the CPUs this process may really use (``cpus.usable_cpus``),
+  not the host's core count; inter-op 1 with sequential execution, because
+  the graphs served here are chains where parallel branches buy nothing.
+* graph optimisation: ``ORT_ENABLE_EXTENDED`` by default. It applies the
+  fusions that matter for transformers and MLPs (Gemm/attention/GELU/layer
+  norm); ``all`` adds NCHWc layout transforms that only help convolutions
+  and add to every cold start. ``MODELBAY_ORT_OPT`` overrides it.
+* thread spinning off by default: on Lambda's fractional vCPUs, spinning
+  workers burn the quota the request thread needs (``MODELBAY_ORT_SPIN=1``
+  turns it on for dedicated hosts).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .cpus import usable_cpus
+
+OPT_LEVELS = ("disable", "basic", "extended", "all")
+
+
+def _env_threads() -> int:
+    value = os.environ.get("MODELBAY_ORT_THREADS")
+    return int(value) if value else usable_cpus()
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    intra_op_threads: int = field(default_factory=_env_threads)
+    optimization: str = field(default_factory=lambda: os.environ.get("MODELBAY_ORT_OPT", "extended"))
+    spinning: bool = field(default_factory=lambda: os.environ.get("MODELBAY_ORT_SPIN", "0") == "1")
+
+    def __post_init__(self) -> None:
+        if self.optimization not in OPT_LEVELS:
+            raise ValueError(f"MODELBAY_ORT_OPT must be one of {OPT_LEVELS}, not {self.optimization!r}")
+        if self.intra_op_threads < 1:
+            raise ValueError("intra-op threads must be >= 1")
+
+
+def session_options(config: SessionConfig):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = config.intra_op_threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[config.optimization]
+    spin = "1" if config.spinning else "0"
+    opts.add_session_config_entry("session.intra_op.allow_spinning", spin)
+    opts.add_session_config_entry("session.inter_op.allow_spinning", spin)
+    return opts
+
+
+def build_session(path: Path, config: SessionConfig):
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(path), session_options(config), providers=["CPUExecutionProvider"])

@@ -1,0 +1,209 @@
+"""The engine: CPU detection, byte-bounded LRU, alias freshness, verified fetch, single-flight loads, prewarm."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from modelbay.engine import Engine, EngineConfig
+from modelbay.engine.cpus import cgroup_quota, usable_cpus
+from modelbay.engine.errors import LoadFailure
+from modelbay.engine.lru import ByteLRU
+from modelbay.engine.session import SessionConfig
+from modelbay.engine.timing import Timings
+from modelbay.errors import BadRequest, InvalidName, NotFound
+from modelbay.registry import Registry
+from modelbay.settings import Settings
+from tests.inference_models import fixed_batch_mlp
+from tests.onnx_models import make_mlp
+
+
+@pytest.fixture
+def local_store(tmp_path):
+    from modelbay.storage.local import LocalStore
+
+    return LocalStore(tmp_path / "store")
+
+
+def _engine(store, tmp_path, **config) -> Engine:
+    settings = Settings(store_url=store.url, cache_dir=tmp_path / "cache")
+    return Engine(store, settings, EngineConfig(**config))
+
+
+def test_cgroup_v2_and_v1_quotas(tmp_path):
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    (v2 / "cpu.max").write_text("150000 100000\n")
+    assert cgroup_quota(v2) == 1.5
+    assert usable_cpus(v2) == min(2, usable_cpus(tmp_path / "none"))
+    (v2 / "cpu.max").write_text("max 100000\n")
+    assert cgroup_quota(v2) is None
+    v1 = tmp_path / "v1" / "cpu"
+    v1.mkdir(parents=True)
+    (v1 / "cpu.cfs_quota_us").write_text("50000")
+    (v1 / "cpu.cfs_period_us").write_text("100000")
+    assert cgroup_quota(tmp_path / "v1") == 0.5
+    assert usable_cpus(tmp_path / "v1") == 1
+    (v1 / "cpu.cfs_quota_us").write_text("-1")
+    assert cgroup_quota(tmp_path / "v1") is None
+
+
+def test_session_config_is_explicit(monkeypatch):
+    monkeypatch.setenv("MODELBAY_ORT_THREADS", "3")
+    monkeypatch.setenv("MODELBAY_ORT_OPT", "all")
+    c = SessionConfig()
+    assert (c.intra_op_threads, c.optimization, c.spinning) == (3, "all", False)
+    with pytest.raises(ValueError):
+        SessionConfig(optimization="fast")
+
+
+def test_byte_lru_evicts_least_recent_by_bytes():
+    lru = ByteLRU(100)
+    lru.put("a", 1, 40)
+    lru.put("b", 2, 40)
+    assert lru.get("a") == 1  # a is now the most recent
+    assert lru.put("c", 3, 40) == ["b"]
+    assert lru.keys() == ["a", "c"] and lru.bytes == 80
+    assert lru.put("huge", 4, 500) == ["a", "c"]  # alone over budget: kept anyway
+    assert lru.get("huge") == 4 and len(lru) == 1
+
+
+def test_resolves_versions_aliases_and_default(local_store, tmp_path):
+    reg = Registry(local_store)
+    make_mlp(tmp_path / "a.onnx", seed=0)
+    make_mlp(tmp_path / "b.onnx", seed=1)
+    reg.register_version("m", tmp_path / "a.onnx")
+    reg.register_version("m", tmp_path / "b.onnx", aliases=["staging"])
+    eng = _engine(local_store, tmp_path)
+    assert eng.resolve("default", "m").version == 2  # no production: the latest
+    assert eng.resolve("default", "m", "1").version == 1
+    assert eng.resolve("default", "m", "staging").version == 2
+    for ref, exc in [("9", NotFound), ("nope", NotFound), ("Bad Alias", InvalidName)]:
+        with pytest.raises(exc):
+            eng.resolve("default", "m", ref)
+    with pytest.raises(NotFound, match="no model named 'ghost'"):
+        eng.resolve("default", "ghost", "production")
+
+
+def test_alias_promotion_takes_effect_after_the_ttl(local_store, tmp_path):
+    reg = Registry(local_store)
+    make_mlp(tmp_path / "a.onnx", seed=0)
+    make_mlp(tmp_path / "b.onnx", seed=1)
+    reg.register_version("m", tmp_path / "a.onnx", aliases=["production"])
+    reg.register_version("m", tmp_path / "b.onnx")
+    eng = _engine(local_store, tmp_path, alias_ttl=0.3)
+    assert eng.resolve("default", "m", "production").version == 1
+    assert eng.resolve("default", "m").version == 1
+    reg.set_alias("m", "production", 2)
+    # within the TTL no store read: the old answer
+    assert eng.resolve("default", "m", "production").version == 1
+    time.sleep(0.35)
+    assert eng.resolve("default", "m", "production").version == 2
+    assert eng.resolve("default", "m").version == 2
+
+
+def test_fetch_verifies_sha256_and_caches_on_disk(local_store, tmp_path, mlp_path):
+    m = Registry(local_store).register_version("m", mlp_path)
+    eng = _engine(local_store, tmp_path)
+    t = Timings.start()
+    model = eng.get("default", "m", None, t)
+    assert t.cold_start and t.load_ms > 0 and eng.loads == 1
+    cached = eng.disk.path(m.sha256)
+    assert cached.read_bytes() == mlp_path.read_bytes()
+    # a second engine (a warm restart) reuses the verified file without the store
+    eng2 = _engine(local_store, tmp_path)
+    local_store.delete("tenants/default/models/m/1/model.onnx")
+    assert eng2.get("default", "m").version == 1
+    x = np.ones((2, 4), np.float32)
+    np.testing.assert_allclose(model.run({"x": x})["probabilities"], eng2.get("default", "m").run({"x": x})["probabilities"])
+
+
+def test_tampered_store_object_is_a_load_failure(local_store, tmp_path, mlp_path):
+    Registry(local_store).register_version("m", mlp_path)
+    path = local_store._path("tenants/default/models/m/1/model.onnx")
+    path.write_bytes(path.read_bytes()[:-10] + b"0123456789")
+    eng = _engine(local_store, tmp_path)
+    with pytest.raises(LoadFailure, match="sha256"):
+        eng.get("default", "m")
+    assert not any((tmp_path / "cache").rglob("*.onnx"))
+
+
+def test_concurrent_cold_requests_load_once(local_store, tmp_path, mlp_path, monkeypatch):
+    Registry(local_store).register_version("m", mlp_path)
+    eng = _engine(local_store, tmp_path)
+    from modelbay.engine import engine as engine_mod
+
+    real = engine_mod.build_session
+    calls = []
+
+    def slow_build(path, config):
+        calls.append(path)
+        time.sleep(0.2)  # widen the window in which the other threads arrive
+        return real(path, config)
+
+    monkeypatch.setattr(engine_mod, "build_session", slow_build)
+    results, barrier = [], threading.Barrier(8)
+
+    def worker():
+        barrier.wait()
+        results.append(eng.get("default", "m"))
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and eng.loads == 1
+    assert len(results) == 8 and all(r is results[0] for r in results)
+
+
+def test_session_cache_is_bounded_by_bytes(local_store, tmp_path):
+    reg = Registry(local_store)
+    for i in range(3):
+        make_mlp(tmp_path / f"{i}.onnx", seed=i)
+        reg.register_version(f"m{i}", tmp_path / f"{i}.onnx")
+    size = (tmp_path / "0.onnx").stat().st_size
+    eng = _engine(local_store, tmp_path, session_cache_bytes=2 * size * 2 + 10)  # room for two
+    for i in range(3):
+        eng.get("default", f"m{i}")
+    assert [k[1] for k in eng.sessions.keys()] == ["m1", "m2"]
+    eng.get("default", "m0")  # evicted: loads again
+    assert eng.loads == 4
+
+
+def test_prewarm_from_env_never_raises(local_store, tmp_path, mlp_path, monkeypatch):
+    Registry(local_store).register_version("m", mlp_path, aliases=["production"])
+    monkeypatch.setenv("MODELBAY_PREWARM", "m:production, m@1, ghost, BAD NAME")
+    eng = _engine(local_store, tmp_path)
+    out = eng.prewarm()
+    assert out["m:production"] == 1 and out["m@1"] == 1
+    assert "no model named 'ghost'" in out["ghost"] and "invalid" in out["BAD NAME"]
+    assert eng.loads == 1  # both refs are the same version
+
+
+def test_fixed_batch_one_models_run_instance_by_instance(local_store, tmp_path):
+    Registry(local_store).register_version("fixed", fixed_batch_mlp(tmp_path / "f.onnx"))
+    eng = _engine(local_store, tmp_path)
+    model = eng.get("default", "fixed")
+    x = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
+    out = model.run({"x": x})["probabilities"]
+    assert out.shape == (3, 3)
+    np.testing.assert_allclose(out[1], model.run({"x": x[1:2]})["probabilities"][0], rtol=1e-6)
+
+
+def test_check_instances_limits(local_store, tmp_path, mlp_path):
+    from modelbay.engine.service import predict
+    from modelbay.errors import TooLarge
+
+    Registry(local_store).register_version("m", mlp_path)
+    eng = _engine(local_store, tmp_path)
+    eng.settings.limits.max_instances = 4
+    with pytest.raises(TooLarge):
+        predict(eng, "default", "m", None, [[0, 0, 0, 0]] * 5, {}, Timings.start())
+    with pytest.raises(BadRequest, match="no instances"):
+        predict(eng, "default", "m", None, [], {}, Timings.start())
+    _, preds = predict(eng, "default", "m", None, [[0, 0, 0, 0]] * 4, {}, Timings.start())
+    assert len(preds) == 4
