@@ -8,7 +8,6 @@ import time
 from typing import Any
 
 from rich.json import JSON
-from rich.table import Table
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -66,6 +65,7 @@ class PlaygroundScreen(BaseScreen):
         self.detail: dict[str, Any] | None = None
         self.manifest: Manifest | None = None
         self.kind = "json"
+        self.last_timing: dict[str, float] = {}
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -200,8 +200,8 @@ class PlaygroundScreen(BaseScreen):
         body, total, phases = res
         shown = {k: v for k, v in body.items() if k not in ("timing", "timings")} if isinstance(body, dict) else body
         self.query_one("#pg-result", Static).update(JSON(json.dumps(shown)[:20000]))
-        t = Table.grid(padding=(0, 1))
-        row = [f"[b]round trip {total:.1f} ms[/]"]
-        row += [f"{k} {v:.1f}" for k, v in phases.items()]
-        t.add_row(*row)
-        self.query_one("#pg-latency", Static).update(t)
+        short = {"preprocess": "pre", "inference": "infer", "postprocess": "post", "total": "server"}
+        parts = [f"[b]{total:.1f} ms[/] round trip"]
+        parts += [f"{short.get(k, k)} {v:.1f}" for k, v in phases.items() if v or k in ("inference", "total")]
+        self.query_one("#pg-latency", Static).update(" · ".join(parts))
+        self.last_timing = {"round_trip_ms": total, **phases}
