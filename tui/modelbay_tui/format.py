@@ -36,19 +36,21 @@ def _num(v: Any) -> str:
     return str(v)
 
 
-def gate(metrics: dict[str, Any] | None, width: int = 18) -> str:
-    """The accuracy gate's headline numbers from a manifest's free-form metrics."""
-    m = metrics or {}
-    g = m.get("gate") if isinstance(m.get("gate"), dict) else m
-    parts = []
-    if isinstance(g.get("passed"), bool):
-        parts.append("✓" if g["passed"] else "✗")
-    for k, v in g.items():
-        if k == "passed" or isinstance(v, (dict, list)) or v is None:
-            continue
-        if isinstance(v, (int, float)):
-            parts.append(f"{k[:6]}={_num(v)}")
-    text = " ".join(parts) or "-"
+def gate(metrics: dict[str, Any] | None, width: int = 16) -> str:
+    """The accuracy gate's headline: verdict and the gated metric fp32 → int8."""
+    g = (metrics or {}).get("gate")
+    if not isinstance(g, dict):
+        return "-"
+    mark = "✓" if g.get("passed") else "✗"
+    metric = g.get("metric")
+    f, q = (g.get("fp32") or {}).get(metric), (g.get("int8") or {}).get(metric)
+    if isinstance(f, (int, float)) and isinstance(q, (int, float)):
+        def short(v: float) -> str:
+            return f"{v:.3f}".removeprefix("0") if abs(v) < 1 else f"{v:.3g}"
+
+        text = f"{mark} {str(metric)[:3]} {short(f)}→{short(q)}"
+    else:
+        text = mark
     return text if len(text) <= width else text[: width - 1] + "…"
 
 

@@ -68,11 +68,16 @@ class UploadScreen(BaseScreen):
                 yield Label("aliases (comma separated)", classes="field")
                 yield Input(placeholder="aliases, e.g. production", id="up-aliases", compact=True)
                 yield Label("quantization", classes="field")
-                yield Select([("fp32 (no quantization)", "none"), ("int8 dynamic", "dynamic"),
-                              ("int8 static (needs eval data)", "static")], value="none", allow_blank=False,
+                yield Select([("fp32 (no quantization)", "none"), ("int8, method chosen by model", "auto"),
+                              ("int8 dynamic", "dynamic"), ("int8 static (needs calibration)", "static")],
+                             value="none", allow_blank=False,
                              id="up-quant", compact=True)
                 yield Label("evaluation data", classes="field")
                 yield Input(placeholder="evaluation data (.npz/.json), optional", id="up-eval", compact=True)
+                yield Label("state_dict factory (module:fn) · input spec", classes="field")
+                with Horizontal(classes="pair"):
+                    yield Input(placeholder="pkg.models:make_net", id="up-factory", compact=True)
+                    yield Input(placeholder="x:float32[batch,4]", id="up-spec", compact=True)
                 yield Button("Upload ^u", id="up-go", variant="primary", compact=True)
                 yield Static("", id="up-stages")
                 yield ProgressBar(total=100, show_eta=False, id="up-progress")
@@ -109,6 +114,8 @@ class UploadScreen(BaseScreen):
         quant = str(self.query_one("#up-quant", Select).value)
         eval_text = self.query_one("#up-eval", Input).value.strip()
         eval_data = Path(eval_text).expanduser() if eval_text else None
+        factory = self.query_one("#up-factory", Input).value.strip() or None
+        spec = self.query_one("#up-spec", Input).value.strip() or None
         if self.file is None:
             self.notify("pick a model file in the tree first", severity="warning")
             return
@@ -143,7 +150,8 @@ class UploadScreen(BaseScreen):
             try:
                 path, meta, side, gate = file, VersionMetadata(), {}, None
                 if pipeline is not None and (not onnx or quant != "none"):
-                    path, meta, side, gate = _prepare(pipeline, file, name, quant, eval_data, set_stage)
+                    path, meta, side, gate = _prepare(pipeline, file, name, quant, eval_data, factory, spec,
+                                                      set_stage)
                 else:
                     for s in ("convert", "quantize", "gate"):
                         set_stage(s, "skip")
@@ -184,32 +192,50 @@ class UploadScreen(BaseScreen):
 
 
 def _numbers(d: dict[str, Any]) -> str:
-    return "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in d.items()
-                     if not isinstance(v, (dict, list)))
+    """A gate report (fp32/int8 per metric, thresholds, failures) as a few readable lines."""
+    lines = []
+    for k, v in (d.get("int8") or {}).items():
+        f = (d.get("fp32") or {}).get(k)
+        lines.append(f"{k}: fp32 {f:.4f} → int8 {v:.4f}" if isinstance(f, (int, float)) else f"{k}: int8 {v:.4f}")
+    if d.get("thresholds"):
+        lines.append("thresholds: " + ", ".join(f"{k} {v}" for k, v in d["thresholds"].items() if v is not None))
+    lines += [f"✗ {f}" for f in d.get("failures") or []]
+    if d.get("samples"):
+        lines.append(f"{d['samples']} samples, {d.get('task', '')} {d.get('metric', '')}".strip())
+    return "\n".join(lines) or ", ".join(f"{k}={v}" for k, v in d.items())
 
 
-def _prepare(pipeline, file: Path, name: str, quant: str, eval_data: Path | None, set_stage):
-    """Adapter over ``modelbay.convert.pipeline.prepare``: keyword arguments it does not take are left out."""
-    import inspect
+def _prepare(pipeline, file: Path, name: str, quant: str, eval_data: Path | None, factory: str | None,
+             input_spec: str | None, set_stage):
+    """``modelbay.convert.pipeline.prepare``: the same conversion, quantization and gate as ``modelbay push``."""
+    import tempfile
+
+    stage_of = {"convert": "convert", "evaluat": "gate", "quantiz": "quantize", "plain int8": "gate",
+                "measur": "gate"}
+
+    def say(message: str, fraction: float | None = None) -> None:
+        for prefix, stage in stage_of.items():
+            if message.startswith(prefix):
+                order = STAGES.index(stage)
+                for earlier in STAGES[:order]:
+                    if earlier != "upload":
+                        set_stage(earlier, "done")
+                set_stage(stage, "run")
+                return
 
     set_stage("convert", "run")
-    fn = pipeline.prepare
-    params = inspect.signature(fn).parameters
-    offered = {"name": name, "quantization": quant, "quantize": quant, "eval_data": eval_data,
-               "evaluation_data": eval_data,
-               "progress": lambda stage, *a: set_stage(stage, "run") if stage in STAGES else None}
-    kwargs = {k: v for k, v in offered.items() if k in params}
+    model: Any = factory or file
+    work = Path(tempfile.mkdtemp(prefix="modelbay-tui-"))
     try:
-        prepared = fn(file, **kwargs)
+        prepared = pipeline.prepare(model, name=name, workdir=work, quantize_mode=quant, eval_data=eval_data,
+                                    state_dict=file if factory else None, input_spec=input_spec or None,
+                                    progress=say)
     except Exception as e:
-        numbers = getattr(e, "details", None) or getattr(e, "gate", None)
-        if numbers and "gate" in str(type(e).__name__).lower() + str(e).lower():
-            raise GateRefused(dict(numbers)) from e
+        gate = (getattr(e, "details", None) or {}).get("gate")
+        if gate:
+            raise GateRefused(gate) from e
         raise
     for s in ("convert", "quantize", "gate"):
-        set_stage(s, "done")
-    path = getattr(prepared, "path", None) or getattr(prepared, "model_path", None) or prepared
-    meta = getattr(prepared, "metadata", None) or VersionMetadata()
-    side = getattr(prepared, "side_files", None) or {}
-    gate = getattr(prepared, "gate", None) or (meta.metrics.get("gate") if meta.metrics else None)
-    return Path(path), meta, side, gate if isinstance(gate, dict) else None
+        set_stage(s, "done" if s != "quantize" or quant != "none" else "skip")
+    gate = prepared.gate.as_dict() if prepared.gate is not None else None
+    return prepared.model_path, prepared.metadata, prepared.side_files, gate
