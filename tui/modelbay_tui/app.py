@@ -61,6 +61,7 @@ class ModelbayApp(ApiMixin, App[None]):
         self.upload_root = upload_root
         self.health_every = health_every
         self._checking = False
+        self.ui_errors: list[Exception] = []
 
     # ------------------------------------------------------------ lifecycle
     def on_mount(self) -> None:
@@ -121,6 +122,18 @@ class ModelbayApp(ApiMixin, App[None]):
 
         self.run_worker(job, thread=True, group="health", exclusive=True, exit_on_error=False)
 
+    def _handle_exception(self, error: Exception) -> None:
+        # Textual exits on any exception in a handler. One broken widget must not take the
+        # user's terminal down: show it, keep it for tests and bug reports, carry on.
+        if not self.is_running or not isinstance(error, Exception):
+            return super()._handle_exception(error)
+        self.ui_errors.append(error)
+        self.log.error(f"UI error: {error!r}")
+        try:
+            self.notify(f"{type(error).__name__}: {error}", severity="error", title="UI error", timeout=8)
+        except Exception:
+            super()._handle_exception(error)
+
     # called by ApiMixin on the UI thread
     def api_failed(self, e: ApiError, quiet: bool = False) -> None:
         if e.code == "unreachable":
@@ -165,7 +178,7 @@ class ModelbayApp(ApiMixin, App[None]):
 
     def action_connect(self) -> None:
         if not isinstance(self.screen, ConnectScreen):
-            self.push_screen(ConnectScreen())
+            self.push_screen(ConnectScreen(), lambda name: self.switch_profile(name) if name else None)
 
     def action_toggle_theme(self) -> None:
         self.theme = "textual-light" if self.current_theme.dark else "textual-dark"

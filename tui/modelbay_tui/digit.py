@@ -53,6 +53,12 @@ class DigitGrid(Widget, can_focus=True):
             segs.append(Segment("  ", style))
         return Strip(segs, self.cols * 2)
 
+    def resize(self, rows: int, cols: int, max_value: int) -> None:
+        self.rows, self.cols, self.max_value = rows, cols, max_value
+        self.cells = [[0] * cols for _ in range(rows)]
+        self.cursor = (0, 0)
+        self.refresh(layout=True)
+
     def values(self) -> list[list[int]]:
         return [[self.max_value if c else 0 for c in row] for row in self.cells]
 

@@ -11,7 +11,9 @@ from textual.widgets import Button, DataTable, Input, Label
 from modelbay.errors import ModelbayError
 
 
-class ConnectScreen(ModalScreen[None]):
+class ConnectScreen(ModalScreen["str | None"]):
+    """Dismissed with the profile to switch to (the app switches once the dialog is gone)."""
+
     BINDINGS = [Binding("escape", "close", "Close"), Binding("delete", "remove", "Remove")]
 
     def compose(self) -> ComposeResult:
@@ -40,8 +42,7 @@ class ConnectScreen(ModalScreen[None]):
             t.add_row("●" if p.name == self.app.profile.name else " ", p.name, p.url, p.masked_key, key=p.name)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        self.app.switch_profile(str(event.row_key.value))
-        self.dismiss(None)
+        self.dismiss(str(event.row_key.value))
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "cx-close":
@@ -56,8 +57,7 @@ class ConnectScreen(ModalScreen[None]):
         except ModelbayError as e:
             self.notify(e.message, severity="error")
             return
-        self.app.switch_profile(name)
-        self.dismiss(None)
+        self.dismiss(name)
 
     def action_remove(self) -> None:
         t = self.query_one(DataTable)

@@ -131,10 +131,8 @@ class PlaygroundScreen(BaseScreen):
         self.query_one("#pg-hint", Static).update(f"v{m.version} {hint}")
         if self.kind == "grid":
             pre = m.preprocessing
-            new = DigitGrid(pre.height, pre.width, int(pre.max_value), id="pg-grid")
-            grid.remove()
-            self.query_one("#pg-input").mount(new, after=self.query_one("#pg-text"))
-            new.focus()
+            grid.resize(pre.height, pre.width, int(pre.max_value))
+            grid.focus()
         elif self.kind == "json":
             self.action_example()
             js.focus()

@@ -148,15 +148,17 @@ class UploadScreen(BaseScreen):
 
         def job():
             try:
-                path, meta, side, gate = file, VersionMetadata(), {}, None
                 if pipeline is not None and (not onnx or quant != "none"):
-                    path, meta, side, gate = _prepare(pipeline, file, name, quant, eval_data, factory, spec,
-                                                      set_stage)
+                    prepared = _prepare(pipeline, file, name, quant, eval_data, factory, spec, set_stage)
+                    gate = prepared.gate.as_dict() if prepared.gate is not None else None
+                    set_stage("upload", "run")
+                    m = pipeline.publish(prepared, client=self.client, aliases=aliases, progress=progress)[-1]
                 else:
                     for s in ("convert", "quantize", "gate"):
                         set_stage(s, "skip")
-                set_stage("upload", "run")
-                m = self.client.push(path, name, meta, side, aliases, progress=progress)
+                    set_stage("upload", "run")
+                    gate = None
+                    m = self.client.push(file, name, VersionMetadata(), {}, aliases, progress=progress)
                 set_stage("upload", "done")
                 set_stage("register", "done")
                 return m, gate
@@ -237,5 +239,4 @@ def _prepare(pipeline, file: Path, name: str, quant: str, eval_data: Path | None
         raise
     for s in ("convert", "quantize", "gate"):
         set_stage(s, "done" if s != "quantize" or quant != "none" else "skip")
-    gate = prepared.gate.as_dict() if prepared.gate is not None else None
-    return prepared.model_path, prepared.metadata, prepared.side_files, gate
+    return prepared
