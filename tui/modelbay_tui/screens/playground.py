@@ -66,6 +66,7 @@ class PlaygroundScreen(BaseScreen):
         self.manifest: Manifest | None = None
         self.kind = "json"
         self.last_timing: dict[str, float] = {}
+        self._examples = 0  # seeds: examples differ each time, yet a session is reproducible
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -141,7 +142,8 @@ class PlaygroundScreen(BaseScreen):
 
     def action_example(self) -> None:
         if self.manifest is not None and self.kind == "json":
-            inst = sample_instance(self.manifest, random.Random())
+            inst = sample_instance(self.manifest, random.Random(self._examples))
+            self._examples += 1
             self.query_one("#pg-json", TextArea).text = json.dumps([inst])
 
     def _instances(self) -> list[Any] | None:
