@@ -18,10 +18,13 @@ $(STAMP): pyproject.toml shared/requirements.txt
 
 install: $(STAMP)
 
+# the server alone, in the foreground (ctrl-c stops it)
 serve: install
-	$(VENV)/bin/modelbay serve --store $(STORE) --port $(PORT)
+	$(PY) -m modelbay serve --store $(STORE) --port $(PORT)
 
-run: serve
+# server (child process, log in $(STORE)/server.log) + demo models + the TUI; quitting the TUI stops the server
+run: install
+	$(PY) -m modelbay_tui.launch --store $(STORE) --port $(PORT)
 
 test: install
 	$(PY) -m pytest -q -n 2
