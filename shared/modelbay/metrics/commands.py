@@ -85,9 +85,14 @@ def register(app: typer.Typer) -> None:
             return (f"{rep.sent} sent  {rep.ok} ok  {sum(rep.errors.values())} errors  {rep.rate:.1f} req/s  "
                     f"p50 {_fmt(lat['p50_ms'])} ms  p95 {_fmt(lat['p95_ms'])} ms")
 
-        with Live("starting…", console=err, transient=True, disable=ctx.obj.as_json) as live:
+        if ctx.obj.as_json or not err.is_terminal:
             rep = run_load(ctx.obj.client, name, r, rate=rate, duration_s=duration, concurrency=concurrency,
-                           batch=batch, bad_fraction=bad, instances=pool, on_tick=lambda x: live.update(line(x)))
+                           batch=batch, bad_fraction=bad, instances=pool)
+        else:
+            with Live("starting…", console=err, transient=True) as live:
+                rep = run_load(ctx.obj.client, name, r, rate=rate, duration_s=duration, concurrency=concurrency,
+                               batch=batch, bad_fraction=bad, instances=pool,
+                               on_tick=lambda x: live.update(line(x)))
         _emit(ctx, rep.as_dict(), line(rep) + (f"  by code: {rep.errors}" if rep.errors else ""))
 
     @app.command("tui")
