@@ -68,7 +68,7 @@ class MemoryMetrics:
     # ------------------------------------------------------------ writing
     def _bucket(self, tenant: str | None, model: str, version: int | None, ts: float) -> Bucket:
         minute = int(ts // 60)
-        if minute != self._pruned_minute:
+        if minute > self._pruned_minute:  # once per minute of real time, not per late event
             self._prune(minute)
         key = (tenant or self.default_tenant, model, version, minute)
         b = self._buckets.get(key)
