@@ -91,6 +91,12 @@ def test_models_screen_lists_traffic_and_filters(local, tmp_path):
         assert rows(table)[0][0] == "digits"
         await pilot.press("escape")
         await until(pilot, lambda: table.row_count == 2)
+        await pilot.press("f")  # serving: only models with traffic in the last hour
+        assert [r[0] for r in rows(table)] == ["iris"] and "filter: serving" in app.export_text()
+        await pilot.press("f", "f")  # production alias
+        assert [r[0] for r in rows(table)] == ["iris"]
+        await pilot.press("f")
+        assert table.row_count == 2
         assert "modelbay · cli" in app.export_text() and "● connected" in app.sub_title
 
     drive(make_app(url, tmp_path), script)

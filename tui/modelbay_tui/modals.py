@@ -95,7 +95,7 @@ class HistoryModal(ModalScreen[None]):
 
 KEYS = [
     ("enter", "models", "open the model"),
-    ("/", "models", "search / filter (esc clears)"),
+    ("/ · f", "models", "search (esc clears) · filter: serving, erroring, prod"),
     ("p", "model", "promote the selected version to an alias"),
     ("b", "model", "roll an alias back (shows from → to first)"),
     ("d", "model", "delete the selected version (unaliased only)"),

@@ -61,9 +61,13 @@ def feedback_metrics(event: FeedbackEvent) -> list[tuple[str, str, float]]:
 
 # ---------------------------------------------------------------- reading
 class CloudWatchReader:
+    CACHE_SECONDS = 20.0  # data has 1-minute resolution; GetMetricData is billed per metric read
+
     def __init__(self, namespace: str = "modelbay", client: Any = None) -> None:
         self.namespace = namespace
         self._client = client
+        self._cache: dict[tuple, tuple[float, Any]] = {}
+        self._cache_lock = threading.Lock()
         self._percentiles_retry_at = 0.0
         self._percentiles_error = ""
 
@@ -74,6 +78,20 @@ class CloudWatchReader:
 
             self._client = boto3.client("cloudwatch")
         return self._client
+
+    def _cached(self, key: tuple, compute):
+        """Dashboards poll every few seconds; answer repeats from memory for CACHE_SECONDS."""
+        now = time.monotonic()
+        with self._cache_lock:
+            hit = self._cache.get(key)
+            if hit and hit[0] > now:
+                return hit[1]
+        value = compute()
+        with self._cache_lock:
+            if len(self._cache) > 256:
+                self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
+            self._cache[key] = (now + self.CACHE_SECONDS, value)
+        return value
 
     def _query(self, queries: list[tuple[str, str, str, list[dict[str, str]]]], start: float, end: float,
                period: int) -> dict[str, dict[float, float]]:
@@ -131,6 +149,11 @@ class CloudWatchReader:
 
     def series(self, tenant: str, model: str, version: int | None, start: float, end: float,
                step: int) -> Series:
+        key = ("series", tenant, model, version, start, end, step)
+        return self._cached(key, lambda: self._series(tenant, model, version, start, end, step)).model_copy(deep=True)
+
+    def _series(self, tenant: str, model: str, version: int | None, start: float, end: float,
+                step: int) -> Series:
         dims = _dims(tenant, model, version)
         q = self._plan(dims)
         warnings: list[str] = []
@@ -189,6 +212,9 @@ class CloudWatchReader:
         return s
 
     def versions(self, tenant: str, model: str, start: float, end: float) -> list[int]:
+        return list(self._cached(("versions", tenant, model), lambda: self._versions(tenant, model)))
+
+    def _versions(self, tenant: str, model: str) -> list[int]:
         from ..errors import StoreUnavailable
 
         found: set[int] = set()
@@ -206,6 +232,10 @@ class CloudWatchReader:
         return sorted(found)
 
     def overview(self, tenant: str, models: list[str], start: float, end: float) -> dict[str, ModelTotals]:
+        key = ("overview", tenant, tuple(models), start, end)
+        return dict(self._cached(key, lambda: self._overview(tenant, models, start, end)))
+
+    def _overview(self, tenant: str, models: list[str], start: float, end: float) -> dict[str, ModelTotals]:
         q = []
         for i, m in enumerate(models):
             dims = _dims(tenant, m, None)

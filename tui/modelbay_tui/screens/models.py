@@ -17,6 +17,7 @@ class ModelsScreen(BaseScreen):
     BINDINGS = [
         Binding("slash", "search", "Search"),
         Binding("enter", "open", "Open", show=False),
+        Binding("f", "filter", "Filter"),
         Binding("g", "metrics", "Metrics"),
         Binding("t", "playground", "Try"),
         Binding("r", "refresh", "Refresh"),
@@ -28,6 +29,7 @@ class ModelsScreen(BaseScreen):
         self.rows: list[dict[str, Any]] = []
         self.traffic: dict[str, dict[str, Any]] = {}
         self.loaded = False
+        self.filter = "all"
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -64,7 +66,16 @@ class ModelsScreen(BaseScreen):
         self.loaded = True
         self._render_rows()
 
+    FILTERS = ("all", "serving", "erroring", "production")
+
     def _matches(self, m: dict[str, Any], needle: str) -> bool:
+        tr = self.traffic.get(m["name"], {})
+        if self.filter == "serving" and not tr.get("requests"):
+            return False
+        if self.filter == "erroring" and not tr.get("errors"):
+            return False
+        if self.filter == "production" and "production" not in m["aliases"]:
+            return False
         if not needle:
             return True
         hay = " ".join([m["name"], *m["aliases"].keys()]).lower()
@@ -85,7 +96,10 @@ class ModelsScreen(BaseScreen):
         if shown:
             t.move_cursor(row=min(keep, len(shown) - 1))
         total = len(self.rows)
-        status = f"{len(shown)} of {total} models" if needle else f"{total} models"
+        narrowed = needle or self.filter != "all"
+        status = f"{len(shown)} of {total} models" if narrowed else f"{total} models"
+        if self.filter != "all":
+            status += f"  ·  filter: {self.filter} (f)"
         if self.loaded and not total:
             status = "no models yet: press u to upload one"
         self.query_one("#models-status", Static).update(status)
@@ -105,6 +119,10 @@ class ModelsScreen(BaseScreen):
             self.notify("no model selected", severity="warning")
             return None
         return str(t.coordinate_to_cell_key(t.cursor_coordinate).row_key.value)
+
+    def action_filter(self) -> None:
+        self.filter = self.FILTERS[(self.FILTERS.index(self.filter) + 1) % len(self.FILTERS)]
+        self._render_rows()
 
     def action_search(self) -> None:
         self.query_one("#search", Input).focus()
