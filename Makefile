@@ -29,5 +29,9 @@ run: install
 test: install
 	$(PY) -m pytest -q -n 2
 
+# Not part of `make test`: latency (raw vs Lambda handler vs HTTP), cold start, peak RSS.
+bench: install
+	$(PY) benchmarks/bench_inference.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -207,3 +207,37 @@ def test_check_instances_limits(local_store, tmp_path, mlp_path):
         predict(eng, "default", "m", None, [], {}, Timings.start())
     _, preds = predict(eng, "default", "m", None, [[0, 0, 0, 0]] * 4, {}, Timings.start())
     assert len(preds) == 4
+
+
+def test_a_deleted_version_stops_serving_after_the_ttl(local_store, tmp_path):
+    reg = Registry(local_store)
+    make_mlp(tmp_path / "a.onnx", seed=0)
+    make_mlp(tmp_path / "b.onnx", seed=1)
+    reg.register_version("m", tmp_path / "a.onnx")
+    reg.register_version("m", tmp_path / "b.onnx")
+    eng = _engine(local_store, tmp_path, alias_ttl=0.2)
+    assert eng.resolve("default", "m", "1").version == 1
+    reg.delete_version("m", 1)
+    assert eng.resolve("default", "m", 1).version == 1  # within the TTL: no store read
+    time.sleep(0.25)
+    with pytest.raises(NotFound, match="deleted"):
+        eng.resolve("default", "m", "1")
+    assert eng.resolve("default", "m").version == 2
+
+
+def test_inference_timeout_is_a_504(local_store, tmp_path):
+    from modelbay.engine.errors import InferenceTimeout
+    from tests.onnx_models import mlp_model
+
+    import onnx
+
+    # wide layers and a large batch: a run of tens of milliseconds
+    onnx.save(mlp_model(n_in=512, n_hidden=4096, n_out=512), str(tmp_path / "slow.onnx"))
+    Registry(local_store).register_version("slow", tmp_path / "slow.onnx")
+    eng = _engine(local_store, tmp_path, inference_timeout_ms=1)
+    model = eng.get("default", "slow")
+    with pytest.raises(InferenceTimeout) as e:
+        model.run({"x": np.ones((2048, 512), np.float32)})
+    assert e.value.status == 504
+    eng2 = _engine(local_store, tmp_path, inference_timeout_ms=60_000)
+    assert eng2.get("default", "slow").run({"x": np.ones((2, 512), np.float32)})["probabilities"].shape == (2, 512)

@@ -362,3 +362,12 @@ def test_binary_bytes_output_layout(shared):
     blob = r.content[hl:]
     (n,) = struct.unpack_from("<I", blob)
     assert blob[4:4 + n].decode().count(":") == 2
+
+
+def test_oip_batch_is_bounded_by_max_instances(local):
+    local.app.state.settings.limits.max_instances = 8
+    body, headers = oip.encode_request({"x": np.zeros((9, 4), np.float32)}, None)
+    r = _post(local.url, "/v2/models/mlp/infer", body, headers)
+    assert r.status_code == 413 and "9 instances; the limit is 8" in r.json()["error"]
+    body, headers = oip.encode_request({"x": np.zeros((8, 4), np.float32)}, None)
+    assert _post(local.url, "/v2/models/mlp/infer", body, headers).status_code == 200

@@ -166,6 +166,7 @@ def test_raw_model_rows_and_columnar_inputs(local):
 def test_model_status(local):
     st = httpx.get(f"{local.url}/v1/models/mlp").json()
     assert st["model_version_status"][0]["state"] == "AVAILABLE" and st["version"] == 1
+    assert httpx.get(f"{local.url}/v1/models/mlp").headers["x-model-version"] == "1"
     assert httpx.get(f"{local.url}/v1/models/mlp/labels/production").json()["version"] == 1
     assert httpx.get(f"{local.url}/v1/models/ghost").status_code == 404
 

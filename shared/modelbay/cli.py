@@ -243,6 +243,7 @@ def rollback(ctx: typer.Context, name: str, alias: str = typer.Argument("product
 from .metrics.commands import register as _register_metrics  # noqa: E402
 
 _register_metrics(app)
+app.command("predict")(__import__("modelbay.cli_predict", fromlist=["predict"]).predict)
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -164,6 +165,51 @@ class Client:
             etags.append(r.headers["ETag"])
         return etags
 
+    # ------------------------------------------------------------ inference
+    @staticmethod
+    def _timing(header: str | None) -> dict[str, float]:
+        out = {}
+        for part in (header or "").split(","):
+            name, _, dur = part.strip().partition(";dur=")
+            if name and dur:
+                out[name] = float(dur)
+        return out
+
+    def predict(self, name: str, ref: str | int | None = None, instances: list[Any] | None = None,
+                parameters: dict[str, Any] | None = None) -> "Prediction":
+        """V1 predict on raw instances (texts, images as base64 or pixel lists, rows)."""
+        if ref is None:
+            path = f"/v1/models/{name}:predict"
+        elif str(ref).isdigit():
+            path = f"/v1/models/{name}/versions/{ref}:predict"
+        else:
+            path = f"/v1/models/{name}/labels/{ref}:predict"
+        body: dict[str, Any] = {"instances": list(instances or [])}
+        if parameters:
+            body["parameters"] = parameters
+        r = self.request("POST", path, json=body)
+        return Prediction(r.json()["predictions"], name, int(r.headers.get("x-model-version", 0)),
+                          self._timing(r.headers.get("server-timing")))
+
+    def infer(self, name: str, inputs: dict[str, Any], ref: str | int | None = None,
+              outputs: list[str] | None = None, *, binary: bool = True, request_id: str | None = None,
+              parameters: dict[str, Any] | None = None) -> "InferResult":
+        """Open Inference Protocol infer with numpy tensors (binary tensor extension by default)."""
+        from .protocols import oip
+
+        body, headers = oip.encode_request(inputs, outputs, binary=binary, request_id=request_id,
+                                           parameters=parameters)
+        path = f"/v2/models/{name}" + (f"/versions/{ref}" if ref is not None else "") + "/infer"
+        r = self.request("POST", path, content=body, headers=headers)
+        meta, arrays = oip.decode_response(r.content, r.headers.get(oip.HEADER))
+        return InferResult(arrays, name, int(meta["model_version"]), meta.get("id"),
+                           self._timing(r.headers.get("server-timing")))
+
+    def model_metadata(self, name: str, ref: str | int | None = None) -> dict[str, Any]:
+        """OIP model metadata: platform, versions, inputs and outputs with datatype and shape."""
+        return self._json("GET", f"/v2/models/{name}" + (f"/versions/{ref}" if ref is not None else ""))
+
+
     # ------------------------------------------------------------ metrics
     def metrics_overview(self, window: str = "1h") -> dict[str, Any]:
         """Every model's requests, errors, error rate and p95 over the window."""
@@ -185,3 +231,20 @@ class Client:
         if ref is not None:
             body["ref"] = str(ref)
         return self._json("POST", f"/registry/models/{name}/feedback", json=body)
+
+
+@dataclass
+class Prediction:
+    predictions: list[Any]
+    model: str
+    version: int
+    server_timing: dict[str, float]  # milliseconds by phase: fetch, preprocess, inference, ...
+
+
+@dataclass
+class InferResult:
+    outputs: dict[str, Any]  # name -> numpy array
+    model: str
+    version: int
+    id: str | None
+    server_timing: dict[str, float]

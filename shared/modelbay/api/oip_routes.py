@@ -38,7 +38,7 @@ def ready(request: Request):
     return {"ready": True}
 
 
-def _metadata(request: Request, name: str, ref: str | None) -> dict[str, Any]:
+def _metadata(request: Request, name: str, ref: str | None) -> JSONResponse:
     principal = invoker(request)
     engine = engine_of(request)
     m = engine.resolve(principal.tenant, name, ref)
@@ -46,12 +46,12 @@ def _metadata(request: Request, name: str, ref: str | None) -> dict[str, Any]:
         versions = [str(v) for v in engine.resolver.registry(principal.tenant).version_numbers(name)]
     else:
         versions = [str(m.version)]
-    return {
+    return JSONResponse({
         "name": name, "versions": versions, "platform": PLATFORM,
         "inputs": oip.tensor_metadata(m.inputs), "outputs": oip.tensor_metadata(m.outputs),
         # not in the OIP schema; clients ignore it: what a bare name or an alias resolved to
         "parameters": {"version": m.version, "task": m.task, "sha256": m.sha256},
-    }
+    }, headers={"x-model-version": str(m.version)})
 
 
 @router.get("/models/{name}", summary="Model metadata (the production alias, else the latest version)")

@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 
 from ..engine import Timings
 from ..engine.service import predict
@@ -46,10 +46,12 @@ def _instances(body: bytes) -> tuple[list[Any], dict[str, Any]]:
     return instances, params
 
 
-async def _predict(request: Request, name: str, ref: str | None) -> Response:
+async def _predict(request: Request, name: str, ref: str | None, *, version: bool = False) -> Response:
     timings = Timings.start()
     n = 0
     try:
+        if version and not str(ref).isdigit():
+            raise BadRequest(f"invalid version {ref!r}: use /labels/{ref} for an alias")
         principal = invoker(request)
         instances, params = _instances(await read_body(request))
         n = len(instances)
@@ -69,9 +71,7 @@ async def model_predict(name: str, request: Request):
 
 @router.post("/models/{name}/versions/{version}:predict", summary="Predict with a version")
 async def version_predict(name: str, version: str, request: Request):
-    if not version.isdigit():
-        raise BadRequest(f"invalid version {version!r}: use /labels/{version} for an alias")
-    return await _predict(request, name, version)
+    return await _predict(request, name, version, version=True)
 
 
 @router.post("/models/{name}/labels/{alias}:predict", summary="Predict with the version an alias points at")
@@ -79,17 +79,17 @@ async def label_predict(name: str, alias: str, request: Request):
     return await _predict(request, name, alias)
 
 
-def _status(request: Request, name: str, ref: str | None) -> dict[str, Any]:
+def _status(request: Request, name: str, ref: str | None) -> JSONResponse:
     principal = invoker(request)
     engine = engine_of(request)
     m = engine.resolve(principal.tenant, name, ref)
     loaded = engine.cached(principal.tenant, m) is not None
-    return {
+    return JSONResponse({
         "name": name, "ready": True, "version": m.version, "loaded": loaded,
         # TF Serving's GetModelStatus shape; a stateless server loads on demand, so AVAILABLE
         "model_version_status": [{"version": str(m.version), "state": "AVAILABLE",
                                   "status": {"error_code": "OK", "error_message": ""}}],
-    }
+    }, headers={"x-model-version": str(m.version)})
 
 
 @router.get("/models/{name}", summary="Model status (production alias, else latest)")

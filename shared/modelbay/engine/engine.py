@@ -50,6 +50,9 @@ class EngineConfig:
     # Lambda's /tmp is 512 MB unless configured otherwise
     disk_cache_bytes: int = field(default_factory=lambda: int(os.environ.get("MODELBAY_DISK_CACHE_MB", "400")) * MB)
     session: SessionConfig = field(default_factory=SessionConfig)
+    inference_timeout_ms: float | None = field(
+        default_factory=lambda: float(os.environ["MODELBAY_INFERENCE_TIMEOUT_MS"])
+        if os.environ.get("MODELBAY_INFERENCE_TIMEOUT_MS") else None)
 
 
 class Engine:
@@ -63,6 +66,7 @@ class Engine:
         self._loading: dict[tuple, Future] = {}
         self._lock = threading.Lock()
         self.loads = 0  # how many sessions this process built (tests and /v2 stats read it)
+        self._prewarm: tuple[threading.Thread, dict[str, int | str]] | None = None
 
     # -------------------------------------------------------------- lookups
     def resolve(self, tenant: str, name: str, ref: str | int | None = None) -> Manifest:
@@ -146,7 +150,9 @@ class Engine:
         t2 = time.perf_counter()
         self.loads += 1
         size = manifest.size + sum(f.size for f in manifest.files.values())
-        model = LoadedModel(manifest, session, files, pre, post, size=size, load_ms=(t2 - t1) * 1000)
+        timeout = self.config.inference_timeout_ms
+        model = LoadedModel(manifest, session, files, pre, post, size=size, fetch_ms=(t1 - t0) * 1000,
+                            load_ms=(t2 - t1) * 1000, timeout_s=timeout / 1000 if timeout else None)
         if timings is not None:
             timings.cold_start = True
             timings.fetch_ms = (t1 - t0) * 1000
@@ -156,6 +162,26 @@ class Engine:
         return model
 
     # -------------------------------------------------------------- warm-up
+    def prewarm_in_background(self, refs: list[str] | str | None = None, tenant: str | None = None) -> None:
+        """Start ``prewarm`` in a thread, so its downloads and session builds overlap other start-up work.
+
+        Requests that arrive meanwhile wait for the same single-flight load.
+        """
+        if self._prewarm is not None:
+            return
+        result: dict[str, int | str] = {}
+        thread = threading.Thread(target=lambda: result.update(self.prewarm(refs, tenant)),
+                                  name="modelbay-prewarm", daemon=True)
+        self._prewarm = (thread, result)
+        thread.start()
+
+    def wait_prewarm(self, timeout: float | None = None) -> dict[str, int | str]:
+        if self._prewarm is None:
+            return {}
+        thread, result = self._prewarm
+        thread.join(timeout)
+        return result
+
     def prewarm(self, refs: list[str] | str | None = None, tenant: str | None = None) -> dict[str, int | str]:
         """Load ``NAME[@version|:alias]`` references now (Lambda's init phase); never raises.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -10,7 +11,7 @@ import numpy as np
 
 from ..errors import BadRequest
 from ..manifest import Manifest
-from .errors import InferenceFailed
+from .errors import InferenceFailed, InferenceTimeout
 
 
 @dataclass
@@ -21,7 +22,9 @@ class LoadedModel:
     preprocessor: Any = None  # modelbay.preprocess.Preprocessor | None
     postprocessor: Any = None  # modelbay.postprocess.Postprocessor
     size: int = 0
-    load_ms: float = 0.0
+    fetch_ms: float = 0.0  # download + verify, 0 when the disk cache had it
+    load_ms: float = 0.0  # session build + pre/postprocessor setup
+    timeout_s: float | None = None  # per session.run; None: no limit beyond the function's own
 
     def __post_init__(self) -> None:
         self.output_names = [o.name for o in self.manifest.outputs]
@@ -40,14 +43,29 @@ class LoadedModel:
         """One session.run for the whole batch (one per instance if the graph's batch is fixed at 1)."""
         names = outputs or self.output_names
         n = next(iter(feeds.values())).shape[0] if feeds and self._single else 1
+        options, timer = None, None
+        if self.timeout_s:
+            import onnxruntime as ort
+
+            # onnxruntime checks the terminate flag between kernels: a run stops within one op
+            options = ort.RunOptions()
+            timer = threading.Timer(self.timeout_s, setattr, (options, "terminate", True))
+            timer.start()
         try:
             if n <= 1 or not self._single:
-                results = self.session.run(names, feeds)
+                results = self.session.run(names, feeds, options)
                 return dict(zip(names, results))
-            parts = [self.session.run(names, {k: v[i:i + 1] for k, v in feeds.items()}) for i in range(n)]
+            parts = [self.session.run(names, {k: v[i:i + 1] for k, v in feeds.items()}, options)
+                     for i in range(n)]
             return {name: np.concatenate([p[j] for p in parts]) for j, name in enumerate(names)}
         except Exception as e:
+            if options is not None and options.terminate:
+                raise InferenceTimeout(f"inference took longer than {self.timeout_s * 1000:.0f} ms",
+                                       limit_ms=self.timeout_s * 1000) from None
             raise _ort_error(e) from None
+        finally:
+            if timer is not None:
+                timer.cancel()
 
 
 def _ort_error(e: Exception) -> Exception:

@@ -1,7 +1,8 @@
 """Name + version/alias -> manifest, with caches sized to what can change.
 
 A version's manifest never changes once visible, so it is cached for the life
-of the process. Aliases move: what an alias (or the default ref) points at is
+of the process; whether the version still exists (it may be deleted) is
+re-checked at most once per ``alias_ttl``. Aliases move: what an alias (or the default ref) points at is
 re-read after ``alias_ttl`` seconds, so a promotion or rollback takes effect
 within a few seconds without a store read on every request.
 """
@@ -13,7 +14,7 @@ import time
 from collections import OrderedDict
 
 from ..errors import NotFound
-from ..layout import check_name, check_version
+from ..layout import MANIFEST, TOMBSTONE, check_name, check_version
 from ..manifest import Manifest
 from ..registry import DEFAULT_ALIAS, Registry
 from ..settings import Limits
@@ -44,11 +45,11 @@ class Resolver:
         """``ref``: a version number, an alias, or None (``production``, else the latest)."""
         if ref == "":
             ref = None
+        now = self.clock()
         if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
-            return self.manifest(tenant, name, check_version(ref))
+            return self._version(tenant, name, check_version(ref), now)
         key = (tenant, name, ref)
         hit = self._refs.get(key)
-        now = self.clock()
         if hit is not None and hit[1] > now:
             return self.manifest(tenant, name, hit[0])
         check_name(name, "model name")
@@ -68,6 +69,22 @@ class Resolver:
                 if not reg.version_numbers(name):
                     raise NotFound(f"no model named {name!r}", model=name) from None
                 raise
+        manifest = self.manifest(tenant, name, version)
+        self._refs[key] = (version, now + self.alias_ttl)
+        return manifest
+
+    def _version(self, tenant: str, name: str, version: int, now: float) -> Manifest:
+        """An explicit version: its manifest never changes, but it can be deleted; re-check that per TTL."""
+        key = (tenant, name, str(version))
+        hit = self._refs.get(key)
+        if hit is not None and hit[1] > now:
+            return self.manifest(tenant, name, version)
+        if (tenant, name, version) in self._manifests:
+            reg = self.registry(tenant)
+            if self.store.head(reg.layout.file(name, version, TOMBSTONE)) is not None or \
+                    self.store.head(reg.layout.file(name, version, MANIFEST)) is None:
+                self._manifests.pop((tenant, name, version), None)
+                raise NotFound(f"model {name!r} version {version} was deleted", model=name, version=version)
         manifest = self.manifest(tenant, name, version)
         self._refs[key] = (version, now + self.alias_ttl)
         return manifest

@@ -23,6 +23,10 @@ def infer(engine: Engine, tenant: str, name: str, ref: str | int | None, inputs:
     """Run validated tensors; ``outputs`` None means all of them."""
     model = engine.get(tenant, name, ref, timings)
     check_feeds(model.manifest.inputs, inputs)
+    for spec in model.manifest.inputs:  # a dynamic first axis is the batch: the instance limit applies
+        if spec.shape and not isinstance(spec.shape[0], int):
+            check_instances(int(inputs[spec.name].shape[0]), engine.settings)
+            break
     if outputs is not None:
         known = set(model.output_names)
         for o in outputs:

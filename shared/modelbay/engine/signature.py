@@ -16,6 +16,9 @@ from ..manifest import TensorSpec
 from ..protocols.dtypes import MANIFEST_TO_OIP
 
 
+_NUMPY = {name: np.dtype(name) for name in MANIFEST_TO_OIP if name not in ("string", "bfloat16")}
+
+
 def _shape(spec: TensorSpec) -> str:
     return "[" + ", ".join("-1" if not isinstance(d, int) else str(d) for d in spec.shape) + "]"
 
@@ -31,7 +34,12 @@ def check_feeds(inputs: list[TensorSpec], feeds: Mapping[str, np.ndarray]) -> No
             raise BadRequest(f"missing input {spec.name!r} ({MANIFEST_TO_OIP.get(spec.dtype, spec.dtype)} "
                              f"{_shape(spec)})", input=spec.name)
         want = spec.dtype
-        got = "string" if array.dtype.kind in "OUS" else array.dtype.name
+        if array.dtype.kind in "OUS":
+            got = "string"
+        elif array.dtype == _NUMPY.get(want):  # the common case, without building dtype names
+            got = want
+        else:
+            got = array.dtype.name
         if got != want:
             raise BadRequest(f"input {spec.name!r} is {MANIFEST_TO_OIP.get(got, got)}; the model takes "
                              f"{MANIFEST_TO_OIP.get(want, want)}", input=spec.name)

@@ -26,11 +26,16 @@ MANIFEST_TO_OIP: dict[str, str] = {
 OIP_TO_MANIFEST = {v: k for k, v in MANIFEST_TO_OIP.items()}
 
 
+_BY_DTYPE = {dt: name for name, dt in OIP_TO_NUMPY.items() if name != "BYTES"}
+
+
 def oip_datatype(array: np.ndarray) -> str:
-    kind = array.dtype.kind
-    if kind in "OUS":
+    found = _BY_DTYPE.get(array.dtype)
+    if found is not None:
+        return found
+    if array.dtype.kind in "OUS":
         return "BYTES"
-    name = array.dtype.name
+    name = array.dtype.newbyteorder("=").name
     if name not in MANIFEST_TO_OIP:
         raise TypeError(f"no OIP datatype for numpy {name}")
     return MANIFEST_TO_OIP[name]
