@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from modelbay.cli import app
 from modelbay.client import Client
 from modelbay.manifest import TabularPreprocessing, VersionMetadata
-from modelbay.metrics.loadgen import predict_path, sample_instance
+from modelbay.metrics.loadgen import sample_instance
 
 
 @pytest.fixture
@@ -54,8 +54,7 @@ def test_sampled_instances_are_accepted_by_the_server(served):
     for ref in ("1", "2"):
         m = c.version("iris", ref)
         inst = sample_instance(m, random.Random(0))
-        body = c.request("POST", predict_path("iris", ref), json={"instances": [inst, inst]}).json()
-        assert len(body["predictions"]) == 2
+        assert len(c.predict("iris", ref, [inst, inst]).predictions) == 2
     assert isinstance(sample_instance(c.version("iris", 2), random.Random(0)), dict)  # tabular: named columns
 
 

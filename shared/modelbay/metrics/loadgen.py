@@ -51,19 +51,6 @@ def _tensor(shape: list, dtype: str, rng: random.Random) -> Any:
     return [_tensor(shape[1:], dtype, rng) for _ in range(n)]
 
 
-def predict_path(name: str, ref: str | int | None) -> str:
-    if ref is None or ref == "":
-        return f"/v1/models/{name}:predict"
-    if isinstance(ref, int) or str(ref).isdigit():
-        return f"/v1/models/{name}/versions/{ref}:predict"
-    return f"/v1/models/{name}/labels/{ref}:predict"
-
-
-def predict(client: Client, name: str, ref: str | int | None, instances: list[Any]) -> dict[str, Any]:
-    """The friendly /v1 predict call (the inference protocol the server speaks)."""
-    return client._json("POST", predict_path(name, ref), json={"instances": instances})
-
-
 @dataclass
 class LoadReport:
     sent: int = 0
@@ -125,7 +112,7 @@ def run_load(client_factory: Callable[[], Client], name: str, ref: str | int | N
                 t0 = time.perf_counter()
                 code = None
                 try:
-                    predict(c, name, ref, body)
+                    c.predict(name, ref, body)
                 except ApiError as e:
                     code = e.code
                 ms = (time.perf_counter() - t0) * 1000

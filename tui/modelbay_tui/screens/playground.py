@@ -14,7 +14,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Footer, Header, Input, Select, Static, TextArea
 
 from modelbay.manifest import Manifest
-from modelbay.metrics.loadgen import predict_path, sample_instance
+from modelbay.metrics.loadgen import sample_instance
 
 from ..digit import DigitGrid
 from .base import BaseScreen
@@ -29,26 +29,6 @@ def input_kind(m: Manifest) -> str:
     if pre is not None and pre.kind == "image" and pre.channels == 1 and max(pre.height, pre.width) <= MAX_GRID:
         return "grid"
     return "json"
-
-
-def server_timing(headers: Any, body: Any) -> dict[str, float]:
-    """Phase durations the server reported: a Server-Timing header, or a timing object in the body."""
-    out: dict[str, float] = {}
-    for part in (headers.get("server-timing") or "").split(","):
-        name, _, rest = part.strip().partition(";")
-        for attr in rest.split(";"):
-            k, _, v = attr.strip().partition("=")
-            if k == "dur" and name:
-                try:
-                    out[name] = float(v)
-                except ValueError:
-                    pass
-    if isinstance(body, dict):
-        for key in ("timing", "timings", "latency_ms"):
-            t = body.get(key)
-            if isinstance(t, dict):
-                out.update({k.removesuffix("_ms"): float(v) for k, v in t.items() if isinstance(v, (int, float))})
-    return out
 
 
 class PlaygroundScreen(BaseScreen):
@@ -179,14 +159,13 @@ class PlaygroundScreen(BaseScreen):
         instances = self._instances()
         if instances is None:
             return
-        path = predict_path(self.model, self.ref)
+        ref = self.ref
 
         def call():
             t0 = time.perf_counter()
-            r = self.client.request("POST", path, json={"instances": instances})
+            p = self.client.predict(self.model, ref, instances)
             total = (time.perf_counter() - t0) * 1000
-            body = r.json()
-            return body, total, server_timing(r.headers, body)
+            return {"model": p.model, "version": p.version, "predictions": p.predictions}, total, p.server_timing
 
         self.query_one("#pg-latency", Static).update("sending…")
         self.api(call, then=self._result, group="pg-send", exclusive=True,
@@ -198,8 +177,7 @@ class PlaygroundScreen(BaseScreen):
 
     def _result(self, res) -> None:
         body, total, phases = res
-        shown = {k: v for k, v in body.items() if k not in ("timing", "timings")} if isinstance(body, dict) else body
-        self.query_one("#pg-result", Static).update(JSON(json.dumps(shown)[:20000]))
+        self.query_one("#pg-result", Static).update(JSON(json.dumps(body)[:20000]))
         short = {"preprocess": "pre", "inference": "infer", "postprocess": "post", "total": "server"}
         parts = [f"[b]{total:.1f} ms[/] round trip"]
         parts += [f"{short.get(k, k)} {v:.1f}" for k, v in phases.items() if v or k in ("inference", "total")]
