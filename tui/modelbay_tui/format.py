@@ -24,7 +24,7 @@ def precision(q: dict[str, Any] | None) -> str:
     method = (q or {}).get("method", "none")
     if method == "none":
         return "fp32"
-    wt = (q or {}).get("weight_type") or "int8"
+    wt = ((q or {}).get("weight_type") or "int8").lower().removeprefix("q")  # onnxruntime says "QInt8"
     return {"dynamic": f"{wt} dyn", "static": f"{wt} st", "mixed": f"{wt} mix"}.get(method, method)
 
 

@@ -100,7 +100,7 @@ class UploadScreen(BaseScreen):
     def _stages(self, state: dict[str, str]) -> None:
         marks = {"done": "[green]✓[/]", "run": "[yellow]…[/]", "fail": "[red]✗[/]", "skip": "[dim]-[/]"}
         self.query_one("#up-stages", Static).update(
-            "  ".join(f"{marks.get(state.get(s, ''), '[dim]·[/]')} {s}" for s in STAGES))
+            " ".join(f"{marks.get(state.get(s, ''), '[dim]·[/]')} {s}" for s in STAGES))
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "up-go":
@@ -181,6 +181,7 @@ class UploadScreen(BaseScreen):
             f"[green]registered[/] [b]{m.name}[/] v{m.version}  {fmt.size(m.size)}  sha256 {m.sha256[:12]}"
             f"  {fmt.precision(m.quantization.model_dump() if m.quantization else None)}{gate_txt}")
         self.notify(f"registered {m.name} v{m.version}")
+        self.query_one("#up-form").scroll_end(animate=False)
 
     def _failed(self, e: Exception) -> None:
         self.busy = False
@@ -191,6 +192,7 @@ class UploadScreen(BaseScreen):
             result.update(f"[red]upload failed: {e.status} {e.code}[/]\n{e.message}")
         else:
             result.update(f"[red]upload failed:[/] {type(e).__name__}: {e}")
+        self.query_one("#up-form").scroll_end(animate=False)
 
 
 def _numbers(d: dict[str, Any]) -> str:
@@ -200,7 +202,8 @@ def _numbers(d: dict[str, Any]) -> str:
         f = (d.get("fp32") or {}).get(k)
         lines.append(f"{k}: fp32 {f:.4f} → int8 {v:.4f}" if isinstance(f, (int, float)) else f"{k}: int8 {v:.4f}")
     if d.get("thresholds"):
-        lines.append("thresholds: " + ", ".join(f"{k} {v}" for k, v in d["thresholds"].items() if v is not None))
+        lines.append("thresholds: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                                for k, v in d["thresholds"].items() if v is not None))
     lines += [f"✗ {f}" for f in d.get("failures") or []]
     if d.get("samples"):
         lines.append(f"{d['samples']} samples, {d.get('task', '')} {d.get('metric', '')}".strip())
