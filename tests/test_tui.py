@@ -414,3 +414,40 @@ def test_help_palette_and_themes(local, tmp_path):
         await until(pilot, lambda: type(app.screen).__name__ == "UploadScreen")
 
     drive(make_app(url, tmp_path, theme_name="textual-light"), script)
+
+
+@pytest.mark.slow
+def test_upload_state_dict_through_the_convert_pipeline(local, tmp_path):
+    """Runs where modelbay.convert is installed (the convert extra): factory + state_dict, int8, gate numbers."""
+    pytest.importorskip("modelbay.convert.pipeline")
+    import numpy as np
+
+    from modelbay.convert.data import LABELS_KEY
+    from modelbay.convert.examples import mlp as example
+    from textual.widgets import Select
+
+    _, url, c = local
+    root = tmp_path / "models"
+    root.mkdir()
+    _, xte, _, yte = example.train(root / "mlp_state.pt")
+    np.savez(tmp_path / "eval.npz", x=xte, **{LABELS_KEY: yte})
+
+    async def script(pilot):
+        app = pilot.app
+        await pilot.press("u")
+        await until(pilot, lambda: len(app.screen.query_one("#up-tree").root.children) == 1)
+        await pilot.press("down", "enter")
+        s = app.screen
+        await until(pilot, lambda: s.query_one("#up-name", Input).value == "mlp_state")
+        s.query_one("#up-quant", Select).value = "dynamic"
+        s.query_one("#up-eval", Input).value = str(tmp_path / "eval.npz")
+        s.query_one("#up-factory", Input).value = example.FACTORY
+        s.query_one("#up-spec", Input).value = "x:float32:[batch,100]"
+        await pilot.press("ctrl+u")
+        result = s.query_one("#up-result", Static)
+        await until(pilot, lambda: "registered" in str(result.render()), timeout=120, what="conversion")
+        assert "gate:" in str(result.render()) and "int8" in str(result.render())
+        m = c.versions("mlp_state")[-1]
+        assert m.quantization.method in ("dynamic", "mixed") and m.metrics["gate"]["passed"] is True
+
+    drive(make_app(url, tmp_path, root=root), script)
