@@ -164,6 +164,29 @@ def test_promote_rollback_history_delete_by_keyboard(local, tmp_path):
     drive(make_app(url, tmp_path), script)
 
 
+def test_repeated_rollback_confirmation_shows_what_the_server_will_do(local, tmp_path):
+    _, url, c = local
+    c.set_alias("iris", "production", 2)
+    c.rollback("iris", "production")  # 2 -> 1; a second rollback walks further back, to nothing
+
+    async def script(pilot):
+        app = pilot.app
+        await until(pilot, lambda: app.screen.query_one("#models", DataTable).row_count == 2)
+        app.open_model("iris")
+        await until(pilot, lambda: app.screen.query_one("#versions", DataTable).row_count == 2)
+        c.set_alias("iris", "production", 2)  # 1 -> 2 again: now the rollback restores 1
+        await pilot.press("b", "enter")
+        await until(pilot, lambda: type(app.screen).__name__ == "ConfirmModal")
+        assert "v2  →  v1" in str(app.screen.query_one("#confirm-body").render())
+        await pilot.press("y")
+        await until(pilot, lambda: c.aliases("iris") == {"production": 1})
+        await pilot.press("b", "enter")  # the first alias set has no earlier version
+        await until(pilot, lambda: "no earlier version" in notes(app))
+        assert type(app.screen).__name__ == "ModelScreen"
+
+    drive(make_app(url, tmp_path), script)
+
+
 def test_metrics_screen_charts_per_model_and_version(local, tmp_path):
     api, url, _ = local
     now = time.time()

@@ -9,6 +9,8 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Static
 
 
+from modelbay.registry import rollback_target
+
 from .. import format as fmt
 from ..modals import ConfirmModal, HistoryModal, PromptModal
 from .base import BaseScreen
@@ -135,12 +137,10 @@ class ModelScreen(BaseScreen):
         self.app.push_screen(PromptModal(f"Roll back an alias of {self.model}", "alias:", default), chosen)
 
     def _confirm_rollback(self, state: dict[str, Any]) -> None:
-        history = state.get("history") or []
-        if not history:
-            self.notify(f"{state['alias']} has no history to undo", severity="warning")
+        target = rollback_target(state.get("history") or [])
+        if target is None:
+            self.notify(f"{state['alias']} has no earlier version to roll back to", severity="warning")
             return
-        last = history[-1]
-        target = last.get("from")
         frm = state["version"] if state["version"] is not None else "-"
         body = f"{self.model}:{state['alias']}   v{frm}  →  {'v' + str(target) if target is not None else 'unset'}"
 
