@@ -214,6 +214,9 @@ def test_metrics_screen_charts_per_model_and_version(local, tmp_path):
         await pilot.press("v")
         assert screen.by_version and "per version" in app.export_text()
         assert "v1" in app.export_text() and "v2" in app.export_text()
+        assert "timeout 2" in str(screen.query_one("#metrics-phases", Static).render())
+        await pilot.press("a")
+        assert "feedback accuracy %" in app.export_text()
         await pilot.press("w")
         await until(pilot, lambda: screen.data and screen.data["window"] == "1h", what="window switch")
         assert screen.data["step"] == 60 and len(screen.data["overall"]["timestamps"]) == 60

@@ -102,7 +102,7 @@ KEYS = [
     ("h", "model", "alias history"),
     ("g", "models, model", "live metrics"),
     ("t", "models, model", "playground: send an input"),
-    ("w / v", "metrics", "time window / whole model or per version"),
+    ("w · v · a", "metrics", "window · whole model or per version · errors or accuracy"),
     ("^s / ^e", "playground", "send / a fresh example input"),
     ("u", "anywhere", "upload a model (^u sends it)"),
     ("c", "anywhere", "connections: switch or add a server"),

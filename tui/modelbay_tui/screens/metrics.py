@@ -49,6 +49,7 @@ class MetricsScreen(BaseScreen):
         Binding("escape", "app.pop_screen", "Back"),
         Binding("w", "window", "Window"),
         Binding("v", "versions", "By version"),
+        Binding("a", "accuracy", "Errors/accuracy"),
         Binding("r", "refresh", "Refresh"),
     ]
 
@@ -59,6 +60,7 @@ class MetricsScreen(BaseScreen):
         self.by_version = by_version
         self.data: dict[str, Any] | None = None
         self._warned: set[str] = set()
+        self.show_accuracy = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -68,6 +70,7 @@ class MetricsScreen(BaseScreen):
             yield Chart(id="chart-latency")
             yield Chart(id="chart-errors")
             yield DataTable(id="metrics-table", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="metrics-phases", classes="status")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -96,15 +99,27 @@ class MetricsScreen(BaseScreen):
         versions = sorted(data["versions"].items(), key=lambda kv: int(kv[0]))
         rate, lat, err = (self.query_one(f"#chart-{k}", Chart) for k in ("rate", "latency", "errors"))
         per_min = 60 / step
+        third = "accuracy" if self.show_accuracy else "error_rate"
+        third_title = "feedback accuracy %" if self.show_accuracy else "error rate %"
+
+        def pct_line(values):
+            return [None if e is None else e * 100 for e in values]
+
         if self.by_version and versions:
             rate.show("requests/min", xs, [(f"v{v}", [r * per_min for r in s["requests"]]) for v, s in versions])
             lat.show("p95 latency ms", xs, [(f"v{v}", s["p95_ms"]) for v, s in versions])
-            err.show("error rate %", xs, [(f"v{v}", [None if e is None else e * 100 for e in s["error_rate"]])
-                                          for v, s in versions])
+            err.show(third_title, xs, [(f"v{v}", pct_line(s[third])) for v, s in versions])
         else:
             rate.show("requests/min", xs, [("all", [r * per_min for r in o["requests"]])])
             lat.show("latency ms", xs, [("p50", o["p50_ms"]), ("p95", o["p95_ms"]), ("p99", o["p99_ms"])])
-            err.show("error rate %", xs, [("all", [None if e is None else e * 100 for e in o["error_rate"]])])
+            err.show(third_title, xs, [("all", pct_line(o[third]))])
+        tot = o["totals"]
+        mean = tot.get("mean_ms") or {}
+        phases = " · ".join(f"{k[:5]} {fmt.ms(mean.get(k))}" for k in ("fetch", "preprocess", "inference",
+                                                                       "postprocess"))
+        errs = ", ".join(f"{k} {n}" for k, n in (tot.get("errors_by_type") or {}).items() if n) or "no errors"
+        self.query_one("#metrics-phases", Static).update(
+            f"mean {phases} · load {fmt.ms(tot.get('load_ms'))} · {errs}")
         t = self.query_one(DataTable)
         t.clear()
         for label, s in [("all", o)] + [(f"v{v}", s) for v, s in versions]:
@@ -124,6 +139,11 @@ class MetricsScreen(BaseScreen):
     def action_versions(self) -> None:
         self.by_version = not self.by_version
         self._head()
+        if self.data:
+            self._show(self.data)
+
+    def action_accuracy(self) -> None:
+        self.show_accuracy = not self.show_accuracy
         if self.data:
             self._show(self.data)
 
