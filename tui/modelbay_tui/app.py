@@ -13,7 +13,6 @@ from textual.screen import Screen
 from modelbay.client import ApiError, Client
 from modelbay.errors import ModelbayError
 
-from .api import ApiMixin
 from .config import Profile, Profiles
 from .modals import HelpScreen
 from .screens.connect import ConnectScreen
@@ -26,7 +25,7 @@ from .screens.upload import UploadScreen
 HEALTH_EVERY = 3.0
 
 
-class ModelbayApp(ApiMixin, App[None]):
+class ModelbayApp(App[None]):
     CSS_PATH = "modelbay.tcss"
     TITLE = "modelbay"
     ENABLE_COMMAND_PALETTE = True
@@ -116,8 +115,8 @@ class ModelbayApp(ApiMixin, App[None]):
         def job() -> None:
             try:
                 up = ping()
-            finally:
-                pass
+            except Exception:  # anything odd on the wire counts as down; the next tick retries
+                up = False
             self.call_from_thread(done, up)
 
         self.run_worker(job, thread=True, group="health", exclusive=True, exit_on_error=False)

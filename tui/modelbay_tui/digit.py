@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from rich.segment import Segment
-from rich.style import Style
 from textual import events
 from textual.binding import Binding
 from textual.geometry import Size
@@ -21,9 +20,13 @@ class DigitGrid(Widget, can_focus=True):
         Binding("space", "toggle", "Ink"),
         Binding("x", "clear", "Clear"),
     ]
+    COMPONENT_CLASSES = {"digit--ink", "digit--blank", "digit--cursor"}
     DEFAULT_CSS = """
     DigitGrid { width: auto; height: auto; border: round $primary; }
     DigitGrid:focus { border: round $accent; }
+    DigitGrid > .digit--ink { color: $foreground; }
+    DigitGrid > .digit--blank { color: $foreground-muted; }
+    DigitGrid > .digit--cursor { color: $warning; text-style: bold; }
     """
     cursor = reactive((0, 0))
 
@@ -40,17 +43,18 @@ class DigitGrid(Widget, can_focus=True):
         return self.rows
 
     def render_line(self, y: int) -> Strip:
+        # ink is drawn with glyphs, not only colour, so it reads on monochrome terminals and in text captures
         if y >= self.rows:
             return Strip.blank(self.size.width)
-        ink = Style(bgcolor="white")
-        blank = Style(bgcolor="grey19")
-        cur = Style(bgcolor="yellow")
+        ink = self.get_component_rich_style("digit--ink")
+        blank = self.get_component_rich_style("digit--blank")
+        cursor = self.get_component_rich_style("digit--cursor")
         segs = []
         for x in range(self.cols):
-            style = ink if self.cells[y][x] else blank
-            if self.has_focus and (x, y) == self.cursor:
-                style = cur if not self.cells[y][x] else Style(bgcolor="orange3")
-            segs.append(Segment("  ", style))
+            on = self.cells[y][x]
+            here = self.has_focus and (x, y) == self.cursor
+            text = ("▐▌" if here else "██") if on else ("[]" if here else "· ")
+            segs.append(Segment(text, cursor if here else (ink if on else blank)))
         return Strip(segs, self.cols * 2)
 
     def resize(self, rows: int, cols: int, max_value: int) -> None:

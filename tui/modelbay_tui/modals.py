@@ -95,20 +95,19 @@ class HistoryModal(ModalScreen[None]):
 
 KEYS = [
     ("enter", "models", "open the model"),
-    ("/ · f", "models", "search (esc clears) · filter: serving, erroring, prod"),
+    ("/  f", "models", "search (esc clears); filter serving/erroring/prod"),
     ("p", "model", "promote the selected version to an alias"),
     ("b", "model", "roll an alias back (shows from → to first)"),
-    ("d", "model", "delete the selected version (unaliased only)"),
+    ("d", "model", "delete the selected, unaliased version"),
     ("h", "model", "alias history"),
     ("g", "models, model", "live metrics"),
     ("t", "models, model", "playground: send an input"),
-    ("w · v · a", "metrics", "window · whole model or per version · errors or accuracy"),
-    ("^s / ^e", "playground", "send / a fresh example input"),
+    ("w v a", "metrics", "window; per version; errors or accuracy"),
+    ("^s ^e", "playground", "send; a fresh example input"),
     ("u", "anywhere", "upload a model (^u sends it)"),
     ("c", "anywhere", "connections: switch or add a server"),
-    ("^t", "anywhere", "light / dark theme"),
-    ("^p", "anywhere", "command palette"),
-    ("esc / q", "anywhere", "back / quit"),
+    ("^t  ^p", "anywhere", "light/dark theme; command palette"),
+    ("esc  q", "anywhere", "back; quit"),
 ]
 
 
@@ -129,8 +128,7 @@ class HelpScreen(ModalScreen[None]):
         with Vertical(classes="dialog wide help"):
             yield Label("modelbay — keys", classes="dialog-title")
             yield Static(help_table())
-            yield Label("Server calls run in the background; errors are notifications. "
-                        "When the server goes away the title says so and the UI reconnects.", classes="status-wrap")
+            yield Label("Calls run in the background; a lost server shows in the title.", classes="status-wrap")
 
     def action_close(self) -> None:
         self.dismiss(None)

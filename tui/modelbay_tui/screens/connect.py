@@ -21,9 +21,9 @@ class ConnectScreen(ModalScreen["str | None"]):
             yield Label("Connections — enter switches, or add one below", classes="dialog-title")
             yield DataTable(id="profiles", cursor_type="row", zebra_stripes=True)
             with Horizontal(classes="row"):
-                yield Input(placeholder="name", id="cx-name")
-                yield Input(placeholder="https://… or http://127.0.0.1:8080", id="cx-url")
-            yield Input(placeholder="API key (optional)", password=True, id="cx-key")
+                yield Input(placeholder="name", id="cx-name", compact=True)
+                yield Input(placeholder="https://… or http://127.0.0.1:8080", id="cx-url", compact=True)
+            yield Input(placeholder="API key (optional)", password=True, id="cx-key", compact=True)
             with Horizontal(classes="buttons"):
                 yield Button("Save & connect", id="cx-save", variant="primary")
                 yield Button("Close (esc)", id="cx-close")

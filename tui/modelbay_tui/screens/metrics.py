@@ -115,11 +115,14 @@ class MetricsScreen(BaseScreen):
             err.show(third_title, xs, [("all", pct_line(o[third]))])
         tot = o["totals"]
         mean = tot.get("mean_ms") or {}
-        phases = " · ".join(f"{k[:5]} {fmt.ms(mean.get(k))}" for k in ("fetch", "preprocess", "inference",
-                                                                       "postprocess"))
+        def num(v):
+            return "-" if v is None else f"{v:.1f}"
+
+        phases = " ".join(f"{label} {num(mean.get(k))}" for label, k in (
+            ("fetch", "fetch"), ("pre", "preprocess"), ("infer", "inference"), ("post", "postprocess")))
         errs = ", ".join(f"{k} {n}" for k, n in (tot.get("errors_by_type") or {}).items() if n) or "no errors"
         self.query_one("#metrics-phases", Static).update(
-            f"mean {phases} · load {fmt.ms(tot.get('load_ms'))} · {errs}")
+            f"mean ms: {phases} load {num(tot.get('load_ms'))} · {errs}")
         t = self.query_one(DataTable)
         t.clear()
         for label, s in [("all", o)] + [(f"v{v}", s) for v, s in versions]:

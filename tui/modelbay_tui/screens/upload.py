@@ -13,7 +13,7 @@ from typing import Any, Iterable
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import (Button, DirectoryTree, Footer, Header, Input, Label, ProgressBar, Select, Static)
 
 from modelbay.manifest import VersionMetadata
