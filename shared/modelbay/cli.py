@@ -246,6 +246,21 @@ _register_metrics(app)
 app.command("predict")(__import__("modelbay.cli_predict", fromlist=["predict"]).predict)
 
 
+@app.command("seed-demo")
+def seed_demo(ctx: typer.Context,
+              cache_dir: Optional[Path] = typer.Option(None, help="Example build cache [~/.cache/modelbay/examples]."),
+              only: list[str] = typer.Option([], "--only", help="Seed just these demo models.")):
+    """Build the example models (cached) and push them with the 'production' alias."""
+    from .demo import seed
+
+    with ctx.obj.client() as c:
+        result = seed(c, cache_dir, names=only or None, say=lambda m: err.print(f"[dim]..[/] {m}"))
+    t = Table("model", "result", title="demo models")
+    for k, v in result.items():
+        t.add_row(k, v)
+    _emit(ctx, result, t)
+
+
 def main() -> None:
     try:
         app()

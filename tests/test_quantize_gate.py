@@ -1,0 +1,175 @@
+"""Quantization with onnxruntime's tools, the accuracy gate, refusal and mixed precision."""
+
+from __future__ import annotations
+
+import tempfile
+
+import numpy as np
+import onnx
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from modelbay.convert.data import Dataset, FeedReader, load_dataset  # noqa: E402
+from modelbay.convert.gate import GateFailed, GateThresholds  # noqa: E402
+from modelbay.convert.pipeline import prepare  # noqa: E402
+from modelbay.convert.quantize import TARGETS, options_for, quantize  # noqa: E402
+from modelbay.errors import BadRequest  # noqa: E402
+from modelbay.manifest import ClassifierPostprocessing, VersionMetadata  # noqa: E402
+
+
+def fragile_model():
+    """Layer 1 carries its signal in tiny weights next to one huge weight per row.
+
+    Per-channel int8 gives each row one scale; the 1000-weight sets it to ~8, so
+    every 0.01 weight rounds to 0 and the layer's output vanishes. The huge
+    weight sits on an input that is always 0, so the fp32 model is well behaved.
+    Layer 2 is ordinary, so keeping layer 1 in fp32 is enough.
+    """
+    torch.manual_seed(0)
+    l1, l2 = torch.nn.Linear(32, 32), torch.nn.Linear(32, 4)
+    with torch.no_grad():
+        l1.weight.mul_(0.01)
+        l1.weight[:, 0] = 1000.0
+        l1.bias.zero_()
+    return torch.nn.Sequential(l1, torch.nn.ReLU(), l2).eval()
+
+
+def fragile_data(n=64):
+    x = np.random.default_rng(0).standard_normal((n, 32)).astype(np.float32)
+    x[:, 0] = 0.0
+    return Dataset([{"x": x[i : i + 32]} for i in range(0, n, 32)])
+
+
+def test_fragile_model_is_refused_with_numbers(tmp_path):
+    with pytest.raises(GateFailed) as e:
+        prepare(fragile_model(), name="fragile", workdir=tmp_path, input_spec="x:float32:[batch,32]",
+                quantize_mode="dynamic", eval_data=fragile_data(), mixed_precision=False, measure=False,
+                thresholds=GateThresholds(max_abs_error=1e-3))
+    gate = e.value.details["gate"]
+    assert gate["passed"] is False and e.value.status == 422
+    assert gate["int8"]["max_abs_error"] > 1e-3
+    assert "max abs error" in e.value.message
+
+
+def test_mixed_precision_keeps_the_fragile_layer(tmp_path):
+    res = prepare(fragile_model(), name="fragile", workdir=tmp_path, input_spec="x:float32:[batch,32]",
+                  quantize_mode="dynamic", eval_data=fragile_data(), measure=False,
+                  thresholds=GateThresholds(max_abs_error=1e-3))
+    q = res.metadata.quantization
+    assert q.method == "mixed" and len(q.kept_fp32_nodes) == 1
+    mixed = res.metadata.metrics["mixed_precision"]
+    assert mixed["plain_int8"]["max_abs_error"] > 1e-3 >= res.gate.int8["max_abs_error"]
+    # the kept node is the first (fragile) layer, and it really is float in the file
+    # (the dynamic quantizer rewrites a Gemm as "<name>_MatMul" + Add)
+    graph = onnx.load(str(res.int8_path)).graph
+    first = onnx.load(str(res.fp32_path)).graph.node[0].name
+    assert q.kept_fp32_nodes == [first]
+    kept = [n for n in graph.node if n.name in (first, first + "_MatMul")]
+    assert kept and kept[0].op_type in ("MatMul", "Gemm")
+    assert mixed["ranking"][0][0] == q.kept_fp32_nodes[0]
+
+
+def _classifier(tmp_path):
+    torch.manual_seed(0)
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x, y = (d.data / 16.0).astype(np.float32), d.target
+    model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(150):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(torch.from_numpy(x[:1400])), torch.from_numpy(y[:1400])).backward()
+        opt.step()
+    np.savez(tmp_path / "eval.npz", x=x[1400:], labels=y[1400:])
+    np.savez(tmp_path / "calib.npz", x=x[:256])
+    meta = VersionMetadata(task="classifier", postprocessing=ClassifierPostprocessing(scores="logits"),
+                           labels=[str(i) for i in range(10)])
+    return model.eval(), meta
+
+
+@pytest.mark.parametrize("mode", ["dynamic", "static"])
+def test_classifier_passes_gate_and_records_metrics(tmp_path, mode):
+    model, meta = _classifier(tmp_path)
+    res = prepare(model, name="c", workdir=tmp_path / "w", input_spec="x:float32:[batch,64]", output_names=["logits"],
+                  quantize_mode=mode, eval_data=tmp_path / "eval.npz", calibration=tmp_path / "calib.npz",
+                  metadata=meta)
+    m = res.metadata.metrics
+    assert res.gate.passed and m["gate"]["metric"] == "accuracy"
+    assert m["gate"]["fp32"]["accuracy"] > 0.85
+    assert m["gate"]["extra"]["accuracy_drop_pt"] <= 0.5
+    assert m["int8"]["size_bytes"] < m["fp32"]["size_bytes"]
+    assert set(m["int8"]["latency_ms"]) == {"b1", "b32"}
+    ops = {n.op_type for n in onnx.load(str(res.int8_path)).graph.node}
+    assert ("QuantizeLinear" in ops) if mode == "static" else ("DynamicQuantizeLinear" in ops)
+    assert res.metadata.quantization.method == mode and res.metadata.quantization.per_channel
+
+
+def test_auto_picks_static_for_convolutions_and_needs_calibration(tmp_path):
+    from modelbay.convert.examples.digits import make_cnn
+
+    x = np.random.default_rng(0).random((16, 1, 8, 8), dtype=np.float32)
+    with pytest.raises(BadRequest, match="calibration"):
+        prepare(make_cnn().eval(), name="cnn", workdir=tmp_path, input_spec="image:float32:[batch,1,8,8]",
+                quantize_mode="auto", eval_data=Dataset([{"image": x}]))
+
+
+def test_quantization_leaves_no_temp_files(tmp_path, monkeypatch):
+    model, meta = _classifier(tmp_path)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    prepare(model, name="c", workdir=tmp_path / "w", input_spec="x:float32:[batch,64]", quantize_mode="static",
+            output_names=["logits"], eval_data=tmp_path / "eval.npz", calibration=tmp_path / "calib.npz", metadata=meta, measure=False)
+    assert list(tmp.iterdir()) == []
+
+
+def test_targets_differ_in_reduce_range(tmp_path):
+    model, meta = _classifier(tmp_path)
+    assert TARGETS["x86_64"].reduce_range and not TARGETS["arm64"].reduce_range
+    res = prepare(model, name="c", workdir=tmp_path / "w", input_spec="x:float32:[batch,64]", output_names=["logits"],
+                  quantize_mode="dynamic", eval_data=tmp_path / "eval.npz", metadata=meta, target="x86_64",
+                  measure=False)
+    assert res.metadata.quantization.target_arch == "x86_64" and res.metadata.quantization.reduce_range
+    with pytest.raises(BadRequest, match="unknown target"):
+        options_for("mips")
+
+
+def test_dataset_formats_and_reader(tmp_path):
+    a = np.arange(12, dtype=np.float64).reshape(6, 2)
+    np.save(tmp_path / "a.npy", a)
+    ds = load_dataset(tmp_path / "a.npy", ["x"])
+    assert ds.batches[0]["x"].dtype == np.float32 and len(ds) == 6 and ds.labels is None
+    folder = tmp_path / "f"
+    folder.mkdir()
+    np.savez(folder / "1.npz", x=a[:4], labels=np.arange(4))
+    np.savez(folder / "2.npz", x=a[4:], labels=np.arange(2))
+    ds = load_dataset(folder, ["x"])
+    assert len(ds.batches) == 2 and list(ds.labels) == [0, 1, 2, 3, 0, 1]
+    reader = FeedReader(ds.batches)
+    assert [len(reader.get_next()["x"]) for _ in range(2)] == [4, 2] and reader.get_next() is None
+    reader.rewind()
+    assert reader.get_next() is not None
+    with pytest.raises(BadRequest, match="missing arrays"):
+        load_dataset(folder / "1.npz", ["input_ids", "attention_mask"])
+    with pytest.raises(BadRequest, match="no such file"):
+        load_dataset(tmp_path / "missing.npz", ["x"])
+
+
+def test_quantize_without_calibration_is_bad_request(tmp_path):
+    model, _ = _classifier(tmp_path)
+    from modelbay.convert.converter import convert
+
+    c = convert(model, tmp_path / "m.onnx", input_spec="x:float32:[batch,64]")
+    with pytest.raises(BadRequest, match="calibration"):
+        quantize(c.onnx_path, tmp_path / "q.onnx", "static", TARGETS["arm64"], None)
+
+
+def test_metadata_naming_a_missing_output_is_a_clear_error(tmp_path):
+    from modelbay.errors import InvalidModel
+
+    model, meta = _classifier(tmp_path)
+    with pytest.raises(InvalidModel, match="outputs are"):
+        prepare(model, name="c", workdir=tmp_path / "w", input_spec="x:float32:[batch,64]", quantize_mode="dynamic",
+                eval_data=tmp_path / "eval.npz", metadata=meta, measure=False)
