@@ -68,7 +68,7 @@ def rows(table: DataTable) -> list[list[str]]:
 
 
 def notes(app) -> str:
-    return " | ".join(str(n.message) for n in app._notifications)
+    return " | ".join(f"{title}: {message}" for _, title, message in app.notification_log)
 
 
 def test_models_screen_lists_traffic_and_filters(local, tmp_path):
@@ -402,8 +402,7 @@ def test_server_going_away_is_shown_and_the_ui_reconnects(tmp_path, mlp_path):
         server.should_exit = True
         await asyncio.to_thread(thread.join, 10)
         await until(pilot, lambda: not app.online, what="offline state")
-        assert "unreachable" in app.sub_title and "disconnected" in " ".join(
-            str(n.title) for n in app._notifications)
+        assert "unreachable" in app.sub_title and "disconnected: lost" in notes(app)
         await pilot.press("enter")  # the UI keeps working while the server is gone
         await pilot.press("escape")
         server, thread = await asyncio.to_thread(start)

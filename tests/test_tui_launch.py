@@ -55,3 +55,27 @@ def test_run_refuses_a_port_already_serving(tmp_path):
     with running(api) as url:
         port = url.rsplit(":", 1)[1]
         assert launch.main(["--store", str(tmp_path / "store"), "--port", port]) == 1
+
+
+def test_tui_command_opens_a_saved_profile(tmp_path, monkeypatch):
+    """`modelbay tui --profile NAME` connects where the profile says, with its key."""
+    from typer.testing import CliRunner
+
+    from modelbay.cli import app as cli
+    from modelbay_tui.config import Profiles
+
+    monkeypatch.setenv("MODELBAY_CONFIG", str(tmp_path / "profiles.json"))
+    monkeypatch.delenv("MODELBAY_URL", raising=False)
+    profiles = Profiles.load()
+    profiles.add("prod", "https://models.example.com/", "sk-prod-abcdef")
+    profiles.save()
+    seen = {}
+
+    def fake_run(self, *a, **kw):  # the UI itself is driven in test_tui.py; here: which server, which key
+        seen.update(url=self.client.url, key=self.client.api_key, title=self.profile.name)
+
+    monkeypatch.setattr(ModelbayApp, "run", fake_run)
+    r = CliRunner().invoke(cli, ["tui", "--profile", "prod"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert seen == {"url": "https://models.example.com", "key": "sk-prod-abcdef", "title": "prod"}
+    assert Profiles.load().get("prod").masked_key == "sk-p…"

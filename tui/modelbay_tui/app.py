@@ -61,6 +61,7 @@ class ModelbayApp(App[None]):
         self.health_every = health_every
         self._checking = False
         self.ui_errors: list[Exception] = []
+        self.notification_log: list[tuple[str, str, str]] = []
 
     # ------------------------------------------------------------ lifecycle
     def on_mount(self) -> None:
@@ -120,6 +121,12 @@ class ModelbayApp(App[None]):
             self.call_from_thread(done, up)
 
         self.run_worker(job, thread=True, group="health", exclusive=True, exit_on_error=False)
+
+    def notify(self, message: str, *, title: str = "", severity="information", timeout=None, markup: bool = True):
+        # toasts vanish after seconds; the log keeps the last ones (tests read it, a user could page it)
+        self.notification_log.append((severity, title, str(message)))
+        del self.notification_log[:-200]
+        return super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     def _handle_exception(self, error: Exception) -> None:
         # Textual exits on any exception in a handler. One broken widget must not take the

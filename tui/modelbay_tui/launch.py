@@ -38,8 +38,8 @@ def seed_demo(client: Client) -> str:
         demo = importlib.import_module("modelbay.demo")
     except ImportError:
         return "no demo models in this build (modelbay.demo is missing)"
-    demo.seed(client)
-    return "demo models ready"
+    result = demo.seed(client, say=lambda msg: print(f".. {msg}", file=sys.stderr, flush=True))
+    return "demo models: " + (", ".join(f"{k} {v}" for k, v in result.items()) or "none built")
 
 
 def stop(proc: subprocess.Popen) -> None:
