@@ -169,3 +169,19 @@ def test_emf_lines_carry_both_dimension_sets_and_read_back(s3_endpoint, monkeypa
     t = sink.series("acme", "m", None, start, end, step).totals
     assert (t.requests, t.errors, t.errors_by_type["bad_request"], t.errors_by_type["timeout"]) == (21, 3, 1, 2)
     assert sink.series("acme", "m", 7, start, end, step).totals.requests == 20
+
+
+def test_the_running_minute_is_rated_over_its_elapsed_seconds():
+    from modelbay.metrics.series import settle_rates
+
+    mm = MemoryMetrics(clock=lambda: NOW)
+    minute = NOW // 60 * 60
+    for i in range(30):
+        mm.record(InferenceEvent("m", 1, 1, total_ms=1.0, timestamp=minute + 1 + i * 0.3))  # 30 in 10 s
+    mm.record(InferenceEvent("m", 1, 1, total_ms=1.0, timestamp=minute - 30))
+    now = minute + 10
+    start, end, step = plan("5m", now=now)
+    s = settle_rates(mm.series("default", "m", None, start, end, step), now)
+    assert s.rate_per_s[-1] == pytest.approx(3.0)  # 30 requests over the 10 s so far, not over 60
+    assert s.rate_per_s[-2] == pytest.approx(1 / 60)
+    assert s.totals.rate_per_s == pytest.approx(31 / (now - start))

@@ -31,6 +31,7 @@ def test_run_starts_the_server_and_quitting_the_tui_stops_it(tmp_path, monkeypat
             await pilot.pause(0.05)
         seen["rows"] = table.row_count
         seen["title"] = app.sub_title
+        seen["name"] = app.title
         await pilot.press("q")
 
     def headless_run(self, *a, **kw):
@@ -39,7 +40,7 @@ def test_run_starts_the_server_and_quitting_the_tui_stops_it(tmp_path, monkeypat
     monkeypatch.setattr(ModelbayApp, "run", headless_run)
     monkeypatch.setattr(launch, "seed_demo", lambda client: "seeding is another test's business")
     assert launch.main(["--store", str(tmp_path / "store"), "--port", str(port)]) == 0
-    assert seen == {"rows": 1, "title": f"{url}  ● connected"}
+    assert seen == {"rows": 1, "title": f"{url}  ● connected", "name": "modelbay · local"}
     with Client(url, timeout=2) as c, pytest.raises(ApiError) as e:
         c.models()
     assert e.value.code == "unreachable"  # quitting the TUI stopped the server

@@ -51,7 +51,7 @@ class ModelbayApp(App[None]):
         else:
             self._startup_error = None
         if url:
-            self.profile = Profile("cli", url.rstrip("/"), api_key)
+            self.profile = Profile(profile or "cli", url.rstrip("/"), api_key)
         else:
             chosen = self.profiles.get(profile) or self.profiles.get(self.profiles.current)
             self.profile = chosen or Profile("local", "http://127.0.0.1:8080", api_key)

@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"modelbay on {url} (store {store}, log {store / 'server.log'}): {note}", file=sys.stderr)
         from .app import ModelbayApp
 
-        ModelbayApp(url=url, theme_name=args.theme).run()
+        ModelbayApp(url=url, profile="local", theme_name=args.theme).run()
     finally:
         stop(proc)
         log.close()

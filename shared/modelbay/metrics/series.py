@@ -16,6 +16,11 @@ _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_POINTS = 1440
 
 
+def clock() -> float:
+    """Now, for windows: one place to read (and, in snapshot tests, to freeze) the time."""
+    return time.time()
+
+
 def parse_duration(text: str, what: str = "window") -> int:
     m = _DURATION.match(text.strip()) if isinstance(text, str) else None
     if not m:
@@ -44,7 +49,7 @@ def plan(window: str, step: str | None = None, now: float | None = None,
             raise BadRequest("step must be a whole number of minutes", field="step")
     if span / step_s > MAX_POINTS:
         raise BadRequest(f"window/step gives more than {MAX_POINTS} points", field="step")
-    now = time.time() if now is None else now
+    now = clock() if now is None else now
     end = (math.floor(now / 60) + 1) * 60  # include the current, partial minute
     start = end - math.ceil(span / step_s) * step_s
     return float(start), float(end), step_s
@@ -117,6 +122,18 @@ def empty_series(model: str, version: int | None, start: float, end: float, step
                   p50_ms=list(none), p95_ms=list(none), p99_ms=list(none),
                   mean_ms={p: list(none) for p in ("total", *PHASES)}, cold_starts=list(z), load_ms=list(none),
                   feedback=list(z), accuracy=list(none), score=list(none), totals=Totals())
+
+
+def settle_rates(s: Series, now: float) -> Series:
+    """The last step is usually still running: its rate is over the seconds elapsed, not the whole step."""
+    if s.timestamps:
+        elapsed = now - s.timestamps[-1]
+        if 0 < elapsed < s.step:
+            s.rate_per_s[-1] = s.requests[-1] / max(elapsed, 1.0)
+    span = min(now, s.end) - s.start
+    if span > 0:
+        s.totals.rate_per_s = s.totals.requests / span
+    return s
 
 
 def ratio(num: float, den: float) -> float | None:

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field, model_validator
 from ..errors import BadRequest
 from ..registry import Registry
 from . import FeedbackEvent, MetricsBackend
-from .series import ModelTotals, Series, plan
+from .series import ModelTotals, Series, clock, plan, settle_rates
 
 MAX_VERSIONS_SIDE_BY_SIDE = 8
 MAX_FEEDBACK_ITEMS = 1000
@@ -35,17 +35,18 @@ class Overview(BaseModel):
 
 def model_metrics(backend: MetricsBackend, reg: Registry, name: str, window: str = "1h", step: str | None = None,
                   ref: str | None = None, by_version: bool = False, now: float | None = None) -> ModelMetrics:
+    now = clock() if now is None else now
     start, end, step_s = plan(window, step, now)
     version = None
     if ref not in (None, ""):
         version = reg.resolve(name, ref).version  # 404 for an unknown model, version or alias
     elif not reg.version_numbers(name) and not backend.versions(reg.tenant, name, start, end):
         reg.resolve(name)  # a name never seen anywhere: 404 rather than an empty chart
-    overall = backend.series(reg.tenant, name, version, start, end, step_s)
+    overall = settle_rates(backend.series(reg.tenant, name, version, start, end, step_s), now)
     per: dict[str, Series] = {}
     if by_version and version is None:
         seen = backend.versions(reg.tenant, name, start, end)[-MAX_VERSIONS_SIDE_BY_SIDE:]
-        per = {str(v): backend.series(reg.tenant, name, v, start, end, step_s) for v in seen}
+        per = {str(v): settle_rates(backend.series(reg.tenant, name, v, start, end, step_s), now) for v in seen}
     return ModelMetrics(model=name, window=window, start=start, end=end, step=step_s, overall=overall,
                         versions=per)
 

@@ -95,10 +95,8 @@ class MetricsScreen(BaseScreen):
         o = data["overall"]
         end = data["end"]
         xs = [(t - end) / 60 for t in o["timestamps"]]
-        step = data["step"]
         versions = sorted(data["versions"].items(), key=lambda kv: int(kv[0]))
         rate, lat, err = (self.query_one(f"#chart-{k}", Chart) for k in ("rate", "latency", "errors"))
-        per_min = 60 / step
         third = "accuracy" if self.show_accuracy else "error_rate"
         third_title = "feedback accuracy %" if self.show_accuracy else "error rate %"
 
@@ -106,11 +104,11 @@ class MetricsScreen(BaseScreen):
             return [None if e is None else e * 100 for e in values]
 
         if self.by_version and versions:
-            rate.show("requests/min", xs, [(f"v{v}", [r * per_min for r in s["requests"]]) for v, s in versions])
+            rate.show("requests/min", xs, [(f"v{v}", [r * 60 for r in s["rate_per_s"]]) for v, s in versions])
             lat.show("p95 latency ms", xs, [(f"v{v}", s["p95_ms"]) for v, s in versions])
             err.show(third_title, xs, [(f"v{v}", pct_line(s[third])) for v, s in versions])
         else:
-            rate.show("requests/min", xs, [("all", [r * per_min for r in o["requests"]])])
+            rate.show("requests/min", xs, [("all", [r * 60 for r in o["rate_per_s"]])])
             lat.show("latency ms", xs, [("p50", o["p50_ms"]), ("p95", o["p95_ms"]), ("p99", o["p99_ms"])])
             err.show(third_title, xs, [("all", pct_line(o[third]))])
         tot = o["totals"]
