@@ -95,7 +95,7 @@ class HistoryModal(ModalScreen[None]):
 
 KEYS = [
     ("enter", "models", "open the model"),
-    ("/  f", "models", "search (esc clears); filter serving/erroring/prod"),
+    ("/  f", "models", "search; filter serving/erroring/prod"),
     ("p", "model", "promote the selected version to an alias"),
     ("b", "model", "roll an alias back (shows from → to first)"),
     ("d", "model", "delete the selected, unaliased version"),
