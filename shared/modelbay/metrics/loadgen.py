@@ -90,14 +90,18 @@ def run_load(client_factory: Callable[[], Client], name: str, ref: str | int | N
     start = time.perf_counter()
     deadline = start + duration_s
     interval = 1.0 / rate if rate > 0 else 0.0
-    next_slot = [start]
+    # paced: exactly rate x duration requests at start + k/rate (k counted, not summed: no float drift)
+    budget = round(rate * duration_s) if rate > 0 else None
+    issued = [0]
 
     def slot() -> float | None:
         with lock:
-            t = next_slot[0]
-            if t >= deadline or stop.is_set():
+            k = issued[0]
+            t = start + k * interval
+            if stop.is_set() or (budget is not None and k >= budget) or (budget is None and
+                                                                         time.perf_counter() >= deadline):
                 return None
-            next_slot[0] = t + interval
+            issued[0] = k + 1
             return t
 
     def worker(k: int) -> None:
