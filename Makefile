@@ -43,10 +43,13 @@ $(SAM_STAMP):
 
 sam-install: $(SAM_STAMP)
 
+# the server alone, in the foreground (ctrl-c stops it)
 serve: install
-	$(VENV)/bin/modelbay serve --store $(STORE) --port $(PORT)
+	$(PY) -m modelbay serve --store $(STORE) --port $(PORT)
 
-run: serve
+# server (child process, log in $(STORE)/server.log) + demo models + the TUI; quitting the TUI stops the server
+run: install
+	$(PY) -m modelbay_tui.launch --store $(STORE) --port $(PORT)
 
 # sam validate --lint and sam build both run offline; the build fetches wheels from PyPI
 sam-check: sam-install

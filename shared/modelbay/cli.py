@@ -266,6 +266,9 @@ def rollback(ctx: typer.Context, name: str, alias: str = typer.Argument("product
     _emit(ctx, s, _alias_line(s))
 
 
+from .metrics.commands import register as _register_metrics  # noqa: E402
+
+_register_metrics(app)
 app.command("predict")(__import__("modelbay.cli_predict", fromlist=["predict"]).predict)
 
 

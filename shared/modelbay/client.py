@@ -243,6 +243,29 @@ class Client:
         return self._json("GET", f"/v2/models/{name}" + (f"/versions/{ref}" if ref is not None else ""))
 
 
+    # ------------------------------------------------------------ metrics
+    def metrics_overview(self, window: str = "1h") -> dict[str, Any]:
+        """Every model's requests, errors, error rate and p95 over the window."""
+        return self._json("GET", "/registry/metrics", params={"window": window})
+
+    def metrics(self, name: str, window: str = "1h", step: str | None = None, ref: str | int | None = None,
+                by_version: bool = False) -> dict[str, Any]:
+        """Time series for a model (or one version/alias with ``ref``); ``by_version`` adds each version's."""
+        params: dict[str, Any] = {"window": window, "by_version": str(by_version).lower()}
+        if step:
+            params["step"] = step
+        if ref is not None:
+            params["ref"] = str(ref)
+        return self._json("GET", f"/registry/metrics/models/{name}", params=params)
+
+    def feedback(self, name: str, items: list[dict[str, Any]], ref: str | int | None = None) -> dict[str, Any]:
+        """Ground truth for earlier predictions: items of {prediction, label} or {correct} and/or {score}."""
+        body: dict[str, Any] = {"items": items}
+        if ref is not None:
+            body["ref"] = str(ref)
+        return self._json("POST", f"/registry/models/{name}/feedback", json=body)
+
+
 @dataclass
 class Prediction:
     predictions: list[Any]

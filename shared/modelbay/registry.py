@@ -73,6 +73,22 @@ class UploadSession:
     token: str | None = None
 
 
+def rollback_target(history: list[dict[str, Any]]) -> int | None:
+    """The version a rollback would restore: undo the latest change not itself undone (None: nothing to undo).
+
+    Public so that a UI can show "from -> to" before asking.
+    """
+    skip = 0
+    for entry in reversed(history):
+        if entry["action"] in ("rollback", "revert"):
+            skip += 1
+        elif skip:
+            skip -= 1
+        else:
+            return entry["from"]
+    return None
+
+
 class Registry:
     def __init__(self, store: ObjectStore, tenant: str = "default", limits: Limits | None = None) -> None:
         self.store = store
@@ -230,18 +246,8 @@ class Registry:
     def rollback(self, name: str, alias: str, *, actor: str | None = None) -> AliasState:
         """Undo the latest change that is not itself undone: repeated rollbacks walk back."""
         state = self.alias_state(name, alias)
-        skip = 0
-        target: int | None = None
-        found = False
-        for entry in reversed(state.history):
-            if entry["action"] in ("rollback", "revert"):
-                skip += 1
-            elif skip:
-                skip -= 1
-            else:
-                target, found = entry["from"], True
-                break
-        if not found or target is None:
+        target = rollback_target(state.history)
+        if target is None:
             raise Conflict(f"alias {alias!r} of {name!r} has no earlier version to roll back to",
                            model=name, alias=alias)
         try:

@@ -24,9 +24,9 @@ def create_app(settings: Settings | None = None, store: ObjectStore | None = Non
     app = FastAPI(title="modelbay", version=__version__, docs_url="/docs", openapi_url="/openapi.json")
     app.state.settings = settings
     app.state.store = store or open_store(settings.store_url)
-    from ..metrics import NullSink
+    from ..metrics import sink_from_settings
 
-    app.state.metrics = NullSink()
+    app.state.metrics = sink_from_settings(settings)
     install_error_handlers(app)
     from ..auth.http import install_auth
 
@@ -40,6 +40,9 @@ def create_app(settings: Settings | None = None, store: ObjectStore | None = Non
 
         app.include_router(router)
         app.include_router(auth_router)
+        from .metrics_routes import router as metrics_router
+
+        app.include_router(metrics_router)
     if inference:
         from .inference_routes import include_inference
 

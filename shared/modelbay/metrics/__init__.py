@@ -2,15 +2,24 @@
 
 The inference path calls ``sink.record(event)``; sinks (in-process store for the
 local server, CloudWatch EMF on Lambda, batched PutMetricData for LocalStack)
-live in this package and are chosen by ``sink_from_settings``.
+live in this package and are chosen by ``sink_from_settings``. Every sink also
+reads its own data back (``series``/``overview``/``versions``), so the
+management routes do not care which back end is configured.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:
+    from ..settings import Settings
+    from .series import ModelTotals, Series
 
 ErrorType = Literal["bad_request", "not_found", "load_failure", "internal", "timeout"]
+ERROR_TYPES: tuple[str, ...] = ("bad_request", "not_found", "load_failure", "internal", "timeout")
+PHASES: tuple[str, ...] = ("fetch", "preprocess", "inference", "postprocess")
 
 
 @dataclass
@@ -28,12 +37,92 @@ class InferenceEvent:
     cold_start: bool = False  # this request loaded the model
     load_ms: float | None = None
     timestamp: float = field(default=0.0)  # epoch seconds; 0 -> the sink stamps it
+    tenant: str | None = None  # None -> the server's default tenant
+
+
+@dataclass
+class FeedbackEvent:
+    """Ground truth for one earlier prediction: a correct/incorrect verdict, a score, or both."""
+
+    model: str
+    version: int
+    correct: bool | None = None
+    score: float | None = None
+    timestamp: float = 0.0
+    tenant: str | None = None
 
 
 class MetricsSink(Protocol):
     def record(self, event: InferenceEvent) -> None: ...
 
 
+class MetricsBackend(MetricsSink, Protocol):
+    """What the management API needs: record, and read back aggregated series."""
+
+    def record_feedback(self, event: FeedbackEvent) -> None: ...
+
+    def series(self, tenant: str, model: str, version: int | None, start: float, end: float,
+               step: int) -> "Series": ...
+
+    def versions(self, tenant: str, model: str, start: float, end: float) -> list[int]: ...
+
+    def overview(self, tenant: str, models: list[str], start: float, end: float) -> dict[str, "ModelTotals"]: ...
+
+    def flush(self) -> None: ...
+
+
 class NullSink:
+    """Metrics switched off: records nothing, reads back empty series."""
+
     def record(self, event: InferenceEvent) -> None:
         return None
+
+    def record_feedback(self, event: FeedbackEvent) -> None:
+        return None
+
+    def series(self, tenant, model, version, start, end, step):
+        from .series import empty_series
+
+        return empty_series(model, version, start, end, step)
+
+    def versions(self, tenant, model, start, end):
+        return []
+
+    def overview(self, tenant, models, start, end):
+        from .series import ModelTotals
+
+        return {m: ModelTotals() for m in models}
+
+    def flush(self) -> None:
+        return None
+
+
+def sink_from_settings(settings: "Settings | None" = None) -> MetricsBackend:
+    """``MODELBAY_METRICS`` = memory | emf | cloudwatch | off.
+
+    Default: ``emf`` on Lambda (the log line is the metric: no network call), else
+    ``memory`` (the in-process store of the local server). ``cloudwatch`` batches
+    PutMetricData calls for places that do not ingest EMF, such as LocalStack.
+    """
+    mode = os.environ.get("MODELBAY_METRICS") or ("emf" if os.environ.get("AWS_LAMBDA_FUNCTION_NAME") else "memory")
+    tenant = settings.default_tenant if settings else os.environ.get("MODELBAY_TENANT", "default")
+    namespace = os.environ.get("MODELBAY_METRICS_NAMESPACE", "modelbay")
+    if mode == "memory":
+        from .memory import MemoryMetrics
+
+        retention = float(os.environ.get("MODELBAY_METRICS_RETENTION", 24 * 3600))
+        return MemoryMetrics(retention_s=retention, default_tenant=tenant)
+    if mode == "emf":
+        from .cloudwatch import EmfSink
+
+        return EmfSink(namespace=namespace, default_tenant=tenant)
+    if mode == "cloudwatch":
+        from .cloudwatch import PutMetricDataSink
+
+        interval = float(os.environ.get("MODELBAY_METRICS_FLUSH_SECONDS", 10))
+        return PutMetricDataSink(namespace=namespace, default_tenant=tenant, interval_s=interval)
+    if mode == "off":
+        return NullSink()
+    from ..errors import BadRequest
+
+    raise BadRequest(f"MODELBAY_METRICS={mode!r}: expected memory, emf, cloudwatch or off")

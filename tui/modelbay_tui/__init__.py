@@ -1,0 +1,1 @@
+"""modelbay's terminal UI (Textual). It reaches servers only through ``modelbay.client.Client``."""

@@ -1,0 +1,185 @@
+"""Send an input to any version or alias; see the output and where the time went."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from typing import Any
+
+from rich.json import JSON
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import Button, Footer, Header, Input, Select, Static, TextArea
+
+from modelbay.manifest import Manifest
+from modelbay.metrics.loadgen import sample_instance
+
+from ..digit import DigitGrid
+from .base import BaseScreen
+
+MAX_GRID = 32
+
+
+def input_kind(m: Manifest) -> str:
+    pre = m.preprocessing
+    if pre is not None and pre.kind in ("text", "string"):
+        return "text"
+    if pre is not None and pre.kind == "image" and pre.channels == 1 and max(pre.height, pre.width) <= MAX_GRID:
+        return "grid"
+    return "json"
+
+
+class PlaygroundScreen(BaseScreen):
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back"),
+        Binding("ctrl+s", "send", "Send", priority=True),
+        Binding("ctrl+e", "example", "Example"),
+    ]
+
+    def __init__(self, model: str, ref: str | None = None) -> None:
+        super().__init__(name=f"playground-{model}")
+        self.model = model
+        self.ref = ref
+        self.detail: dict[str, Any] | None = None
+        self.manifest: Manifest | None = None
+        self.kind = "json"
+        self.last_timing: dict[str, float] = {}
+        self._examples = 0  # seeds: examples differ each time, yet a session is reproducible
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="pg-bar"):
+            yield Select([], prompt="version or alias", id="pg-target", allow_blank=True, compact=True)
+            yield Button("Send ^s", id="pg-send", variant="primary", compact=True)
+        with Horizontal(id="pg-body"):
+            with Vertical(id="pg-input"):
+                yield Static("", id="pg-hint", classes="status")
+                yield Input(placeholder="text to classify or embed", id="pg-text", compact=True)
+                yield DigitGrid(id="pg-grid")
+                yield TextArea("", language="json", id="pg-json")
+            with VerticalScroll(id="pg-output"):
+                yield Static("output appears here", id="pg-result")
+        yield Static("", id="pg-latency", classes="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        for w in ("#pg-text", "#pg-grid", "#pg-json"):
+            self.query_one(w).display = False
+        super().on_mount()
+
+    def refresh_data(self, quiet: bool = False) -> None:
+        self.api(self.client.model, self.model, then=self._targets, group="pg-load", exclusive=True, quiet=quiet)
+
+    def _targets(self, detail: dict[str, Any]) -> None:
+        self.detail = detail
+        opts = [(f"{a} → v{v}", a) for a, v in sorted(detail["aliases"].items())]
+        opts += [(f"v{m['version']}", str(m["version"])) for m in sorted(detail["versions"],
+                                                                         key=lambda m: -m["version"])]
+        sel = self.query_one("#pg-target", Select)
+        sel.set_options(opts)
+        values = [v for _, v in opts]
+        want = self.ref if self.ref in values else ("production" if "production" in values else
+                                                    (values[0] if values else None))
+        if want is not None:
+            sel.value = want
+
+    def _manifest_for(self, ref: str) -> Manifest | None:
+        if not self.detail:
+            return None
+        v = self.detail["aliases"].get(ref) if not ref.isdigit() else int(ref)
+        m = next((m for m in self.detail["versions"] if m["version"] == v), None)
+        return Manifest(**m) if m else None
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if event.value is Select.BLANK or event.value is None:
+            return
+        self.ref = str(event.value)
+        self.manifest = self._manifest_for(self.ref)
+        if self.manifest is None:
+            return
+        self._configure(self.manifest)
+
+    def _configure(self, m: Manifest) -> None:
+        self.kind = input_kind(m)
+        text, grid, js = (self.query_one(w) for w in ("#pg-text", "#pg-grid", "#pg-json"))
+        text.display, grid.display, js.display = self.kind == "text", self.kind == "grid", self.kind == "json"
+        labels = f" → {', '.join(m.labels[:4])}{'…' if m.labels and len(m.labels) > 4 else ''}" if m.labels else ""
+        hint = {"text": f"{m.task}: type a sentence{labels}",
+                "grid": "draw: arrows + space, or the mouse; x clears",
+                "json": "instances as JSON (^e: a fresh example)"}[self.kind]
+        self.query_one("#pg-hint", Static).update(f"v{m.version} {hint}")
+        if self.kind == "grid":
+            pre = m.preprocessing
+            grid.resize(pre.height, pre.width, int(pre.max_value))
+            grid.focus()
+        elif self.kind == "json":
+            self.action_example()
+            js.focus()
+        else:
+            text.focus()
+
+    def action_example(self) -> None:
+        if self.manifest is not None and self.kind == "json":
+            inst = sample_instance(self.manifest, random.Random(self._examples))
+            self._examples += 1
+            self.query_one("#pg-json", TextArea).text = json.dumps([inst])
+
+    def _instances(self) -> list[Any] | None:
+        if self.kind == "text":
+            text = self.query_one("#pg-text", Input).value.strip()
+            if not text:
+                self.notify("type some text first", severity="warning")
+                return None
+            return [text]
+        if self.kind == "grid":
+            return [self.query_one("#pg-grid", DigitGrid).values()]
+        try:
+            data = json.loads(self.query_one("#pg-json", TextArea).text or "null")
+        except ValueError as e:
+            self.notify(f"not JSON: {e}", severity="error")
+            return None
+        if not isinstance(data, list):
+            self.notify("give a JSON list of instances", severity="error")
+            return None
+        return data
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "pg-send":
+            self.action_send()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.action_send()
+
+    def action_send(self) -> None:
+        if not self.ref:
+            self.notify("pick a version or alias", severity="warning")
+            return
+        instances = self._instances()
+        if instances is None:
+            return
+        ref = self.ref
+
+        def call():
+            t0 = time.perf_counter()
+            p = self.client.predict(self.model, ref, instances)
+            total = (time.perf_counter() - t0) * 1000
+            return {"model": p.model, "version": p.version, "predictions": p.predictions}, total, p.server_timing
+
+        self.query_one("#pg-latency", Static).update("sending…")
+        self.api(call, then=self._result, group="pg-send", exclusive=True,
+                 failed=lambda e: self._failed(e))
+
+    def _failed(self, e) -> None:
+        self.query_one("#pg-result", Static).update(f"[red]{e.status} {e.code}[/]\n{e.message}")
+        self.query_one("#pg-latency", Static).update("")
+
+    def _result(self, res) -> None:
+        body, total, phases = res
+        self.query_one("#pg-result", Static).update(JSON(json.dumps(body)[:20000]))
+        short = {"preprocess": "pre", "inference": "infer", "postprocess": "post", "total": "server"}
+        parts = [f"[b]{total:.1f} ms[/] round trip"]
+        parts += [f"{short.get(k, k)} {v:.1f}" for k, v in phases.items() if v or k in ("inference", "total")]
+        self.query_one("#pg-latency", Static).update(" · ".join(parts))
+        self.last_timing = {"round_trip_ms": total, **phases}
