@@ -33,3 +33,14 @@ def running(app):
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@contextlib.contextmanager
+def running_keyed(app):
+    """``running(app)`` with keys required, as ``modelbay serve`` starts: a root admin key is minted
+    in the app's store and saved for the URL, so ``Client(url)`` (and the TUI) find it."""
+    from modelbay.auth import SCOPES, KeyStore, credentials
+
+    with running(app) as url:
+        credentials.save_key([url], KeyStore(app.state.store).create("default", SCOPES, name="tests", root=True)[1])
+        yield url

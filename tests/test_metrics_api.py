@@ -10,7 +10,7 @@ import pytest
 from modelbay.client import ApiError, Client
 from modelbay.metrics import InferenceEvent
 from tests.apigw import event, invoke, load_function
-from tests.servers import running
+from tests.servers import running_keyed as running
 
 
 @pytest.fixture
@@ -85,10 +85,16 @@ def test_bad_metrics_requests_are_clear_4xx(app_and_client, call, status, code):
 
 
 def test_metrics_through_the_registry_lambda(tmp_path, monkeypatch):
+    boot = "bootstrap-admin-key-for-metrics-tests-0123"
+    auth = {"Authorization": f"Bearer {boot}"}
     monkeypatch.setenv("MODELBAY_STORE", str(tmp_path / "store"))
+    monkeypatch.setenv("MODELBAY_BOOTSTRAP_KEY", boot)
     fn = load_function("registry")
-    status, headers, body = invoke(fn.handler, event("GET", "/registry/metrics", query={"window": "1h"}))
+    status, _, body = invoke(fn.handler, event("GET", "/registry/metrics"))
+    assert status == 401 and json.loads(body)["error"]  # keys are required on Lambda too
+    status, headers, body = invoke(fn.handler, event("GET", "/registry/metrics", query={"window": "1h"},
+                                                     headers=auth))
     assert status == 200 and headers["content-type"] == "application/json"
     assert json.loads(body)["models"] == {}
-    status, _, body = invoke(fn.handler, event("GET", "/registry/metrics/models/ghost"))
+    status, _, body = invoke(fn.handler, event("GET", "/registry/metrics/models/ghost", headers=auth))
     assert status == 404 and json.loads(body)["code"] == "not_found"

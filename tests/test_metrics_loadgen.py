@@ -18,7 +18,7 @@ def served(tmp_path, mlp_path):
     from modelbay.api.app import create_app
     from modelbay.settings import Settings
     from modelbay.storage.local import LocalStore
-    from tests.servers import running
+    from tests.servers import running_keyed as running
 
     store = LocalStore(tmp_path / "store")
     with running(create_app(Settings(store_url=store.url, cache_dir=tmp_path / "cache"), store=store)) as url, \

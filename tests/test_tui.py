@@ -12,7 +12,7 @@ import pytest
 from modelbay.client import Client
 from modelbay.metrics import InferenceEvent
 from tests.onnx_models import make_mlp
-from tests.servers import running
+from tests.servers import running_keyed as running
 
 pytest.importorskip("textual")
 
@@ -345,6 +345,9 @@ def test_connections_are_saved_and_switched(local, tmp_path, mlp_path):
 
     other_store = LocalStore(tmp_path / "other")
     other = create_app(Settings(store_url=other_store.url, cache_dir=tmp_path / "c2"), store=other_store)
+    from modelbay.auth import KeyStore
+
+    other_key = KeyStore(other_store).create("default", ("invoke", "manage"), name="tui-profile")[1]
     with running(other) as other_url, Client(other_url) as oc:
         oc.push(mlp_path, "elsewhere")
 
@@ -353,13 +356,13 @@ def test_connections_are_saved_and_switched(local, tmp_path, mlp_path):
             await until(pilot, lambda: app.screen.query_one("#models", DataTable).row_count == 2)
             await pilot.press("c")
             await until(pilot, lambda: type(app.screen).__name__ == "ConnectScreen")
-            for field, text in (("#cx-name", "staging"), ("#cx-url", other_url), ("#cx-key", "sk-test-123456")):
+            for field, text in (("#cx-name", "staging"), ("#cx-url", other_url), ("#cx-key", other_key)):
                 app.screen.query_one(field, Input).value = text
             await pilot.click("#cx-save")
             await until(pilot, lambda: app.profile.name == "staging")
             table = app.screen.query_one("#models", DataTable)
             await until(pilot, lambda: rows(table) and rows(table)[0][0] == "elsewhere", what="the other server")
-            assert app.client.api_key == "sk-test-123456" and other_url in app.sub_title
+            assert app.client.api_key == other_key and other_url in app.sub_title
 
         drive(make_app(url, tmp_path), script)
     saved = json.loads((tmp_path / "profiles.json").read_text())
@@ -391,6 +394,9 @@ def test_server_going_away_is_shown_and_the_ui_reconnects(tmp_path, mlp_path):
 
     server, thread = start()
     url = f"http://127.0.0.1:{port}"
+    from modelbay.auth import SCOPES, KeyStore, credentials
+
+    credentials.save_key([url], KeyStore(store).create("default", SCOPES, name="tests", root=True)[1])
     with Client(url) as c:
         c.push(mlp_path, "iris")
 

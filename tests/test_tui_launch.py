@@ -50,7 +50,7 @@ def test_run_starts_the_server_and_quitting_the_tui_stops_it(tmp_path, monkeypat
 def test_run_refuses_a_port_already_serving(tmp_path):
     from modelbay.api.app import create_app
     from modelbay.settings import Settings
-    from tests.servers import running
+    from tests.servers import running_keyed as running
 
     api = create_app(Settings(store_url=str(tmp_path / "s"), cache_dir=tmp_path / "c"))
     with running(api) as url:

@@ -12,7 +12,7 @@ import pytest
 
 from modelbay.client import Client
 from modelbay.metrics import InferenceEvent
-from tests.servers import running
+from tests.servers import running_keyed as running
 
 pytest.importorskip("pytest_textual_snapshot")
 
