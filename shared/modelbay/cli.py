@@ -133,35 +133,6 @@ def _start_sweeper(store, settings) -> None:
 
 
 @app.command()
-def push(ctx: typer.Context,
-         file: Path = typer.Argument(..., exists=True, dir_okay=False, help="An ONNX model."),
-         name: str = typer.Option(..., "--name", "-n", help="Model name."),
-         alias: list[str] = typer.Option([], "--alias", "-a", help="Point these aliases at the new version."),
-         description: str = typer.Option("", "--description", "-d"),
-         task: Optional[str] = typer.Option(None, help="classifier, embedder or raw."),
-         metadata: Optional[Path] = typer.Option(None, exists=True, help="VersionMetadata as a JSON file."),
-         side_file: list[Path] = typer.Option([], "--file", exists=True, help="Side file (e.g. tokenizer.json).")):
-    """Upload a model, register it and print the new version."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
-
-    base = json.loads(metadata.read_text()) if metadata else {}
-    updates = {k: v for k, v in {"description": description, "task": task}.items() if v}
-    meta = VersionMetadata.model_validate({**base, **updates})
-    with ctx.obj.client() as c, Progress("[progress.description]{task.description}", BarColumn(),
-                                         DownloadColumn(), TransferSpeedColumn(), console=err,
-                                         disable=ctx.obj.as_json) as bar:
-        t = bar.add_task(f"upload {file.name}", total=None)
-        m = c.push(file, name, meta, {p.name: p for p in side_file}, alias,
-                   progress=lambda done, total: bar.update(t, completed=done, total=total))
-    if ctx.obj.as_json:
-        _emit(ctx, m.model_dump(mode="json"))
-    else:
-        extra = f"  aliases: {', '.join(alias)}" if alias else ""
-        out.print(f"[green]registered[/] [bold]{m.name}[/] version [bold]{m.version}[/]  "
-                  f"sha256 {m.sha256[:12]}  {_size(m.size)}{extra}")
-
-
-@app.command()
 def models(ctx: typer.Context):
     """List models."""
     with ctx.obj.client() as c:
@@ -270,6 +241,8 @@ from .metrics.commands import register as _register_metrics  # noqa: E402
 
 _register_metrics(app)
 app.command("predict")(__import__("modelbay.cli_predict", fromlist=["predict"]).predict)
+app.command("push")(__import__("modelbay.cli_push", fromlist=["push"]).push)
+__import__("modelbay.convert.cli", fromlist=["register"]).register(app)
 
 
 @app.command("seed-demo")
@@ -292,6 +265,10 @@ def main() -> None:
         app()
     except ModelbayError as e:
         err.print(f"[red]error[/] ({e.status} {e.code}): {e.message}")
+        if isinstance(e.details.get("gate"), dict):  # a refusal shows the gate's numbers
+            from .convert.cli import gate_table
+
+            err.print(gate_table(e.details["gate"]))
         sys.exit(1)
 
 
