@@ -7,8 +7,9 @@
   redundant-node elimination), chosen on measurements (``make bench``): on
   the dynamically quantized all-MiniLM-L6-v2 the extended fusions (attention,
   GELU, layer norm, written for float graphs) run ~20% *slower* at batch 8-32
-  than basic, and equal at batch 1; on a float MLP basic and extended are
-  equal and no optimisation is ~30% slower. Served models are mostly int8.
+  than basic, and equal at batch 1; on a float MLP the levels were within
+  the noise of a shared machine of each other. Basic keeps the cheap,
+  always-safe rewrites (fewer nodes, smaller graphs) without the fusions.
   ``MODELBAY_ORT_OPT`` (disable/basic/extended/all) overrides it per deployment.
 * thread spinning off by default: on Lambda's fractional vCPUs, spinning
   workers burn the quota the request thread needs (``MODELBAY_ORT_SPIN=1``
