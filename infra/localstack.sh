@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# LocalStack for modelbay: start | stop | status | deploy
+# LocalStack for modelbay: install | start | stop | status | deploy
 #
+#   install the Python core into .venv-localstack (unless Docker is there)
 #   start   the Docker image when a Docker engine answers, else LocalStack's Python
 #           core in .venv-localstack (Python 3.13; S3, CloudFormation, Secrets
 #           Manager, API Gateway REST, CloudWatch - but no Lambda without Docker)
@@ -91,9 +92,10 @@ deploy() {
 }
 
 case "${1:-}" in
+  install) have_docker || install_core ;;
   start) start ;;
   stop) stop ;;
   status) healthy && echo "up ($(cat "$STATE/mode" 2>/dev/null || echo 'not ours'))" || echo down ;;
   deploy) deploy ;;
-  *) echo "usage: $0 start|stop|status|deploy"; exit 2 ;;
+  *) echo "usage: $0 install|start|stop|status|deploy"; exit 2 ;;
 esac
