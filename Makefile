@@ -21,7 +21,7 @@ STACK ?= modelbay
 PARAMS ?=
 LOCALSTACK_VENV := .venv-localstack
 
-.PHONY: install run serve test test-fast bench clean sam-install sam-check layer deploy deploy-local localstack-up localstack-down
+.PHONY: install run serve test test-fast bench clean sam-install sam-check layer deploy deploy-local localstack-install localstack-up localstack-down
 
 # torch goes first and pinned: the local CPU wheel satisfies it; a looser spec pulls CUDA.
 $(STAMP): pyproject.toml shared/requirements.txt
@@ -70,15 +70,19 @@ deploy: sam-check
 deploy-local: sam-install
 	infra/localstack.sh deploy
 
+localstack-install:
+	infra/localstack.sh install
+
 localstack-up:
 	infra/localstack.sh start
 
 localstack-down:
 	infra/localstack.sh stop
 
-# make test: the whole suite, including sam validate/build (via tests/test_template.py
-# and tests/test_package_size.py, which need .venv-sam) and schemathesis.
-test: install sam-install
+# make test: the whole suite, including sam validate/build (tests/test_template.py and
+# tests/test_package_size.py, which need .venv-sam), LocalStack's core (tests/test_localstack.py,
+# .venv-localstack on Python 3.13) and schemathesis.
+test: install sam-install localstack-install
 	SAM_CLI_TELEMETRY=0 $(PY) -m pytest -q -n 2
 
 # everything but the deploy checks (sam build, LocalStack)

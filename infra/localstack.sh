@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# LocalStack for modelbay: start | stop | status | deploy
+# LocalStack for modelbay: install | start | stop | status | deploy
 #
+#   install the Python core into .venv-localstack (unless Docker is there)
 #   start   the Docker image when a Docker engine answers, else LocalStack's Python
 #           core in .venv-localstack (Python 3.13; S3, CloudFormation, Secrets
 #           Manager, API Gateway REST, CloudWatch - but no Lambda without Docker)
@@ -41,8 +42,10 @@ wait_healthy() {
 }
 
 start() {
-  if healthy; then echo "LocalStack already answers on $ENDPOINT"; return; fi
   mkdir -p "$STATE"
+  exec 9> "$STATE/lock"
+  flock 9  # two callers at once start one LocalStack
+  if healthy; then echo "LocalStack already answers on $ENDPOINT"; return; fi
   if have_docker; then
     docker run -d --rm --name "$CONTAINER" -p 127.0.0.1:4566:4566 \
       -v /var/run/docker.sock:/var/run/docker.sock localstack/localstack >/dev/null
@@ -54,7 +57,7 @@ start() {
     cd "$STATE"
     OVERRIDE_IN_DOCKER=0 GATEWAY_SERVER=hypercorn GATEWAY_LISTEN=127.0.0.1:4566 DNS_ADDRESS=0 \
       LOCALSTACK_VOLUME_DIR="$STATE/volume" setsid nohup "$LS_VENV/bin/python" -m localstack.runtime.main \
-      < /dev/null > "$STATE/localstack.log" 2>&1 &
+      < /dev/null > "$STATE/localstack.log" 2>&1 9>&- &
     echo $! > "$STATE/pid"
     cd "$ROOT"
     echo core > "$STATE/mode"
@@ -91,9 +94,10 @@ deploy() {
 }
 
 case "${1:-}" in
+  install) have_docker || install_core ;;
   start) start ;;
   stop) stop ;;
   status) healthy && echo "up ($(cat "$STATE/mode" 2>/dev/null || echo 'not ours'))" || echo down ;;
   deploy) deploy ;;
-  *) echo "usage: $0 start|stop|status|deploy"; exit 2 ;;
+  *) echo "usage: $0 install|start|stop|status|deploy"; exit 2 ;;
 esac

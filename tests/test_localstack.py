@@ -66,7 +66,13 @@ def aws(monkeypatch, stack):
     return lambda service: boto3.client(service, endpoint_url=ENDPOINT)
 
 
-def test_storage_stack_matches_the_template(aws, stack):
+def test_storage_stack_and_modelbay_on_it(aws, stack, mlp_path, tmp_path):
+    # one test, so that one xdist worker owns LocalStack's start and stop
+    _storage_stack_matches_the_template(aws, stack)
+    _modelbay_serves_on_the_localstack_bucket(aws, stack, mlp_path, tmp_path)
+
+
+def _storage_stack_matches_the_template(aws, stack):
     s3 = aws("s3")
     bucket = stack["BucketName"]
     assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
@@ -81,7 +87,7 @@ def test_storage_stack_matches_the_template(aws, stack):
     assert len(secret) == 48 and secret.isalnum()
 
 
-def test_modelbay_serves_on_the_localstack_bucket(aws, stack, mlp_path, tmp_path):
+def _modelbay_serves_on_the_localstack_bucket(aws, stack, mlp_path, tmp_path):
     from modelbay.api.app import create_app
     from modelbay.client import ApiError, Client
     from modelbay.settings import Settings

@@ -117,6 +117,12 @@ class Authenticator:
         return principal
 
 
+def _cached_principal(auth, request: Request):
+    """The principal without I/O when possible; any other hook (``app.state.authenticate``
+    is a plain ``request -> Principal`` callable by contract) runs in the threadpool."""
+    return auth(request, fetch=False) if isinstance(auth, Authenticator) else None
+
+
 async def guard(request: Request) -> None:
     """App-level dependency of every route: authenticate, then check the path's scope.
 
@@ -131,7 +137,7 @@ async def guard(request: Request) -> None:
         return
     from starlette.concurrency import run_in_threadpool
 
-    principal = auth(request, fetch=False) or await run_in_threadpool(auth, request)
+    principal = _cached_principal(auth, request) or await run_in_threadpool(auth, request)
     scope = None if path in ANY_KEY else required_scope(path)
     if scope and scope not in principal.scopes:
         raise Forbidden(f"this key lacks the {scope!r} scope", scope=scope)
@@ -161,7 +167,7 @@ class AuthGate:
             try:
                 # inline when the key is cached (no thread hop on warm requests); a store read goes off the loop
                 auth = request.app.state.authenticate
-                principal = auth(request, fetch=False) or await run_in_threadpool(auth, request)
+                principal = _cached_principal(auth, request) or await run_in_threadpool(auth, request)
                 scope_needed = None if path in ANY_KEY else required_scope(path)
                 if scope_needed and scope_needed not in principal.scopes:
                     raise Forbidden(f"this key lacks the {scope_needed!r} scope", scope=scope_needed)
