@@ -125,3 +125,15 @@ def test_tenant_cannot_infer_another_tenants_model(tenants, mlp_path, server):
     with pytest.raises(ApiError) as e:
         a.request("POST", path, json=body)
     assert e.value.status == 404
+
+
+def test_metrics_are_kept_per_tenant(tenants, mlp_path):
+    a, b = tenants["a"], tenants["b"]
+    b.push(mlp_path, "shared-name", aliases=["production"])
+    a.push(mlp_path, "shared-name", aliases=["production"])
+    x = np.ones((2, 4), np.float32)
+    for _ in range(3):
+        b.infer("shared-name", {"x": x}, ref="production")
+    a.infer("shared-name", {"x": x}, ref="production")
+    requests = lambda c: c.metrics("shared-name", window="1h")["overall"]["totals"]["requests"]  # noqa: E731
+    assert (requests(a), requests(b)) == (1, 3)

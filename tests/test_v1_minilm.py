@@ -27,7 +27,7 @@ def served(tmp_path_factory):
     store = LocalStore(tmp / "store")
     Registry(store).register_version("minilm", built.onnx_path, built.metadata, built.side_files,
                                      aliases=["production"])
-    with running(create_app(Settings(store_url=store.url, cache_dir=tmp / "cache"), store=store)) as url:
+    with running(create_app(Settings(store_url=store.url, cache_dir=tmp / "cache", auth=False), store=store)) as url:
         yield url, built
 
 

@@ -60,7 +60,7 @@ def served(tmp_path_factory):
     reg.register_version("sensitive", tmp / "sensitive.onnx", VersionMetadata(
         task="classifier", labels=["safe", "sensitive"], preprocessing=StringPreprocessing(input="text"),
         postprocessing=ClassifierPostprocessing(scores="probabilities", top_k=2)))
-    with running(create_app(Settings(store_url=store.url, cache_dir=tmp / "cache"), store=store)) as url:
+    with running(create_app(Settings(store_url=store.url, cache_dir=tmp / "cache", auth=False), store=store)) as url:
         yield url, clf, text, digits
 
 

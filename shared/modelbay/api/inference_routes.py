@@ -111,7 +111,12 @@ def error_type(exc: BaseException) -> str:
 def record(request: Request, timings: Timings, name: str, version: int | None, instances: int,
            error: str | None) -> None:
     try:
-        request.app.state.metrics.record(timings.event(name, version, instances, error))
+        event = timings.event(name, version, instances, error)
+        # the authenticator left the caller here; metrics are read back per tenant
+        principal = getattr(request.state, "principal", None)
+        if principal is not None:
+            event.tenant = principal.tenant
+        request.app.state.metrics.record(event)
     except Exception:  # a metrics sink must never fail a prediction
         log.exception("metrics sink failed")
 
