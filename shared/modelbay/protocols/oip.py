@@ -247,21 +247,25 @@ def _json_data(arr: np.ndarray) -> list:
     return flat.tolist()
 
 
+def _tensor(name: str, arr: np.ndarray, binary: bool, blobs: list[bytes]) -> dict[str, Any]:
+    """One tensor's JSON description; with ``binary`` its bytes are appended to ``blobs`` (little-endian)."""
+    t: dict[str, Any] = {"name": name, "datatype": oip_datatype(arr), "shape": list(arr.shape)}
+    if binary:
+        blob = _bytes_payload(arr) if arr.dtype.kind in "OSU" else np.ascontiguousarray(
+            arr, dtype=arr.dtype.newbyteorder("<")).tobytes()
+        t["parameters"] = {"binary_data_size": len(blob)}
+        blobs.append(blob)
+    else:
+        t["data"] = _json_data(arr)
+    return t
+
+
 def encode_response(model: str, version: int, outputs: list[tuple[str, np.ndarray, bool]],
                     request_id: str | None = None, parameters: dict[str, Any] | None = None
                     ) -> tuple[bytes, dict[str, str]]:
     """``outputs``: (name, array, binary?) -> body and content headers."""
-    tensors, blobs = [], []
-    for name, arr, binary in outputs:
-        t: dict[str, Any] = {"name": name, "datatype": oip_datatype(arr), "shape": list(arr.shape)}
-        if binary:
-            blob = _bytes_payload(arr) if arr.dtype.kind in "OSU" else np.ascontiguousarray(
-                arr, dtype=arr.dtype.newbyteorder("<")).tobytes()
-            t["parameters"] = {"binary_data_size": len(blob)}
-            blobs.append(blob)
-        else:
-            t["data"] = _json_data(arr)
-        tensors.append(t)
+    blobs: list[bytes] = []
+    tensors = [_tensor(name, arr, binary, blobs) for name, arr, binary in outputs]
     body: dict[str, Any] = {"model_name": model, "model_version": str(version)}
     if request_id is not None:
         body["id"] = request_id
@@ -285,18 +289,8 @@ def encode_request(inputs: dict[str, np.ndarray], outputs: list[str] | None = No
                    request_id: str | None = None, parameters: dict[str, Any] | None = None
                    ) -> tuple[bytes, dict[str, str]]:
     """The client side (modelbay's Client and benchmarks): an infer request body and its headers."""
-    tensors, blobs = [], []
-    for name, arr in inputs.items():
-        arr = np.asarray(arr)
-        t: dict[str, Any] = {"name": name, "datatype": oip_datatype(arr), "shape": list(arr.shape)}
-        if binary:
-            blob = _bytes_payload(arr) if arr.dtype.kind in "OSU" else np.ascontiguousarray(
-                arr, dtype=arr.dtype.newbyteorder("<")).tobytes()
-            t["parameters"] = {"binary_data_size": len(blob)}
-            blobs.append(blob)
-        else:
-            t["data"] = _json_data(arr)
-        tensors.append(t)
+    blobs: list[bytes] = []
+    tensors = [_tensor(name, np.asarray(arr), binary, blobs) for name, arr in inputs.items()]
     req: dict[str, Any] = {"inputs": tensors}
     if request_id is not None:
         req["id"] = request_id
