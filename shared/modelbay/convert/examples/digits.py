@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from modelbay.convert.data import Dataset
+from modelbay.convert.examples.fit import fit_classifier
 from modelbay.manifest import ClassifierPostprocessing, ImagePreprocessing, VersionMetadata
 
 LABELS = [str(i) for i in range(10)]
@@ -37,15 +38,8 @@ def train(seed: int = 0):
 
     torch.manual_seed(seed)
     xtr, xte, ytr, yte = dataset(seed)
-    model = make_cnn()
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    xt, yt = torch.from_numpy(xtr), torch.from_numpy(ytr)
-    for _ in range(25):
-        for i in torch.randperm(len(xt)).split(64):
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(model(xt[i]), yt[i]).backward()
-            opt.step()
-    return model.eval(), (xtr, xte, ytr, yte)
+    model = fit_classifier(make_cnn(), xtr, ytr, epochs=25, batch=64, lr=2e-3)
+    return model, (xtr, xte, ytr, yte)
 
 
 def metadata() -> VersionMetadata:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from modelbay.convert.data import Dataset
+from modelbay.convert.examples.fit import fit_classifier
 from modelbay.manifest import ClassifierPostprocessing, TabularPreprocessing, VersionMetadata
 
 FACTORY = "modelbay.convert.examples.mlp:make_mlp"
@@ -33,14 +34,7 @@ def train(state_path: Path, seed: int = 0):
 
     torch.manual_seed(seed)
     xtr, xte, ytr, yte = dataset(seed)
-    model = make_mlp()
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    xt, yt = torch.from_numpy(xtr), torch.from_numpy(ytr)
-    for _ in range(60):
-        for i in torch.randperm(len(xt)).split(128):
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(model(xt[i]), yt[i]).backward()
-            opt.step()
+    model = fit_classifier(make_mlp(), xtr, ytr, epochs=60, batch=128, lr=3e-3)
     torch.save(model.state_dict(), state_path)
     return xtr, xte, ytr, yte
 
