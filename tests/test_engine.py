@@ -16,7 +16,7 @@ from modelbay.engine.session import SessionConfig
 from modelbay.engine.timing import Timings
 from modelbay.errors import BadRequest, InvalidName, NotFound
 from modelbay.registry import Registry
-from modelbay.settings import Settings
+from modelbay.settings import Settings, SettingsError
 from tests.inference_models import fixed_batch_mlp
 from tests.onnx_models import make_mlp
 
@@ -54,10 +54,13 @@ def test_cgroup_v2_and_v1_quotas(tmp_path):
 def test_session_config_is_explicit(monkeypatch):
     monkeypatch.setenv("MODELBAY_ORT_THREADS", "3")
     monkeypatch.setenv("MODELBAY_ORT_OPT", "all")
-    c = SessionConfig()
+    c = SessionConfig.from_settings(Settings.from_env())
     assert (c.intra_op_threads, c.optimization, c.spinning) == (3, "all", False)
     with pytest.raises(ValueError):
         SessionConfig(optimization="fast")
+    monkeypatch.setenv("MODELBAY_ORT_OPT", "fast")
+    with pytest.raises(SettingsError, match="MODELBAY_ORT_OPT='fast'"):
+        Settings.from_env()
 
 
 def test_byte_lru_evicts_least_recent_by_bytes():
@@ -177,7 +180,8 @@ def test_session_cache_is_bounded_by_bytes(local_store, tmp_path):
 def test_prewarm_from_env_never_raises(local_store, tmp_path, mlp_path, monkeypatch):
     Registry(local_store).register_version("m", mlp_path, aliases=["production"])
     monkeypatch.setenv("MODELBAY_PREWARM", "m:production, m@1, ghost, BAD NAME")
-    eng = _engine(local_store, tmp_path)
+    settings = Settings.from_env(store_url=local_store.url, cache_dir=tmp_path / "cache")
+    eng = Engine(local_store, settings)
     out = eng.prewarm()
     assert out["m:production"] == 1 and out["m@1"] == 1
     assert "no model named 'ghost'" in out["ghost"] and "invalid" in out["BAD NAME"]

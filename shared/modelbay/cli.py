@@ -87,7 +87,7 @@ def serve(host: str = typer.Option("127.0.0.1", help="Interface to bind."),
     from .api.app import create_app
     from .settings import Settings
 
-    settings = Settings(store_url=store) if store else Settings()
+    settings = Settings.from_env(store_url=store)
     if no_auth:
         settings.auth = False
     api = create_app(settings)

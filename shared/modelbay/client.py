@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -52,12 +51,15 @@ def _chunks(path: Path, start: int, length: int, sent: list[int], total: int,
 class Client:
     def __init__(self, url: str | None = None, api_key: str | None = None, timeout: float = 60.0,
                  transport: httpx.BaseTransport | None = None) -> None:
-        self.url = (url or os.environ.get("MODELBAY_URL") or "http://127.0.0.1:8080").rstrip("/")
-        self.api_key = api_key if api_key is not None else os.environ.get("MODELBAY_API_KEY")
+        from .settings import Settings
+
+        settings = Settings.from_env()
+        self.url = (url or settings.url).rstrip("/")
+        self.api_key = api_key if api_key is not None else settings.api_key
         if self.api_key is None:
             from .auth.credentials import load_key
 
-            self.api_key = load_key(self.url)
+            self.api_key = load_key(self.url, settings.credentials_file)
         # x-api-key too: API Gateway usage plans meter that header (same value, see infra/README.md)
         headers = {"Authorization": f"Bearer {self.api_key}", "x-api-key": self.api_key} if self.api_key else {}
         self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, transport=transport)

@@ -1,60 +1,215 @@
-"""Configuration, read once from the environment (the same names on Lambda and locally)."""
+"""Every setting modelbay reads, in one place, with the environment variable that sets it.
+
+``Settings()`` is pure: the defaults below, nothing read from the process.
+``Settings.from_env()`` is the one reader of the environment (the same names
+on Lambda and locally); a bad value is refused with the variable's name.
+Each field's docstring is its documentation (``modelbay settings`` prints them).
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from . import locations
+from .errors import BadRequest
+
+MB = 1024**2
+_HOME_ENV: dict[str, str] = {}
 
 
-def _int(name: str, default: int) -> int:
-    return int(os.environ.get(name, default))
+class SettingsError(BadRequest):
+    code = "bad_setting"
 
 
-def default_store() -> str:
-    """$MODELBAY_STORE, else the XDG data dir: ~/.local/share/modelbay/store."""
-    if os.environ.get("MODELBAY_STORE"):
-        return os.environ["MODELBAY_STORE"]
-    data = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
-    return str(Path(data) / "modelbay" / "store")
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_assignment=True)
 
 
-def default_cache_dir() -> Path:
-    if os.environ.get("MODELBAY_CACHE_DIR"):
-        return Path(os.environ["MODELBAY_CACHE_DIR"])
-    if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
-        return Path("/tmp/modelbay-cache")  # the only writable place on Lambda
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "modelbay"
+def _env(name: str) -> Any:
+    return Field(json_schema_extra={"env": name})
 
 
-@dataclass
-class Limits:
-    # onnx protobufs cannot exceed 2 GiB without external data, which we refuse
-    max_model_bytes: int = field(default_factory=lambda: _int("MODELBAY_MAX_MODEL_BYTES", 2 * 1024**3 - 1))
-    max_side_file_bytes: int = field(default_factory=lambda: _int("MODELBAY_MAX_SIDE_FILE_BYTES", 64 * 1024**2))
-    max_side_files: int = field(default_factory=lambda: _int("MODELBAY_MAX_SIDE_FILES", 8))
-    upload_ttl_seconds: int = field(default_factory=lambda: _int("MODELBAY_UPLOAD_TTL", 3600))
-    max_body_bytes: int = field(default_factory=lambda: _int("MODELBAY_MAX_BODY_BYTES", 6 * 1024**2))
-    max_instances: int = field(default_factory=lambda: _int("MODELBAY_MAX_INSTANCES", 256))
+class Limits(_Section):
+    """Resource limits: each has a safe default and answers a clear 4xx when hit."""
+
+    max_model_bytes: int = Field(2 * 1024**3 - 1, ge=1)
+    """Largest model.onnx accepted (bytes). ONNX protobufs cannot exceed 2 GiB without external data, which is refused."""
+    max_side_file_bytes: int = Field(64 * MB, ge=1)
+    """Largest side file (e.g. tokenizer.json) accepted, in bytes."""
+    max_side_files: int = Field(8, ge=0)
+    """Most side files per version."""
+    upload_ttl_seconds: int = Field(3600, ge=60, json_schema_extra={"env": "MODELBAY_UPLOAD_TTL"})
+    """Seconds an upload session (and its presigned URLs) stays valid; older staged uploads are swept."""
+    max_body_bytes: int = Field(6 * MB, ge=1)
+    """Largest request body (bytes); 6 MiB is Lambda's synchronous payload limit."""
+    max_instances: int = Field(256, ge=1)
+    """Most instances (batch rows) in one inference request."""
 
 
-@dataclass
-class Settings:
-    store_url: str = field(default_factory=default_store)
-    default_tenant: str = field(default_factory=lambda: os.environ.get("MODELBAY_TENANT", "default"))
-    cache_dir: Path = field(default_factory=default_cache_dir)
-    limits: Limits = field(default_factory=Limits)
-    # API keys are required unless this is off (`modelbay serve --no-auth`, MODELBAY_AUTH=off)
-    auth: bool = field(default_factory=lambda: os.environ.get("MODELBAY_AUTH", "on").lower() not in ("off", "0", "false"))
-    # an operator key that is not in the store: its value, or the ARN of a secret holding it
-    bootstrap_key: str | None = field(default_factory=lambda: os.environ.get("MODELBAY_BOOTSTRAP_KEY") or None)
-    bootstrap_key_secret: str | None = field(
-        default_factory=lambda: os.environ.get("MODELBAY_BOOTSTRAP_KEY_SECRET") or None)
-    # API Gateway usage plan that mirrors every key (per-key throttling and quota on AWS)
-    usage_plan: str | None = field(default_factory=lambda: os.environ.get("MODELBAY_USAGE_PLAN") or None)
-    key_cache_seconds: float = field(default_factory=lambda: float(os.environ.get("MODELBAY_KEY_CACHE_SECONDS", 30)))
+class Settings(_Section):
+    # ------------------------------------------------------------ storage
+    store_url: str = Field(default_factory=lambda: locations.default_store(_HOME_ENV),
+                           json_schema_extra={"env": "MODELBAY_STORE"})
+    """The registry: a directory (the embedded store) or ``s3://bucket/prefix``. Default: $XDG_DATA_HOME/modelbay/store."""
+    default_tenant: str = Field("default", json_schema_extra={"env": "MODELBAY_TENANT"})
+    """Tenant of callers when API keys are off, and of the local server's own metrics."""
+    cache_dir: Path = Field(default_factory=lambda: locations.cache_dir(_HOME_ENV))
+    """Model files fetched for serving; $XDG_CACHE_HOME/modelbay, or /tmp/modelbay-cache on Lambda."""
+    limits: Limits = Field(default_factory=Limits)
+
+    # --------------------------------------------------------------- auth
+    auth: bool = True
+    """API keys are required unless this is off (``modelbay serve --no-auth``)."""
+    bootstrap_key: str | None = None
+    """An operator key that is not in the store (its value). Prefer the secret below on AWS."""
+    bootstrap_key_secret: str | None = None
+    """ARN of a Secrets Manager secret holding the operator key."""
+    usage_plan: str | None = None
+    """API Gateway usage plan that mirrors every key (per-key throttling and quota on AWS)."""
+    key_cache_seconds: float = Field(30.0, ge=0)
+    """Seconds a verified key is trusted before the store is read again (revocation delay)."""
+
+    # ------------------------------------------------------------ serving
+    alias_ttl: float = Field(5.0, ge=0)
+    """Seconds an alias answer is reused by the inference engine before the store is read again."""
+    prewarm: list[str] = []
+    """References loaded at start, comma-separated: ``name:alias,name@3``."""
+    session_cache_mb: int | None = Field(None, ge=1)
+    """Budget of the in-memory session LRU (MiB). Default: half the Lambda function's memory, else 2048."""
+    disk_cache_mb: int = Field(400, ge=1)
+    """Budget of the on-disk model cache (MiB). Lambda's /tmp is 512 MB unless configured otherwise."""
+    inference_timeout_ms: float | None = Field(None, gt=0)
+    """Wall-time limit of one inference run (milliseconds); none by default."""
+    ort_threads: int | None = Field(None, ge=1)
+    """onnxruntime intra-op threads. Default: the CPUs this process may really use."""
+    ort_opt: Literal["disable", "basic", "extended", "all"] = "basic"
+    """onnxruntime graph optimisation level."""
+    ort_spin: bool = False
+    """Let onnxruntime's worker threads spin (dedicated hosts); off suits Lambda's fractional vCPUs."""
+
+    # ------------------------------------------------------------ metrics
+    metrics: Literal["memory", "emf", "cloudwatch", "off"] | None = None
+    """Metrics sink. Default: ``emf`` on Lambda (the log line is the metric), else ``memory``."""
+    metrics_namespace: str = "modelbay"
+    """CloudWatch namespace of the metrics."""
+    metrics_retention: float = Field(24 * 3600.0, gt=0)
+    """Seconds the in-memory metrics keep their series."""
+    metrics_flush_seconds: float = Field(10.0, gt=0)
+    """Seconds between PutMetricData batches (``cloudwatch`` sink)."""
+
+    # ------------------------------------------------------------- client
+    url: str = "http://127.0.0.1:8080"
+    """The server the CLI and the TUI talk to."""
+    api_key: str | None = None
+    """API key of the CLI and the TUI; else the one saved for the server's URL."""
+    config_dir: Path = Field(default_factory=lambda: locations.config_dir(_HOME_ENV))
+    """Credentials and connection profiles ($XDG_CONFIG_HOME/modelbay)."""
+    config: Path | None = None
+    """The TUI's connection-profiles file. Default: profiles.json in the config dir."""
+    examples_cache: Path = Field(default_factory=lambda: locations.examples_cache(_HOME_ENV))
+    """Where built example models are cached ($XDG_CACHE_HOME/modelbay/examples)."""
+
+    # ------------------------------------------------------- Lambda's own
+    lambda_function: str | None = Field(None, json_schema_extra={"env": "AWS_LAMBDA_FUNCTION_NAME"})
+    """Set by Lambda: the function's name; its presence means the process runs on Lambda."""
+    lambda_memory_mb: int | None = Field(None, json_schema_extra={"env": "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"})
+    """Set by Lambda: the function's memory (MiB)."""
+
+    @field_validator("prewarm", mode="before")
+    @classmethod
+    def _split(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return [r.strip() for r in v.split(",") if r.strip()]
+        return v
+
+    # ---------------------------------------------------------- derived
+    @property
+    def on_lambda(self) -> bool:
+        return bool(self.lambda_function)
+
+    @property
+    def credentials_file(self) -> Path:
+        return self.config_dir / "credentials.json"
+
+    @property
+    def profiles_file(self) -> Path:
+        return self.config or self.config_dir / "profiles.json"
+
+    @property
+    def session_cache_bytes(self) -> int:
+        if self.session_cache_mb is not None:
+            return self.session_cache_mb * MB
+        if self.lambda_memory_mb:  # leave half to Python, requests and onnxruntime's arena
+            return self.lambda_memory_mb * MB // 2
+        return 2048 * MB
+
+    @property
+    def metrics_mode(self) -> str:
+        return self.metrics or ("emf" if self.on_lambda else "memory")
+
+    # ------------------------------------------------------ environment
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read every variable below from ``environ`` (default: the process environment).
+
+        ``overrides`` (e.g. a CLI flag) win over the environment.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {
+            "store_url": locations.default_store(env),
+            "cache_dir": locations.cache_dir(env),
+            "config_dir": locations.config_dir(env),
+            "examples_cache": locations.examples_cache(env),
+        }
+        limits: dict[str, Any] = {}
+        for target, model in ((values, cls), (limits, Limits)):
+            for field, var in env_names(model).items():
+                raw = env.get(var)
+                if raw is not None and raw.strip() != "":
+                    target[field] = raw.strip()
+        values["limits"] = limits
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls(**values)
+        except ValidationError as e:
+            raise _named(e, env) from None
 
     @classmethod
-    def from_env(cls, **overrides) -> "Settings":
-        return cls(**overrides)
+    def documented(cls) -> list[tuple[str, str, str]]:
+        """(variable, default, description) for every setting, for help and the README."""
+        rows = []
+        for model in (cls, Limits):
+            names = env_names(model)
+            for field, info in model.model_fields.items():
+                if field in names:
+                    default = "" if info.default_factory is not None else repr(info.default)
+                    rows.append((names[field], default, (info.description or "").strip()))
+        return rows
+
+
+def env_names(model: type[BaseModel]) -> dict[str, str]:
+    """Field -> environment variable: ``MODELBAY_<FIELD>`` unless the field names its own."""
+    out = {}
+    for field, info in model.model_fields.items():
+        if field == "limits":
+            continue
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        out[field] = str(extra.get("env") or f"MODELBAY_{field.upper()}")
+    return out
+
+
+def _named(e: ValidationError, env: Mapping[str, str]) -> SettingsError:
+    """The first error, named by the variable a user set rather than by a field."""
+    err = e.errors()[0]
+    loc = [str(p) for p in err.get("loc", ())]
+    model: type[BaseModel] = Limits if loc[:1] == ["limits"] and len(loc) > 1 else Settings
+    field = loc[1] if model is Limits else (loc[0] if loc else "")
+    var = env_names(model).get(field, field)
+    value = env.get(var)
+    shown = f"={value!r}" if value is not None else ""
+    return SettingsError(f"{var}{shown}: {err.get('msg', 'invalid value')}", setting=var)

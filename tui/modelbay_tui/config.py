@@ -13,15 +13,13 @@ from pathlib import Path
 
 from modelbay.errors import BadRequest
 from modelbay.layout import check_name
+from modelbay.settings import Settings
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 
 
 def config_path() -> Path:
-    if os.environ.get("MODELBAY_CONFIG"):
-        return Path(os.environ["MODELBAY_CONFIG"])
-    base = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
-    return Path(base) / "modelbay" / "profiles.json"
+    return Settings.from_env().profiles_file
 
 
 @dataclass(frozen=True)

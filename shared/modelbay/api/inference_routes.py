@@ -9,7 +9,6 @@ and answering with the served version, Server-Timing and one metrics event.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import zlib
 from urllib.parse import quote
@@ -37,11 +36,11 @@ def include_inference(app: FastAPI) -> None:
     # On Lambda one request runs at a time: running inline saves the thread hop.
     # A local server runs the engine in the threadpool so one slow model does not block the loop.
     if not hasattr(state, "inline_inference"):
-        state.inline_inference = bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME"))
+        state.inline_inference = state.settings.on_lambda
     app.include_router(oip)
     app.include_router(v1)
     app.add_middleware(HotPaths)
-    if os.environ.get("MODELBAY_PREWARM"):
+    if state.settings.prewarm:
         state.engine.prewarm_in_background()  # no-op when the caller already started it
 
 

@@ -13,24 +13,25 @@ from pathlib import Path
 
 
 def path() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
-    return Path(base) / "modelbay" / "credentials.json"
+    from ..settings import Settings
+
+    return Settings.from_env().credentials_file
 
 
 def _norm(url: str) -> str:
     return url.rstrip("/")
 
 
-def load_all() -> dict[str, dict]:
+def load_all(file: Path | None = None) -> dict[str, dict]:
     try:
-        data = json.loads(path().read_text())
+        data = json.loads((file or path()).read_text())
     except (OSError, ValueError):
         return {}
     return data.get("servers", {}) if isinstance(data, dict) else {}
 
 
-def load_key(url: str) -> str | None:
-    entry = load_all().get(_norm(url)) or {}
+def load_key(url: str, file: Path | None = None) -> str | None:
+    entry = load_all(file).get(_norm(url)) or {}
     return entry.get("api_key")
 
 

@@ -8,7 +8,6 @@ the first caller loads, the others wait for the same future.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from concurrent.futures import Future
@@ -35,31 +34,26 @@ MB = 1024**2
 SESSION_WEIGHT = 2
 
 
-def _default_session_budget() -> int:
-    lambda_mb = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
-    if lambda_mb:  # leave half of the function's memory to Python, requests and onnxruntime's arena
-        return int(lambda_mb) * MB // 2
-    return 2048 * MB
-
-
 @dataclass
 class EngineConfig:
-    alias_ttl: float = field(default_factory=lambda: float(os.environ.get("MODELBAY_ALIAS_TTL", "5")))
-    session_cache_bytes: int = field(default_factory=lambda: int(os.environ["MODELBAY_SESSION_CACHE_MB"]) * MB
-                                     if os.environ.get("MODELBAY_SESSION_CACHE_MB") else _default_session_budget())
-    # Lambda's /tmp is 512 MB unless configured otherwise
-    disk_cache_bytes: int = field(default_factory=lambda: int(os.environ.get("MODELBAY_DISK_CACHE_MB", "400")) * MB)
+    alias_ttl: float = 5.0
+    session_cache_bytes: int = 2048 * MB
+    disk_cache_bytes: int = 400 * MB
     session: SessionConfig = field(default_factory=SessionConfig)
-    inference_timeout_ms: float | None = field(
-        default_factory=lambda: float(os.environ["MODELBAY_INFERENCE_TIMEOUT_MS"])
-        if os.environ.get("MODELBAY_INFERENCE_TIMEOUT_MS") else None)
+    inference_timeout_ms: float | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EngineConfig:
+        return cls(alias_ttl=settings.alias_ttl, session_cache_bytes=settings.session_cache_bytes,
+                   disk_cache_bytes=settings.disk_cache_mb * MB, session=SessionConfig.from_settings(settings),
+                   inference_timeout_ms=settings.inference_timeout_ms)
 
 
 class Engine:
     def __init__(self, store: ObjectStore, settings: Settings, config: EngineConfig | None = None) -> None:
         self.store = store
         self.settings = settings
-        self.config = config or EngineConfig()
+        self.config = config or EngineConfig.from_settings(settings)
         self.resolver = Resolver(store, settings.limits, alias_ttl=self.config.alias_ttl)
         self.disk = DiskCache(settings.cache_dir, self.config.disk_cache_bytes)
         self.sessions: ByteLRU[LoadedModel] = ByteLRU(self.config.session_cache_bytes)
@@ -185,11 +179,11 @@ class Engine:
     def prewarm(self, refs: list[str] | str | None = None, tenant: str | None = None) -> dict[str, int | str]:
         """Load ``NAME[@version|:alias]`` references now (Lambda's init phase); never raises.
 
-        Without ``refs``, reads ``MODELBAY_PREWARM`` (comma-separated). Returns
+        Without ``refs``, the settings' ``prewarm`` list. Returns
         ref -> loaded version, or the error message.
         """
         if refs is None:
-            refs = os.environ.get("MODELBAY_PREWARM", "")
+            refs = self.settings.prewarm
         if isinstance(refs, str):
             refs = [r.strip() for r in refs.split(",") if r.strip()]
         tenant = tenant or self.settings.default_tenant

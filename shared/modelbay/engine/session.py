@@ -18,29 +18,32 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .cpus import usable_cpus
+
+if TYPE_CHECKING:
+    from ..settings import Settings
 
 OPT_LEVELS = ("disable", "basic", "extended", "all")
 
 
-def _env_threads() -> int:
-    value = os.environ.get("MODELBAY_ORT_THREADS")
-    return int(value) if value else usable_cpus()
-
-
 @dataclass(frozen=True)
 class SessionConfig:
-    intra_op_threads: int = field(default_factory=_env_threads)
-    optimization: str = field(default_factory=lambda: os.environ.get("MODELBAY_ORT_OPT", "basic"))
-    spinning: bool = field(default_factory=lambda: os.environ.get("MODELBAY_ORT_SPIN", "0") == "1")
+    intra_op_threads: int = field(default_factory=usable_cpus)
+    optimization: str = "basic"
+    spinning: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SessionConfig:
+        return cls(intra_op_threads=settings.ort_threads or usable_cpus(), optimization=settings.ort_opt,
+                   spinning=settings.ort_spin)
 
     def __post_init__(self) -> None:
         if self.optimization not in OPT_LEVELS:
-            raise ValueError(f"MODELBAY_ORT_OPT must be one of {OPT_LEVELS}, not {self.optimization!r}")
+            raise ValueError(f"optimization must be one of {OPT_LEVELS}, not {self.optimization!r}")
         if self.intra_op_threads < 1:
             raise ValueError("intra-op threads must be >= 1")
 

@@ -9,7 +9,6 @@ management routes do not care which back end is configured.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -104,13 +103,17 @@ def sink_from_settings(settings: "Settings | None" = None) -> MetricsBackend:
     ``memory`` (the in-process store of the local server). ``cloudwatch`` batches
     PutMetricData calls for places that do not ingest EMF, such as LocalStack.
     """
-    mode = os.environ.get("MODELBAY_METRICS") or ("emf" if os.environ.get("AWS_LAMBDA_FUNCTION_NAME") else "memory")
-    tenant = settings.default_tenant if settings else os.environ.get("MODELBAY_TENANT", "default")
-    namespace = os.environ.get("MODELBAY_METRICS_NAMESPACE", "modelbay")
+    if settings is None:
+        from ..settings import Settings
+
+        settings = Settings.from_env()
+    mode = settings.metrics_mode
+    tenant = settings.default_tenant
+    namespace = settings.metrics_namespace
     if mode == "memory":
         from .memory import MemoryMetrics
 
-        retention = float(os.environ.get("MODELBAY_METRICS_RETENTION", 24 * 3600))
+        retention = settings.metrics_retention
         return MemoryMetrics(retention_s=retention, default_tenant=tenant)
     if mode == "emf":
         from .cloudwatch import EmfSink
@@ -119,7 +122,7 @@ def sink_from_settings(settings: "Settings | None" = None) -> MetricsBackend:
     if mode == "cloudwatch":
         from .cloudwatch import PutMetricDataSink
 
-        interval = float(os.environ.get("MODELBAY_METRICS_FLUSH_SECONDS", 10))
+        interval = settings.metrics_flush_seconds
         return PutMetricDataSink(namespace=namespace, default_tenant=tenant, interval_s=interval)
     if mode == "off":
         return NullSink()

@@ -18,6 +18,7 @@ from typing import Callable
 from modelbay.convert.examples import cache
 from modelbay.errors import BadRequest, NotFound
 from modelbay.manifest import VersionMetadata
+from modelbay.settings import Settings
 
 NAMES = ("mlp", "digits", "pii", "minilm")
 RESULT_FILE = "result.json"
@@ -60,7 +61,7 @@ def build(
     """Build one example (or return its cached build)."""
     if name not in NAMES:
         raise NotFound(f"no example {name!r}; examples: {', '.join(NAMES)}")
-    root = Path(cache_dir) if cache_dir else cache.DEFAULT_DIR
+    root = Path(cache_dir) if cache_dir else Settings.from_env().examples_cache
     final = cache.entry(root, name, target)
     if (final / RESULT_FILE).is_file() and not force:
         return _load(final, name, cached=True)

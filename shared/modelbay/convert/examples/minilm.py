@@ -8,7 +8,6 @@ needs no pooling code and ships [N, 384] instead of [N, seq, 384].
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -49,13 +48,12 @@ def tokenizer(dest: Path | None = None):
 def pooled_model():
     import torch
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import AutoModel
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    bert = AutoModel.from_pretrained(str(model_dir())).eval()
+    bert = AutoModel.from_pretrained(str(model_dir()), local_files_only=True).eval()
 
     class MeanPooled(torch.nn.Module):
         def __init__(self, encoder):
