@@ -199,18 +199,20 @@ def test_fixed_batch_one_models_run_instance_by_instance(local_store, tmp_path):
 
 
 def test_check_instances_limits(local_store, tmp_path, mlp_path):
-    from modelbay.engine.service import predict
+    from modelbay.engine import InferenceService
     from modelbay.errors import TooLarge
+    from modelbay.metrics import NullSink
+    from modelbay.protocols.v1 import PredictRequest
 
     Registry(local_store).register_version("m", mlp_path)
     eng = _engine(local_store, tmp_path)
     eng.settings.limits.max_instances = 4
+    service = InferenceService(eng, NullSink())
     with pytest.raises(TooLarge):
-        predict(eng, "default", "m", None, [[0, 0, 0, 0]] * 5, {}, Timings.start())
+        service.predict("default", "m", None, PredictRequest([[0, 0, 0, 0]] * 5))
     with pytest.raises(BadRequest, match="no instances"):
-        predict(eng, "default", "m", None, [], {}, Timings.start())
-    _, preds = predict(eng, "default", "m", None, [[0, 0, 0, 0]] * 4, {}, Timings.start())
-    assert len(preds) == 4
+        service.predict("default", "m", None, PredictRequest([]))
+    assert len(service.predict("default", "m", None, PredictRequest([[0, 0, 0, 0]] * 4)).payload) == 4
 
 
 def test_a_deleted_version_stops_serving_after_the_ttl(local_store, tmp_path):

@@ -49,8 +49,8 @@ def serve(store, tmp_path: Path, mlp_path: Path, app_wrapper=None):
     reg.register_version("spam", path, VersionMetadata(labels=["ham", "spam"]))
     reg.register_version("types", all_types(tmp_path / "types.onnx"))
     # protocol tests: keys are covered by test_auth/test_tenants (the route sweep includes these routes)
-    app = create_app(Settings(store_url=store.url, cache_dir=tmp_path / "cache", auth=False), store=store)
-    app.state.metrics = Recorder()
+    app = create_app(Settings(store_url=store.url, cache_dir=tmp_path / "cache", auth=False), store=store,
+                     metrics=Recorder())
     with running(app_wrapper(app) if app_wrapper else app) as url:
         yield SimpleNamespace(url=url, app=app, events=app.state.metrics.events)
 
@@ -342,7 +342,7 @@ def test_error_after_resolution_names_the_version(shared):
 
 
 def test_invoke_scope_is_required(local):
-    from modelbay.api.deps import Principal
+    from modelbay.auth import Principal
 
     local.app.state.authenticate = lambda request: Principal("default", frozenset({"manage"}), "k1")
     r = _post(local.url, "/v2/models/mlp/infer", {"inputs": [X]})

@@ -2,7 +2,8 @@
 
 from mangum import Mangum
 
-from modelbay.api.app import create_registry_app
+from modelbay.api.app import create_app
+from modelbay.settings import Settings
 
-app = create_registry_app()
+app = create_app(Settings.from_env(), inference=False)
 handler = Mangum(app, lifespan="off")

@@ -1,8 +1,9 @@
 """API keys with scopes, tenants, and the audit log."""
 
 from . import credentials
-from .keys import SCOPES, KeyRecord, KeyStore
+from .keys import KeyRecord, KeyStore
+from .principal import SCOPES, Principal, require_scope
 from .tenants import Tenant, TenantStore
 from .audit import AuditLog, AuditedRegistry
 
-__all__ = ["credentials", "SCOPES", "KeyRecord", "KeyStore", "Tenant", "TenantStore", "AuditLog", "AuditedRegistry"]
+__all__ = ["credentials", "SCOPES", "Principal", "require_scope", "KeyRecord", "KeyStore", "Tenant", "TenantStore", "AuditLog", "AuditedRegistry"]

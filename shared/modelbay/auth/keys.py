@@ -21,8 +21,8 @@ from typing import Iterable
 from ..errors import BadRequest, NotFound, PreconditionFailed, Unauthorized
 from ..layout import check_name
 from ..storage import ObjectStore
+from .principal import SCOPES
 
-SCOPES = ("invoke", "manage", "admin")
 PREFIX = "system/keys/"
 KEY_RE = re.compile(r"^mb_([0-9a-f]{12})_([A-Za-z0-9_-]{32,128})$")
 KEY_ID_RE = re.compile(r"^[0-9a-f]{12}$")
