@@ -16,7 +16,7 @@ import threading
 import time
 from collections import defaultdict
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TextIO
 
 from . import ERROR_TYPES, PHASES, FeedbackEvent, InferenceEvent
 from .series import ModelTotals, Series, Totals, empty_series, ratio
@@ -272,41 +272,55 @@ class _CloudWatchBacked:
         return self.reader.overview(*a, **kw)
 
 
+# What the EMF specification allows as a Unit (CloudWatch's StandardUnit values).
+EMF_UNITS = frozenset({
+    "Seconds", "Microseconds", "Milliseconds", "Bytes", "Kilobytes", "Megabytes", "Gigabytes", "Terabytes",
+    "Bits", "Kilobits", "Megabits", "Gigabits", "Terabits", "Percent", "Count", "Bytes/Second",
+    "Kilobytes/Second", "Megabytes/Second", "Gigabytes/Second", "Terabytes/Second", "Bits/Second",
+    "Kilobits/Second", "Megabits/Second", "Gigabits/Second", "Terabits/Second", "Count/Second", "None",
+})
+EMF_MAX_METRICS = 100  # per document
+
+
+def emf_document(namespace: str, dimensions: dict[str, str], dimension_sets: list[list[str]],
+                 metrics: list[tuple[str, str, float]], timestamp_ms: int) -> dict[str, Any]:
+    """One document of the published CloudWatch Embedded Metric Format.
+
+    The metadata (``_aws``: Timestamp and one MetricDirective) names the
+    dimension sets and the metrics; their values are the document's root
+    members. Built here from the specification, not from a library's internals,
+    so nothing else (a POWERTOOLS_SERVICE_NAME, say) can add a dimension.
+    """
+    if len(metrics) > EMF_MAX_METRICS:
+        raise ValueError(f"an EMF document holds at most {EMF_MAX_METRICS} metrics, not {len(metrics)}")
+    return {
+        "_aws": {"Timestamp": timestamp_ms, "CloudWatchMetrics": [{
+            "Namespace": namespace, "Dimensions": dimension_sets,
+            "Metrics": [{"Name": name, "Unit": unit, "StorageResolution": 60} for name, unit, _ in metrics],
+        }]},
+        **dimensions,
+        **{name: value for name, _, value in metrics},
+    }
+
+
 class EmfSink(_CloudWatchBacked):
     """One EMF JSON line on stdout per event: Lambda ships it to CloudWatch Logs, which makes the metrics."""
 
     def __init__(self, namespace: str = "modelbay", default_tenant: str = "default",
-                 reader: CloudWatchReader | None = None, stream=None) -> None:
+                 reader: CloudWatchReader | None = None, stream: TextIO | None = None) -> None:
         super().__init__(namespace, default_tenant, reader)
         self.stream = stream
-        self._local = threading.local()
-
-    def _provider(self):
-        p = getattr(self._local, "provider", None)
-        if p is None:
-            from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
-
-            p = self._local.provider = AmazonCloudWatchEMFProvider(namespace=self.namespace)
-            p.service = None  # a POWERTOOLS_SERVICE_NAME would add a dimension the reader does not query
-        return p
 
     def _emit(self, tenant: str | None, model: str, version: int | None, ts: float,
               metrics: list[tuple[str, str, float]]) -> None:
-        # One provider per thread, filled directly: add_metric's per-call validation cost
-        # more than the rest of the request's bookkeeping, and names/units here are fixed.
-        p = self._provider()
-        tenant = tenant or self.default_tenant
-        dims = {"Tenant": tenant, "Model": model}
-        p.dimension_sets = []
+        dims = {"Tenant": tenant or self.default_tenant, "Model": model}
+        sets = [["Tenant", "Model"]]
         if version is not None:
             dims["Version"] = str(version)
-            p.dimension_sets = [{"Tenant": tenant, "Model": model}]
-        p.dimension_set = dims
-        p.metric_set = {name: {"Unit": unit, "StorageResolution": 60, "Value": value} for name, unit, value in metrics}
-        p.timestamp = int(ts * 1000)
-        line = json.dumps(p.serialize_metric_set(p.metric_set, p.dimension_set, {}), separators=(",", ":"))
+            sets = [["Tenant", "Model", "Version"], ["Tenant", "Model"]]
+        doc = emf_document(self.namespace, dims, sets, metrics, int(ts * 1000))
         stream = self.stream or sys.stdout
-        stream.write(line + "\n")
+        stream.write(json.dumps(doc, separators=(",", ":")) + "\n")
         stream.flush()
 
     def record(self, event: InferenceEvent) -> None:
@@ -343,7 +357,6 @@ class PutMetricDataSink(_CloudWatchBacked):
         self.interval_s = interval_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        atexit.register(self._flush_at_exit)
 
     @property
     def client(self):
@@ -357,6 +370,7 @@ class PutMetricDataSink(_CloudWatchBacked):
         if self._thread is None and self.interval_s > 0:
             self._thread = threading.Thread(target=self._loop, daemon=True, name="modelbay-metrics")
             self._thread.start()
+            atexit.register(self._flush_at_exit)  # only a sink with pending work holds on to the process
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -378,6 +392,7 @@ class PutMetricDataSink(_CloudWatchBacked):
 
     def close(self) -> None:
         self._stop.set()
+        atexit.unregister(self._flush_at_exit)
         self.flush()
 
     def _flush_at_exit(self) -> None:
