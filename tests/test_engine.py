@@ -272,3 +272,74 @@ def test_disk_cache_prunes_least_recent_beyond_its_budget(local_store, tmp_path)
     # the fetch pruned the least recent old blobs until under budget
     assert [cache.path(s).exists() for s in shas] == [False, False, True]
     assert cache.fetch(local_store, "k2", shas[2]) == (path, False)  # a hit: no download
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.events = []
+
+    def record(self, event) -> None:
+        self.events.append(event)
+
+
+def _service(store, tmp_path):
+    from modelbay.engine import InferenceService
+
+    return InferenceService(_engine(store, tmp_path), _Recorder())
+
+
+def _body(x) -> bytes:
+    import json
+
+    return json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": list(x.shape),
+                                   "data": x.ravel().tolist()}]}).encode()
+
+
+def test_the_service_records_one_event_per_call_success_or_failure(local_store, tmp_path, mlp_path, monkeypatch):
+    """Every outcome is accounted by the service itself, its error type taken from the exception."""
+    from modelbay.engine.model import LoadedModel
+    from modelbay.protocols.v1 import PredictRequest
+
+    Registry(local_store, tenant="acme").register_version("mlp", mlp_path, aliases=["production"])
+    svc = _service(local_store, tmp_path)
+    x = np.ones((2, 4), np.float32)
+    ok = svc.infer("acme", "mlp", None, _body(x))
+    assert ok.version == 1 and ok.timings.version == 1 and ok.timings.inference_ms > 0
+    assert [name for name, _, _ in ok.payload.outputs] == ["probabilities"]
+    assert svc.predict("acme", "mlp", "production", PredictRequest([[1, 2, 3, 4]])).version == 1
+    failures = [
+        (lambda: svc.infer("acme", "ghost", None, _body(x)), NotFound),
+        (lambda: svc.infer("acme", "mlp", None, b"{not json"), BadRequest),  # decoded inside: still counted
+        (lambda: svc.predict("acme", "mlp", "1", PredictRequest([[1, 2, 3]])), BadRequest),
+    ]
+    for call, kind in failures:
+        with pytest.raises(kind):
+            call()
+
+    def broken(self, feeds, outputs=None):
+        raise RuntimeError("a bug of ours at /srv/modelbay/engine.py")
+
+    monkeypatch.setattr(LoadedModel, "run", broken)
+    with pytest.raises(RuntimeError):  # the caller still sees the exception; the event is written first
+        svc.infer("acme", "mlp", "1", _body(x))
+    got = [(e.tenant, e.model, e.version, e.instances, e.error) for e in svc.metrics.events]
+    assert got == [("acme", "mlp", 1, 2, None), ("acme", "mlp", 1, 1, None), ("acme", "ghost", None, 2, "not_found"),
+                   ("acme", "mlp", None, 0, "bad_request"), ("acme", "mlp", 1, 1, "bad_request"),
+                   ("acme", "mlp", 1, 2, "internal")]
+    assert all(e.total_ms > 0 and e.timestamp > 0 for e in svc.metrics.events)
+
+
+def test_a_load_failure_is_counted_as_one_and_names_no_server_path(local_store, tmp_path, mlp_path):
+    """onnxruntime names the file it could not parse; the client gets its file name, not the server's path."""
+    from modelbay.engine.service import error_type
+
+    m = Registry(local_store).register_version("mlp", mlp_path)
+    svc = _service(local_store, tmp_path)
+    blob = svc.engine.disk.path(m.sha256)  # a cached file is trusted as verified: corrupt it there
+    blob.parent.mkdir(parents=True)
+    blob.write_bytes(b"not an onnx model")
+    with pytest.raises(LoadFailure) as e:
+        svc.infer("default", "mlp", None, _body(np.ones((1, 4), np.float32)))
+    assert "cannot load it" in e.value.message and str(tmp_path) not in str(e.value.to_body())
+    assert m.sha256 in e.value.message  # the file, by its name
+    assert error_type(e.value) == "load_failure" and svc.metrics.events[-1].error == "load_failure"

@@ -20,7 +20,7 @@ from ..refs import parse_ref
 from ..settings import Settings
 from ..storage import ObjectStore
 from .diskcache import DiskCache
-from .errors import LoadFailure
+from .errors import LoadFailure, library_message
 from .lru import ByteLRU
 from .model import LoadedModel
 from .resolve import Resolver
@@ -132,9 +132,9 @@ class Engine:
         try:
             session = build_session(path, self.config.session)
         except Exception as e:
-            first = (str(e).splitlines() or [""])[0][:300]
-            raise LoadFailure(f"{manifest.name} version {manifest.version}: onnxruntime cannot load it: {first}",
-                              model=manifest.name, version=manifest.version) from None
+            log.warning("%s/%s v%d: session build failed: %s", tenant, manifest.name, manifest.version, e)
+            raise LoadFailure(f"{manifest.name} version {manifest.version}: onnxruntime cannot load it: "
+                              f"{library_message(e)}", model=manifest.name, version=manifest.version) from None
         try:
             pre = build_preprocessor(manifest, files)
             post = build_postprocessor(manifest)

@@ -9,9 +9,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..errors import BadRequest
+from ..errors import BadRequest, ModelbayError
 from ..manifest import Manifest
-from .errors import InferenceFailed, InferenceTimeout
+from .errors import InferenceFailed, InferenceTimeout, library_message
 
 
 @dataclass
@@ -68,9 +68,9 @@ class LoadedModel:
                 timer.cancel()
 
 
-def _ort_error(e: Exception) -> Exception:
+def _ort_error(e: Exception) -> ModelbayError:
     kind = type(e).__name__
-    first = (str(e).splitlines() or [""])[0][:400]
+    first = library_message(e, 400)
     # InvalidArgument is onnxruntime refusing the inputs themselves; anything else is ours to fix
     if kind == "InvalidArgument":
         return BadRequest(f"onnxruntime rejected the inputs: {first}")
