@@ -320,3 +320,67 @@ def test_inference_fast_paths_authenticate_first_on_lambda(tmp_path, monkeypatch
         assert status == 403 and json.loads(body)["scope"] == "invoke", (path, body)
         status, _, body = invoke(fn.handler, event("POST", path, body={"instances": [1]}, headers={"x-api-key": boot}))
         assert status in (400, 404), (path, status, body)
+
+
+def test_gate_body_limit_and_routes_answer_through_one_renderer(tmp_path, monkeypatch):
+    """401 from the gate, 413 from the body limit, 4xx from routes: one function renders them, one shape."""
+    from modelbay.api import errors
+    from modelbay.settings import Limits
+
+    rendered = []
+    real = errors.render
+
+    def spy(exc, where=""):
+        out = real(exc, where)
+        rendered.append((type(exc).__name__, out[0]))
+        return out
+
+    monkeypatch.setattr(errors, "render", spy)
+    store = LocalStore(tmp_path / "store")
+    app = create_app(Settings(store_url=store.url, cache_dir=tmp_path / "c", limits=Limits(max_body_bytes=4096)),
+                     store=store)
+    _, key = KeyStore(store).create("default", ["manage", "admin", "invoke"])
+    h = {"x-api-key": key}
+    with TestClient(app) as c:
+        answers = [
+            c.get("/registry/models"),  # no key: the gate
+            c.post("/registry/keys", content=b"x" * 5000, headers={**h, "content-type": "application/json"}),
+            c.get("/registry/models/ghost/versions", headers=h),  # a ModelbayError from a route
+            c.post("/registry/keys", content=b"{broken", headers={**h, "content-type": "application/json"}),
+            c.get("/nowhere", headers=h),  # Starlette's own 404
+            c.post("/v2/models/ghost/infer", json={"inputs": [{"name": "x", "datatype": "FP32", "shape": [1],
+                                                               "data": [1]}]}, headers=h),
+        ]
+    assert [r.status_code for r in answers] == [401, 413, 404, 400, 404, 404]
+    assert rendered == [("Unauthorized", 401), ("TooLarge", 413), ("NotFound", 404),
+                        ("RequestValidationError", 400), ("HTTPException", 404), ("NotFound", 404)]
+    for r in answers:
+        body = r.json()
+        assert r.headers["content-type"] == "application/json", r.request.url
+        assert isinstance(body["error"], str) and body["error"] and isinstance(body["code"], str), body
+    assert [r.json()["code"] for r in answers] == ["unauthorized", "too_large", "not_found", "bad_request",
+                                                    "not_found", "not_found"]
+
+
+def test_a_500_names_nothing_of_the_server(tmp_path, monkeypatch):
+    """A bug of ours, wherever it surfaces (a route, the gate, an inference), answers a bare 500."""
+    secret = "/srv/modelbay/internal/state.db"
+    app, store = _app(tmp_path)
+    _, key = KeyStore(store).create("default", ["manage", "invoke"])
+
+    @app.get("/registry/boom")
+    def boom():
+        raise OSError(2, "No such file or directory", secret)
+
+    def broken(*args, **kw):
+        raise KeyError(secret)
+
+    monkeypatch.setattr(app.state.inference, "infer", broken)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        answers = [c.get("/registry/boom", headers={"x-api-key": key}),
+                   c.post("/v2/models/m/infer", content=b"{}", headers={"x-api-key": key})]
+        app.state.authenticate = lambda request: (_ for _ in ()).throw(RuntimeError(secret))
+        answers.append(c.get("/registry/models", headers={"x-api-key": key}))
+    for r in answers:
+        assert r.status_code == 500 and r.json() == {"error": "internal error", "code": "internal"}, r.text
+        assert secret not in r.text and "Traceback" not in r.text

@@ -189,3 +189,24 @@ def test_tritonclient_through_api_gateway_stage(s3_endpoint, deployed, mlp_path)
             res = c.infer("mlp", [i], outputs=[th.InferRequestedOutput("probabilities", binary_data=binary)])
             np.testing.assert_allclose(res.as_numpy("probabilities"), want, rtol=1e-6)
         c.close()
+
+
+def test_the_function_is_create_apps_inference_app_and_accounts_every_request(s3_endpoint, deployed, capsys):
+    """functions/inference/app.py only chooses the role: the routes are create_app's inference variant, its
+    engine is the one prewarmed in init, and the service writes one EMF line per invocation, failures too."""
+    from modelbay.api.app import create_app
+    from modelbay.settings import Settings
+
+    fn, store, tmp = deployed
+    reference = create_app(Settings(store_url=store.url, cache_dir=tmp / "ref-cache"), store=store, management=False)
+    assert set(fn.app.openapi()["paths"]) == set(reference.openapi()["paths"])
+    assert fn.app.state.inference.engine is fn.engine and fn.app.state.inline_inference
+    capsys.readouterr()
+    ok = invoke(fn.handler, event("POST", "/v1/models/mlp:predict", body={"instances": [[1, 2, 3, 4]] * 3}))
+    missing = invoke(fn.handler, event("POST", "/v2/models/ghost/infer", body={"inputs": [
+        {"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]}))
+    assert (ok[0], missing[0]) == (200, 404)
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    assert [(d["Model"], d.get("Version"), d["Requests"], d["Instances"], d["Errors"]) for d in lines] == [
+        ("mlp", "1", 1, 3, 0), ("ghost", None, 1, 1, 1)]
+    assert lines[1]["NotFoundErrors"] == 1 and lines[0]["Tenant"] == "default"

@@ -383,3 +383,18 @@ def test_a_corrupt_stored_model_is_a_503_load_failure(local):
     assert r.headers["x-model-version"] == "2"
     assert (local.events[-1].error, local.events[-1].version) == ("load_failure", 2)
     assert _post(local.url, "/v2/models/mlp/versions/1/infer", {"inputs": [X]}).status_code == 200
+
+
+def test_a_model_onnxruntime_cannot_load_is_a_503_naming_no_server_path(local):
+    """The cached file is corrupt (the disk cache trusts what it verified once): the 503 names the
+    version and the file, never the server's cache directory; the event counts a load failure."""
+    engine = local.app.state.engine
+    m = engine.resolve("default", "mlp", "2")
+    blob = engine.disk.path(m.sha256)
+    blob.parent.mkdir(parents=True, exist_ok=True)
+    blob.write_bytes(b"not an onnx model")
+    r = _post(local.url, "/v2/models/mlp/versions/2/infer", {"inputs": [X]})
+    assert r.status_code == 503 and r.json()["code"] == "load_failure", r.text
+    assert "cannot load it" in r.json()["error"] and str(engine.disk.root) not in r.text and "/" not in r.json()["error"]
+    assert r.headers["x-model-version"] == "2" and "total;dur=" in r.headers["server-timing"]
+    assert (local.events[-1].error, local.events[-1].version) == ("load_failure", 2)
