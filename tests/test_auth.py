@@ -9,7 +9,6 @@ import re
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-
 from modelbay.api.app import create_app, create_inference_app, create_registry_app
 from modelbay.auth import KeyStore
 from modelbay.auth.http import PUBLIC
@@ -33,7 +32,7 @@ def _fill(path: str) -> str:
 
 @pytest.mark.parametrize("factory", [create_app, create_registry_app, create_inference_app])
 def test_every_route_of_every_app_needs_a_key(tmp_path, factory):
-    app, store = _app(tmp_path, factory)
+    app, _ = _app(tmp_path, factory)
     guarded = 0
     with TestClient(app) as c:
         for path, ops in app.openapi()["paths"].items():
@@ -71,7 +70,7 @@ def test_a_route_that_forgets_its_dependency_is_still_guarded(tmp_path):
 def test_bad_credentials_are_401_json(tmp_path):
     app, store = _app(tmp_path)
     ks = KeyStore(store, cache_seconds=0)
-    rec, key = ks.create("default", ["manage"])
+    _, key = ks.create("default", ["manage"])
     _, other = ks.create("default", ["manage"])
     revoked_rec, revoked = ks.create("default", ["manage"])
     ks.revoke(revoked_rec.key_id)
@@ -147,13 +146,13 @@ def test_key_lifecycle_over_http(client, server):
         with pytest.raises(ApiError) as e:
             c.keys()
         assert (e.value.status, e.value.code) == (403, "forbidden")
-    ids = {k["key_id"]: k for k in client.keys()}
+    ids = {k["key_id"]: k for k in client.keys()}  # noqa: SIM118  (the client's API keys, not a dict)
     assert ids[made["key_id"]]["active"] and ids[made["key_id"]]["name"] == "deployer"
     revoked = client.revoke_key(made["key_id"])
     assert revoked["active"] is False and revoked["revoked_by"] == client.whoami()["key_id"]
-    with Client(server, made["key"]) as c:  # the local server's cache is 30 s; revocation clears it
-        with pytest.raises(ApiError) as e:
-            c.models()
+    # the local server's cache is 30 s; revocation clears it
+    with Client(server, made["key"]) as c, pytest.raises(ApiError) as e:
+        c.models()
     assert (e.value.status, e.value.code) == (401, "unauthorized")
     for bad, status in ([["root"]], 400), ([[]], 400):
         with pytest.raises(ApiError) as e:
@@ -222,9 +221,9 @@ def test_usage_plan_mirror_on_api_gateway(tmp_path, s3_endpoint):
 
 def test_serve_first_run_saves_a_key_the_client_uses(tmp_path, monkeypatch):
     import uvicorn
+    from modelbay.cli import app as cli
     from typer.testing import CliRunner
 
-    from modelbay.cli import app as cli
     from tests.servers import running
 
     apps = []
@@ -251,9 +250,8 @@ def test_serve_first_run_saves_a_key_the_client_uses(tmp_path, monkeypatch):
 
 
 def test_keys_cli(client, server):
-    from typer.testing import CliRunner
-
     from modelbay.cli import app as cli
+    from typer.testing import CliRunner
 
     run = CliRunner()
     base = ["--url", server, "--api-key", client.api_key]
@@ -273,9 +271,9 @@ def test_keys_cli(client, server):
 
 
 def test_request_bodies_are_capped_with_413_json(tmp_path):
-    from tests.onnx_models import make_mlp
-
     from modelbay.settings import Limits
+
+    from tests.onnx_models import make_mlp
 
     store = LocalStore(tmp_path / "store")
     limits = Limits()

@@ -7,7 +7,6 @@ import time
 
 import numpy as np
 import pytest
-
 from modelbay.engine import Engine, EngineConfig
 from modelbay.engine.cpus import cgroup_quota, usable_cpus
 from modelbay.engine.errors import LoadFailure
@@ -17,6 +16,7 @@ from modelbay.engine.timing import Timings
 from modelbay.errors import BadRequest, InvalidName, NotFound
 from modelbay.registry import Registry
 from modelbay.settings import Settings, SettingsError
+
 from tests.inference_models import fixed_batch_mlp
 from tests.onnx_models import make_mlp
 
@@ -121,7 +121,8 @@ def test_fetch_verifies_sha256_and_caches_on_disk(local_store, tmp_path, mlp_pat
     local_store.delete("tenants/default/models/m/1/model.onnx")
     assert eng2.get("default", "m").version == 1
     x = np.ones((2, 4), np.float32)
-    np.testing.assert_allclose(model.run({"x": x})["probabilities"], eng2.get("default", "m").run({"x": x})["probabilities"])
+    np.testing.assert_allclose(model.run({"x": x})["probabilities"],
+                               eng2.get("default", "m").run({"x": x})["probabilities"])
 
 
 def test_tampered_store_object_is_a_load_failure(local_store, tmp_path, mlp_path):
@@ -172,7 +173,7 @@ def test_session_cache_is_bounded_by_bytes(local_store, tmp_path):
     eng = _engine(local_store, tmp_path, session_cache_bytes=2 * size * 2 + 10)  # room for two
     for i in range(3):
         eng.get("default", f"m{i}")
-    assert [k[1] for k in eng.sessions.keys()] == ["m1", "m2"]
+    assert [k[1] for k in eng.sessions.keys()] == ["m1", "m2"]  # noqa: SIM118  (ByteLRU, not a dict)
     eng.get("default", "m0")  # evicted: loads again
     assert eng.loads == 4
 
@@ -232,10 +233,10 @@ def test_a_deleted_version_stops_serving_after_the_ttl(local_store, tmp_path):
 
 
 def test_inference_timeout_is_a_504(local_store, tmp_path):
-    from modelbay.engine.errors import InferenceTimeout
-    from tests.onnx_models import mlp_model
-
     import onnx
+    from modelbay.engine.errors import InferenceTimeout
+
+    from tests.onnx_models import mlp_model
 
     # wide layers and a large batch: a run of tens of milliseconds
     onnx.save(mlp_model(n_in=512, n_hidden=4096, n_out=512), str(tmp_path / "slow.onnx"))

@@ -11,11 +11,18 @@ from types import SimpleNamespace
 import httpx
 import numpy as np
 import pytest
-
-from modelbay.manifest import (ClassifierPostprocessing, EmbedderPostprocessing, ImagePreprocessing,
-                               StringPreprocessing, TabularPreprocessing, TextPreprocessing, VersionMetadata)
+from modelbay.manifest import (
+    ClassifierPostprocessing,
+    EmbedderPostprocessing,
+    ImagePreprocessing,
+    StringPreprocessing,
+    TabularPreprocessing,
+    TextPreprocessing,
+    VersionMetadata,
+)
 from modelbay.registry import Registry
 from modelbay.settings import Settings
+
 from tests.inference_models import image_classifier, make_tokenizer, string_classifier, text_embedder
 from tests.servers import running
 

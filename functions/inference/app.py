@@ -15,9 +15,9 @@ store = open_store(settings.store_url)
 engine = Engine(store, settings)
 engine.prewarm_in_background()
 
-from mangum import Mangum  # noqa: E402  (after the prewarm has started, on purpose)
-
-from modelbay.api.app import create_app  # noqa: E402
+# imported after the prewarm has started, on purpose
+from mangum import Mangum
+from modelbay.api.app import create_app
 
 # inline: one request at a time per sandbox, so the engine runs on the loop (no thread hop)
 app = create_app(settings, store, engine=engine, inline=True, management=False)

@@ -1,7 +1,6 @@
 """Lambda entry point of the management API: Mangum around modelbay's registry app."""
 
 from mangum import Mangum
-
 from modelbay.api.app import create_app
 from modelbay.settings import Settings
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Annotated
 
 from fastapi import Depends, Request
 
@@ -25,7 +26,7 @@ def get_principal(request: Request) -> Principal:
 
 def require(scope: str) -> Callable[..., Principal]:
     """A route dependency: the caller, who must hold ``scope``."""
-    def check(principal: Principal = Depends(get_principal)) -> Principal:
+    def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
         return require_scope(principal, scope)
 
     return check
@@ -40,5 +41,5 @@ def registry_for(principal: Principal, request: Request) -> Registry:
     return Registry(state.store, tenant=principal.tenant, limits=state.settings.limits)
 
 
-def manage_registry(request: Request, principal: Principal = Depends(require("manage"))) -> Registry:
+def manage_registry(request: Request, principal: Annotated[Principal, Depends(require("manage"))]) -> Registry:
     return registry_for(principal, request)

@@ -129,9 +129,10 @@ async def authenticate(auth: Callable[..., Any], request: Request) -> Principal:
     Any other hook (``app.state.authenticate`` is a plain ``request -> Principal``
     callable by contract) and any store or secret read run in the threadpool.
     """
-    principal: Principal | None = auth(request, fetch=False) if isinstance(auth, Authenticator) else None
-    if principal is None:
-        principal = await run_in_threadpool(auth, request)
+    cached: Principal | None = auth(request, fetch=False) if isinstance(auth, Authenticator) else None
+    if cached is not None:
+        return cached
+    principal: Principal = await run_in_threadpool(auth, request)
     return principal
 
 
@@ -158,7 +159,7 @@ class AuthGate:
             try:
                 principal = await authenticate(auth, request)
                 require_scope(principal, None if path in ANY_KEY else required_scope(path))
-            except Exception as e:  # outside Starlette's error middleware: answer here
+            except Exception as e:  # noqa: BLE001  (outside Starlette's error middleware: render answers and logs)
                 return await error_response(e, f"{scope.get('method')} {path}")(scope, receive, send)
             request.state.principal = principal
         await self.app(scope, receive, send)

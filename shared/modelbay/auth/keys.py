@@ -15,8 +15,8 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Iterable
 
 from ..errors import BadRequest, NotFound, PreconditionFailed, Unauthorized
 from ..layout import check_name

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -44,12 +45,13 @@ class LoadedModel:
         names = outputs or self.output_names
         n = next(iter(feeds.values())).shape[0] if feeds and self._single else 1
         options, timer = None, None
-        if self.timeout_s:
+        timeout_s = self.timeout_s
+        if timeout_s:
             import onnxruntime as ort
 
             # onnxruntime checks the terminate flag between kernels: a run stops within one op
             options = ort.RunOptions()
-            timer = threading.Timer(self.timeout_s, setattr, (options, "terminate", True))
+            timer = threading.Timer(timeout_s, setattr, (options, "terminate", True))
             timer.start()
         try:
             if n <= 1 or not self._single:
@@ -58,10 +60,10 @@ class LoadedModel:
             parts = [self.session.run(names, {k: v[i:i + 1] for k, v in feeds.items()}, options)
                      for i in range(n)]
             return {name: np.concatenate([p[j] for p in parts]) for j, name in enumerate(names)}
-        except Exception as e:
-            if options is not None and options.terminate:
-                raise InferenceTimeout(f"inference took longer than {self.timeout_s * 1000:.0f} ms",
-                                       limit_ms=self.timeout_s * 1000) from None
+        except Exception as e:  # noqa: BLE001  (onnxruntime's errors are plain Exceptions)
+            if timeout_s and options is not None and options.terminate:
+                raise InferenceTimeout(f"inference took longer than {timeout_s * 1000:.0f} ms",
+                                       limit_ms=timeout_s * 1000) from None
             raise _ort_error(e) from None
         finally:
             if timer is not None:

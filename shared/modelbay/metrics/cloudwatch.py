@@ -15,9 +15,10 @@ import sys
 import threading
 import time
 from collections import defaultdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from ..errors import StoreUnavailable
 from . import ERROR_TYPES, PHASES, FeedbackEvent, InferenceEvent
 from .series import ModelTotals, Series, Totals, empty_series, ratio
 
@@ -101,13 +102,11 @@ class CloudWatchReader:
                  "MetricStat": {"Metric": {"Namespace": self.namespace, "MetricName": metric, "Dimensions": dims},
                                 "Period": period, "Stat": stat}}
                 for qid, metric, stat, dims in queries]
-        from ..errors import StoreUnavailable
-
         try:
             for i in range(0, len(body), 500):
                 kw: dict[str, Any] = {"MetricDataQueries": body[i:i + 500],
-                                      "StartTime": datetime.fromtimestamp(start, timezone.utc),
-                                      "EndTime": datetime.fromtimestamp(end, timezone.utc)}
+                                      "StartTime": datetime.fromtimestamp(start, UTC),
+                                      "EndTime": datetime.fromtimestamp(end, UTC)}
                 while True:
                     r = self.client.get_metric_data(**kw)
                     for res in r["MetricDataResults"]:
@@ -117,7 +116,7 @@ class CloudWatchReader:
                     if not r.get("NextToken"):
                         break
                     kw["NextToken"] = r["NextToken"]
-        except Exception as e:  # botocore errors: the metrics service, not the caller, failed
+        except Exception as e:  # noqa: BLE001  (botocore's errors: the metrics service, not the caller, failed)
             raise StoreUnavailable(f"CloudWatch GetMetricData failed: {e}") from None
         return out
 
@@ -137,7 +136,7 @@ class CloudWatchReader:
             if time.time() < self._percentiles_retry_at:
                 raise RuntimeError(self._percentiles_error)
             return self._query(q, start, end, period)
-        except Exception as e:
+        except (StoreUnavailable, RuntimeError) as e:
             if time.time() >= self._percentiles_retry_at:
                 self._percentiles_retry_at = time.time() + 300  # do not pay the failing call on every read
                 self._percentiles_error = str(e).splitlines()[0]
@@ -215,8 +214,6 @@ class CloudWatchReader:
         return list(self._cached(("versions", tenant, model), lambda: self._versions(tenant, model)))
 
     def _versions(self, tenant: str, model: str) -> list[int]:
-        from ..errors import StoreUnavailable
-
         found: set[int] = set()
         try:
             pages = self.client.get_paginator("list_metrics").paginate(
@@ -227,7 +224,7 @@ class CloudWatchReader:
                     for d in m.get("Dimensions", []):
                         if d["Name"] == "Version" and d["Value"].isdigit():
                             found.add(int(d["Value"]))
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001  (botocore's errors)
             raise StoreUnavailable(f"CloudWatch ListMetrics failed: {e}") from None
         return sorted(found)
 
@@ -398,7 +395,7 @@ class PutMetricDataSink(_CloudWatchBacked):
     def _flush_at_exit(self) -> None:
         try:
             self.flush()
-        except Exception as e:  # the process is ending; say what was lost, do not traceback
+        except Exception as e:  # noqa: BLE001  (the process is ending; say what was lost, no traceback)
             log.warning("final PutMetricData flush failed: %s", e)
 
     def flush(self) -> None:
@@ -420,7 +417,7 @@ class PutMetricDataSink(_CloudWatchBacked):
         datums = []
         for (dims, minute, name, unit), values in merged.items():
             base = {"MetricName": name, "Dimensions": _dims(*dims), "Unit": unit,
-                    "Timestamp": datetime.fromtimestamp(minute, timezone.utc)}
+                    "Timestamp": datetime.fromtimestamp(minute, UTC)}
             if unit == "Count":
                 datums.append({**base, "Value": values[0.0]})
                 continue

@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 import math
 import struct
-from dataclasses import dataclass, field
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -320,7 +320,8 @@ def encode_request(inputs: dict[str, np.ndarray], outputs: list[str] | None = No
     return header + b"".join(blobs), {"content-type": "application/octet-stream", HEADER: str(len(header))}
 
 
-def decode_response(body: bytes, header_length: str | int | None = None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def decode_response(body: bytes, header_length: str | int | None = None
+                    ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The client side: the response JSON and its outputs as arrays."""
     hl = int(header_length) if header_length not in (None, "") else len(body)
     meta = json.loads(body[:hl])
