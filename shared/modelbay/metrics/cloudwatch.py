@@ -269,13 +269,6 @@ class _CloudWatchBacked:
         return self.reader.overview(*a, **kw)
 
 
-# What the EMF specification allows as a Unit (CloudWatch's StandardUnit values).
-EMF_UNITS = frozenset({
-    "Seconds", "Microseconds", "Milliseconds", "Bytes", "Kilobytes", "Megabytes", "Gigabytes", "Terabytes",
-    "Bits", "Kilobits", "Megabits", "Gigabits", "Terabits", "Percent", "Count", "Bytes/Second",
-    "Kilobytes/Second", "Megabytes/Second", "Gigabytes/Second", "Terabytes/Second", "Bits/Second",
-    "Kilobits/Second", "Megabits/Second", "Gigabits/Second", "Terabits/Second", "Count/Second", "None",
-})
 EMF_MAX_METRICS = 100  # per document
 
 
@@ -352,7 +345,6 @@ class PutMetricDataSink(_CloudWatchBacked):
         self._lock = threading.Lock()
         self._pending: list[tuple[str, str, int | None, float, list[tuple[str, str, float]]]] = []
         self.interval_s = interval_s
-        self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     @property
@@ -370,7 +362,8 @@ class PutMetricDataSink(_CloudWatchBacked):
             atexit.register(self._flush_at_exit)  # only a sink with pending work holds on to the process
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
+        while True:
+            time.sleep(self.interval_s)
             try:
                 self.flush()
             except Exception:
@@ -386,11 +379,6 @@ class PutMetricDataSink(_CloudWatchBacked):
 
     def record_feedback(self, event: FeedbackEvent) -> None:
         self._add(event.tenant, event.model, event.version, event.timestamp, feedback_metrics(event))
-
-    def close(self) -> None:
-        self._stop.set()
-        atexit.unregister(self._flush_at_exit)
-        self.flush()
 
     def _flush_at_exit(self) -> None:
         try:
