@@ -344,3 +344,28 @@ def test_a_load_failure_is_counted_as_one_and_names_no_server_path(local_store, 
     assert "cannot load it" in e.value.message and str(tmp_path) not in str(e.value.to_body())
     assert m.sha256 in e.value.message  # the file, by its name
     assert error_type(e.value) == "load_failure" and svc.metrics.events[-1].error == "load_failure"
+
+
+def test_a_run_that_fails_inside_onnxruntime_is_a_500_without_its_internals(local_store, tmp_path):
+    """Inputs that pass the signature but break a kernel (a Reshape to a fixed size): onnxruntime's
+    message names its source files and C++ symbols; the client gets the model and version only."""
+    import onnx
+    from modelbay.engine.errors import InferenceFailed
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "shape"], ["y"])], "reshape-to-3",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])],
+        [numpy_helper.from_array(np.array([3], np.int64), "shape")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "reshape.onnx"))
+    Registry(local_store).register_version("reshape", tmp_path / "reshape.onnx")
+    svc = _service(local_store, tmp_path)
+    with pytest.raises(InferenceFailed) as e:
+        svc.infer("default", "reshape", None, _body(np.ones((1, 4), np.float32)))
+    body = e.value.to_body()
+    assert body == {"error": "reshape version 1: onnxruntime failed while running it", "code": "inference_failed",
+                    "model": "reshape", "version": 1}
+    assert svc.metrics.events[-1].error == "internal"

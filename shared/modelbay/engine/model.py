@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -13,6 +14,8 @@ import numpy as np
 from ..errors import BadRequest, ModelbayError
 from ..manifest import Manifest
 from .errors import InferenceFailed, InferenceTimeout, library_message
+
+log = logging.getLogger("modelbay.engine")
 
 
 @dataclass
@@ -64,16 +67,17 @@ class LoadedModel:
             if timeout_s and options is not None and options.terminate:
                 raise InferenceTimeout(f"inference took longer than {timeout_s * 1000:.0f} ms",
                                        limit_ms=timeout_s * 1000) from None
-            raise _ort_error(e) from None
+            raise self._ort_error(e) from None
         finally:
             if timer is not None:
                 timer.cancel()
 
 
-def _ort_error(e: Exception) -> ModelbayError:
-    kind = type(e).__name__
-    first = library_message(e, 400)
-    # InvalidArgument is onnxruntime refusing the inputs themselves; anything else is ours to fix
-    if kind == "InvalidArgument":
-        return BadRequest(f"onnxruntime rejected the inputs: {first}")
-    return InferenceFailed(f"inference failed: {kind}: {first}")
+    def _ort_error(self, e: Exception) -> ModelbayError:
+        # InvalidArgument is onnxruntime refusing the inputs themselves: the client may fix them
+        if type(e).__name__ == "InvalidArgument":
+            return BadRequest(f"onnxruntime rejected the inputs: {library_message(e, 400)}")
+        # anything else is ours to fix: the details go to the log, the client learns what failed
+        log.error("%s v%d: session.run failed: %s: %s", self.name, self.version, type(e).__name__, e)
+        return InferenceFailed(f"{self.name} version {self.version}: onnxruntime failed while running it",
+                               model=self.name, version=self.version)
