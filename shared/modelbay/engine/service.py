@@ -16,7 +16,8 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from types import TracebackType
+from typing import Any, Generic, Self, TypeVar
 
 import numpy as np
 
@@ -76,15 +77,10 @@ class InferenceService:
         ``header_length``: the JSON part's length when ``request`` is a body with binary tensors.
         """
         timings = timings or Timings.start()
-        instances = 0
-        try:
+        with _Accounted(self, tenant, name, timings) as call:
             req = request if isinstance(request, oip.InferRequest) else oip.decode_request(request, header_length)
-            instances = req.batch
+            call.instances = req.batch
             response = self._infer(tenant, name, ref, req, timings)
-        except Exception as e:
-            self._record(tenant, name, timings.version, instances, timings, e)
-            raise
-        self._record(tenant, name, response.model_version, instances, timings, None)
         return Inference(response, response.model_version, timings)
 
     def _infer(self, tenant: str, name: str, ref: str | int | None, req: oip.InferRequest,
@@ -112,17 +108,12 @@ class InferenceService:
                 timings: Timings | None = None) -> Inference[list[Any]]:
         """V1: raw instances -> preprocessing -> one batched run -> postprocessing -> predictions."""
         timings = timings or Timings.start()
-        instances = 0
-        try:
+        with _Accounted(self, tenant, name, timings) as call:
             req = request if isinstance(request, v1.PredictRequest) else v1.decode_request(request)
             if not isinstance(req.instances, list):
                 raise BadRequest("'instances' must be a list")
-            instances = len(req.instances)
+            call.instances = len(req.instances)
             model, predictions = self._predict(tenant, name, ref, req, timings)
-        except Exception as e:
-            self._record(tenant, name, timings.version, instances, timings, e)
-            raise
-        self._record(tenant, name, model.version, instances, timings, None)
         return Inference(predictions, model.version, timings)
 
     def _predict(self, tenant: str, name: str, ref: str | int | None, req: v1.PredictRequest,
@@ -144,10 +135,10 @@ class InferenceService:
         timings.postprocess_ms = (t3 - t2) * 1000
         return model, predictions
 
-    def _record(self, tenant: str, name: str, version: int | None, instances: int, timings: Timings,
-                exc: BaseException | None) -> None:
+    def _record(self, tenant: str, name: str, instances: int, timings: Timings, exc: BaseException | None) -> None:
         try:
-            event = timings.event(name, version, instances, error_type(exc) if exc is not None else None)
+            # the engine set timings.version once the reference resolved: None only if it never did
+            event = timings.event(name, timings.version, instances, error_type(exc) if exc is not None else None)
             event.tenant = tenant
             self.metrics.record(event)
         except Exception:  # a metrics sink must never fail a prediction
@@ -168,6 +159,24 @@ class InferenceService:
     def ready(self, tenant: str, name: str, ref: str | int | None = None) -> LoadedModel:
         """Ready means loaded: this loads a cold model."""
         return self.engine.get(tenant, name, ref)
+
+
+class _Accounted:
+    """A block that records exactly one metrics event when it ends, succeeded or failed."""
+
+    __slots__ = ("instances", "name", "service", "tenant", "timings")
+
+    def __init__(self, service: InferenceService, tenant: str, name: str, timings: Timings) -> None:
+        self.service, self.tenant, self.name, self.timings = service, tenant, name, timings
+        self.instances = 0
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+                 ) -> None:
+        if exc is None or isinstance(exc, Exception):  # not on KeyboardInterrupt or SystemExit
+            self.service._record(self.tenant, self.name, self.instances, self.timings, exc)
 
 
 def _outputs(model: LoadedModel, req: oip.InferRequest,

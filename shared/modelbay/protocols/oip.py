@@ -21,6 +21,7 @@ import numpy as np
 from ..errors import BadRequest
 from ..manifest import TensorSpec
 from .dtypes import MANIFEST_TO_OIP, OIP_TO_NUMPY, oip_datatype
+from .jsonbody import load_object
 
 HEADER = "Inference-Header-Content-Length"
 EXTENSIONS = ["binary_tensor_data", "classification", "parameters"]
@@ -61,16 +62,6 @@ class InferResponse:
 
 def _bad(msg: str, **details: Any) -> BadRequest:
     return BadRequest(msg, **details)
-
-
-def _load_json(raw: bytes) -> dict[str, Any]:
-    try:
-        obj = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise _bad(f"malformed JSON: {e}") from None
-    if not isinstance(obj, dict):
-        raise _bad("the inference request must be a JSON object")
-    return obj
 
 
 def _shape(t: dict[str, Any], name: str) -> list[int]:
@@ -176,7 +167,7 @@ def decode_request(body: bytes, header_length: str | int | None = None) -> Infer
         header, binary = body[:hl], memoryview(body)[hl:]
     else:
         header, binary = body, memoryview(b"")
-    req = _load_json(header)
+    req = load_object(header, 'an inference request {"inputs": [...]}')
     inputs = req.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         raise _bad("'inputs' must be a non-empty list of tensors")

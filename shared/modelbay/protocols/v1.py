@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import BadRequest
+from .jsonbody import load_object
 
 
 @dataclass
@@ -22,12 +23,7 @@ class PredictRequest:
 
 def decode_request(body: bytes) -> PredictRequest:
     """Parse a predict request; a malformed one is a 400 that says what to send."""
-    try:
-        req = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise BadRequest(f"malformed JSON: {e}") from None
-    if not isinstance(req, dict):
-        raise BadRequest('the body must be a JSON object: {"instances": [...]}')
+    req = load_object(body, '{"instances": [...]}')
     params = req.get("parameters") or {}
     if not isinstance(params, dict):
         raise BadRequest("'parameters' must be an object")
