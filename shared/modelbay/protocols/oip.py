@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import BadRequest
 from ..manifest import TensorSpec
 from .dtypes import MANIFEST_TO_OIP, OIP_TO_NUMPY, oip_datatype
-from .jsonbody import load_object
+from .jsonbody import dump, load_object
 
 HEADER = "Inference-Header-Content-Length"
 EXTENSIONS = ["binary_tensor_data", "classification", "parameters"]
@@ -278,7 +278,7 @@ def encode_response(response: InferResponse) -> tuple[bytes, dict[str, str]]:
     if response.parameters:
         body["parameters"] = response.parameters
     body["outputs"] = tensors
-    header = json.dumps(body, separators=(",", ":")).encode()
+    header = dump(body)
     if not blobs:
         return header, {"content-type": "application/json"}
     return header + b"".join(blobs), {"content-type": "application/octet-stream", HEADER.lower(): str(len(header))}

@@ -7,12 +7,11 @@ of equally long lists (columnar format).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import BadRequest
-from .jsonbody import load_object
+from .jsonbody import dump, load_object
 
 
 @dataclass
@@ -45,4 +44,4 @@ def decode_request(body: bytes) -> PredictRequest:
 
 
 def encode_response(predictions: list[Any]) -> bytes:
-    return json.dumps({"predictions": predictions}, separators=(",", ":")).encode()
+    return dump({"predictions": predictions})
