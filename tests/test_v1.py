@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import base64
-import json
 import contextlib
 import io
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
