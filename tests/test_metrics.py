@@ -276,3 +276,21 @@ def test_the_running_minute_is_rated_over_its_elapsed_seconds():
     assert s.rate_per_s[-1] == pytest.approx(3.0)  # 30 requests over the 10 s so far, not over 60
     assert s.rate_per_s[-2] == pytest.approx(1 / 60)
     assert s.totals.rate_per_s == pytest.approx(31 / (now - start))
+
+
+def test_cloudwatch_failures_name_the_call_not_the_endpoint():
+    """A 503 from the metrics back end says which call failed and AWS's error code; endpoints and ARNs
+    in botocore's message stay in the server log."""
+    import boto3
+    from botocore.config import Config
+
+    from modelbay.errors import StoreUnavailable
+
+    client = boto3.client("cloudwatch", endpoint_url="http://127.0.0.1:9", region_name="us-east-1",
+                          aws_access_key_id="x", aws_secret_access_key="x",
+                          config=Config(retries={"max_attempts": 1}, connect_timeout=2))
+    reader = CloudWatchReader(client=client)
+    with pytest.raises(StoreUnavailable) as e:
+        reader.versions("default", "m", NOW - 60, NOW)
+    assert e.value.to_body() == {"error": "CloudWatch ListMetrics failed (EndpointConnectionError)",
+                                 "code": "store_unavailable", "operation": "ListMetrics"}

@@ -37,6 +37,13 @@ def _dims(tenant: str, model: str, version: int | None) -> list[dict[str, str]]:
     return d
 
 
+def _unavailable(operation: str, exc: Exception) -> StoreUnavailable:
+    """The caller learns which call failed and AWS's error code; the message (ARNs, endpoints) goes to the log."""
+    code = getattr(exc, "response", {}).get("Error", {}).get("Code") or type(exc).__name__
+    log.warning("CloudWatch %s failed: %s", operation, exc)
+    return StoreUnavailable(f"CloudWatch {operation} failed ({code})", operation=operation)
+
+
 def event_metrics(event: InferenceEvent) -> list[tuple[str, str, float]]:
     """(name, unit, value) for one inference."""
     out = [("Requests", "Count", 1.0), ("Instances", "Count", float(event.instances)),
@@ -117,7 +124,7 @@ class CloudWatchReader:
                         break
                     kw["NextToken"] = r["NextToken"]
         except Exception as e:  # noqa: BLE001  (botocore's errors: the metrics service, not the caller, failed)
-            raise StoreUnavailable(f"CloudWatch GetMetricData failed: {e}") from None
+            raise _unavailable("GetMetricData", e) from None
         return out
 
     @staticmethod
@@ -225,7 +232,7 @@ class CloudWatchReader:
                         if d["Name"] == "Version" and d["Value"].isdigit():
                             found.add(int(d["Value"]))
         except Exception as e:  # noqa: BLE001  (botocore's errors)
-            raise StoreUnavailable(f"CloudWatch ListMetrics failed: {e}") from None
+            raise _unavailable("ListMetrics", e) from None
         return sorted(found)
 
     def overview(self, tenant: str, models: list[str], start: float, end: float) -> dict[str, ModelTotals]:

@@ -16,21 +16,8 @@ from .series import ModelTotals, Series, Totals, empty_series, ratio
 
 
 class Bucket:
-    __slots__ = (
-        "cold_starts",
-        "correct",
-        "errors",
-        "feedback",
-        "hist",
-        "instances",
-        "labelled",
-        "load_ms",
-        "loads",
-        "requests",
-        "score_sum",
-        "scored",
-        "sum_ms",
-    )
+    __slots__ = ("cold_starts", "correct", "errors", "feedback", "hist", "instances", "labelled", "load_ms", "loads",
+                 "requests", "score_sum", "scored", "sum_ms")
 
     def __init__(self) -> None:
         self.requests = 0
