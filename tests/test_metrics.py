@@ -283,7 +283,6 @@ def test_cloudwatch_failures_name_the_call_not_the_endpoint():
     in botocore's message stay in the server log."""
     import boto3
     from botocore.config import Config
-
     from modelbay.errors import StoreUnavailable
 
     client = boto3.client("cloudwatch", endpoint_url="http://127.0.0.1:9", region_name="us-east-1",
