@@ -329,20 +329,19 @@ def main() -> None:
         del levels
         results["optimization_levels"] = opt
 
-        # ---- engine, no transport (decode/validate/run/encode without HTTP or Lambda)
-        from modelbay.engine import Engine, Timings
-        from modelbay.engine.service import infer
+        # ---- the inference service, no transport (decode/validate/run/encode without HTTP or Lambda)
+        from modelbay.engine import Engine, InferenceService
+        from modelbay.metrics import NullSink
         from modelbay.protocols import oip
         from modelbay.settings import Settings
 
         engine = Engine(S3Store(BUCKET, "mb"), Settings(cache_dir=tmp / "engine-cache"))
+        service = InferenceService(engine, NullSink())
         bodies = {b: oip.encode_request(xs[b], outputs) for b in xs}
 
         def engine_call(b):
             body, headers = bodies[b]
-            req = oip.decode_request(body, headers[oip.HEADER])
-            model, out = infer(engine, "default", MODEL, None, req.inputs, outputs, Timings.start())
-            oip.encode_response(MODEL, model.version, [(k, v, True) for k, v in out.items()])
+            oip.encode_response(service.infer("default", MODEL, None, body, header_length=headers[oip.HEADER]).payload)
 
         paths["engine + OIP codec"] = {b: lambda b=b: engine_call(b) for b in xs}
 

@@ -9,7 +9,6 @@ import re
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-
 from modelbay.api.app import create_app, create_inference_app, create_registry_app
 from modelbay.auth import KeyStore
 from modelbay.auth.http import PUBLIC
@@ -33,7 +32,7 @@ def _fill(path: str) -> str:
 
 @pytest.mark.parametrize("factory", [create_app, create_registry_app, create_inference_app])
 def test_every_route_of_every_app_needs_a_key(tmp_path, factory):
-    app, store = _app(tmp_path, factory)
+    app, _ = _app(tmp_path, factory)
     guarded = 0
     with TestClient(app) as c:
         for path, ops in app.openapi()["paths"].items():
@@ -71,7 +70,7 @@ def test_a_route_that_forgets_its_dependency_is_still_guarded(tmp_path):
 def test_bad_credentials_are_401_json(tmp_path):
     app, store = _app(tmp_path)
     ks = KeyStore(store, cache_seconds=0)
-    rec, key = ks.create("default", ["manage"])
+    _, key = ks.create("default", ["manage"])
     _, other = ks.create("default", ["manage"])
     revoked_rec, revoked = ks.create("default", ["manage"])
     ks.revoke(revoked_rec.key_id)
@@ -147,13 +146,13 @@ def test_key_lifecycle_over_http(client, server):
         with pytest.raises(ApiError) as e:
             c.keys()
         assert (e.value.status, e.value.code) == (403, "forbidden")
-    ids = {k["key_id"]: k for k in client.keys()}
+    ids = {k["key_id"]: k for k in client.keys()}  # noqa: SIM118  (the client's API keys, not a dict)
     assert ids[made["key_id"]]["active"] and ids[made["key_id"]]["name"] == "deployer"
     revoked = client.revoke_key(made["key_id"])
     assert revoked["active"] is False and revoked["revoked_by"] == client.whoami()["key_id"]
-    with Client(server, made["key"]) as c:  # the local server's cache is 30 s; revocation clears it
-        with pytest.raises(ApiError) as e:
-            c.models()
+    # the local server's cache is 30 s; revocation clears it
+    with Client(server, made["key"]) as c, pytest.raises(ApiError) as e:
+        c.models()
     assert (e.value.status, e.value.code) == (401, "unauthorized")
     for bad, status in ([["root"]], 400), ([[]], 400):
         with pytest.raises(ApiError) as e:
@@ -222,9 +221,9 @@ def test_usage_plan_mirror_on_api_gateway(tmp_path, s3_endpoint):
 
 def test_serve_first_run_saves_a_key_the_client_uses(tmp_path, monkeypatch):
     import uvicorn
+    from modelbay.cli import app as cli
     from typer.testing import CliRunner
 
-    from modelbay.cli import app as cli
     from tests.servers import running
 
     apps = []
@@ -251,9 +250,8 @@ def test_serve_first_run_saves_a_key_the_client_uses(tmp_path, monkeypatch):
 
 
 def test_keys_cli(client, server):
-    from typer.testing import CliRunner
-
     from modelbay.cli import app as cli
+    from typer.testing import CliRunner
 
     run = CliRunner()
     base = ["--url", server, "--api-key", client.api_key]
@@ -273,9 +271,9 @@ def test_keys_cli(client, server):
 
 
 def test_request_bodies_are_capped_with_413_json(tmp_path):
-    from tests.onnx_models import make_mlp
-
     from modelbay.settings import Limits
+
+    from tests.onnx_models import make_mlp
 
     store = LocalStore(tmp_path / "store")
     limits = Limits()
@@ -320,3 +318,67 @@ def test_inference_fast_paths_authenticate_first_on_lambda(tmp_path, monkeypatch
         assert status == 403 and json.loads(body)["scope"] == "invoke", (path, body)
         status, _, body = invoke(fn.handler, event("POST", path, body={"instances": [1]}, headers={"x-api-key": boot}))
         assert status in (400, 404), (path, status, body)
+
+
+def test_gate_body_limit_and_routes_answer_through_one_renderer(tmp_path, monkeypatch):
+    """401 from the gate, 413 from the body limit, 4xx from routes: one function renders them, one shape."""
+    from modelbay.api import errors
+    from modelbay.settings import Limits
+
+    rendered = []
+    real = errors.render
+
+    def spy(exc, where=""):
+        out = real(exc, where)
+        rendered.append((type(exc).__name__, out[0]))
+        return out
+
+    monkeypatch.setattr(errors, "render", spy)
+    store = LocalStore(tmp_path / "store")
+    app = create_app(Settings(store_url=store.url, cache_dir=tmp_path / "c", limits=Limits(max_body_bytes=4096)),
+                     store=store)
+    _, key = KeyStore(store).create("default", ["manage", "admin", "invoke"])
+    h = {"x-api-key": key}
+    with TestClient(app) as c:
+        answers = [
+            c.get("/registry/models"),  # no key: the gate
+            c.post("/registry/keys", content=b"x" * 5000, headers={**h, "content-type": "application/json"}),
+            c.get("/registry/models/ghost/versions", headers=h),  # a ModelbayError from a route
+            c.post("/registry/keys", content=b"{broken", headers={**h, "content-type": "application/json"}),
+            c.get("/nowhere", headers=h),  # Starlette's own 404
+            c.post("/v2/models/ghost/infer", json={"inputs": [{"name": "x", "datatype": "FP32", "shape": [1],
+                                                               "data": [1]}]}, headers=h),
+        ]
+    assert [r.status_code for r in answers] == [401, 413, 404, 400, 404, 404]
+    assert rendered == [("Unauthorized", 401), ("TooLarge", 413), ("NotFound", 404),
+                        ("RequestValidationError", 400), ("HTTPException", 404), ("NotFound", 404)]
+    for r in answers:
+        body = r.json()
+        assert r.headers["content-type"] == "application/json", r.request.url
+        assert isinstance(body["error"], str) and body["error"] and isinstance(body["code"], str), body
+    assert [r.json()["code"] for r in answers] == ["unauthorized", "too_large", "not_found", "bad_request",
+                                                    "not_found", "not_found"]
+
+
+def test_a_500_names_nothing_of_the_server(tmp_path, monkeypatch):
+    """A bug of ours, wherever it surfaces (a route, the gate, an inference), answers a bare 500."""
+    secret = "/srv/modelbay/internal/state.db"
+    app, store = _app(tmp_path)
+    _, key = KeyStore(store).create("default", ["manage", "invoke"])
+
+    @app.get("/registry/boom")
+    def boom():
+        raise OSError(2, "No such file or directory", secret)
+
+    def broken(*args, **kw):
+        raise KeyError(secret)
+
+    monkeypatch.setattr(app.state.inference, "infer", broken)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        answers = [c.get("/registry/boom", headers={"x-api-key": key}),
+                   c.post("/v2/models/m/infer", content=b"{}", headers={"x-api-key": key})]
+        app.state.authenticate = lambda request: (_ for _ in ()).throw(RuntimeError(secret))
+        answers.append(c.get("/registry/models", headers={"x-api-key": key}))
+    for r in answers:
+        assert r.status_code == 500 and r.json() == {"error": "internal error", "code": "internal"}, r.text
+        assert secret not in r.text and "Traceback" not in r.text

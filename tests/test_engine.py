@@ -7,7 +7,6 @@ import time
 
 import numpy as np
 import pytest
-
 from modelbay.engine import Engine, EngineConfig
 from modelbay.engine.cpus import cgroup_quota, usable_cpus
 from modelbay.engine.errors import LoadFailure
@@ -17,6 +16,7 @@ from modelbay.engine.timing import Timings
 from modelbay.errors import BadRequest, InvalidName, NotFound
 from modelbay.registry import Registry
 from modelbay.settings import Settings, SettingsError
+
 from tests.inference_models import fixed_batch_mlp
 from tests.onnx_models import make_mlp
 
@@ -121,7 +121,8 @@ def test_fetch_verifies_sha256_and_caches_on_disk(local_store, tmp_path, mlp_pat
     local_store.delete("tenants/default/models/m/1/model.onnx")
     assert eng2.get("default", "m").version == 1
     x = np.ones((2, 4), np.float32)
-    np.testing.assert_allclose(model.run({"x": x})["probabilities"], eng2.get("default", "m").run({"x": x})["probabilities"])
+    np.testing.assert_allclose(model.run({"x": x})["probabilities"],
+                               eng2.get("default", "m").run({"x": x})["probabilities"])
 
 
 def test_tampered_store_object_is_a_load_failure(local_store, tmp_path, mlp_path):
@@ -172,7 +173,7 @@ def test_session_cache_is_bounded_by_bytes(local_store, tmp_path):
     eng = _engine(local_store, tmp_path, session_cache_bytes=2 * size * 2 + 10)  # room for two
     for i in range(3):
         eng.get("default", f"m{i}")
-    assert [k[1] for k in eng.sessions.keys()] == ["m1", "m2"]
+    assert [k[1] for k in eng.sessions.keys()] == ["m1", "m2"]  # noqa: SIM118  (ByteLRU, not a dict)
     eng.get("default", "m0")  # evicted: loads again
     assert eng.loads == 4
 
@@ -199,18 +200,20 @@ def test_fixed_batch_one_models_run_instance_by_instance(local_store, tmp_path):
 
 
 def test_check_instances_limits(local_store, tmp_path, mlp_path):
-    from modelbay.engine.service import predict
+    from modelbay.engine import InferenceService
     from modelbay.errors import TooLarge
+    from modelbay.metrics import NullSink
+    from modelbay.protocols.v1 import PredictRequest
 
     Registry(local_store).register_version("m", mlp_path)
     eng = _engine(local_store, tmp_path)
     eng.settings.limits.max_instances = 4
+    service = InferenceService(eng, NullSink())
     with pytest.raises(TooLarge):
-        predict(eng, "default", "m", None, [[0, 0, 0, 0]] * 5, {}, Timings.start())
+        service.predict("default", "m", None, PredictRequest([[0, 0, 0, 0]] * 5))
     with pytest.raises(BadRequest, match="no instances"):
-        predict(eng, "default", "m", None, [], {}, Timings.start())
-    _, preds = predict(eng, "default", "m", None, [[0, 0, 0, 0]] * 4, {}, Timings.start())
-    assert len(preds) == 4
+        service.predict("default", "m", None, PredictRequest([]))
+    assert len(service.predict("default", "m", None, PredictRequest([[0, 0, 0, 0]] * 4)).payload) == 4
 
 
 def test_a_deleted_version_stops_serving_after_the_ttl(local_store, tmp_path):
@@ -230,10 +233,10 @@ def test_a_deleted_version_stops_serving_after_the_ttl(local_store, tmp_path):
 
 
 def test_inference_timeout_is_a_504(local_store, tmp_path):
-    from modelbay.engine.errors import InferenceTimeout
-    from tests.onnx_models import mlp_model
-
     import onnx
+    from modelbay.engine.errors import InferenceTimeout
+
+    from tests.onnx_models import mlp_model
 
     # wide layers and a large batch: a run of tens of milliseconds
     onnx.save(mlp_model(n_in=512, n_hidden=4096, n_out=512), str(tmp_path / "slow.onnx"))
@@ -270,3 +273,99 @@ def test_disk_cache_prunes_least_recent_beyond_its_budget(local_store, tmp_path)
     # the fetch pruned the least recent old blobs until under budget
     assert [cache.path(s).exists() for s in shas] == [False, False, True]
     assert cache.fetch(local_store, "k2", shas[2]) == (path, False)  # a hit: no download
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.events = []
+
+    def record(self, event) -> None:
+        self.events.append(event)
+
+
+def _service(store, tmp_path):
+    from modelbay.engine import InferenceService
+
+    return InferenceService(_engine(store, tmp_path), _Recorder())
+
+
+def _body(x) -> bytes:
+    import json
+
+    return json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": list(x.shape),
+                                   "data": x.ravel().tolist()}]}).encode()
+
+
+def test_the_service_records_one_event_per_call_success_or_failure(local_store, tmp_path, mlp_path, monkeypatch):
+    """Every outcome is accounted by the service itself, its error type taken from the exception."""
+    from modelbay.engine.model import LoadedModel
+    from modelbay.protocols.v1 import PredictRequest
+
+    Registry(local_store, tenant="acme").register_version("mlp", mlp_path, aliases=["production"])
+    svc = _service(local_store, tmp_path)
+    x = np.ones((2, 4), np.float32)
+    ok = svc.infer("acme", "mlp", None, _body(x))
+    assert ok.version == 1 and ok.timings.version == 1 and ok.timings.inference_ms > 0
+    assert [name for name, _, _ in ok.payload.outputs] == ["probabilities"]
+    assert svc.predict("acme", "mlp", "production", PredictRequest([[1, 2, 3, 4]])).version == 1
+    failures = [
+        (lambda: svc.infer("acme", "ghost", None, _body(x)), NotFound),
+        (lambda: svc.infer("acme", "mlp", None, b"{not json"), BadRequest),  # decoded inside: still counted
+        (lambda: svc.predict("acme", "mlp", "1", PredictRequest([[1, 2, 3]])), BadRequest),
+    ]
+    for call, kind in failures:
+        with pytest.raises(kind):
+            call()
+
+    def broken(self, feeds, outputs=None):
+        raise RuntimeError("a bug of ours at /srv/modelbay/engine.py")
+
+    monkeypatch.setattr(LoadedModel, "run", broken)
+    with pytest.raises(RuntimeError):  # the caller still sees the exception; the event is written first
+        svc.infer("acme", "mlp", "1", _body(x))
+    got = [(e.tenant, e.model, e.version, e.instances, e.error) for e in svc.metrics.events]
+    assert got == [("acme", "mlp", 1, 2, None), ("acme", "mlp", 1, 1, None), ("acme", "ghost", None, 2, "not_found"),
+                   ("acme", "mlp", None, 0, "bad_request"), ("acme", "mlp", 1, 1, "bad_request"),
+                   ("acme", "mlp", 1, 2, "internal")]
+    assert all(e.total_ms > 0 and e.timestamp > 0 for e in svc.metrics.events)
+
+
+def test_a_load_failure_is_counted_as_one_and_names_no_server_path(local_store, tmp_path, mlp_path):
+    """onnxruntime names the file it could not parse; the client gets its file name, not the server's path."""
+    from modelbay.engine.service import error_type
+
+    m = Registry(local_store).register_version("mlp", mlp_path)
+    svc = _service(local_store, tmp_path)
+    blob = svc.engine.disk.path(m.sha256)  # a cached file is trusted as verified: corrupt it there
+    blob.parent.mkdir(parents=True)
+    blob.write_bytes(b"not an onnx model")
+    with pytest.raises(LoadFailure) as e:
+        svc.infer("default", "mlp", None, _body(np.ones((1, 4), np.float32)))
+    assert "cannot load it" in e.value.message and str(tmp_path) not in str(e.value.to_body())
+    assert m.sha256 in e.value.message  # the file, by its name
+    assert error_type(e.value) == "load_failure" and svc.metrics.events[-1].error == "load_failure"
+
+
+def test_a_run_that_fails_inside_onnxruntime_is_a_500_without_its_internals(local_store, tmp_path):
+    """Inputs that pass the signature but break a kernel (a Reshape to a fixed size): onnxruntime's
+    message names its source files and C++ symbols; the client gets the model and version only."""
+    import onnx
+    from modelbay.engine.errors import InferenceFailed
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "shape"], ["y"])], "reshape-to-3",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])],
+        [numpy_helper.from_array(np.array([3], np.int64), "shape")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "reshape.onnx"))
+    Registry(local_store).register_version("reshape", tmp_path / "reshape.onnx")
+    svc = _service(local_store, tmp_path)
+    with pytest.raises(InferenceFailed) as e:
+        svc.infer("default", "reshape", None, _body(np.ones((1, 4), np.float32)))
+    body = e.value.to_body()
+    assert body == {"error": "reshape version 1: onnxruntime failed while running it", "code": "inference_failed",
+                    "model": "reshape", "version": 1}
+    assert svc.metrics.events[-1].error == "internal"

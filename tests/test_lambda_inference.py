@@ -13,10 +13,10 @@ import httpx
 import numpy as np
 import onnxruntime as ort
 import pytest
-
 from modelbay.protocols import oip
 from modelbay.registry import Registry
 from modelbay.storage.s3 import S3Store
+
 from tests.apigw import event as _event
 from tests.apigw import invoke, load_function
 
@@ -86,7 +86,7 @@ def test_prewarm_loaded_the_model_in_the_init_phase(s3_endpoint, deployed):
     fn = deployed[0]
     engine = fn.app.state.engine
     assert engine.loads == 1 and fn.app.state.inline_inference
-    status, headers, body = invoke(fn.handler, event("POST", "/v2/models/mlp/infer", body={"inputs": [
+    status, headers, _ = invoke(fn.handler, event("POST", "/v2/models/mlp/infer", body={"inputs": [
         {"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]}))
     assert status == 200 and "load;dur" not in headers["server-timing"]  # warm from the first request
 
@@ -112,7 +112,7 @@ def test_oip_json_and_binary(call, mlp_path):
 
 
 def test_v1_text_predict(call):
-    status, headers, body = call("POST", "/v1/models/minilm:predict", {"instances": ["hello world", "a dog"]})
+    status, _, body = call("POST", "/v1/models/minilm:predict", {"instances": ["hello world", "a dog"]})
     assert status == 200, body
     vectors = np.array(json.loads(body)["predictions"])
     assert vectors.shape == (2, 8)
@@ -123,14 +123,14 @@ def test_v1_text_predict(call):
     ("POST", "/v2/models/ghost/infer", {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}]},
      None, 404),
     ("POST", "/v2/models/mlp/infer", b"{broken", {"Content-Type": "application/json"}, 400),
-    ("POST", "/v2/models/mlp/infer", b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], '
-     b'"parameters": {"binary_data_size": 16}}]}\x00\x00', {oip.HEADER: "91"}, 400),
+    ("POST", "/v2/models/mlp/infer", (b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], '
+                                      b'"parameters": {"binary_data_size": 16}}]}\x00\x00'), {oip.HEADER: "91"}, 400),
     ("POST", "/v1/models/mlp:predict", {"instances": [[1, 2, 3, 4]] * 300}, None, 413),
     ("POST", "/v1/models/mlp/labels/canary:predict", {"instances": [[1, 2, 3, 4]]}, None, 404),
     ("GET", "/v2/models/mlp/versions/12", None, None, 404),
 ])
 def test_errors_are_json_4xx(call, method, path, body, headers, status):
-    got, hdrs, raw = call(method, path, body, headers)
+    got, _, raw = call(method, path, body, headers)
     assert got == status, raw
     assert isinstance(json.loads(raw)["error"], str)
 
@@ -189,3 +189,24 @@ def test_tritonclient_through_api_gateway_stage(s3_endpoint, deployed, mlp_path)
             res = c.infer("mlp", [i], outputs=[th.InferRequestedOutput("probabilities", binary_data=binary)])
             np.testing.assert_allclose(res.as_numpy("probabilities"), want, rtol=1e-6)
         c.close()
+
+
+def test_the_function_is_create_apps_inference_app_and_accounts_every_request(s3_endpoint, deployed, capsys):
+    """functions/inference/app.py only chooses the role: the routes are create_app's inference variant, its
+    engine is the one prewarmed in init, and the service writes one EMF line per invocation, failures too."""
+    from modelbay.api.app import create_app
+    from modelbay.settings import Settings
+
+    fn, store, tmp = deployed
+    reference = create_app(Settings(store_url=store.url, cache_dir=tmp / "ref-cache"), store=store, management=False)
+    assert set(fn.app.openapi()["paths"]) == set(reference.openapi()["paths"])
+    assert fn.app.state.inference.engine is fn.engine and fn.app.state.inline_inference
+    capsys.readouterr()
+    ok = invoke(fn.handler, event("POST", "/v1/models/mlp:predict", body={"instances": [[1, 2, 3, 4]] * 3}))
+    missing = invoke(fn.handler, event("POST", "/v2/models/ghost/infer", body={"inputs": [
+        {"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]}))
+    assert (ok[0], missing[0]) == (200, 404)
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    assert [(d["Model"], d.get("Version"), d["Requests"], d["Instances"], d["Errors"]) for d in lines] == [
+        ("mlp", "1", 1, 3, 0), ("ghost", None, 1, 1, 1)]
+    assert lines[1]["NotFoundErrors"] == 1 and lines[0]["Tenant"] == "default"

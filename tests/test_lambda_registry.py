@@ -9,7 +9,6 @@ import httpx
 
 from tests.apigw import event, invoke, load_function
 
-
 BOOT = "bootstrap-admin-key-for-tests-0123456789"
 AUTH = {"Authorization": f"Bearer {BOOT}"}
 
@@ -40,9 +39,11 @@ def test_registry_lambda_errors_are_json(s3_bucket, monkeypatch):
     fn = load_function("registry")
     for e, want in [
         (event("GET", "/registry/models/ghost/versions", headers=AUTH), 404),
-        (event("POST", "/registry/models/x/uploads", body="{broken", headers={"Content-Type": "application/json", **AUTH}), 400),
+        (event("POST", "/registry/models/x/uploads", body="{broken",
+               headers={"Content-Type": "application/json", **AUTH}), 400),
         (event("PUT", "/registry/models/BAD/aliases/production", body={"version": 1}, headers=AUTH), 400),
-        (event("POST", "/v2/models/x/infer", body={}, headers=AUTH), 404),  # inference routes live in the other function
+        # inference routes live in the other function
+        (event("POST", "/v2/models/x/infer", body={}, headers=AUTH), 404),
     ]:
         status, _, body = invoke(fn.handler, e)
         assert status == want, (e["path"], status, body)

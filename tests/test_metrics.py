@@ -5,10 +5,9 @@ from __future__ import annotations
 import io
 import json
 import random
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
-
 from modelbay.metrics import FeedbackEvent, InferenceEvent
 from modelbay.metrics.cloudwatch import CloudWatchReader, EmfSink, PutMetricDataSink
 from modelbay.metrics.memory import MemoryMetrics
@@ -133,7 +132,7 @@ def _ingest_emf(line: str, cw) -> None:
     """What CloudWatch Logs does with an EMF line: one PutMetricData per dimension set."""
     blob = json.loads(line)
     meta = blob["_aws"]["CloudWatchMetrics"][0]
-    ts = datetime.fromtimestamp(blob["_aws"]["Timestamp"] / 1000, timezone.utc)
+    ts = datetime.fromtimestamp(blob["_aws"]["Timestamp"] / 1000, UTC)
     for dim_names in meta["Dimensions"]:
         dims = [{"Name": d, "Value": blob[d]} for d in dim_names]
         data = []
@@ -171,6 +170,98 @@ def test_emf_lines_carry_both_dimension_sets_and_read_back(s3_endpoint, monkeypa
     assert sink.series("acme", "m", 7, start, end, step).totals.requests == 20
 
 
+# The CloudWatch Embedded Metric Format specification (docs.aws.amazon.com, "Specification: Embedded
+# metric format"): the units a MetricDefinition may name, and the members each object may hold.
+SPEC_UNITS = {"Seconds", "Microseconds", "Milliseconds", "Bytes", "Kilobytes", "Megabytes", "Gigabytes",
+              "Terabytes", "Bits", "Kilobits", "Megabits", "Gigabits", "Terabits", "Percent", "Count",
+              "Bytes/Second", "Kilobytes/Second", "Megabytes/Second", "Gigabytes/Second", "Terabytes/Second",
+              "Bits/Second", "Kilobits/Second", "Megabits/Second", "Gigabits/Second", "Terabits/Second",
+              "Count/Second", "None"}
+
+
+def assert_emf_spec(doc: dict) -> None:
+    """A document CloudWatch Logs will turn into metrics, checked member by member against the spec."""
+    meta = doc["_aws"]
+    assert set(meta) <= {"Timestamp", "CloudWatchMetrics"} and isinstance(meta["Timestamp"], int)
+    assert meta["CloudWatchMetrics"], "at least one MetricDirective"
+    for directive in meta["CloudWatchMetrics"]:
+        assert set(directive) == {"Namespace", "Dimensions", "Metrics"}
+        assert isinstance(directive["Namespace"], str) and 1 <= len(directive["Namespace"]) <= 1024
+        for dim_set in directive["Dimensions"]:
+            assert 1 <= len(dim_set) <= 30
+            for d in dim_set:  # a dimension is a root member holding a string
+                assert isinstance(doc[d], str) and doc[d], d
+        assert 1 <= len(directive["Metrics"]) <= 100
+        for m in directive["Metrics"]:
+            assert set(m) <= {"Name", "Unit", "StorageResolution"}
+            assert m.get("Unit", "None") in SPEC_UNITS and m.get("StorageResolution", 60) in (1, 60)
+            value = doc[m["Name"]]  # a metric is a root member holding a number (or up to 100 of them)
+            values = value if isinstance(value, list) else [value]
+            assert 1 <= len(values) <= 100 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                    for v in values), m["Name"]
+
+
+def test_emf_line_follows_the_published_spec_and_leaves_powertools_alone(tmp_path):
+    """The line is written from the specification: it needs no Powertools module, adds no ``service``
+    dimension and leaves POWERTOOLS_SERVICE_NAME to whoever else uses Powertools in the function."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = """
+import importlib.abc, io, json, os, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "aws_lambda_powertools":
+            raise ImportError("blocked: " + name)
+sys.meta_path.insert(0, Block())
+from modelbay.metrics import InferenceEvent
+from modelbay.metrics.cloudwatch import EmfSink
+out = io.StringIO()
+sink = EmfSink(namespace="mb-spec", stream=out, default_tenant="acme")
+sink.record(InferenceEvent("m", 3, instances=2, error="load_failure", total_ms=12.5, cold_start=True,
+                           load_ms=40.0, timestamp=1790000000.25))
+sink.record(InferenceEvent("m", None, error="bad_request", total_ms=1.0, timestamp=1790000001.0))
+print(json.dumps({"lines": out.getvalue().splitlines(), "service": os.environ.get("POWERTOOLS_SERVICE_NAME")}))
+"""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "POWERTOOLS_SERVICE_NAME": "checkout", "PYTHONPATH": str(root / "shared")}
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode == 0, r.stderr[-2000:]
+    got = json.loads(r.stdout)
+    assert got["service"] == "checkout" and len(got["lines"]) == 2
+    docs = [json.loads(line) for line in got["lines"]]
+    for doc in docs:
+        assert_emf_spec(doc)
+        assert "service" not in doc and doc["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "mb-spec"
+    versioned, unresolved = docs
+    assert versioned["_aws"]["Timestamp"] == 1790000000250
+    assert versioned["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Tenant", "Model", "Version"],
+                                                                        ["Tenant", "Model"]]
+    assert (versioned["Tenant"], versioned["Model"], versioned["Version"]) == ("acme", "m", "3")
+    assert (versioned["Requests"], versioned["Errors"], versioned["LoadFailureErrors"]) == (1, 1, 1)
+    assert (versioned["Latency"], versioned["ModelLoadTime"], versioned["ColdStarts"]) == (12.5, 40.0, 1)
+    units = {m["Name"]: m["Unit"] for m in versioned["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    assert units["Latency"] == "Milliseconds" and units["Requests"] == "Count"
+    # a request that failed before resolving a version is published under (Tenant, Model) only
+    assert unresolved["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Tenant", "Model"]]
+    assert "Version" not in unresolved and unresolved["BadRequestErrors"] == 1
+
+
+def test_powertools_metrics_keep_their_service_after_the_emf_sink_ran(monkeypatch, capsys):
+    from aws_lambda_powertools import Metrics
+    from aws_lambda_powertools.metrics import MetricUnit
+
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "checkout")
+    EmfSink(stream=io.StringIO()).record(InferenceEvent("m", 1, total_ms=1.0))
+    theirs = Metrics(namespace="their-app")
+    theirs.add_metric(name="Orders", unit=MetricUnit.Count, value=1)
+    theirs.flush_metrics()
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["service"] == "checkout" and ["service"] in line["_aws"]["CloudWatchMetrics"][0]["Dimensions"]
+
+
 def test_the_running_minute_is_rated_over_its_elapsed_seconds():
     from modelbay.metrics.series import settle_rates
 
@@ -185,3 +276,20 @@ def test_the_running_minute_is_rated_over_its_elapsed_seconds():
     assert s.rate_per_s[-1] == pytest.approx(3.0)  # 30 requests over the 10 s so far, not over 60
     assert s.rate_per_s[-2] == pytest.approx(1 / 60)
     assert s.totals.rate_per_s == pytest.approx(31 / (now - start))
+
+
+def test_cloudwatch_failures_name_the_call_not_the_endpoint():
+    """A 503 from the metrics back end says which call failed and AWS's error code; endpoints and ARNs
+    in botocore's message stay in the server log."""
+    import boto3
+    from botocore.config import Config
+    from modelbay.errors import StoreUnavailable
+
+    client = boto3.client("cloudwatch", endpoint_url="http://127.0.0.1:9", region_name="us-east-1",
+                          aws_access_key_id="x", aws_secret_access_key="x",
+                          config=Config(retries={"max_attempts": 1}, connect_timeout=2))
+    reader = CloudWatchReader(client=client)
+    with pytest.raises(StoreUnavailable) as e:
+        reader.versions("default", "m", NOW - 60, NOW)
+    assert e.value.to_body() == {"error": "CloudWatch ListMetrics failed (EndpointConnectionError)",
+                                 "code": "store_unavailable", "operation": "ListMetrics"}

@@ -6,9 +6,9 @@ import json
 import time
 
 import pytest
-
 from modelbay.client import ApiError, Client
 from modelbay.metrics import InferenceEvent
+
 from tests.apigw import event, invoke, load_function
 from tests.servers import running_keyed as running
 

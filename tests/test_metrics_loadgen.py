@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from typer.testing import CliRunner
-
 from modelbay.cli import app
 from modelbay.client import Client
 from modelbay.manifest import TabularPreprocessing, VersionMetadata
 from modelbay.metrics.loadgen import sample_instance
+from typer.testing import CliRunner
 
 
 @pytest.fixture
@@ -18,6 +17,7 @@ def served(tmp_path, mlp_path):
     from modelbay.api.app import create_app
     from modelbay.settings import Settings
     from modelbay.storage.local import LocalStore
+
     from tests.servers import running_keyed as running
 
     store = LocalStore(tmp_path / "store")
@@ -59,7 +59,7 @@ def test_sampled_instances_are_accepted_by_the_server(served):
 
 
 def test_cli_metrics_and_feedback_commands(served, tmp_path):
-    url, c = served
+    url, _ = served
     items = tmp_path / "fb.json"
     items.write_text(json.dumps([{"prediction": "a", "label": "a"}, {"correct": False}]))
     run = CliRunner()

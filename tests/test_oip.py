@@ -13,11 +13,11 @@ import httpx
 import numpy as np
 import onnxruntime as ort
 import pytest
-
 from modelbay.errors import BadRequest
 from modelbay.protocols import oip
 from modelbay.registry import Registry
 from modelbay.settings import Settings
+
 from tests.inference_models import all_types, string_classifier
 from tests.onnx_models import make_mlp
 from tests.servers import running
@@ -49,8 +49,8 @@ def serve(store, tmp_path: Path, mlp_path: Path, app_wrapper=None):
     reg.register_version("spam", path, VersionMetadata(labels=["ham", "spam"]))
     reg.register_version("types", all_types(tmp_path / "types.onnx"))
     # protocol tests: keys are covered by test_auth/test_tenants (the route sweep includes these routes)
-    app = create_app(Settings(store_url=store.url, cache_dir=tmp_path / "cache", auth=False), store=store)
-    app.state.metrics = Recorder()
+    app = create_app(Settings(store_url=store.url, cache_dir=tmp_path / "cache", auth=False), store=store,
+                     metrics=Recorder())
     with running(app_wrapper(app) if app_wrapper else app) as url:
         yield SimpleNamespace(url=url, app=app, events=app.state.metrics.events)
 
@@ -127,8 +127,8 @@ def test_codec_nested_and_flat_json_data_are_equal():
     (b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 2], "data": [[1, 2], [3]]}]}', None, "ragged"),
     (b'{"inputs": [{"name": "x", "datatype": "BYTES", "shape": [1], "data": [1]}]}', None, "must be strings"),
     (b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1]}]}', None, "neither"),
-    (b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]},'
-     b' {"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}]}', None, "twice"),
+    ((b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]},'
+      b' {"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}]}'), None, "twice"),
     ((b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [2], "parameters": {"binary_data_size": 8}}]}',
      b"\x00\x00\x80?"), "auto", "runs past"),
     ((b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [2], "parameters": {"binary_data_size": 4}}]}',
@@ -237,10 +237,9 @@ def test_tritonclient_string_classifier_and_classification(shared):
 def test_tritonclient_with_a_base_path(tmp_path, mlp_path):
     """Behind a stage prefix (as API Gateway puts one) the standard paths still work."""
     import tritonclient.http as th
+    from modelbay.storage.local import LocalStore
     from starlette.applications import Starlette
     from starlette.routing import Mount
-
-    from modelbay.storage.local import LocalStore
 
     with serve(LocalStore(tmp_path / "store"), tmp_path, mlp_path,
                lambda app: Starlette(routes=[Mount("/prod", app=app)])) as s:
@@ -342,7 +341,7 @@ def test_error_after_resolution_names_the_version(shared):
 
 
 def test_invoke_scope_is_required(local):
-    from modelbay.api.deps import Principal
+    from modelbay.auth import Principal
 
     local.app.state.authenticate = lambda request: Principal("default", frozenset({"manage"}), "k1")
     r = _post(local.url, "/v2/models/mlp/infer", {"inputs": [X]})
@@ -383,3 +382,19 @@ def test_a_corrupt_stored_model_is_a_503_load_failure(local):
     assert r.headers["x-model-version"] == "2"
     assert (local.events[-1].error, local.events[-1].version) == ("load_failure", 2)
     assert _post(local.url, "/v2/models/mlp/versions/1/infer", {"inputs": [X]}).status_code == 200
+
+
+def test_a_model_onnxruntime_cannot_load_is_a_503_naming_no_server_path(local):
+    """The cached file is corrupt (the disk cache trusts what it verified once): the 503 names the
+    version and the file, never the server's cache directory; the event counts a load failure."""
+    engine = local.app.state.engine
+    m = engine.resolve("default", "mlp", "2")
+    blob = engine.disk.path(m.sha256)
+    blob.parent.mkdir(parents=True, exist_ok=True)
+    blob.write_bytes(b"not an onnx model")
+    r = _post(local.url, "/v2/models/mlp/versions/2/infer", {"inputs": [X]})
+    assert r.status_code == 503 and r.json()["code"] == "load_failure", r.text
+    assert "cannot load it" in r.json()["error"] and "/" not in r.json()["error"]
+    assert str(engine.disk.root) not in r.text
+    assert r.headers["x-model-version"] == "2" and "total;dur=" in r.headers["server-timing"]
+    assert (local.events[-1].error, local.events[-1].version) == ("load_failure", 2)

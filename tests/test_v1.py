@@ -5,17 +5,25 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
 import httpx
 import numpy as np
 import pytest
-
-from modelbay.manifest import (ClassifierPostprocessing, EmbedderPostprocessing, ImagePreprocessing,
-                               StringPreprocessing, TabularPreprocessing, TextPreprocessing, VersionMetadata)
+from modelbay.manifest import (
+    ClassifierPostprocessing,
+    EmbedderPostprocessing,
+    ImagePreprocessing,
+    StringPreprocessing,
+    TabularPreprocessing,
+    TextPreprocessing,
+    VersionMetadata,
+)
 from modelbay.registry import Registry
 from modelbay.settings import Settings
+
 from tests.inference_models import image_classifier, make_tokenizer, string_classifier, text_embedder
 from tests.servers import running
 
@@ -218,3 +226,17 @@ def _limits(local):
     local.app.state.settings.limits.max_body_bytes = 100
     r = predict(local, "minilm", {"instances": ["x" * 200]})
     assert r.status_code == 413
+
+
+def test_non_finite_predictions_are_standard_json(local):
+    """A NaN input runs through to NaN outputs: the answer says null, which every JSON parser reads,
+    not Python's bare NaN."""
+    r = httpx.post(f"{local.url}/v1/models/mlp:predict", content=b'{"instances": [[NaN, 1, 2, 3], [0, 1, 2, 3]]}',
+                   headers={"content-type": "application/json"})
+    assert r.status_code == 200, r.text
+
+    def strict(token):
+        raise AssertionError(f"non-standard JSON token {token}")
+
+    rows = json.loads(r.content, parse_constant=strict)["predictions"]
+    assert rows[0] == [None, None, None] and all(isinstance(v, float) for v in rows[1])

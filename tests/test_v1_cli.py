@@ -7,12 +7,12 @@ import json
 import numpy as np
 import onnxruntime as ort
 import pytest
-from typer.testing import CliRunner
-
 from modelbay.cli import app
 from modelbay.client import ApiError, Client
 from modelbay.manifest import ClassifierPostprocessing, ImagePreprocessing, VersionMetadata
 from modelbay.registry import Registry
+from typer.testing import CliRunner
+
 from tests.inference_models import image_classifier
 from tests.test_v1 import register_text
 
@@ -92,7 +92,7 @@ def test_cli_predict_errors_are_clear(url):
 
     def cli(*args):
         return subprocess.run([sys.executable, "-m", "modelbay", "--url", url, *args],
-                              capture_output=True, text=True, timeout=60, env=env)
+                              capture_output=True, text=True, timeout=60, env=env, check=False)
 
     r = cli("predict", "ghost", "--text", "hi")
     assert r.returncode == 1 and "404" in r.stderr and "no model named 'ghost'" in r.stderr

@@ -20,6 +20,7 @@ def served(tmp_path_factory):
     from modelbay.registry import Registry
     from modelbay.settings import Settings
     from modelbay.storage.local import LocalStore
+
     from tests.servers import running
 
     built = examples.build("minilm")  # cached after the first build

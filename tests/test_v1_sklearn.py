@@ -10,7 +10,6 @@ from __future__ import annotations
 import httpx
 import numpy as np
 import pytest
-
 from modelbay.manifest import ClassifierPostprocessing, ImagePreprocessing, StringPreprocessing, VersionMetadata
 from modelbay.registry import Registry
 
@@ -24,6 +23,9 @@ SENSITIVE = [1, 1, 0, 0, 1, 0, 1, 0]
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
+    from modelbay.api.app import create_app
+    from modelbay.settings import Settings
+    from modelbay.storage.local import LocalStore
     from skl2onnx import to_onnx
     from skl2onnx.common.data_types import FloatTensorType, StringTensorType
     from sklearn.datasets import load_digits
@@ -31,9 +33,6 @@ def served(tmp_path_factory):
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
-    from modelbay.api.app import create_app
-    from modelbay.settings import Settings
-    from modelbay.storage.local import LocalStore
     from tests.servers import running
 
     tmp = tmp_path_factory.mktemp("sklearn")

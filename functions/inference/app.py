@@ -15,14 +15,11 @@ store = open_store(settings.store_url)
 engine = Engine(store, settings)
 engine.prewarm_in_background()
 
-from mangum import Mangum  # noqa: E402  (after the prewarm has started, on purpose)
+# imported after the prewarm has started, on purpose
+from mangum import Mangum
+from modelbay.api.app import create_app
 
-from modelbay.api.app import create_app  # noqa: E402
-from modelbay.api.inference_routes import include_inference  # noqa: E402
-
-app = create_app(settings, store, management=False, inference=False)
-app.state.engine = engine
-app.state.inline_inference = True  # one request at a time per sandbox: no thread hop
-include_inference(app)
+# inline: one request at a time per sandbox, so the engine runs on the loop (no thread hop)
+app = create_app(settings, store, engine=engine, inline=True, management=False)
 engine.wait_prewarm()  # end init with the models loaded (a failed prewarm is logged, not fatal)
 handler = Mangum(app, lifespan="off")

@@ -1,8 +1,8 @@
 """Lambda entry point of the management API: Mangum around modelbay's registry app."""
 
 from mangum import Mangum
+from modelbay.api.app import create_app
+from modelbay.settings import Settings
 
-from modelbay.api.app import create_registry_app
-
-app = create_registry_app()
+app = create_app(Settings.from_env(), inference=False)
 handler = Mangum(app, lifespan="off")

@@ -1,52 +1,70 @@
-"""App factories. One FastAPI app per role; the local server mounts both roles.
+"""The one app factory: management, inference, or both (the local server).
 
 Lambda functions build theirs at import time (the init phase), so a warm
-container pays for it once.
+container pays for it once; ``functions/*/app.py`` only choose the role.
 """
 
 from __future__ import annotations
 
-import logging
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
 from .. import __version__
 from ..settings import Settings
 from ..storage import ObjectStore, open_store
-from .errors import install_error_handlers
 
-log = logging.getLogger("modelbay")
+if TYPE_CHECKING:
+    from ..engine import Engine
+    from ..metrics import MetricsBackend
 
 
 def create_app(settings: Settings | None = None, store: ObjectStore | None = None, *,
+               engine: Engine | None = None, inline: bool | None = None, metrics: MetricsBackend | None = None,
                management: bool = True, inference: bool = True) -> FastAPI:
+    """Build an app.
+
+    ``engine``: a running one (the Lambda entry starts its prewarm before FastAPI
+    is even imported); default a new one on ``store``. ``inline``: run inference
+    on the event loop; default on Lambda only, where one request runs at a time.
+    ``metrics``: the sink; default the one the settings choose.
+    """
     settings = settings or Settings.from_env()
+    if store is None:
+        store = engine.store if engine is not None else open_store(settings.store_url)
     app = FastAPI(title="modelbay", version=__version__, docs_url="/docs", openapi_url="/openapi.json")
     app.state.settings = settings
-    app.state.store = store or open_store(settings.store_url)
-    from ..metrics import sink_from_settings
+    app.state.store = store
+    if metrics is None:
+        from ..metrics import sink_from_settings
 
-    app.state.metrics = sink_from_settings(settings)
-    install_error_handlers(app)
+        metrics = sink_from_settings(settings)
+    app.state.metrics = metrics
     from ..auth.http import install_auth
-
-    install_auth(app, settings, app.state.store)  # before any route: every route inherits its guard; gate outermost
     from .body_limit import install_body_limit
+    from .errors import install_error_handlers
 
+    install_error_handlers(app)
+    install_auth(app, settings, store)  # its gate wraps the whole stack, fast paths included
     install_body_limit(app, settings.limits.max_body_bytes)
     if management:
         from .auth_routes import router as auth_router
-        from .registry_routes import router
-
-        app.include_router(router)
-        app.include_router(auth_router)
         from .metrics_routes import router as metrics_router
+        from .registry_routes import router as registry_router
 
+        app.include_router(registry_router)
+        app.include_router(auth_router)
         app.include_router(metrics_router)
     if inference:
+        from ..engine import Engine, InferenceService
         from .inference_routes import include_inference
 
-        include_inference(app)
+        if engine is None:
+            engine = Engine(store, settings)
+        include_inference(app, InferenceService(engine, metrics, settings),
+                          inline=settings.on_lambda if inline is None else inline)
+        if settings.prewarm:
+            engine.prewarm_in_background()  # no-op when the caller already started it
     return app
 
 

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
 from ..auth.http import caller
-from ..auth.keys import SCOPES
+from ..auth.principal import SCOPES, Principal
 from ..auth.service import KeyAdmin
-from .deps import Principal, get_principal, require
+from .deps import get_principal, require
 
 router = APIRouter(prefix="/registry", tags=["admin"])
 

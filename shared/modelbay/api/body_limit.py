@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import TooLarge
+from .errors import error_response
 
 UNCAPPED = re.compile(r"^/registry/uploads/[^/]+/files/[^/]+$")
 
@@ -24,7 +25,8 @@ class BodyLimit:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or UNCAPPED.match(scope.get("path", "")):
-            return await self.app(scope, receive, send)
+            await self.app(scope, receive, send)
+            return
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
@@ -32,7 +34,8 @@ class BodyLimit:
                 except ValueError:
                     declared = 0
                 if declared > self.limit:
-                    return await self._refuse(send)
+                    await self._refuse(send)
+                    return
         seen = 0
         refused = False
         started = False
@@ -66,10 +69,7 @@ class BodyLimit:
                 raise
 
     async def _refuse(self, send: Send) -> None:
-        from fastapi.responses import JSONResponse
-
-        body = TooLarge(f"request body exceeds {self.limit} bytes", limit=self.limit).to_body()
-        response = JSONResponse(body, status_code=TooLarge.status)
+        response = error_response(TooLarge(f"request body exceeds {self.limit} bytes", limit=self.limit))
         await send({"type": "http.response.start", "status": response.status_code,
                     "headers": response.raw_headers + [(b"connection", b"close")]})
         await send({"type": "http.response.body", "body": response.body})

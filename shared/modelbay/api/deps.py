@@ -2,41 +2,32 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from typing import Annotated
 
 from fastapi import Depends, Request
 
-from ..errors import Forbidden
+from ..auth.principal import Principal, require_scope
 from ..registry import Registry
-
-SCOPES = ("invoke", "manage", "admin")
-
-
-@dataclass(frozen=True)
-class Principal:
-    tenant: str
-    scopes: frozenset[str] = field(default_factory=lambda: frozenset(SCOPES))
-    key_id: str | None = None
-    root: bool = False  # operator: manages tenants and every tenant's keys
-
-    @property
-    def actor(self) -> str:
-        return self.key_id or "local"
 
 
 def get_principal(request: Request) -> Principal:
-    """Who is calling. The app's ``authenticate`` hook decides; without one, the default tenant."""
+    """Who is calling: what the auth gate found, else the app's ``authenticate`` hook; without one, the
+    default tenant with every scope (``--no-auth``)."""
+    principal: Principal | None = getattr(request.state, "principal", None)
+    if principal is not None:
+        return principal
     auth = getattr(request.app.state, "authenticate", None)
     if auth is not None:
-        return auth(request)
+        found: Principal = auth(request)
+        return found
     return Principal(tenant=request.app.state.settings.default_tenant)
 
 
-def require(scope: str):
-    def check(principal: Principal = Depends(get_principal)) -> Principal:
-        if scope not in principal.scopes:
-            raise Forbidden(f"this key lacks the {scope!r} scope", scope=scope)
-        return principal
+def require(scope: str) -> Callable[..., Principal]:
+    """A route dependency: the caller, who must hold ``scope``."""
+    def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+        return require_scope(principal, scope)
 
     return check
 
@@ -50,5 +41,5 @@ def registry_for(principal: Principal, request: Request) -> Registry:
     return Registry(state.store, tenant=principal.tenant, limits=state.settings.limits)
 
 
-def manage_registry(request: Request, principal: Principal = Depends(require("manage"))) -> Registry:
+def manage_registry(request: Request, principal: Annotated[Principal, Depends(require("manage"))]) -> Registry:
     return registry_for(principal, request)

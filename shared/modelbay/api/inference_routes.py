@@ -1,54 +1,55 @@
 """Inference over HTTP: the Open Inference Protocol under /v2 and the friendly V1 predict under /v1.
 
-``include_inference(app)`` mounts both and gives the app its ``Engine``. The
-helpers here are what both protocols share: the invoke-scope check, reading a
-bounded (optionally gzip'd) body, running the engine off or on the event loop,
-and answering with the served version, Server-Timing and one metrics event.
+``include_inference`` mounts both over an ``InferenceService``. What is here is
+transport only, shared by both protocols: reading a bounded (optionally
+gzip'd) body, running the service on or off the event loop, and the response
+headers (served version, Server-Timing). Running, timing and metrics are the
+service's.
 """
 
 from __future__ import annotations
 
-import logging
 import re
 import zlib
+from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import quote
-from typing import Any, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..engine import Engine, Timings
-from ..engine.errors import InferenceTimeout, LoadFailure
-from ..errors import BadRequest, Forbidden, ModelbayError, NotFound, TooLarge
-from .deps import Principal, get_principal
+from ..auth.principal import Principal, require_scope
+from ..engine import InferenceService, Timings
+from ..errors import BadRequest, TooLarge
+from .deps import get_principal
+from .errors import error_response
 
-log = logging.getLogger("modelbay.inference")
+T = TypeVar("T")
 
 
-def include_inference(app: FastAPI) -> None:
+def include_inference(app: FastAPI, service: InferenceService, *, inline: bool) -> None:
+    """``inline``: run the engine on the event loop (Lambda: one request at a time, no thread hop);
+    else in the threadpool, so one slow model does not block the loop."""
     from .oip_routes import router as oip
     from .v1_routes import router as v1
 
-    state = app.state
-    if getattr(state, "engine", None) is None:
-        state.engine = Engine(state.store, state.settings)
-    # On Lambda one request runs at a time: running inline saves the thread hop.
-    # A local server runs the engine in the threadpool so one slow model does not block the loop.
-    if not hasattr(state, "inline_inference"):
-        state.inline_inference = state.settings.on_lambda
+    app.state.inference = service
+    app.state.engine = service.engine
+    app.state.inline_inference = inline
     app.include_router(oip)
     app.include_router(v1)
     app.add_middleware(HotPaths)
-    if state.settings.prewarm:
-        state.engine.prewarm_in_background()  # no-op when the caller already started it
+
+
+def service_of(request: Request) -> InferenceService:
+    service: InferenceService = request.app.state.inference
+    return service
 
 
 def invoker(request: Request) -> Principal:
-    principal = get_principal(request)
-    if "invoke" not in principal.scopes:
-        raise Forbidden("this key lacks the 'invoke' scope", scope="invoke")
-    return principal
+    return require_scope(get_principal(request), "invoke")
 
 
 async def read_body(request: Request) -> bytes:
@@ -58,7 +59,8 @@ async def read_body(request: Request) -> bytes:
     if declared and declared.isdigit() and int(declared) > limit:
         raise TooLarge(f"request body is {declared} bytes; the limit is {limit}", limit=limit)
     # receive() directly: Request.stream()'s async generator costs more than the copy
-    chunks, size, more = [], 0, True
+    chunks: list[bytes] = []
+    size, more = 0, True
     while more:
         message = await request.receive()
         if message["type"] == "http.disconnect":
@@ -89,35 +91,10 @@ def _inflate(body: bytes, encoding: str, limit: int) -> bytes:
     return out
 
 
-async def call(request: Request, fn: Callable[..., Any], *args) -> Any:
+async def call(request: Request, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     if request.app.state.inline_inference:
-        return fn(*args)
-    return await run_in_threadpool(fn, *args)
-
-
-def error_type(exc: BaseException) -> str:
-    if isinstance(exc, LoadFailure):
-        return "load_failure"
-    if isinstance(exc, InferenceTimeout):
-        return "timeout"
-    if isinstance(exc, NotFound):
-        return "not_found"
-    if isinstance(exc, ModelbayError) and 400 <= exc.status < 500:
-        return "bad_request"
-    return "internal"
-
-
-def record(request: Request, timings: Timings, name: str, version: int | None, instances: int,
-           error: str | None) -> None:
-    try:
-        event = timings.event(name, version, instances, error)
-        # the authenticator left the caller here; metrics are read back per tenant
-        principal = getattr(request.state, "principal", None)
-        if principal is not None:
-            event.tenant = principal.tenant
-        request.app.state.metrics.record(event)
-    except Exception:  # a metrics sink must never fail a prediction
-        log.exception("metrics sink failed")
+        return fn(*args, **kwargs)
+    return await run_in_threadpool(fn, *args, **kwargs)
 
 
 def served_headers(name: str, version: int | None, timings: Timings) -> dict[str, str]:
@@ -129,23 +106,10 @@ def served_headers(name: str, version: int | None, timings: Timings) -> dict[str
     return headers
 
 
-def failure(request: Request, exc: BaseException, timings: Timings, name: str, version: int | None,
-            instances: int) -> Response:
-    """The error answer of an inference call, with the same headers and metrics as a success."""
-    kind = error_type(exc)
-    record(request, timings, name, version, instances, kind)
-    if isinstance(exc, ModelbayError):
-        if exc.status >= 500:
-            log.error("%s %s failed: %s", request.method, request.url.path, exc.message)
-        body, status = exc.to_body(), exc.status
-    else:
-        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-        body, status = {"error": "internal error", "code": "internal"}, 500
-    return JSONResponse(body, status_code=status, headers=served_headers(name, version, timings))
-
-
-def engine_of(request: Request) -> Engine:
-    return request.app.state.engine
+def failure(request: Request, exc: BaseException, name: str, timings: Timings) -> JSONResponse:
+    """The error answer of an inference call, with the same headers as a success."""
+    return error_response(exc, f"{request.method} {request.url.path}",
+                          served_headers(name, timings.version, timings))
 
 
 class HotPaths:
@@ -161,18 +125,18 @@ class HotPaths:
     V1 = re.compile(r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+)|/labels/(?P<alias>[^/:]+))?"
                     r":predict$")
 
-    def __init__(self, app) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         from . import oip_routes, v1_routes
 
         self.app = app
         self.oip, self.v1 = oip_routes, v1_routes
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
             path, root = scope["path"], scope.get("root_path", "")
             if root and path.startswith(root):
                 path = path[len(root):]
-            response = None
+            response: Response | None = None
             m = self.OIP.match(path)
             if m:
                 name, version = m.group("name"), m.group("version")

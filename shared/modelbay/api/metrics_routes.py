@@ -6,9 +6,10 @@ import time
 
 from fastapi import APIRouter, Depends, Query, Request
 
+from ..auth.principal import Principal
 from ..metrics import service
 from ..registry import Registry
-from .deps import Principal, manage_registry, registry_for, require
+from .deps import manage_registry, registry_for, require
 
 router = APIRouter(prefix="/registry", tags=["metrics"])
 

@@ -11,11 +11,12 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
+from ..auth.principal import Principal
 from ..errors import TooLarge
 from ..manifest import Manifest, VersionMetadata
 from ..registry import AliasState, Registry
 from ..storage import UploadTarget
-from .deps import Principal, get_principal, manage_registry, registry_for
+from .deps import get_principal, manage_registry, registry_for
 
 router = APIRouter(prefix="/registry", tags=["registry"])
 

@@ -11,7 +11,7 @@ import json
 import logging
 import secrets
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from ..layout import check_name
@@ -28,8 +28,8 @@ class AuditLog:
 
     def record(self, tenant: str, actor: str | None, action: str, target: str, **details: Any) -> dict:
         t = time.time()
-        day = datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d")
-        entry = {"at": datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds"),
+        day = datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d")
+        entry = {"at": datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds"),
                  "tenant": tenant, "actor": actor, "action": action, "target": target, **details}
         key = f"{PREFIX}{check_name(tenant, 'tenant')}/{day}/{int(t * 1000):014d}-{secrets.token_hex(4)}.json"
         try:
@@ -45,7 +45,8 @@ class AuditLog:
         for key in reversed(keys):
             try:
                 entry = json.loads(self.store.get_bytes(key)[0])
-            except Exception:
+            except Exception:  # purged meanwhile, or not a record: one bad object must not hide the rest
+                log.warning("unreadable audit record %s skipped", key, exc_info=True)
                 continue
             if action and not entry.get("action", "").startswith(action):
                 continue

@@ -1,10 +1,12 @@
 """Authentication of HTTP requests, installed on every app by ``install_auth``.
 
-Every route of an app is guarded by an app-level dependency, so a route that
-forgets ``require(scope)`` is still protected: by path, ``/v1`` and ``/v2``
-need ``invoke``, ``/registry`` needs ``manage``, key/tenant/audit routes need
-``admin``. Route-level ``require`` may only narrow this. The exceptions are
-listed in ``PUBLIC``: health probes, and the local upload URL, which its
+``AuthGate`` is the outermost ASGI layer of every app: no request reaches
+routing, a fast path or a mounted app before it has checked the key and the
+scope its path needs (``SCOPE_BY_PREFIX``: ``/v1`` and ``/v2`` need
+``invoke``, ``/registry`` needs ``manage``, key/tenant/audit routes need
+``admin``), so a route that forgets ``require(scope)`` is still protected.
+Route-level ``require`` may only narrow this. The exceptions are listed in
+``PUBLIC``: health probes, the API docs, and the local upload URL, which its
 session token authorises as a presigned URL would.
 
 Credentials: ``Authorization: Bearer <key>`` or ``x-api-key: <key>`` (what API
@@ -18,15 +20,21 @@ import hmac
 import logging
 import re
 import threading
+from collections.abc import Callable
+from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..errors import Forbidden, ModelbayError, Unauthorized
+from ..api.errors import error_response
+from ..errors import Unauthorized
 from ..settings import Settings
 from ..storage import ObjectStore
 from .audit import AuditLog
 from .gateway import UsagePlanKeys
-from .keys import SCOPES, KeyStore, sha256_hex
+from .keys import KeyStore, sha256_hex
+from .principal import SCOPES, Principal, require_scope
 from .service import Caller, KeyAdmin
 from .tenants import TenantStore
 
@@ -91,10 +99,8 @@ class Authenticator:
                     self._bootstrap_loaded = True
         return self._bootstrap
 
-    def __call__(self, request: Request, *, fetch: bool = True):
+    def __call__(self, request: Request, *, fetch: bool = True) -> Principal | None:
         """With ``fetch=False``, None when answering would need a store or secret read."""
-        from ..api.deps import Principal
-
         cached = getattr(request.state, "principal", None)
         if cached is not None:
             return cached
@@ -117,69 +123,45 @@ class Authenticator:
         return principal
 
 
-def _cached_principal(auth, request: Request):
-    """The principal without I/O when possible; any other hook (``app.state.authenticate``
-    is a plain ``request -> Principal`` callable by contract) runs in the threadpool."""
-    return auth(request, fetch=False) if isinstance(auth, Authenticator) else None
+async def authenticate(auth: Callable[..., Any], request: Request) -> Principal:
+    """The principal without I/O when possible (the key is cached): no thread hop on warm requests.
 
-
-async def guard(request: Request) -> None:
-    """App-level dependency of every route: authenticate, then check the path's scope.
-
-    Async so FastAPI runs it on the loop: the gate has usually cached the principal already.
+    Any other hook (``app.state.authenticate`` is a plain ``request -> Principal``
+    callable by contract) and any store or secret read run in the threadpool.
     """
-    auth = getattr(request.app.state, "authenticate", None)
-    if auth is None:
-        return  # --no-auth
-    route = request.scope.get("route")
-    path = getattr(route, "path_format", None) or request.url.path
-    if path in PUBLIC:
-        return
-    from starlette.concurrency import run_in_threadpool
+    cached: Principal | None = auth(request, fetch=False) if isinstance(auth, Authenticator) else None
+    if cached is not None:
+        return cached
+    principal: Principal = await run_in_threadpool(auth, request)
+    return principal
 
-    principal = _cached_principal(auth, request) or await run_in_threadpool(auth, request)
-    scope = None if path in ANY_KEY else required_scope(path)
-    if scope and scope not in principal.scopes:
-        raise Forbidden(f"this key lacks the {scope!r} scope", scope=scope)
+
+def _route_path(scope: Scope) -> str:
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root):] if root and path.startswith(root) else path
 
 
 class AuthGate:
-    """Outermost ASGI layer: no request reaches routing, a fast path or a mounted app unauthenticated.
+    """Outermost ASGI layer: authenticate, check the path's scope, leave the principal in the request
+    state (where ``get_principal`` finds it); refusals are rendered like every other error."""
 
-    It checks the key and the path's scope (``SCOPE_BY_PREFIX``) and leaves the
-    principal in the request state, where ``get_principal`` finds it again.
-    """
-
-    def __init__(self, app) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        from starlette.concurrency import run_in_threadpool
-        from starlette.requests import Request
-
+        path = _route_path(scope)
         request = Request(scope)
-        path, root = scope["path"], scope.get("root_path", "")
-        if root and path.startswith(root):
-            path = path[len(root):]
-        if not _PUBLIC_RE.match(path) and getattr(request.app.state, "authenticate", None) is not None:
+        auth = getattr(request.app.state, "authenticate", None)
+        if auth is not None and not _PUBLIC_RE.match(path):
             try:
-                # inline when the key is cached (no thread hop on warm requests); a store read goes off the loop
-                auth = request.app.state.authenticate
-                principal = _cached_principal(auth, request) or await run_in_threadpool(auth, request)
-                scope_needed = None if path in ANY_KEY else required_scope(path)
-                if scope_needed and scope_needed not in principal.scopes:
-                    raise Forbidden(f"this key lacks the {scope_needed!r} scope", scope=scope_needed)
-            except Exception as e:  # outside Starlette's error middleware: answer JSON here
-                from fastapi.responses import JSONResponse
-
-                if isinstance(e, ModelbayError):
-                    body, status = e.to_body(), e.status
-                else:
-                    log.exception("authentication failed on %s %s", scope.get("method"), path)
-                    body, status = {"error": "internal error", "code": "internal"}, 500
-                return await JSONResponse(body, status_code=status)(scope, receive, send)
+                principal = await authenticate(auth, request)
+                require_scope(principal, None if path in ANY_KEY else required_scope(path))
+            except Exception as e:  # noqa: BLE001  (outside Starlette's error middleware: render answers and logs)
+                return await error_response(e, f"{scope.get('method')} {path}")(scope, receive, send)
+            request.state.principal = principal
         await self.app(scope, receive, send)
 
 
@@ -191,14 +173,13 @@ def protect(app: FastAPI) -> None:
     """
     build = app.build_middleware_stack
 
-    def build_with_gate():
+    def build_with_gate() -> ASGIApp:
         return AuthGate(build())
 
-    app.build_middleware_stack = build_with_gate
+    app.build_middleware_stack = build_with_gate  # type: ignore[method-assign]
 
 
 def install_auth(app: FastAPI, settings: Settings, store: ObjectStore) -> None:
-    """Call before any route is added: app-level dependencies are copied into routes as they are made."""
     keys = KeyStore(store, cache_seconds=settings.key_cache_seconds)
     gateway = UsagePlanKeys(settings.usage_plan) if settings.usage_plan else None
     app.state.audit = AuditLog(store)
@@ -207,9 +188,8 @@ def install_auth(app: FastAPI, settings: Settings, store: ObjectStore) -> None:
         app.state.authenticate = Authenticator(keys, settings)
     else:
         log.warning("authentication is OFF: every caller is an admin of tenant %r", settings.default_tenant)
-    app.router.dependencies.append(Depends(guard))
     protect(app)
 
 
-def caller(principal) -> Caller:
+def caller(principal: Principal) -> Caller:
     return Caller(principal.tenant, principal.root, principal.actor)

@@ -15,14 +15,14 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Iterable
 
 from ..errors import BadRequest, NotFound, PreconditionFailed, Unauthorized
 from ..layout import check_name
 from ..storage import ObjectStore
+from .principal import SCOPES
 
-SCOPES = ("invoke", "manage", "admin")
 PREFIX = "system/keys/"
 KEY_RE = re.compile(r"^mb_([0-9a-f]{12})_([A-Za-z0-9_-]{32,128})$")
 KEY_ID_RE = re.compile(r"^[0-9a-f]{12}$")

@@ -8,7 +8,8 @@ from pathlib import Path
 from ..storage import ObjectStore
 from . import credentials
 from .audit import AuditLog
-from .keys import SCOPES, KeyStore
+from .keys import KeyStore
+from .principal import SCOPES
 
 
 @dataclass

@@ -9,8 +9,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from ..errors import Forbidden, NotFound, StoreUnavailable
 from .audit import AuditLog

@@ -20,7 +20,7 @@ from ..refs import parse_ref
 from ..settings import Settings
 from ..storage import ObjectStore
 from .diskcache import DiskCache
-from .errors import LoadFailure
+from .errors import LoadFailure, library_message
 from .lru import ByteLRU
 from .model import LoadedModel
 from .resolve import Resolver
@@ -57,7 +57,7 @@ class Engine:
         self.resolver = Resolver(store, settings.limits, alias_ttl=self.config.alias_ttl)
         self.disk = DiskCache(settings.cache_dir, self.config.disk_cache_bytes)
         self.sessions: ByteLRU[LoadedModel] = ByteLRU(self.config.session_cache_bytes)
-        self._loading: dict[tuple, Future] = {}
+        self._loading: dict[tuple[str, str, int], Future[LoadedModel]] = {}
         self._lock = threading.Lock()
         self.loads = 0  # how many sessions this process built (tests and benchmarks read it)
         self._prewarm: tuple[threading.Thread, dict[str, int | str]] | None = None
@@ -91,7 +91,7 @@ class Engine:
                 return model
             future = self._loading.get(key)
             owner = future is None
-            if owner:
+            if future is None:
                 future = self._loading[key] = Future()
         if not owner:
             t0 = time.perf_counter()
@@ -131,10 +131,10 @@ class Engine:
         t1 = time.perf_counter()
         try:
             session = build_session(path, self.config.session)
-        except Exception as e:
-            first = (str(e).splitlines() or [""])[0][:300]
-            raise LoadFailure(f"{manifest.name} version {manifest.version}: onnxruntime cannot load it: {first}",
-                              model=manifest.name, version=manifest.version) from None
+        except Exception as e:  # noqa: BLE001  (onnxruntime's errors are plain Exceptions)
+            log.warning("%s/%s v%d: session build failed: %s", tenant, manifest.name, manifest.version, e)
+            raise LoadFailure(f"{manifest.name} version {manifest.version}: onnxruntime cannot load it: "
+                              f"{library_message(e)}", model=manifest.name, version=manifest.version) from None
         try:
             pre = build_preprocessor(manifest, files)
             post = build_postprocessor(manifest)

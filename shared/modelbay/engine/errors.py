@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
+import re
+
 from ..errors import ModelbayError
+
+# an absolute path of two or more segments; only its last segment (a file name) may reach a client
+_PATH = re.compile(r"(?<![\w.~-])/(?:[\w.~+@-]+/)+([\w.~+@-]+)")
+
+
+def library_message(exc: BaseException, limit: int = 300) -> str:
+    """The first line of a library's error, fit for a client: paths on this server cut to their file name.
+
+    onnxruntime and tokenizers name the files they failed on; the full message
+    belongs in the server's log, not in a response body.
+    """
+    first = (str(exc).splitlines() or [""])[0]
+    return _PATH.sub(r"\1", first)[:limit]
 
 
 class LoadFailure(ModelbayError):

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
-from ..errors import BadRequest
+from ..errors import BadRequest, ModelbayError
 from ..manifest import Manifest
-from .errors import InferenceFailed, InferenceTimeout
+from .errors import InferenceFailed, InferenceTimeout, library_message
+
+log = logging.getLogger("modelbay.engine")
 
 
 @dataclass
@@ -44,12 +48,13 @@ class LoadedModel:
         names = outputs or self.output_names
         n = next(iter(feeds.values())).shape[0] if feeds and self._single else 1
         options, timer = None, None
-        if self.timeout_s:
+        timeout_s = self.timeout_s
+        if timeout_s:
             import onnxruntime as ort
 
             # onnxruntime checks the terminate flag between kernels: a run stops within one op
             options = ort.RunOptions()
-            timer = threading.Timer(self.timeout_s, setattr, (options, "terminate", True))
+            timer = threading.Timer(timeout_s, setattr, (options, "terminate", True))
             timer.start()
         try:
             if n <= 1 or not self._single:
@@ -58,20 +63,21 @@ class LoadedModel:
             parts = [self.session.run(names, {k: v[i:i + 1] for k, v in feeds.items()}, options)
                      for i in range(n)]
             return {name: np.concatenate([p[j] for p in parts]) for j, name in enumerate(names)}
-        except Exception as e:
-            if options is not None and options.terminate:
-                raise InferenceTimeout(f"inference took longer than {self.timeout_s * 1000:.0f} ms",
-                                       limit_ms=self.timeout_s * 1000) from None
-            raise _ort_error(e) from None
+        except Exception as e:  # noqa: BLE001  (onnxruntime's errors are plain Exceptions)
+            if timeout_s and options is not None and options.terminate:
+                raise InferenceTimeout(f"inference took longer than {timeout_s * 1000:.0f} ms",
+                                       limit_ms=timeout_s * 1000) from None
+            raise self._ort_error(e) from None
         finally:
             if timer is not None:
                 timer.cancel()
 
 
-def _ort_error(e: Exception) -> Exception:
-    kind = type(e).__name__
-    first = (str(e).splitlines() or [""])[0][:400]
-    # InvalidArgument is onnxruntime refusing the inputs themselves; anything else is ours to fix
-    if kind == "InvalidArgument":
-        return BadRequest(f"onnxruntime rejected the inputs: {first}")
-    return InferenceFailed(f"inference failed: {kind}: {first}")
+    def _ort_error(self, e: Exception) -> ModelbayError:
+        # InvalidArgument is onnxruntime refusing the inputs themselves: the client may fix them
+        if type(e).__name__ == "InvalidArgument":
+            return BadRequest(f"onnxruntime rejected the inputs: {library_message(e, 400)}")
+        # anything else is ours to fix: the details go to the log, the client learns what failed
+        log.error("%s v%d: session.run failed: %s: %s", self.name, self.version, type(e).__name__, e)
+        return InferenceFailed(f"{self.name} version {self.version}: onnxruntime failed while running it",
+                               model=self.name, version=self.version)

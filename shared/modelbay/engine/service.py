@@ -1,63 +1,188 @@
-"""The two inference operations, transport-free: tensors in/out (OIP) and instances in/predictions out (V1).
+"""The inference service, transport-free: what the /v1 and /v2 routes, the Lambda handler and the benchmarks call.
 
-Both fill a ``Timings`` as they go, so whichever adapter called them can emit
-Server-Timing and the metrics event, even when they fail half way.
+It holds the engine, the metrics sink and the settings. ``infer`` (Open
+Inference Protocol tensors) and ``predict`` (V1 raw instances) each return one
+``Inference``: the payload, the version that served it and the request's
+timings. Every call records exactly one metrics event, success or failure,
+its error type taken from the exception; adapters only decode, call and encode.
+
+A request may arrive still encoded (``bytes``): it is decoded here, inside the
+accounting, so a malformed body counts as the client error it is.
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Generic, Self, TypeVar
 
 import numpy as np
 
-from ..errors import BadRequest
+from ..errors import BadRequest, ModelbayError, NotFound
+from ..manifest import Manifest
+from ..metrics import ErrorType, MetricsSink
+from ..protocols import oip, v1
+from ..settings import Settings
 from .engine import Engine, check_instances
+from .errors import InferenceTimeout, LoadFailure
 from .model import LoadedModel
 from .signature import check_feeds
 from .timing import Timings
 
-
-def infer(engine: Engine, tenant: str, name: str, ref: str | int | None, inputs: Mapping[str, np.ndarray],
-          outputs: list[str] | None, timings: Timings) -> tuple[LoadedModel, dict[str, np.ndarray]]:
-    """Run validated tensors; ``outputs`` None means all of them."""
-    model = engine.get(tenant, name, ref, timings)
-    check_feeds(model.manifest.inputs, inputs)
-    for spec in model.manifest.inputs:  # a dynamic first axis is the batch: the instance limit applies
-        if spec.shape and not isinstance(spec.shape[0], int):
-            check_instances(int(inputs[spec.name].shape[0]), engine.settings)
-            break
-    if outputs is not None:
-        known = set(model.output_names)
-        for o in outputs:
-            if o not in known:
-                raise BadRequest(f"unknown output {o!r}; the model's outputs are {model.output_names}", output=o)
-        if len(set(outputs)) != len(outputs):
-            raise BadRequest("an output is requested twice")
-    t0 = time.perf_counter()
-    result = model.run(inputs, outputs)
-    timings.inference_ms = (time.perf_counter() - t0) * 1000
-    return model, result
+log = logging.getLogger("modelbay.inference")
+P = TypeVar("P")
 
 
-def predict(engine: Engine, tenant: str, name: str, ref: str | int | None, instances: list[Any],
-            parameters: Mapping[str, Any], timings: Timings) -> tuple[LoadedModel, list[Any]]:
-    """Raw instances -> preprocessing -> one batched run -> postprocessing."""
-    if not isinstance(instances, list):
-        raise BadRequest("'instances' must be a list")
-    check_instances(len(instances), engine.settings)
-    if not isinstance(parameters, Mapping):
-        raise BadRequest("'parameters' must be an object")
-    model = engine.get(tenant, name, ref, timings)
-    t0 = time.perf_counter()
-    feeds = model.preprocessor(instances)
-    check_feeds(model.manifest.inputs, feeds)
-    t1 = time.perf_counter()
-    outputs = model.run(feeds, model.postprocessor.outputs)
-    t2 = time.perf_counter()
-    predictions = model.postprocessor(outputs, feeds, len(instances), parameters)
-    t3 = time.perf_counter()
-    timings.preprocess_ms = (t1 - t0) * 1000
-    timings.inference_ms = (t2 - t1) * 1000
-    timings.postprocess_ms = (t3 - t2) * 1000
-    return model, predictions
+@dataclass
+class Inference(Generic[P]):
+    payload: P
+    version: int
+    timings: Timings
+
+
+@dataclass
+class ModelStatus:
+    manifest: Manifest
+    loaded: bool  # a session for it is in this process's cache
+
+
+def error_type(exc: BaseException) -> ErrorType:
+    """The metrics error type of a failed request."""
+    if isinstance(exc, LoadFailure):
+        return "load_failure"
+    if isinstance(exc, InferenceTimeout):
+        return "timeout"
+    if isinstance(exc, NotFound):
+        return "not_found"
+    if isinstance(exc, ModelbayError) and 400 <= exc.status < 500:
+        return "bad_request"
+    return "internal"
+
+
+class InferenceService:
+    def __init__(self, engine: Engine, metrics: MetricsSink, settings: Settings | None = None) -> None:
+        self.engine = engine
+        self.metrics = metrics
+        self.settings = settings or engine.settings
+
+    # ------------------------------------------------------------ inference
+    def infer(self, tenant: str, name: str, ref: str | int | None, request: oip.InferRequest | bytes, *,
+              header_length: str | int | None = None, timings: Timings | None = None
+              ) -> Inference[oip.InferResponse]:
+        """OIP: tensors in, the requested outputs (all by default) out.
+
+        ``header_length``: the JSON part's length when ``request`` is a body with binary tensors.
+        """
+        timings = timings or Timings.start()
+        with _Accounted(self, tenant, name, timings) as call:
+            req = request if isinstance(request, oip.InferRequest) else oip.decode_request(request, header_length)
+            call.instances = req.batch
+            response = self._infer(tenant, name, ref, req, timings)
+        return Inference(response, response.model_version, timings)
+
+    def _infer(self, tenant: str, name: str, ref: str | int | None, req: oip.InferRequest,
+               timings: Timings) -> oip.InferResponse:
+        model = self.engine.get(tenant, name, ref, timings)
+        check_feeds(model.manifest.inputs, req.inputs)
+        for spec in model.manifest.inputs:  # a dynamic first axis is the batch: the instance limit applies
+            if spec.shape and not isinstance(spec.shape[0], int):
+                check_instances(int(req.inputs[spec.name].shape[0]), self.settings)
+                break
+        wanted = [o.name for o in req.outputs] if req.outputs is not None else None
+        if wanted is not None:
+            known = set(model.output_names)
+            for o in wanted:
+                if o not in known:
+                    raise BadRequest(f"unknown output {o!r}; the model's outputs are {model.output_names}", output=o)
+            if len(set(wanted)) != len(wanted):
+                raise BadRequest("an output is requested twice")
+        t0 = time.perf_counter()
+        results = model.run(req.inputs, wanted)
+        timings.inference_ms = (time.perf_counter() - t0) * 1000
+        return oip.InferResponse(name, model.version, _outputs(model, req, results), req.id)
+
+    def predict(self, tenant: str, name: str, ref: str | int | None, request: v1.PredictRequest | bytes, *,
+                timings: Timings | None = None) -> Inference[list[Any]]:
+        """V1: raw instances -> preprocessing -> one batched run -> postprocessing -> predictions."""
+        timings = timings or Timings.start()
+        with _Accounted(self, tenant, name, timings) as call:
+            req = request if isinstance(request, v1.PredictRequest) else v1.decode_request(request)
+            if not isinstance(req.instances, list):
+                raise BadRequest("'instances' must be a list")
+            call.instances = len(req.instances)
+            model, predictions = self._predict(tenant, name, ref, req, timings)
+        return Inference(predictions, model.version, timings)
+
+    def _predict(self, tenant: str, name: str, ref: str | int | None, req: v1.PredictRequest,
+                 timings: Timings) -> tuple[LoadedModel, list[Any]]:
+        check_instances(len(req.instances), self.settings)
+        if not isinstance(req.parameters, Mapping):
+            raise BadRequest("'parameters' must be an object")
+        model = self.engine.get(tenant, name, ref, timings)
+        t0 = time.perf_counter()
+        feeds = model.preprocessor(req.instances)
+        check_feeds(model.manifest.inputs, feeds)
+        t1 = time.perf_counter()
+        outputs = model.run(feeds, model.postprocessor.outputs)
+        t2 = time.perf_counter()
+        predictions: list[Any] = model.postprocessor(outputs, feeds, len(req.instances), req.parameters)
+        t3 = time.perf_counter()
+        timings.preprocess_ms = (t1 - t0) * 1000
+        timings.inference_ms = (t2 - t1) * 1000
+        timings.postprocess_ms = (t3 - t2) * 1000
+        return model, predictions
+
+    def _record(self, tenant: str, name: str, instances: int, timings: Timings, exc: BaseException | None) -> None:
+        try:
+            # the engine set timings.version once the reference resolved: None only if it never did
+            event = timings.event(name, timings.version, instances, error_type(exc) if exc is not None else None)
+            event.tenant = tenant
+            self.metrics.record(event)
+        except Exception:  # a metrics sink must never fail a prediction
+            log.exception("metrics sink failed")
+
+    # ------------------------------------------------------------ metadata
+    def resolve(self, tenant: str, name: str, ref: str | int | None = None) -> Manifest:
+        return self.engine.resolve(tenant, name, ref)
+
+    def versions(self, tenant: str, name: str) -> list[int]:
+        """Every live version of a model, oldest first."""
+        return self.engine.resolver.registry(tenant).version_numbers(name)
+
+    def status(self, tenant: str, name: str, ref: str | int | None = None) -> ModelStatus:
+        manifest = self.engine.resolve(tenant, name, ref)
+        return ModelStatus(manifest, self.engine.cached(tenant, manifest) is not None)
+
+    def ready(self, tenant: str, name: str, ref: str | int | None = None) -> LoadedModel:
+        """Ready means loaded: this loads a cold model."""
+        return self.engine.get(tenant, name, ref)
+
+
+class _Accounted:
+    """A block that records exactly one metrics event when it ends, succeeded or failed."""
+
+    __slots__ = ("instances", "name", "service", "tenant", "timings")
+
+    def __init__(self, service: InferenceService, tenant: str, name: str, timings: Timings) -> None:
+        self.service, self.tenant, self.name, self.timings = service, tenant, name, timings
+        self.instances = 0
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+                 ) -> None:
+        if exc is None or isinstance(exc, Exception):  # not on KeyboardInterrupt or SystemExit
+            self.service._record(self.tenant, self.name, self.instances, self.timings, exc)
+
+
+def _outputs(model: LoadedModel, req: oip.InferRequest,
+             results: dict[str, np.ndarray]) -> list[tuple[str, np.ndarray, bool]]:
+    if req.outputs is None:
+        return [(n, results[n], req.binary_output) for n in model.output_names]
+    labels = model.manifest.labels
+    return [(o.name, oip.classify(results[o.name], o.class_count, labels) if o.class_count else results[o.name],
+             o.binary or req.binary_output) for o in req.outputs]

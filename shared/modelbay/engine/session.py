@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING
 from .cpus import usable_cpus
 
 if TYPE_CHECKING:
+    import onnxruntime as ort
+
     from ..settings import Settings
 
 OPT_LEVELS = ("disable", "basic", "extended", "all")
@@ -48,7 +50,7 @@ class SessionConfig:
             raise ValueError("intra-op threads must be >= 1")
 
 
-def session_options(config: SessionConfig):
+def session_options(config: SessionConfig) -> ort.SessionOptions:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -67,7 +69,7 @@ def session_options(config: SessionConfig):
     return opts
 
 
-def build_session(path: Path, config: SessionConfig):
+def build_session(path: Path, config: SessionConfig) -> ort.InferenceSession:
     import onnxruntime as ort
 
     return ort.InferenceSession(str(path), session_options(config), providers=["CPUExecutionProvider"])

@@ -7,14 +7,13 @@ that says which input, what was sent and what the model takes.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
 from ..errors import BadRequest
 from ..manifest import TensorSpec
 from ..protocols.dtypes import MANIFEST_TO_OIP
-
 
 _NUMPY = {name: np.dtype(name) for name in MANIFEST_TO_OIP if name not in ("string", "bfloat16")}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from ..metrics import InferenceEvent
+from ..metrics import ErrorType, InferenceEvent
 
 
 @dataclass
@@ -21,7 +21,7 @@ class Timings:
     version: int | None = None  # set once the reference resolved, so failures can name it
 
     @classmethod
-    def start(cls) -> "Timings":
+    def start(cls) -> Timings:
         return cls(started=time.perf_counter())
 
     def total_ms(self) -> float:
@@ -35,7 +35,7 @@ class Timings:
                   f"postprocess;dur={self.postprocess_ms:.3f}", f"total;dur={self.total_ms():.3f}"]
         return ", ".join(parts)
 
-    def event(self, model: str, version: int | None, instances: int, error: str | None) -> InferenceEvent:
+    def event(self, model: str, version: int | None, instances: int, error: ErrorType | None) -> InferenceEvent:
         return InferenceEvent(
             model=model, version=version, instances=instances, error=error, total_ms=self.total_ms(),
             # resolving is reading the store too: one number for "getting the model"

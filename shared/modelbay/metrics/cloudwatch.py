@@ -15,9 +15,10 @@ import sys
 import threading
 import time
 from collections import defaultdict
-from datetime import datetime, timezone
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, TextIO
 
+from ..errors import StoreUnavailable
 from . import ERROR_TYPES, PHASES, FeedbackEvent, InferenceEvent
 from .series import ModelTotals, Series, Totals, empty_series, ratio
 
@@ -34,6 +35,13 @@ def _dims(tenant: str, model: str, version: int | None) -> list[dict[str, str]]:
     if version is not None:
         d.append({"Name": "Version", "Value": str(version)})
     return d
+
+
+def _unavailable(operation: str, exc: Exception) -> StoreUnavailable:
+    """The caller learns which call failed and AWS's error code; the message (ARNs, endpoints) goes to the log."""
+    code = getattr(exc, "response", {}).get("Error", {}).get("Code") or type(exc).__name__
+    log.warning("CloudWatch %s failed: %s", operation, exc)
+    return StoreUnavailable(f"CloudWatch {operation} failed ({code})", operation=operation)
 
 
 def event_metrics(event: InferenceEvent) -> list[tuple[str, str, float]]:
@@ -101,13 +109,11 @@ class CloudWatchReader:
                  "MetricStat": {"Metric": {"Namespace": self.namespace, "MetricName": metric, "Dimensions": dims},
                                 "Period": period, "Stat": stat}}
                 for qid, metric, stat, dims in queries]
-        from ..errors import StoreUnavailable
-
         try:
             for i in range(0, len(body), 500):
                 kw: dict[str, Any] = {"MetricDataQueries": body[i:i + 500],
-                                      "StartTime": datetime.fromtimestamp(start, timezone.utc),
-                                      "EndTime": datetime.fromtimestamp(end, timezone.utc)}
+                                      "StartTime": datetime.fromtimestamp(start, UTC),
+                                      "EndTime": datetime.fromtimestamp(end, UTC)}
                 while True:
                     r = self.client.get_metric_data(**kw)
                     for res in r["MetricDataResults"]:
@@ -117,8 +123,8 @@ class CloudWatchReader:
                     if not r.get("NextToken"):
                         break
                     kw["NextToken"] = r["NextToken"]
-        except Exception as e:  # botocore errors: the metrics service, not the caller, failed
-            raise StoreUnavailable(f"CloudWatch GetMetricData failed: {e}") from None
+        except Exception as e:  # noqa: BLE001  (botocore's errors: the metrics service, not the caller, failed)
+            raise _unavailable("GetMetricData", e) from None
         return out
 
     @staticmethod
@@ -137,7 +143,7 @@ class CloudWatchReader:
             if time.time() < self._percentiles_retry_at:
                 raise RuntimeError(self._percentiles_error)
             return self._query(q, start, end, period)
-        except Exception as e:
+        except (StoreUnavailable, RuntimeError) as e:
             if time.time() >= self._percentiles_retry_at:
                 self._percentiles_retry_at = time.time() + 300  # do not pay the failing call on every read
                 self._percentiles_error = str(e).splitlines()[0]
@@ -215,8 +221,6 @@ class CloudWatchReader:
         return list(self._cached(("versions", tenant, model), lambda: self._versions(tenant, model)))
 
     def _versions(self, tenant: str, model: str) -> list[int]:
-        from ..errors import StoreUnavailable
-
         found: set[int] = set()
         try:
             pages = self.client.get_paginator("list_metrics").paginate(
@@ -227,8 +231,8 @@ class CloudWatchReader:
                     for d in m.get("Dimensions", []):
                         if d["Name"] == "Version" and d["Value"].isdigit():
                             found.add(int(d["Value"]))
-        except Exception as e:
-            raise StoreUnavailable(f"CloudWatch ListMetrics failed: {e}") from None
+        except Exception as e:  # noqa: BLE001  (botocore's errors)
+            raise _unavailable("ListMetrics", e) from None
         return sorted(found)
 
     def overview(self, tenant: str, models: list[str], start: float, end: float) -> dict[str, ModelTotals]:
@@ -272,41 +276,48 @@ class _CloudWatchBacked:
         return self.reader.overview(*a, **kw)
 
 
+EMF_MAX_METRICS = 100  # per document
+
+
+def emf_document(namespace: str, dimensions: dict[str, str], dimension_sets: list[list[str]],
+                 metrics: list[tuple[str, str, float]], timestamp_ms: int) -> dict[str, Any]:
+    """One document of the published CloudWatch Embedded Metric Format.
+
+    The metadata (``_aws``: Timestamp and one MetricDirective) names the
+    dimension sets and the metrics; their values are the document's root
+    members. Built here from the specification, not from a library's internals,
+    so nothing else (a POWERTOOLS_SERVICE_NAME, say) can add a dimension.
+    """
+    if len(metrics) > EMF_MAX_METRICS:
+        raise ValueError(f"an EMF document holds at most {EMF_MAX_METRICS} metrics, not {len(metrics)}")
+    return {
+        "_aws": {"Timestamp": timestamp_ms, "CloudWatchMetrics": [{
+            "Namespace": namespace, "Dimensions": dimension_sets,
+            "Metrics": [{"Name": name, "Unit": unit, "StorageResolution": 60} for name, unit, _ in metrics],
+        }]},
+        **dimensions,
+        **{name: value for name, _, value in metrics},
+    }
+
+
 class EmfSink(_CloudWatchBacked):
     """One EMF JSON line on stdout per event: Lambda ships it to CloudWatch Logs, which makes the metrics."""
 
     def __init__(self, namespace: str = "modelbay", default_tenant: str = "default",
-                 reader: CloudWatchReader | None = None, stream=None) -> None:
+                 reader: CloudWatchReader | None = None, stream: TextIO | None = None) -> None:
         super().__init__(namespace, default_tenant, reader)
         self.stream = stream
-        self._local = threading.local()
-
-    def _provider(self):
-        p = getattr(self._local, "provider", None)
-        if p is None:
-            from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
-
-            p = self._local.provider = AmazonCloudWatchEMFProvider(namespace=self.namespace)
-            p.service = None  # a POWERTOOLS_SERVICE_NAME would add a dimension the reader does not query
-        return p
 
     def _emit(self, tenant: str | None, model: str, version: int | None, ts: float,
               metrics: list[tuple[str, str, float]]) -> None:
-        # One provider per thread, filled directly: add_metric's per-call validation cost
-        # more than the rest of the request's bookkeeping, and names/units here are fixed.
-        p = self._provider()
-        tenant = tenant or self.default_tenant
-        dims = {"Tenant": tenant, "Model": model}
-        p.dimension_sets = []
+        dims = {"Tenant": tenant or self.default_tenant, "Model": model}
+        sets = [["Tenant", "Model"]]
         if version is not None:
             dims["Version"] = str(version)
-            p.dimension_sets = [{"Tenant": tenant, "Model": model}]
-        p.dimension_set = dims
-        p.metric_set = {name: {"Unit": unit, "StorageResolution": 60, "Value": value} for name, unit, value in metrics}
-        p.timestamp = int(ts * 1000)
-        line = json.dumps(p.serialize_metric_set(p.metric_set, p.dimension_set, {}), separators=(",", ":"))
+            sets = [["Tenant", "Model", "Version"], ["Tenant", "Model"]]
+        doc = emf_document(self.namespace, dims, sets, metrics, int(ts * 1000))
         stream = self.stream or sys.stdout
-        stream.write(line + "\n")
+        stream.write(json.dumps(doc, separators=(",", ":")) + "\n")
         stream.flush()
 
     def record(self, event: InferenceEvent) -> None:
@@ -341,9 +352,7 @@ class PutMetricDataSink(_CloudWatchBacked):
         self._lock = threading.Lock()
         self._pending: list[tuple[str, str, int | None, float, list[tuple[str, str, float]]]] = []
         self.interval_s = interval_s
-        self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        atexit.register(self._flush_at_exit)
 
     @property
     def client(self):
@@ -357,9 +366,11 @@ class PutMetricDataSink(_CloudWatchBacked):
         if self._thread is None and self.interval_s > 0:
             self._thread = threading.Thread(target=self._loop, daemon=True, name="modelbay-metrics")
             self._thread.start()
+            atexit.register(self._flush_at_exit)  # only a sink with pending work holds on to the process
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
+        while True:
+            time.sleep(self.interval_s)
             try:
                 self.flush()
             except Exception:
@@ -376,14 +387,10 @@ class PutMetricDataSink(_CloudWatchBacked):
     def record_feedback(self, event: FeedbackEvent) -> None:
         self._add(event.tenant, event.model, event.version, event.timestamp, feedback_metrics(event))
 
-    def close(self) -> None:
-        self._stop.set()
-        self.flush()
-
     def _flush_at_exit(self) -> None:
         try:
             self.flush()
-        except Exception as e:  # the process is ending; say what was lost, do not traceback
+        except Exception as e:  # noqa: BLE001  (the process is ending; say what was lost, no traceback)
             log.warning("final PutMetricData flush failed: %s", e)
 
     def flush(self) -> None:
@@ -405,7 +412,7 @@ class PutMetricDataSink(_CloudWatchBacked):
         datums = []
         for (dims, minute, name, unit), values in merged.items():
             base = {"MetricName": name, "Dimensions": _dims(*dims), "Unit": unit,
-                    "Timestamp": datetime.fromtimestamp(minute, timezone.utc)}
+                    "Timestamp": datetime.fromtimestamp(minute, UTC)}
             if unit == "Count":
                 datums.append({**base, "Value": values[0.0]})
                 continue

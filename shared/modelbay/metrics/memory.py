@@ -16,8 +16,8 @@ from .series import ModelTotals, Series, Totals, empty_series, ratio
 
 
 class Bucket:
-    __slots__ = ("requests", "instances", "errors", "sum_ms", "hist", "cold_starts", "load_ms", "loads",
-                 "feedback", "labelled", "correct", "scored", "score_sum")
+    __slots__ = ("cold_starts", "correct", "errors", "feedback", "hist", "instances", "labelled", "load_ms", "loads",
+                 "requests", "score_sum", "scored", "sum_ms")
 
     def __init__(self) -> None:
         self.requests = 0
@@ -34,7 +34,7 @@ class Bucket:
         self.scored = 0
         self.score_sum = 0.0
 
-    def add(self, other: "Bucket") -> None:
+    def add(self, other: Bucket) -> None:
         self.requests += other.requests
         self.instances += other.instances
         for k, n in other.errors.items():

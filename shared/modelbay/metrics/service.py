@@ -68,7 +68,7 @@ class FeedbackItem(BaseModel):
     timestamp: float | None = Field(None, description="when the prediction was made (epoch s); default now")
 
     @model_validator(mode="after")
-    def _verdict(self) -> "FeedbackItem":
+    def _verdict(self) -> FeedbackItem:
         if self.correct is None and self.label is not None:
             if self.prediction is None:
                 raise ValueError("a label needs the prediction it judges")

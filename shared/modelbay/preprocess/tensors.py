@@ -24,10 +24,10 @@ def as_array(values: Any, dtype: np.dtype, what: str) -> np.ndarray:
     except ValueError:
         raise BadRequest(f"{what}: instances must all have the same shape (ragged nested lists)") from None
     if arr.dtype == object or arr.dtype.kind in "USV":
-        raise BadRequest(f"{what}: expected numbers of the same shape, got {str(arr.dtype.name)} values")
-    if dtype.kind in "iu" and arr.dtype.kind == "f":
-        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
-            raise BadRequest(f"{what}: expected integers")
+        raise BadRequest(f"{what}: expected numbers of the same shape, got {arr.dtype.name!s} values")
+    if dtype.kind in "iu" and arr.dtype.kind == "f" and (
+            not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr))):
+        raise BadRequest(f"{what}: expected integers")
     if dtype.kind == "b" and arr.dtype.kind != "b":
         raise BadRequest(f"{what}: expected true/false values")
     try:

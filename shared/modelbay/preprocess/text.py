@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ..engine.errors import library_message
 from ..errors import BadRequest
 from ..manifest import TensorSpec, TextPreprocessing
 from ..protocols.dtypes import numpy_dtype
@@ -21,8 +22,8 @@ class TextPreprocessor:
 
         try:
             tok = Tokenizer.from_file(str(tokenizer_path))
-        except Exception as e:
-            raise BadRequest(f"cannot read the tokenizer {pre.tokenizer!r}: {str(e)[:200]}") from None
+        except Exception as e:  # noqa: BLE001  (tokenizers raises plain Exceptions)
+            raise BadRequest(f"cannot read the tokenizer {pre.tokenizer!r}: {library_message(e, 200)}") from None
         tok.enable_truncation(max_length=pre.max_length)
         pad_id, pad_token = self._pad(tok)
         # no length: pad to the longest sequence of each batch, once per request

@@ -23,7 +23,6 @@ MANIFEST_TO_OIP: dict[str, str] = {
     "int8": "INT8", "int16": "INT16", "int32": "INT32", "int64": "INT64",
     "float16": "FP16", "float32": "FP32", "float64": "FP64", "string": "BYTES", "bfloat16": "BF16",
 }
-OIP_TO_MANIFEST = {v: k for k, v in MANIFEST_TO_OIP.items()}
 
 
 _BY_DTYPE = {dt: name for name, dt in OIP_TO_NUMPY.items() if name != "BYTES"}

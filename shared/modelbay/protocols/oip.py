@@ -12,13 +12,16 @@ from __future__ import annotations
 import json
 import math
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from ..errors import BadRequest
-from .dtypes import OIP_TO_NUMPY, oip_datatype
+from ..manifest import TensorSpec
+from .dtypes import MANIFEST_TO_OIP, OIP_TO_NUMPY, oip_datatype
+from .jsonbody import dump, load_object
 
 HEADER = "Inference-Header-Content-Length"
 EXTENSIONS = ["binary_tensor_data", "classification", "parameters"]
@@ -41,19 +44,24 @@ class InferRequest:
     outputs: list[RequestedOutput] | None = None  # None: all outputs
     binary_output: bool = False  # the request-level binary_data_output parameter
 
+    @property
+    def batch(self) -> int:
+        """Rows in the first input's first axis (1 for a scalar): the request's instance count."""
+        first = next(iter(self.inputs.values()))
+        return int(first.shape[0]) if first.ndim else 1
 
-def _bad(msg: str, **details) -> BadRequest:
+
+@dataclass
+class InferResponse:
+    model_name: str
+    model_version: int
+    outputs: list[tuple[str, np.ndarray, bool]]  # name, array, binary?
+    id: str | None = None
+    parameters: dict[str, Any] | None = None
+
+
+def _bad(msg: str, **details: Any) -> BadRequest:
     return BadRequest(msg, **details)
-
-
-def _load_json(raw: bytes) -> dict[str, Any]:
-    try:
-        obj = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise _bad(f"malformed JSON: {e}") from None
-    if not isinstance(obj, dict):
-        raise _bad("the inference request must be a JSON object")
-    return obj
 
 
 def _shape(t: dict[str, Any], name: str) -> list[int]:
@@ -159,7 +167,7 @@ def decode_request(body: bytes, header_length: str | int | None = None) -> Infer
         header, binary = body[:hl], memoryview(body)[hl:]
     else:
         header, binary = body, memoryview(b"")
-    req = _load_json(header)
+    req = load_object(header, 'an inference request {"inputs": [...]}')
     inputs = req.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         raise _bad("'inputs' must be a non-empty list of tensors")
@@ -240,7 +248,7 @@ def _bytes_payload(arr: np.ndarray) -> bytes:
     return b"".join(parts)
 
 
-def _json_data(arr: np.ndarray) -> list:
+def _json_data(arr: np.ndarray) -> list[Any]:
     flat = arr.reshape(-1)
     if arr.dtype.kind in "OSU":
         return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in flat]
@@ -260,27 +268,23 @@ def _tensor(name: str, arr: np.ndarray, binary: bool, blobs: list[bytes]) -> dic
     return t
 
 
-def encode_response(model: str, version: int, outputs: list[tuple[str, np.ndarray, bool]],
-                    request_id: str | None = None, parameters: dict[str, Any] | None = None
-                    ) -> tuple[bytes, dict[str, str]]:
-    """``outputs``: (name, array, binary?) -> body and content headers."""
+def encode_response(response: InferResponse) -> tuple[bytes, dict[str, str]]:
+    """The response body and its content headers (binary outputs after the JSON header)."""
     blobs: list[bytes] = []
-    tensors = [_tensor(name, arr, binary, blobs) for name, arr, binary in outputs]
-    body: dict[str, Any] = {"model_name": model, "model_version": str(version)}
-    if request_id is not None:
-        body["id"] = request_id
-    if parameters:
-        body["parameters"] = parameters
+    tensors = [_tensor(name, arr, binary, blobs) for name, arr, binary in response.outputs]
+    body: dict[str, Any] = {"model_name": response.model_name, "model_version": str(response.model_version)}
+    if response.id is not None:
+        body["id"] = response.id
+    if response.parameters:
+        body["parameters"] = response.parameters
     body["outputs"] = tensors
-    header = json.dumps(body, separators=(",", ":")).encode()
+    header = dump(body)
     if not blobs:
         return header, {"content-type": "application/json"}
     return header + b"".join(blobs), {"content-type": "application/octet-stream", HEADER.lower(): str(len(header))}
 
 
-def tensor_metadata(specs) -> list[dict[str, Any]]:
-    from .dtypes import MANIFEST_TO_OIP
-
+def tensor_metadata(specs: Iterable[TensorSpec]) -> list[dict[str, Any]]:
     return [{"name": s.name, "datatype": MANIFEST_TO_OIP.get(s.dtype, s.dtype),
              "shape": [d if isinstance(d, int) and d > 0 else -1 for d in s.shape]} for s in specs]
 
@@ -307,7 +311,8 @@ def encode_request(inputs: dict[str, np.ndarray], outputs: list[str] | None = No
     return header + b"".join(blobs), {"content-type": "application/octet-stream", HEADER: str(len(header))}
 
 
-def decode_response(body: bytes, header_length: str | int | None = None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def decode_response(body: bytes, header_length: str | int | None = None
+                    ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The client side: the response JSON and its outputs as arrays."""
     hl = int(header_length) if header_length not in (None, "") else len(body)
     meta = json.loads(body[:hl])
