@@ -75,6 +75,10 @@ class Engine:
     # podman here needs runc (crun cannot set rlimits in a nested container)
     run_flags: tuple[str, ...] = ()
     build_flags: tuple[str, ...] = ()
+    # `run` options for a read-only root with a writable /tmp, as Lambda and the Kubernetes
+    # manifests have it: podman mounts that tmpfs itself (and with runc, an explicit --tmpfs
+    # would come out root-owned 0755); docker needs it asked for.
+    read_only: tuple[str, ...] = ("--read-only",)
 
     def cmd(self, *args: str) -> list[str]:
         # podman's --runtime is a global option; `podman build` then uses it for RUN steps too
@@ -111,7 +115,7 @@ def _docker() -> Engine | str:
     exe = shutil.which("docker")
     if not exe:
         return "docker is not installed"
-    engine = Engine("docker", exe, {"DOCKER_BUILDKIT": "1"})
+    engine = Engine("docker", exe, {"DOCKER_BUILDKIT": "1"}, read_only=("--read-only", "--tmpfs", "/tmp:mode=1777"))
     r = engine("info", check=False, timeout=60)
     return engine if r.returncode == 0 else "docker's daemon is not reachable (`docker info` failed)"
 

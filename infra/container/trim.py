@@ -4,7 +4,8 @@ Usage: python3 trim.py LAYER_MAKEFILE SITE_PACKAGES
 
 The list lives in infra/layer/Makefile (TRIM_PACKAGES, TRIM_DIRS; tests/test_package_size.py
 imports both apps with those packages blocked). An image differs from the layer in two ways
-only: no Lambda runtime provides boto3 here, and the server runs the `modelbay` CLI (click).
+only: no Lambda runtime provides boto3 here, and the server runs the `modelbay` CLI, which needs
+click and registers the conversion commands (onnxruntime.quantization imports onnxruntime.transformers).
 Bytecode stays: the root filesystem is read-only at run time, so it is compiled now or never.
 """
 
@@ -15,8 +16,9 @@ import shutil
 import sys
 from pathlib import Path
 
-# The layer trims these because the Lambda runtime has them; an image has to bring them.
-NEEDED_IN_IMAGES = {"boto3", "botocore", "s3transfer", "jmespath", "click"}
+# The layer trims these because the Lambda runtime has them or its handlers never import them;
+# an image has to bring them.
+NEEDED_IN_IMAGES = {"boto3", "botocore", "s3transfer", "jmespath", "click", "onnxruntime/transformers"}
 
 
 def make_list(makefile: str, var: str) -> list[str]:
@@ -36,7 +38,7 @@ def trim(makefile: str, site: Path) -> list[str]:
             shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
             removed.append(entry.name)
     for rel in make_list(makefile, "TRIM_DIRS"):
-        if (site / rel).is_dir():
+        if rel not in NEEDED_IN_IMAGES and (site / rel).is_dir():
             shutil.rmtree(site / rel)
             removed.append(rel)
     return removed
