@@ -2,6 +2,7 @@
 
     python3 infra/container/images.py build [--json]   # base (if needed), server and lambda images
     python3 infra/container/images.py info              # the engine found, or why there is none
+    python3 infra/container/images.py clean             # remove every localhost/modelbay-* image
 
 No registry is needed: the base is a Debian root filesystem made by mmdebstrap from Debian's
 packages and imported (podman/docker import). Set BASE=<image> to build on a pulled image
@@ -255,6 +256,14 @@ def main(argv: list[str]) -> int:
     try:
         if cmd == "info":
             print(detect().name)
+            return 0
+        if cmd == "clean":
+            engine = detect()
+            tags = engine("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
+            mine = [t for t in tags if t.startswith("localhost/modelbay-")]
+            if mine:
+                engine("rmi", "-f", *mine)
+            print(f"removed {len(mine)} image tag(s)")
             return 0
         if cmd == "build":
             images = ensure()
