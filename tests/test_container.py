@@ -236,3 +236,41 @@ def test_lambda_image_management_lists_models(images, lambda_store, runtime):
         status, _, body = call(runtime, "GET", "/registry/models", headers={"x-api-key": key})
         assert status == 200, body
         assert [m["name"] for m in json.loads(body)["models"]] == ["mlp"], body
+
+
+# ------------------------------------------------------------------ Kubernetes and KServe (static)
+def test_k8s_and_kserve_manifests_match_the_image():
+    """No cluster here: the manifests are checked against what the image expects (port, uid,
+    writable /cache, read-only root, OIP probes, a store URL)."""
+    import re
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    containerfile = (root / "infra/container/Containerfile").read_text()
+    server = containerfile[containerfile.index("AS server\n"):containerfile.index("AS lambda\n")]
+    port = int(re.search(r"\bPORT=(\d+)", server).group(1))
+    uid = int(re.search(r"^USER (\d+):", server, re.M).group(1))
+    cache = re.search(r"XDG_CACHE_HOME=(\S+)", server).group(1)
+    docs = [d for f in ("modelbay.yaml", "kserve-inferenceservice.yaml")
+            for d in yaml.safe_load_all((root / "infra/k8s" / f).read_text())]
+    pods = {d["kind"]: d["spec"]["template"]["spec"] if d["kind"] == "Deployment" else d["spec"]["predictor"]
+            for d in docs if d["kind"] in ("Deployment", "InferenceService")}
+    assert set(pods) == {"Deployment", "InferenceService"}
+    assert {d["kind"] for d in docs} >= {"ServiceAccount", "Service"}
+    for kind, pod in pods.items():
+        assert pod["serviceAccountName"] == "modelbay"
+        assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == uid
+        (c,) = pod["containers"]
+        assert c["ports"][0]["containerPort"] == port, kind
+        assert c["securityContext"]["readOnlyRootFilesystem"] is True, kind
+        assert c["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready", kind
+        assert c["livenessProbe"]["httpGet"]["path"] == "/v2/health/live", kind
+        mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+        assert cache in mounts and any(v["name"] == mounts[cache] and "emptyDir" in v for v in pod["volumes"]), kind
+        env = {e["name"]: e for e in c["env"]}
+        assert env["MODELBAY_STORE"]["value"].startswith("s3://"), kind
+        assert "MODELBAY_BOOTSTRAP_KEY" in env and "value" not in env["MODELBAY_BOOTSTRAP_KEY"]  # from a Secret
+    (svc,) = [d for d in docs if d["kind"] == "Service"]
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    assert svc["spec"]["selector"] == deployment["spec"]["template"]["metadata"]["labels"]
