@@ -153,7 +153,7 @@ class RuntimeAPI:
 
     def invoke(self, event: dict[str, Any], timeout: float = 120) -> dict[str, Any]:
         rid = str(uuid.uuid4())
-        done, out = threading.Event(), []
+        done, out = threading.Event(), list[Any]()
         self.results[rid] = (done, out)
         self.events.put((rid, json.dumps(event).encode()))
         if not done.wait(timeout):

@@ -30,10 +30,11 @@ from tests.servers import free_port
 pytestmark = pytest.mark.container
 SIZE_LIMIT = 500 * 1000 * 1000  # bytes, uncompressed; measured ~393 MB (Debian bookworm base ~124 MB)
 ROWS = [[0.5, -1.0, 2.0, 0.25], [1.5, 0.0, -0.5, 3.0]]
+FLAT = [v for row in ROWS for v in row]
 MEASUREMENTS = Path(__file__).resolve().parents[1] / "build" / "container" / "measurements.json"
 
 
-def record(**values: float | int | str) -> None:
+def record(**values: float | str) -> None:
     print(" ".join(f"{k}={v}" for k, v in values.items()))
     MEASUREMENTS.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -86,7 +87,7 @@ def predict_both(url: str, key: str) -> tuple[np.ndarray, np.ndarray]:
     v1 = httpx.post(f"{url}/v1/models/mlp:predict", json={"instances": ROWS}, headers=headers, timeout=60)
     assert v1.status_code == 200, v1.text
     oip = httpx.post(f"{url}/v2/models/mlp/infer", headers=headers, timeout=60, json={
-        "inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP32", "data": sum(ROWS, [])}]})
+        "inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP32", "data": FLAT}]})
     assert oip.status_code == 200, oip.text
     (out,) = oip.json()["outputs"]
     assert out["name"] == "probabilities" and out["shape"] == [2, 3]
@@ -153,7 +154,7 @@ def test_server_stops_on_sigterm_and_cold_starts_on_the_same_store(images, serve
             url = f"http://127.0.0.1:{port}"
             wait_ready(e, name, f"{url}/v2/health/ready")
             ready = time.monotonic() - t0
-            v1, oip = predict_both(url, server["key"])
+            _, oip = predict_both(url, server["key"])
             first = time.monotonic() - t0
             np.testing.assert_allclose(oip, expected, rtol=1e-5)
             t1 = time.monotonic()
@@ -217,7 +218,7 @@ def test_lambda_image_inference_answers_api_gateway_events(images, lambda_store,
         assert status == 200 and json.loads(body)["name"] == "mlp", body
         t1 = time.monotonic()
         status, _, body = call(runtime, "POST", "/v2/models/mlp/infer", headers=auth, body={
-            "inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP32", "data": sum(ROWS, [])}]})
+            "inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP32", "data": FLAT}]})
         first_infer = time.monotonic() - t1
         assert status == 200, body
         (out,) = json.loads(body)["outputs"]
@@ -250,7 +251,7 @@ def test_k8s_and_kserve_manifests_match_the_image():
     containerfile = (root / "infra/container/Containerfile").read_text()
     server = containerfile[containerfile.index("AS server\n"):containerfile.index("AS lambda\n")]
     port = int(re.search(r"\bPORT=(\d+)", server).group(1))
-    uid = int(re.search(r"^USER (\d+):", server, re.M).group(1))
+    uid = int(re.search(r"^USER (\d+):", server, re.MULTILINE).group(1))
     cache = re.search(r"XDG_CACHE_HOME=(\S+)", server).group(1)
     docs = [d for f in ("modelbay.yaml", "kserve-inferenceservice.yaml")
             for d in yaml.safe_load_all((root / "infra/k8s" / f).read_text())]

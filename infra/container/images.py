@@ -88,7 +88,7 @@ class Engine:
     def __call__(self, *args: str, timeout: float | None = 600, check: bool = True,
                  **kw) -> subprocess.CompletedProcess:
         kw.setdefault("capture_output", True)
-        r = subprocess.run(self.cmd(*args), env={**os.environ, **self.env}, text=True, timeout=timeout, **kw)
+        r = subprocess.run(self.cmd(*args), env={**os.environ, **self.env}, text=True, timeout=timeout, check=False, **kw)
         if check and r.returncode != 0:
             raise RuntimeError(f"{' '.join(self.cmd(*args))} failed ({r.returncode}):\n{(r.stderr or '')[-3000:]}")
         return r
@@ -141,7 +141,7 @@ def _digest(*parts: object) -> str:
 
 
 def _arch() -> str:
-    return subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True).stdout.strip() \
+    return subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True, check=False).stdout.strip() \
         if shutil.which("dpkg") else os.uname().machine
 
 
@@ -199,7 +199,7 @@ def build_base(engine: Engine, tag: str) -> None:
         tar = Path(d) / "rootfs.tar"
         with _log("base").open("w") as out:
             r = subprocess.run(["mmdebstrap", *MMDEBSTRAP_OPTIONS, "--include=" + ",".join(PACKAGES), SUITE,
-                                str(tar), *MIRRORS], stdout=out, stderr=subprocess.STDOUT, timeout=1800)
+                                str(tar), *MIRRORS], stdout=out, stderr=subprocess.STDOUT, timeout=1800, check=False)
         if r.returncode != 0:
             raise RuntimeError(f"mmdebstrap failed; log {_log('base')}:\n{_log('base').read_text()[-3000:]}")
         changes = [a for c in BASE_CHANGES for a in ("--change", c)]

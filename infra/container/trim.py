@@ -22,7 +22,7 @@ NEEDED_IN_IMAGES = {"boto3", "botocore", "s3transfer", "jmespath", "click", "onn
 
 
 def make_list(makefile: str, var: str) -> list[str]:
-    m = re.search(rf"^{var} :=(.*?)(?<!\\)\n", makefile, re.S | re.M)
+    m = re.search(rf"^{var} :=(.*?)(?<!\\)\n", makefile, re.DOTALL | re.MULTILINE)
     if m is None:
         raise SystemExit(f"{var} not found in the layer Makefile")
     return m.group(1).replace("\\", " ").split()
