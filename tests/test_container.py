@@ -124,7 +124,7 @@ def test_server_is_non_root_pid1_on_a_read_only_root(images, server):
     assert sh("id -u").stdout.strip() == "10001"
     # exec form all the way: modelbay itself is PID 1 and receives SIGTERM, not a shell
     cmdline = sh("tr '\\0' ' ' < /proc/1/cmdline").stdout
-    assert "/opt/venv/bin/modelbay serve" in cmdline and not cmdline.startswith("/bin/sh"), cmdline
+    assert "-m modelbay serve" in cmdline and cmdline.startswith("/opt/venv/bin/python"), cmdline
     root_mount = [line.split() for line in sh("cat /proc/self/mounts").stdout.splitlines() if line.split()[1] == "/"]
     assert root_mount and "ro" in root_mount[-1][3].split(","), root_mount
     for path in ("/probe", "/opt/venv/probe", "/etc/passwd", "/opt/modelbay/serve.sh"):
