@@ -48,13 +48,17 @@ def volume(engine: images_mod.Engine) -> Iterator[str]:
 def container(engine: images_mod.Engine, image: str, *args: str, command: tuple[str, ...] = ()) -> Iterator[str]:
     """`run -d` with the host's network; removed afterwards, its log kept in LOGS for failures."""
     name = f"modelbay-test-{uuid.uuid4().hex[:10]}"
-    extra = ("--health-interval", "disable") if engine.name == "podman" else ()  # no systemd timers here
-    engine("run", "-d", "--name", name, "--network", "host", *extra, *args, image, *command, timeout=120)
+    engine("run", "-d", "--name", name, "--network", "host", *no_timers(engine), *args, image, *command, timeout=120)
     try:
         yield name
     finally:
         LOGS[name] = logs(engine, name)
         engine("rm", "-f", "-t", "0", name, check=False, timeout=60)
+
+
+def no_timers(engine: images_mod.Engine) -> tuple[str, ...]:
+    """podman schedules HEALTHCHECKs with systemd timers, which a container host may lack; tests run them."""
+    return ("--health-interval", "disable") if engine.name == "podman" else ()
 
 
 def logs(engine: images_mod.Engine, name: str) -> str:
