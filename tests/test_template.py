@@ -97,6 +97,8 @@ def test_image_variants_run_the_zip_handlers_with_the_same_role_and_settings(cfn
         for key in ("Role", "MemorySize", "Timeout", "EphemeralStorage", "Environment", "Architectures"):
             assert ip[key] == zp[key], key
     assert "SweepFunction" not in IMAGE_VARIANTS  # housekeeping stays a zip in both modes
+    # the routes' text is the same in both modes, so only AlwaysDeploy redeploys the stage on a switch
+    assert re.search(r"^      AlwaysDeploy: true$", (ROOT / "template.yaml").read_text(), re.MULTILINE)
     rule = cfn["Rules"]["ImageNeedsImageUri"]  # no Image stack without an image
     assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "PackageType"}, "Image"]}
     assert rule["Assertions"][0]["Assert"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "ImageUri"}, ""]}]}
