@@ -95,3 +95,36 @@ bench: install
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) $(LOCALSTACK_VENV) .pytest_cache .aws-sam build
+
+# ------------------------------------------------------------------ container images
+# infra/container: the server image (`modelbay serve`: ECS, Kubernetes, KServe) and the Lambda
+# image (PackageType=Image), built with podman or docker, whichever works (CONTAINER_ENGINE=...
+# picks one). The base is made from Debian's packages by mmdebstrap; BASE=<image> builds on a
+# pulled image instead (e.g. BASE=docker.io/library/python:3.12-slim). See infra/README.md.
+CONTAINER_TOOLS := podman runc mmdebstrap
+
+.PHONY: image image-clean container-tools
+
+# Installs podman, runc and mmdebstrap with apt when they are missing (root and apt-get needed);
+# otherwise says so, and the container tests skip with the reason.
+container-tools:
+	@missing=""; for t in $(CONTAINER_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo "container-tools: apt-get install$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends$$missing \
+			>/dev/null || { echo "container-tools: apt-get failed; the container tests will skip"; exit 0; }; \
+	else \
+		echo "container-tools: missing$$missing and cannot apt-get install (needs root and apt):" \
+			"the container tests skip unless docker works"; \
+	fi
+
+image: container-tools
+	$(PYTHON) infra/container/images.py build
+
+# every localhost/modelbay-* image (the next `make image` rebuilds from scratch)
+image-clean:
+	-$(PYTHON) infra/container/images.py clean
+
+# make test also runs tests/test_container.py, which builds the images it needs (cached by hash)
+test: container-tools

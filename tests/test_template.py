@@ -43,8 +43,9 @@ def _code_dir(fn: dict) -> str:
 def test_functions_python312_arch_param_layer_and_handlers_import(cfn, s3_bucket, monkeypatch):
     from tests.apigw import LambdaContext, load_function
 
-    fns = res(cfn, "AWS::Lambda::Function")
-    assert set(fns) == {"InferenceFunction", "ManagementFunction", "SweepFunction"}
+    all_fns = res(cfn, "AWS::Lambda::Function")
+    assert set(all_fns) == {"InferenceFunction", "ManagementFunction", "SweepFunction"} | set(IMAGE_VARIANTS.values())
+    fns = {k: v for k, v in all_fns.items() if k not in IMAGE_VARIANTS.values()}
     layers = res(cfn, "AWS::Lambda::LayerVersion")
     (layer_id, layer), = layers.items()
     assert layer["Properties"]["Content"] == {"S3Bucket": "local", "S3Key": "shared"}
@@ -64,11 +65,51 @@ def test_functions_python312_arch_param_layer_and_handlers_import(cfn, s3_bucket
     inf = fns["InferenceFunction"]["Properties"]
     assert inf["MemorySize"] == {"Ref": "InferenceMemorySize"} and inf["Timeout"] == {"Ref": "InferenceTimeout"}
     assert inf["Environment"]["Variables"]["MODELBAY_PREWARM"] == {"Ref": "PrewarmModels"}
-    alias = res(cfn, "AWS::Lambda::Alias")["InferenceFunctionAliaslive"]["Properties"]
-    assert alias["ProvisionedConcurrencyConfig"]["Fn::If"][0] == "UseProvisionedConcurrency"
+    for alias_id in ("InferenceFunctionAliaslive", "InferenceImageFunctionAliaslive"):
+        alias = res(cfn, "AWS::Lambda::Alias")[alias_id]["Properties"]
+        assert alias["ProvisionedConcurrencyConfig"]["Fn::If"][0] == "UseProvisionedConcurrency"
     # the sweep function runs for real against the bucket
     swept = load_function("sweep").handler({"source": "aws.events"}, LambdaContext())
     assert set(swept) == {"uploads", "abandoned_files"}
+
+
+# The inference and management functions also come as an image (PackageType=Image): the same
+# handler modules, the same role, settings and limits; exactly one of each pair exists.
+IMAGE_VARIANTS = {"InferenceFunction": "InferenceImageFunction", "ManagementFunction": "ManagementImageFunction"}
+
+
+def test_image_variants_run_the_zip_handlers_with_the_same_role_and_settings(cfn):
+    assert cfn["Parameters"]["PackageType"]["Default"] == "Zip"
+    assert cfn["Parameters"]["PackageType"]["AllowedValues"] == ["Zip", "Image"]
+    assert cfn["Conditions"]["UseImage"] == {"Fn::Equals": [{"Ref": "PackageType"}, "Image"]}
+    fns = res(cfn, "AWS::Lambda::Function")
+    for zip_id, image_id in IMAGE_VARIANTS.items():
+        z, i = fns[zip_id], fns[image_id]
+        assert (z["Condition"], i["Condition"]) == ("UseZip", "UseImage")
+        zp, ip = z["Properties"], i["Properties"]
+        # the ImageUri parameter; SAM resolves it where AutoPublishAlias hashes the code (here: its default)
+        assert ip["PackageType"] == "Image"
+        assert ip["Code"]["ImageUri"] in ({"Ref": "ImageUri"}, cfn["Parameters"]["ImageUri"]["Default"])
+        assert not {"Runtime", "Handler", "Layers"} & set(ip)
+        # functions/<name>/app.py's `handler`, the module the zip runs as app.handler
+        module = _code_dir(z).replace("/", ".") + "." + zp["Handler"]
+        assert ip["ImageConfig"]["Command"] == [module], (ip["ImageConfig"], module)
+        for key in ("Role", "MemorySize", "Timeout", "EphemeralStorage", "Environment", "Architectures"):
+            assert ip[key] == zp[key], key
+    assert "SweepFunction" not in IMAGE_VARIANTS  # housekeeping stays a zip in both modes
+    # the routes' text is the same in both modes, so only AlwaysDeploy redeploys the stage on a switch
+    assert re.search(r"^      AlwaysDeploy: true$", (ROOT / "template.yaml").read_text(), re.MULTILINE)
+    rule = cfn["Rules"]["ImageNeedsImageUri"]  # no Image stack without an image
+    assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "PackageType"}, "Image"]}
+    assert rule["Assertions"][0]["Assert"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "ImageUri"}, ""]}]}
+    # API Gateway may invoke whichever variant exists, from this API only
+    perms = {p["Properties"]["FunctionName"]["Fn::If"][2].get("Ref", "").removesuffix("Aliaslive")
+             or p["Properties"]["FunctionName"]["Fn::If"][2]["Fn::GetAtt"][0]: p["Properties"]
+             for p in res(cfn, "AWS::Lambda::Permission").values() if "Fn::If" in p["Properties"]["FunctionName"]}
+    assert set(perms) == set(IMAGE_VARIANTS)
+    for p in perms.values():
+        assert p["Principal"] == "apigateway.amazonaws.com" and p["Action"] == "lambda:InvokeFunction"
+        assert "${ModelbayApi}/*" in p["SourceArn"]["Fn::Sub"]
 
 
 # ------------------------------------------------------------------ API
@@ -78,8 +119,16 @@ def _gateway_paths(cfn) -> dict[str, dict[str, dict]]:
 
 
 def _function_of(op: dict) -> str:
-    uri = op["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"]
-    return "InferenceFunction" if "InferenceFunction" in uri else re.search(r"\$\{(\w+)\.Arn\}", uri).group(1)
+    """The zip function a route reaches; its other branch must be the same function's image variant."""
+    template, variables = op["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"]
+    assert template.endswith(":lambda:path/2015-03-31/functions/${Fn}/invocations"), template
+    condition, image, zip_ = variables["Fn"]["Fn::If"]
+
+    def name(ref: dict) -> str:  # Ref <Function>Aliaslive, or GetAtt <Function>.Arn
+        return ref["Ref"].removesuffix("Aliaslive") if "Ref" in ref else ref["Fn::GetAtt"][0]
+
+    assert condition == "UseImage" and IMAGE_VARIANTS[name(zip_)] == name(image), (image, zip_)
+    return name(zip_)
 
 
 def _gateway_route(paths: dict, path: str, method: str) -> dict | None:
@@ -146,7 +195,7 @@ def test_api_is_rest_with_binary_types_usage_plan_and_json_errors(cfn):
 def test_bootstrap_key_is_noecho_and_lives_in_a_secret(cfn):
     p = cfn["Parameters"]["BootstrapAdminKey"]
     assert p["NoEcho"] is True and p["Default"] == ""
-    for fn in ("InferenceFunction", "ManagementFunction"):
+    for fn in ("InferenceFunction", "ManagementFunction", *IMAGE_VARIANTS.values()):
         env = cfn["Resources"][fn]["Properties"]["Environment"]["Variables"]
         assert env["MODELBAY_BOOTSTRAP_KEY_SECRET"] == {"Ref": "BootstrapKeySecret"}
         assert "MODELBAY_BOOTSTRAP_KEY" not in env  # never the value in the environment
@@ -204,7 +253,7 @@ def test_no_wildcard_actions_or_resources(cfn):
         for st in _statements(cfn, role):
             assert all(a != "*" and not a.endswith(":*") for a in st["Action"]), (role, st)
             assert all(r != "*" for r in st["Resource"]), (role, st)
-        managed = cfn["Resources"][role]["Properties"].get("ManagedPolicyArns", [])
+        managed = [_resolve(a) for a in cfn["Resources"][role]["Properties"].get("ManagedPolicyArns", [])]
         assert managed == ["arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"], (role, managed)
 
 
