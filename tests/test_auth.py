@@ -139,19 +139,19 @@ def admin_list(server, auth_headers):
 
 def test_key_lifecycle_over_http(client, server):
     made = client.create_key(["invoke", "manage"], name="deployer", expires_in_days=30)
-    assert made["key"].startswith(f"mb_{made['key_id']}_") and made["expires_at"] > made["created_at"]
-    with Client(server, made["key"]) as c:
-        assert c.whoami() == {"tenant": "default", "scopes": ["invoke", "manage"], "key_id": made["key_id"],
-                              "root": False}
+    assert made.key.startswith(f"mb_{made.key_id}_") and made.expires_at > made.created_at
+    with Client(server, made.key) as c:
+        assert c.whoami().model_dump() == {"tenant": "default", "scopes": ["invoke", "manage"],
+                                           "key_id": made.key_id, "root": False}
         assert c.models() == []
         with pytest.raises(ApiError) as e:
             c.keys()
         assert (e.value.status, e.value.code) == (403, "forbidden")
-    ids = {k["key_id"]: k for k in client.keys()}
-    assert ids[made["key_id"]]["active"] and ids[made["key_id"]]["name"] == "deployer"
-    revoked = client.revoke_key(made["key_id"])
-    assert revoked["active"] is False and revoked["revoked_by"] == client.whoami()["key_id"]
-    with Client(server, made["key"]) as c:  # the local server's cache is 30 s; revocation clears it
+    ids = {k.key_id: k for k in client.keys()}
+    assert ids[made.key_id].active and ids[made.key_id].name == "deployer"
+    revoked = client.revoke_key(made.key_id)
+    assert revoked.active is False and revoked.revoked_by == client.whoami().key_id
+    with Client(server, made.key) as c:  # the local server's cache is 30 s; revocation clears it
         with pytest.raises(ApiError) as e:
             c.models()
     assert (e.value.status, e.value.code) == (401, "unauthorized")
@@ -162,7 +162,7 @@ def test_key_lifecycle_over_http(client, server):
     with pytest.raises(ApiError) as e:
         client.revoke_key("../../etc")
     assert e.value.status == 404
-    actions = [r["action"] for r in client.audit(action="key.")]
+    actions = [r.action for r in client.audit(action="key.")]
     assert actions[:2] == ["key.revoke", "key.create"]
 
 
@@ -229,7 +229,7 @@ def test_serve_first_run_saves_a_key_the_client_uses(tmp_path, monkeypatch):
 
     apps = []
     monkeypatch.setattr(uvicorn, "run", lambda api, **kw: apps.append(api))
-    monkeypatch.setattr("modelbay.cli._start_sweeper", lambda *a: None)
+    monkeypatch.setattr("modelbay.cli.serve._start_sweeper", lambda *a: None)
     r = CliRunner().invoke(cli, ["serve", "--store", str(tmp_path / "s"), "--port", "18080"])
     assert r.exit_code == 0, r.output
     assert "created the admin key" in r.output
@@ -239,7 +239,7 @@ def test_serve_first_run_saves_a_key_the_client_uses(tmp_path, monkeypatch):
 
         credentials.save_key([url], credentials.load_key("http://127.0.0.1:18080"))
         with Client(url) as c:  # no key given: it comes from the credentials file
-            assert c.whoami()["root"] is True
+            assert c.whoami().root is True
     assert oct(credentials.path().stat().st_mode & 0o777) == "0o600"
     r = CliRunner().invoke(cli, ["serve", "--store", str(tmp_path / "s"), "--port", "18080"])
     assert "created the admin key" not in r.output and len(list(LocalStore(tmp_path / "s").list("system/keys/"))) == 1
