@@ -161,3 +161,36 @@ def test_plain_onnx_push_skips_conversion_in_typed_stages(client, mlp_path):
     final = {e.stage: e.status for e in events}
     assert final == {Stage.CONVERT: Status.SKIPPED, Stage.QUANTIZE: Status.SKIPPED, Stage.GATE: Status.SKIPPED,
                      Stage.UPLOAD: Status.DONE, Stage.REGISTER: Status.DONE}
+
+
+def _imports(path: Path, package: str) -> set[str]:
+    """Every module a file imports (relative imports made absolute; 'from a import b' gives a and a.b)."""
+    import ast
+
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+            mod = ".".join([*base, *([node.module] if node.module else [])])
+            out |= {mod, *(f"{mod}.{a.name}" for a in node.names)}
+    return out
+
+
+def test_only_the_cli_imports_the_cli_and_the_core_imports_no_client_or_tui():
+    root = Path(SHARED)
+    tui = root.parent / "tui"
+    checked = 0
+    for base, path in [(root, p) for p in (root / "modelbay").rglob("*.py")] + \
+                      [(tui, p) for p in (tui / "modelbay_tui").rglob("*.py")]:
+        rel = path.relative_to(base).with_suffix("")
+        package = ".".join(rel.parts[:-1])
+        imported = _imports(path, package)
+        if rel.parts[:2] == ("modelbay", "cli") or rel.parts == ("modelbay", "__main__"):
+            continue  # the package itself, and `python -m modelbay`, its entry point
+        checked += 1
+        assert not any(m == "modelbay.cli" or m.startswith("modelbay.cli.") for m in imported), path
+        if rel.parts[0] == "modelbay":  # the core: no HTTP client, no terminal UI
+            assert not any(m == "modelbay.client" or m.startswith("modelbay_tui") for m in imported), path
+    assert checked > 80
