@@ -124,11 +124,11 @@ def test_scopes(tmp_path):
 def test_keys_are_stored_only_as_hashes(tmp_path, auth_headers, server, store):
     with Client(server, auth_headers["Authorization"].split()[1]) as admin:
         made = admin.create_key(["invoke"], name="ci")
-    secret = made["key"].split("_", 2)[2]
+    secret = made.key.split("_", 2)[2]
     blobs = [store.get_bytes(i.key)[0] for i in store.list("system/keys/")]
     assert len(blobs) >= 2  # the fixtures' admin keys and this one
-    assert all(secret.encode() not in b and made["key"].encode() not in b for b in blobs)
-    rec = json.loads(store.get_bytes(f"system/keys/{made['key_id']}.json")[0])
+    assert all(secret.encode() not in b and made.key.encode() not in b for b in blobs)
+    rec = json.loads(store.get_bytes(f"system/keys/{made.key_id}.json")[0])
     assert rec["secret_sha256"] == hashlib.sha256(secret.encode()).hexdigest()
     assert "secret_sha256" not in made and "secret_sha256" not in admin_list(server, auth_headers)[0]
 

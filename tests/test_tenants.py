@@ -103,10 +103,10 @@ def test_alias_changes_are_audited_per_tenant(tenants, mlp_path):
     b.set_alias("m", "production", 2)
     b.rollback("m", "production")
     recs = b.audit(action="alias.")
-    assert [(r["action"], r["target"], r["version"]) for r in recs] == [
+    assert [(r.action, r.target, r.details["version"]) for r in recs] == [
         ("alias.rollback", "m:production", 1), ("alias.set", "m:production", 2), ("alias.set", "m:production", 1)]
     whoami = b.whoami()
-    assert {r["actor"] for r in recs} == {whoami["key_id"]}
+    assert {r.actor for r in recs} == {whoami.key_id}
     assert tenants["a"].audit(action="alias.") == []
 
 

@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -95,7 +95,7 @@ class Client:
     def close(self) -> None:
         self.http.close()
 
-    def __enter__(self) -> Client:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -146,7 +146,7 @@ class Client:
 
     def set_alias(self, name: str, alias: str, version: int, **expected: int | None) -> AliasState:
         """Pass ``expected_version=`` (a version, or None: the alias must not exist) for compare-and-swap."""
-        body = AliasSet(version=version, **expected).model_dump(include={"version", *expected})
+        body = AliasSet.model_construct(version=version, **expected).model_dump(include={"version", *expected})
         return AliasState.model_validate(self._json("PUT", f"/registry/models/{name}/aliases/{alias}", json=body))
 
     def delete_alias(self, name: str, alias: str) -> AliasState:
@@ -165,7 +165,8 @@ class Client:
     def create_key(self, scopes: list[str], *, tenant: str | None = None, name: str = "", root: bool = False,
                    expires_in_days: float | None = None) -> NewKey:
         """The answer's ``key`` is the secret, shown once."""
-        body = KeyCreate(scopes=scopes, tenant=tenant, name=name, root=root, expires_in_days=expires_in_days)
+        body = KeyCreate.model_construct(scopes=scopes, tenant=tenant, name=name, root=root,
+                                         expires_in_days=expires_in_days)
         return NewKey.model_validate(self._json("POST", "/registry/keys", json=body.model_dump()))
 
     def keys(self, tenant: str | None = None, all_tenants: bool = False) -> list[KeyInfo]:
@@ -179,7 +180,7 @@ class Client:
         return TenantList.model_validate(self._json("GET", "/registry/tenants")).tenants
 
     def create_tenant(self, name: str, description: str = "") -> TenantInfo:
-        body = TenantCreate(name=name, description=description).model_dump()
+        body = TenantCreate.model_construct(name=name, description=description).model_dump()
         return TenantInfo.model_validate(self._json("POST", "/registry/tenants", json=body))
 
     def audit(self, tenant: str | None = None, action: str | None = None, limit: int = 100) -> list[AuditRecord]:
@@ -191,10 +192,10 @@ class Client:
              progress: Progress | None = None) -> Manifest:
         """Upload straight to the store (presigned or local target), then register."""
         files = {"model.onnx": Path(path), **{f: Path(p) for f, p in (side_files or {}).items()}}
-        decl = {f: FileDecl(size=p.stat().st_size, sha256=_sha256(p)) for f, p in files.items()}
+        decl = {f: FileDecl.model_construct(size=p.stat().st_size, sha256=_sha256(p)) for f, p in files.items()}
         up = UploadSession.model_validate(self._json(
             "POST", f"/registry/models/{name}/uploads",
-            json=UploadRequest(files=decl).model_dump()))
+            json=UploadRequest.model_construct(files=decl).model_dump()))
         total = sum(d.size for d in decl.values())
         sent = [0]
         parts: dict[str, list[str]] = {}
@@ -204,10 +205,11 @@ class Client:
             elif target.url:
                 self._put(target.url, target.headers, _chunks(files[f], 0, decl[f].size, sent, total, progress),
                           decl[f].size)
-        body = RegisterRequest(upload_id=up.upload_id, aliases=list(aliases), metadata=metadata or VersionMetadata(),
-                               parts=parts or None)
+        # bodies are built unvalidated: the server is the one judge, and its 400 says what is wrong
+        body = RegisterRequest.model_construct(upload_id=up.upload_id, aliases=list(aliases),
+                                               metadata=metadata or VersionMetadata(), parts=parts or None)
         return Manifest.model_validate(self._json("POST", f"/registry/models/{name}/versions",
-                                                  json=body.model_dump(mode="json", exclude_none=True), timeout=600))
+                                                  json=body.model_dump(mode="json"), timeout=600))
 
     def _put(self, url: str, headers: dict[str, str], content: Iterator[bytes], size: int) -> httpx.Response:
         # Presigned URLs must not carry our API key: a fresh request, not self.http.

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import secrets
 import shutil
 import tempfile
@@ -32,6 +33,7 @@ from .errors import (
     Forbidden,
     IntegrityError,
     InvalidModel,
+    InvalidName,
     NotFound,
     PreconditionFailed,
     TooLarge,
@@ -52,6 +54,7 @@ from .settings import Limits
 from .storage import ObjectStore, sha256_file
 from .validation import check_metadata, inspect_onnx
 
+log = logging.getLogger("modelbay.registry")
 HISTORY_LIMIT = 500
 # What a bare model name means: this alias when it is set, else the latest version.
 DEFAULT_ALIAS = "production"
@@ -363,8 +366,8 @@ class Registry:
             for key in written:
                 try:
                     self.store.delete(key)
-                except Exception:
-                    pass  # the sweep removes what is left; the claim keeps it invisible
+                except Exception as e:  # noqa: BLE001 - the sweep removes what is left; the claim keeps it invisible
+                    log.warning("could not remove %s after a failed publish: %s", key, e)
             raise
         for alias in aliases:
             self.set_alias(name, alias, v, actor=actor)
@@ -510,7 +513,7 @@ def sweep_all(store: ObjectStore, limits: Limits | None = None) -> dict[str, int
     for t in sorted(tenants):
         try:
             check_name(t, "tenant")
-        except Exception:
+        except InvalidName:  # not a tenant this code wrote
             continue
         for k, v in Registry(store, t, limits).sweep().items():
             total[k] += v

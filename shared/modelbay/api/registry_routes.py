@@ -9,7 +9,7 @@ from pathlib import Path
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from ..errors import TooLarge
+from ..errors import ModelbayError, TooLarge
 from ..manifest import Manifest
 from ..registry import Registry
 from ..schemas import (
@@ -107,8 +107,8 @@ def _upload_tenant(request: Request) -> str:
         return tenant
     try:
         return get_principal(request).tenant
-    except Exception:
-        return request.app.state.settings.default_tenant
+    except ModelbayError:  # no key on this PUT: the token alone decides
+        return str(request.app.state.settings.default_tenant)
 
 
 @router.post("/models/{name}/versions", response_model=Manifest, status_code=201)

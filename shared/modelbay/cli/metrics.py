@@ -75,7 +75,8 @@ def bench_load(ctx: typer.Context, ref: str = typer.Argument(..., help="NAME, NA
     name, r = parse_ref(ref)
     pool = read_json(instances, "--instances") if instances else None
     console = err()
-    kw = dict(rate=rate, duration_s=duration, concurrency=concurrency, batch=batch, bad_fraction=bad, instances=pool)
+    kw = {"rate": rate, "duration_s": duration, "concurrency": concurrency, "batch": batch, "bad_fraction": bad,
+          "instances": pool}
     if obj.as_json or not console.is_terminal:
         rep = run_load(obj.client, name, r, **kw)  # type: ignore[arg-type]
     else:

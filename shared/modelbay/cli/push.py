@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Self, cast
 
 import typer
 from pydantic import ValidationError
@@ -56,7 +56,7 @@ class StageDisplay:
         self.task = self.bar.add_task("starting", total=None)
         self.enabled = enabled
 
-    def __enter__(self) -> StageDisplay:
+    def __enter__(self) -> Self:
         self.bar.__enter__()
         return self
 

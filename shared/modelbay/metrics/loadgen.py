@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 from ..errors import BadRequest, ModelbayError
 from ..manifest import Manifest
@@ -23,7 +23,7 @@ from .histogram import bucket_of, percentiles
 class PredictClient(Protocol):
     """What the load generator needs of ``modelbay.client.Client``."""
 
-    def __enter__(self) -> PredictClient: ...
+    def __enter__(self) -> Self: ...
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None: ...
@@ -59,7 +59,7 @@ def _tensor(shape: list, dtype: str, rng: random.Random) -> Any:
     if not shape:
         if dtype == "string":
             return rng.choice(_LOREM)
-        if dtype.startswith("int") or dtype.startswith("uint"):
+        if dtype.startswith(("int", "uint")):
             return rng.randint(0, 9)
         if dtype == "bool":
             return rng.random() < 0.5
