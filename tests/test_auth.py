@@ -123,11 +123,11 @@ def test_scopes(tmp_path):
 def test_keys_are_stored_only_as_hashes(tmp_path, auth_headers, server, store):
     with Client(server, auth_headers["Authorization"].split()[1]) as admin:
         made = admin.create_key(["invoke"], name="ci")
-    secret = made["key"].split("_", 2)[2]
+    secret = made.key.split("_", 2)[2]
     blobs = [store.get_bytes(i.key)[0] for i in store.list("system/keys/")]
     assert len(blobs) >= 2  # the fixtures' admin keys and this one
-    assert all(secret.encode() not in b and made["key"].encode() not in b for b in blobs)
-    rec = json.loads(store.get_bytes(f"system/keys/{made['key_id']}.json")[0])
+    assert all(secret.encode() not in b and made.key.encode() not in b for b in blobs)
+    rec = json.loads(store.get_bytes(f"system/keys/{made.key_id}.json")[0])
     assert rec["secret_sha256"] == hashlib.sha256(secret.encode()).hexdigest()
     assert "secret_sha256" not in made and "secret_sha256" not in admin_list(server, auth_headers)[0]
 
@@ -138,21 +138,21 @@ def admin_list(server, auth_headers):
 
 def test_key_lifecycle_over_http(client, server):
     made = client.create_key(["invoke", "manage"], name="deployer", expires_in_days=30)
-    assert made["key"].startswith(f"mb_{made['key_id']}_") and made["expires_at"] > made["created_at"]
-    with Client(server, made["key"]) as c:
-        assert c.whoami() == {"tenant": "default", "scopes": ["invoke", "manage"], "key_id": made["key_id"],
-                              "root": False}
+    assert made.key.startswith(f"mb_{made.key_id}_") and made.expires_at > made.created_at
+    with Client(server, made.key) as c:
+        assert c.whoami().model_dump() == {"tenant": "default", "scopes": ["invoke", "manage"],
+                                           "key_id": made.key_id, "root": False}
         assert c.models() == []
         with pytest.raises(ApiError) as e:
             c.keys()
         assert (e.value.status, e.value.code) == (403, "forbidden")
-    ids = {k["key_id"]: k for k in client.keys()}  # noqa: SIM118  (the client's API keys, not a dict)
-    assert ids[made["key_id"]]["active"] and ids[made["key_id"]]["name"] == "deployer"
-    revoked = client.revoke_key(made["key_id"])
-    assert revoked["active"] is False and revoked["revoked_by"] == client.whoami()["key_id"]
-    # the local server's cache is 30 s; revocation clears it
-    with Client(server, made["key"]) as c, pytest.raises(ApiError) as e:
-        c.models()
+    ids = {k.key_id: k for k in client.keys()}
+    assert ids[made.key_id].active and ids[made.key_id].name == "deployer"
+    revoked = client.revoke_key(made.key_id)
+    assert revoked.active is False and revoked.revoked_by == client.whoami().key_id
+    with Client(server, made.key) as c:  # the local server's cache is 30 s; revocation clears it
+        with pytest.raises(ApiError) as e:
+            c.models()
     assert (e.value.status, e.value.code) == (401, "unauthorized")
     for bad, status in ([["root"]], 400), ([[]], 400):
         with pytest.raises(ApiError) as e:
@@ -161,7 +161,7 @@ def test_key_lifecycle_over_http(client, server):
     with pytest.raises(ApiError) as e:
         client.revoke_key("../../etc")
     assert e.value.status == 404
-    actions = [r["action"] for r in client.audit(action="key.")]
+    actions = [r.action for r in client.audit(action="key.")]
     assert actions[:2] == ["key.revoke", "key.create"]
 
 
@@ -228,7 +228,7 @@ def test_serve_first_run_saves_a_key_the_client_uses(tmp_path, monkeypatch):
 
     apps = []
     monkeypatch.setattr(uvicorn, "run", lambda api, **kw: apps.append(api))
-    monkeypatch.setattr("modelbay.cli._start_sweeper", lambda *a: None)
+    monkeypatch.setattr("modelbay.cli.serve._start_sweeper", lambda *a: None)
     r = CliRunner().invoke(cli, ["serve", "--store", str(tmp_path / "s"), "--port", "18080"])
     assert r.exit_code == 0, r.output
     assert "created the admin key" in r.output
@@ -238,7 +238,7 @@ def test_serve_first_run_saves_a_key_the_client_uses(tmp_path, monkeypatch):
 
         credentials.save_key([url], credentials.load_key("http://127.0.0.1:18080"))
         with Client(url) as c:  # no key given: it comes from the credentials file
-            assert c.whoami()["root"] is True
+            assert c.whoami().root is True
     assert oct(credentials.path().stat().st_mode & 0o777) == "0o600"
     r = CliRunner().invoke(cli, ["serve", "--store", str(tmp_path / "s"), "--port", "18080"])
     assert "created the admin key" not in r.output and len(list(LocalStore(tmp_path / "s").list("system/keys/"))) == 1

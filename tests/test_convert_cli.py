@@ -6,12 +6,11 @@ import json
 
 import numpy as np
 import pytest
-import typer
 from typer.testing import CliRunner
 
 torch = pytest.importorskip("torch")
 
-from modelbay.convert.cli import register  # noqa: E402
+from modelbay.cli import app as cli  # noqa: E402
 from modelbay.manifest import VersionMetadata  # noqa: E402
 
 FACTORY = "modelbay.convert.examples.mlp:make_mlp"
@@ -19,14 +18,7 @@ FACTORY = "modelbay.convert.examples.mlp:make_mlp"
 
 @pytest.fixture
 def app():
-    a = typer.Typer()
-    register(a)
-
-    @a.command()
-    def version() -> None:  # a second command so Typer keeps sub-command names
-        pass
-
-    return a
+    return cli
 
 
 @pytest.fixture
@@ -50,6 +42,7 @@ def test_convert_and_quantize_writes_models_and_metadata(app, mlp_files):
     assert meta.quantization.method in ("dynamic", "mixed") and meta.metrics["gate"]["passed"]
     assert (out / "model.fp32.onnx").is_file() and paths["int8"].endswith("model.int8.onnx")
     assert "accuracy gate" in r.output and "max abs error" in r.output
+    assert "✓ convert" in r.output and "✓ quantize" in r.output and "✓ gate" in r.output  # typed stages, shown
 
 
 def test_gate_failure_shows_numbers_and_no_traceback(app, mlp_files):
@@ -59,11 +52,13 @@ def test_gate_failure_shows_numbers_and_no_traceback(app, mlp_files):
                                  "--no-mixed-precision", "--out", str(mlp_files / "o2")])
     assert r.exit_code == 2
     assert "gate_failed" in r.output and "max_abs_error" in r.output and "FAIL" in r.output
+    assert "✗ gate" in r.output
     assert "Traceback" not in r.output and r.exception is None or isinstance(r.exception, SystemExit)
 
 
 @pytest.mark.parametrize("argv, text", [
     (["convert", "missing.pt2"], "no such model file"),
+    (["convert", FACTORY, "--metadata", "missing.json"], "missing.json"),
     (["convert", FACTORY, "-i", "x:float32:[batch,100]", "--quantize", "int4"], "dynamic, static, auto or none"),
     (["convert", FACTORY, "-i", "x:float32:[batch,100]", "--quantize", "dynamic"], "evaluation data"),
     (["examples", "build", "resnet"], "no example"),

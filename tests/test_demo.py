@@ -9,8 +9,8 @@ def test_seed_pushes_examples_with_production_and_is_idempotent(client, tmp_path
     cache = tmp_path_factory.getbasetemp() / "example-cache"
     done = seed(client, cache, names=["mlp", "pii"])
     assert done == {"mlp": "version 1", "pii": "version 1"}
-    models = {m["name"]: m for m in client.models()}
-    assert models["pii"]["aliases"] == {"production": 1}
+    models = {m.name: m for m in client.models()}
+    assert models["pii"].aliases == {"production": 1}
     assert client.version("pii", "production").task == "classifier"
     again = seed(client, cache, names=["mlp", "pii"])
     assert again == {"mlp": "present", "pii": "present"}

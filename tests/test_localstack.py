@@ -98,9 +98,9 @@ def _modelbay_serves_on_the_localstack_bucket(aws, stack, mlp_path, tmp_path):
                         bootstrap_key_secret=stack["BootstrapKeySecretArn"])
     with running(create_app(settings)) as url:
         with Client(url, boot) as root:
-            assert root.whoami()["root"] is True
+            assert root.whoami().root is True
             root.create_tenant("acme")
-            key = root.create_key(["manage", "invoke"], tenant="acme")["key"]
+            key = root.create_key(["manage", "invoke"], tenant="acme").key
         with Client(url, key) as acme:
             m = acme.push(mlp_path, "digits", aliases=["production"])  # presigned PUT to LocalStack S3
             assert m.version == 1 and acme.aliases("digits") == {"production": 1}

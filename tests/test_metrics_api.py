@@ -39,29 +39,29 @@ def test_model_metrics_overall_and_by_version(app_and_client):
     _traffic(app, 1, 30, errors=3, ms=10.0)
     _traffic(app, 2, 10, ms=40.0)
     m = c.metrics("iris", window="15m", by_version=True)
-    assert m["step"] == 60 and len(m["overall"]["timestamps"]) == 15
-    assert m["overall"]["totals"]["requests"] == 40
-    assert m["overall"]["totals"]["errors_by_type"]["internal"] == 3
-    assert set(m["versions"]) == {"1", "2"}
-    assert m["versions"]["1"]["totals"]["error_rate"] == pytest.approx(0.1)
-    assert m["versions"]["2"]["totals"]["p50_ms"] == pytest.approx(40, rel=0.01)
+    assert m.step == 60 and len(m.overall.timestamps) == 15
+    assert m.overall.totals.requests == 40
+    assert m.overall.totals.errors_by_type["internal"] == 3
+    assert set(m.versions) == {"1", "2"}
+    assert m.versions["1"].totals.error_rate == pytest.approx(0.1)
+    assert m.versions["2"].totals.p50_ms == pytest.approx(40, rel=0.01)
     # one alias instead of the whole model
     prod = c.metrics("iris", window="15m", ref="production")
-    assert prod["overall"]["version"] == 1 and prod["overall"]["totals"]["requests"] == 30
-    over = c.metrics_overview("1h")["models"]["iris"]
-    assert over["requests"] == 40 and over["error_rate"] == pytest.approx(3 / 40)
+    assert prod.overall.version == 1 and prod.overall.totals.requests == 30
+    over = c.metrics_overview("1h").models["iris"]
+    assert over.requests == 40 and over.error_rate == pytest.approx(3 / 40)
 
 
 def test_feedback_becomes_accuracy_per_version(app_and_client):
     _, c = app_and_client
     r = c.feedback("iris", [{"prediction": "setosa", "label": "setosa"}, {"prediction": {"label": "b"}, "label": "a"},
                             {"correct": True}, {"score": 0.25}], ref="production")
-    assert r == {"model": "iris", "version": 1, "accepted": 4, "correct": 2, "labelled": 3}
+    assert r.model_dump() == {"model": "iris", "version": 1, "accepted": 4, "correct": 2, "labelled": 3}
     c.feedback("iris", [{"correct": False}] * 4, ref=2)
     m = c.metrics("iris", "15m", by_version=True)
-    assert m["versions"]["1"]["totals"]["accuracy"] == pytest.approx(2 / 3)
-    assert m["versions"]["2"]["totals"]["accuracy"] == 0.0
-    assert m["versions"]["1"]["totals"]["score"] == pytest.approx(0.25)
+    assert m.versions["1"].totals.accuracy == pytest.approx(2 / 3)
+    assert m.versions["2"].totals.accuracy == 0.0
+    assert m.versions["1"].totals.score == pytest.approx(0.25)
 
 
 @pytest.mark.parametrize("call,status,code", [

@@ -41,10 +41,10 @@ def test_bench_load_traffic_shows_up_in_metrics(served):
     assert rep["p50_ms"] is not None and rep["rate_per_s"] > 20
 
     m = c.metrics("iris", "5m", by_version=True)
-    t = m["overall"]["totals"]
-    assert t["requests"] == 60 and t["errors_by_type"]["bad_request"] == rep["errors"]["bad_request"]
-    assert t["cold_starts"] == 1 and t["load_ms"] > 0 and t["p95_ms"] > 0
-    assert m["versions"]["1"]["totals"]["requests"] == 60 and "2" not in m["versions"]
+    t = m.overall.totals
+    assert t.requests == 60 and t.errors_by_type["bad_request"] == rep["errors"]["bad_request"]
+    assert t.cold_starts == 1 and t.load_ms > 0 and t.p95_ms > 0
+    assert m.versions["1"].totals.requests == 60 and "2" not in m.versions
 
 
 def test_sampled_instances_are_accepted_by_the_server(served):
@@ -71,3 +71,15 @@ def test_cli_metrics_and_feedback_commands(served, tmp_path):
     assert json.loads(r.output)["versions"]["1"]["totals"]["accuracy"] == 0.5
     r = run.invoke(app, ["--url", url, "metrics"], catch_exceptions=False)
     assert r.exit_code == 0 and "iris" in r.output
+
+
+def test_bare_name_load_follows_what_the_server_serves(served):
+    """A bare name is 'production' (v1, plain rows) on the server: the generator asks, so its samples fit v1,
+    not the latest version (v2, named columns)."""
+    from modelbay.metrics.loadgen import run_load
+
+    url, c = served
+    rep = run_load(lambda: Client(url), "iris", None, rate=20, duration_s=0.5, concurrency=2)
+    assert rep.sent == 10 and rep.ok == 10, rep.as_dict()
+    m = c.metrics("iris", "5m", by_version=True)
+    assert set(m.versions) == {"1"} and m.versions["1"].totals.requests == 10

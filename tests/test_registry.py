@@ -37,7 +37,7 @@ def test_register_reads_signature_and_metadata(reg, mlp_path):
     assert [(t.name, t.dtype, t.shape) for t in m.outputs] == [("probabilities", "float32", ["batch", 3])]
     again = reg.get_version("iris", 1)
     assert again == m and again.labels == ["a", "b", "c"] and again.created_by == "alice"
-    assert reg.store.head(f"tenants/default/models/iris/1/model.onnx") is not None  # Triton layout
+    assert reg.store.head("tenants/default/models/iris/1/model.onnx") is not None  # Triton layout
 
 
 def test_versions_increase_and_list(reg, mlp_path, tmp_path):
@@ -86,7 +86,7 @@ def test_concurrent_alias_changes_are_all_recorded(reg, mlp_path):
     assert sorted(e["by"] for e in history) == sorted(f"w{i}" for i in range(24))
     # the history is a chain: each change starts where the previous one ended
     assert history[0]["from"] is None
-    assert all(a["to"] == b["from"] for a, b in zip(history, history[1:]))
+    assert all(a["to"] == b["from"] for a, b in zip(history, history[1:], strict=False))
     assert reg.alias_version("m", "production") == history[-1]["to"]
 
 
@@ -118,8 +118,6 @@ def test_model_size_limit(store, mlp_path):
 
 def test_too_new_opset_is_refused(reg, tmp_path):
     from modelbay.validation import ort_max_opset
-
-    import onnx
     from tests.onnx_models import mlp_model
 
     model = mlp_model()
@@ -140,7 +138,6 @@ def test_metadata_must_match_the_model(reg, mlp_path):
 
 
 def test_failed_publish_leaves_no_version(reg, mlp_path, monkeypatch):
-    calls = {"n": 0}
     real_put = reg.store.put_bytes
 
     def failing_put(key, data, **kw):
@@ -210,6 +207,30 @@ def test_resolve_without_alias_gives_latest(reg, mlp_path):
     assert reg.resolve("m").version == 2
     with pytest.raises(NotFound):
         reg.resolve("ghost")
+
+
+def test_locate_is_the_one_rule_for_what_a_reference_names(reg, mlp_path):
+    """A bare name: 'production' when set, else the latest; a number: itself; an alias: its version."""
+    from modelbay.engine.resolve import Resolver
+
+    reg.register_version("m", mlp_path, aliases=["staging"])
+    reg.register_version("m", mlp_path)
+    found = reg.locate("m")
+    assert (found.version, found.alias, found.ref) == (2, None, None)
+    reg.set_alias("m", "production", 1)
+    for ref in (None, ""):
+        assert (reg.locate("m", ref).version, reg.locate("m", ref).alias) == (1, "production")
+    assert (reg.locate("m", "2").version, reg.locate("m", 2).alias) == (2, None)
+    assert (reg.locate("m", "staging").version, reg.locate("m", "staging").alias) == (1, "staging")
+    engine = Resolver(reg.store, reg.limits)  # the engine asks the same function, so they agree
+    assert [engine.resolve("default", "m", r).version for r in (None, "2", "staging")] == [1, 2, 1]
+    with pytest.raises(NotFound, match="has no alias 'canary'"):
+        reg.locate("m", "canary")
+    with pytest.raises(NotFound, match="no model named 'ghost'"):
+        reg.locate("ghost", "canary")
+    with pytest.raises(InvalidName):
+        reg.locate("m", "Bad Alias")
+    assert reg.resolution("m").manifest.version == 1
 
 
 def _declare(path: Path) -> dict:

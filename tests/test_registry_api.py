@@ -24,14 +24,36 @@ def test_push_list_alias_rollback(client, mlp_path, tmp_path):
     m2 = client.push(make_mlp(tmp_path / "b.onnx", seed=3), "iris", side_files={"tokenizer.json": tok})
     assert m2.files["tokenizer.json"].sha256 == hashlib.sha256(tok.read_bytes()).hexdigest()
     [summary] = client.models()
-    assert summary["name"] == "iris" and summary["latest_version"] == 2 and summary["aliases"] == {"production": 1}
+    assert (summary.name, summary.latest_version, summary.aliases) == ("iris", 2, {"production": 1})
     assert [v.version for v in client.versions("iris")] == [1, 2]
     assert client.version("iris", "production").version == 1
     s = client.set_alias("iris", "production", 2)
-    assert s["version"] == 2 and s["history"][-1]["from"] == 1
+    assert s.version == 2 and s.history[-1]["from"] == 1 and s.updated_by
     s = client.rollback("iris", "production")
-    assert s["version"] == 1 and s["history"][-1]["action"] == "rollback"
-    assert [e["to"] for e in client.alias_history("iris", "production")["history"]] == [1, 2, 1]
+    assert s.version == 1 and s.history[-1]["action"] == "rollback"
+    assert [e["to"] for e in client.alias_history("iris", "production").history] == [1, 2, 1]
+
+
+def test_resolve_answers_what_the_inference_routes_serve(client, mlp_path, tmp_path):
+    """One rule, asked of the server: a bare name is 'production' when set, else the latest version."""
+    client.push(mlp_path, "iris")
+    client.push(make_mlp(tmp_path / "b.onnx", seed=3), "iris")
+    r = client.resolve("iris")
+    assert (r.version, r.alias, r.ref) == (2, None, None) and r.manifest.version == 2
+    client.set_alias("iris", "production", 1)
+    r = client.resolve("iris")
+    assert (r.version, r.alias) == (1, "production") and r.manifest.version == 1
+    assert client.predict("iris", None, [[1, 2, 3, 4]]).version == r.version  # what inference serves
+    assert client.resolve("iris", "2").version == 2 and client.resolve("iris", 2).alias is None
+    assert client.resolve("iris", "production").alias == "production"
+    for ref, status, code in [("staging", 404, "not_found"), ("9", 404, "not_found"),
+                              ("Bad Alias", 400, "invalid_name")]:
+        with pytest.raises(ApiError) as e:
+            client.resolve("iris", ref)
+        assert (e.value.status, e.value.code) == (status, code)
+    with pytest.raises(ApiError) as e:
+        client.resolve("ghost")
+    assert e.value.status == 404 and "no model named 'ghost'" in e.value.message
 
 
 def test_errors_are_json_4xx(client, server, mlp_path, tmp_path, auth_headers):
@@ -50,9 +72,11 @@ def test_errors_are_json_4xx(client, server, mlp_path, tmp_path, auth_headers):
             call()
         assert (e.value.status, e.value.code) == (status, code), e.value.message
         assert e.value.message
+    json_headers = {"content-type": "application/json", **auth_headers}
     raw = [
-        httpx.post(f"{server}/registry/models/m/uploads", content=b"{not json", headers={"content-type": "application/json", **auth_headers}),
-        httpx.post(f"{server}/registry/models/m/uploads", json={"files": {"model.onnx": {"size": -1, "sha256": "x"}}}, headers=auth_headers),
+        httpx.post(f"{server}/registry/models/m/uploads", content=b"{not json", headers=json_headers),
+        httpx.post(f"{server}/registry/models/m/uploads", json={"files": {"model.onnx": {"size": -1, "sha256": "x"}}},
+                   headers=auth_headers),
         httpx.post(f"{server}/registry/models/m/versions", json={"upload_id": "nope"}, headers=auth_headers),
         httpx.put(f"{server}/registry/models/m/aliases/production", json={"version": "one"}, headers=auth_headers),
         httpx.get(f"{server}/registry/models/m/versions/..%2F..%2Fetc", headers=auth_headers),
@@ -77,6 +101,7 @@ def test_local_upload_url_needs_its_token(serve_store, mlp_path, tmp_path):
     data = mlp_path.read_bytes()
     up = client._json("POST", "/registry/models/m/uploads",
                       json={"files": {"model.onnx": {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}}})
+    assert "token" not in up  # it travels only in the upload URL
     url = up["targets"]["model.onnx"]["url"]
     bad = url.split("?")[0] + "?token=forged&tenant=default"
     r = httpx.put(bad, content=data)

@@ -17,8 +17,8 @@ def tenants(client, server):
     """Tenants a and b created by the root key, each with one key of every scope."""
     out = {}
     for t in ("a", "b"):
-        assert client.create_tenant(t, f"tenant {t}")["name"] == t
-        out[t] = Client(server, client.create_key(["invoke", "manage", "admin"], tenant=t, name=f"{t}-all")["key"])
+        assert client.create_tenant(t, f"tenant {t}").name == t
+        out[t] = Client(server, client.create_key(["invoke", "manage", "admin"], tenant=t, name=f"{t}-all").key)
     yield out
     for c in out.values():
         c.close()
@@ -33,7 +33,7 @@ def _status(call) -> tuple[int, str]:
 def test_tenant_cannot_touch_another_tenants_models(tenants, mlp_path, store, server):
     a, b = tenants["a"], tenants["b"]
     b.push(mlp_path, "secret-model", aliases=["production"])
-    assert [m["name"] for m in b.models()] == ["secret-model"]
+    assert [m.name for m in b.models()] == ["secret-model"]
     assert a.models() == []
     assert _status(lambda: a.model("secret-model")) == (404, "not_found")
     assert _status(lambda: a.version("secret-model", 1)) == (404, "not_found")
@@ -75,21 +75,21 @@ def test_tenant_cannot_redirect_an_upload_into_another_tenant(tenants, mlp_path,
 def test_tenant_admin_is_confined_to_its_tenant(tenants, client):
     a, b = tenants["a"], tenants["b"]
     b_key = b.create_key(["invoke"], name="b-invoke")
-    assert b_key["tenant"] == "b"
-    assert all(k["tenant"] == "a" for k in a.keys())  # noqa: SIM118  (the client's API keys, not a dict)
+    assert b_key.tenant == "b"
+    assert all(k.tenant == "a" for k in a.keys())
     assert _status(lambda: a.keys(tenant="b")) == (403, "forbidden")
     assert _status(lambda: a.keys(all_tenants=True)) == (403, "forbidden")
-    assert _status(lambda: a.revoke_key(b_key["key_id"])) == (404, "not_found")
+    assert _status(lambda: a.revoke_key(b_key.key_id)) == (404, "not_found")
     assert _status(lambda: a.create_key(["admin"], tenant="b")) == (403, "forbidden")
     assert _status(lambda: a.create_key(["admin"], root=True)) == (403, "forbidden")
     assert _status(lambda: a.create_tenant("c")) == (403, "forbidden")
-    assert [t["name"] for t in a.tenants()] == ["a"]
+    assert [t.name for t in a.tenants()] == ["a"]
     assert _status(lambda: a.audit(tenant="b")) == (403, "forbidden")
-    assert all(r["tenant"] == "a" for r in a.audit())
+    assert all(r.tenant == "a" for r in a.audit())
     # the root key sees everything
-    assert {"a", "b", "default"} <= {t["name"] for t in client.tenants()}
-    assert {k["tenant"] for k in client.keys(all_tenants=True)} >= {"a", "b", "default"}
-    assert any(r["action"] == "key.create" and r["target"] == b_key["key_id"] for r in client.audit(tenant="b"))
+    assert {"a", "b", "default"} <= {t.name for t in client.tenants()}
+    assert {k.tenant for k in client.keys(all_tenants=True)} >= {"a", "b", "default"}
+    assert any(r.action == "key.create" and r.target == b_key.key_id for r in client.audit(tenant="b"))
     assert _status(lambda: client.create_key(["invoke"], tenant="nobody")) == (404, "not_found")
     assert _status(lambda: client.create_tenant("a")) == (412, "precondition_failed")
     assert _status(lambda: client.create_tenant("../x")) == (400, "invalid_name")
@@ -102,10 +102,10 @@ def test_alias_changes_are_audited_per_tenant(tenants, mlp_path):
     b.set_alias("m", "production", 2)
     b.rollback("m", "production")
     recs = b.audit(action="alias.")
-    assert [(r["action"], r["target"], r["version"]) for r in recs] == [
+    assert [(r.action, r.target, r.details["version"]) for r in recs] == [
         ("alias.rollback", "m:production", 1), ("alias.set", "m:production", 2), ("alias.set", "m:production", 1)]
     whoami = b.whoami()
-    assert {r["actor"] for r in recs} == {whoami["key_id"]}
+    assert {r.actor for r in recs} == {whoami.key_id}
     assert tenants["a"].audit(action="alias.") == []
 
 
@@ -134,5 +134,5 @@ def test_metrics_are_kept_per_tenant(tenants, mlp_path):
     for _ in range(3):
         b.infer("shared-name", {"x": x}, ref="production")
     a.infer("shared-name", {"x": x}, ref="production")
-    requests = lambda c: c.metrics("shared-name", window="1h")["overall"]["totals"]["requests"]
+    requests = lambda c: c.metrics("shared-name", window="1h").overall.totals.requests  # noqa: E731
     assert (requests(a), requests(b)) == (1, 3)

@@ -16,9 +16,10 @@ from tests.servers import running_keyed as running
 
 pytest.importorskip("textual")
 
+from textual.widgets import DataTable, Input, Static  # noqa: E402
+
 from modelbay_tui.app import ModelbayApp  # noqa: E402
 from modelbay_tui.digit import DigitGrid  # noqa: E402
-from textual.widgets import DataTable, Input, Static  # noqa: E402
 
 
 @pytest.fixture
@@ -216,8 +217,8 @@ def test_metrics_screen_charts_per_model_and_version(local, tmp_path):
         await pilot.press("a")
         assert "feedback accuracy %" in app.export_text()
         await pilot.press("w")
-        await until(pilot, lambda: screen.data and screen.data["window"] == "1h", what="window switch")
-        assert screen.data["step"] == 60 and len(screen.data["overall"]["timestamps"]) == 60
+        await until(pilot, lambda: screen.data and screen.data.window == "1h", what="window switch")
+        assert screen.data.step == 60 and len(screen.data.overall.timestamps) == 60
 
     drive(make_app(url, tmp_path), script)
 
@@ -253,7 +254,11 @@ def test_upload_refuses_clearly_what_it_cannot_do(local, tmp_path, monkeypatch):
     root = tmp_path / "models"
     root.mkdir()
     (root / "net.pt2").write_bytes(b"not really")
-    monkeypatch.setattr("modelbay_tui.screens.upload.convert_pipeline", lambda: None)
+
+    def no_torch(*args, **kw):  # what a slim install (no convert extra) meets when it converts
+        raise ImportError("No module named 'torch'")
+
+    monkeypatch.setattr("modelbay.convert.pipeline.convert", no_torch)
 
     async def script(pilot):
         app = pilot.app
@@ -266,17 +271,18 @@ def test_upload_refuses_clearly_what_it_cannot_do(local, tmp_path, monkeypatch):
         await pilot.press("down", "enter")
         await until(pilot, lambda: app.screen.query_one("#up-name", Input).value == "net")
         await pilot.press("ctrl+u")
-        await until(pilot, lambda: "needs modelbay.convert" in notes(app))
-        assert "net" not in [m["name"] for m in c.models()]
+        await until(pilot, lambda: "needs the convert extra" in notes(app))
+        await until(pilot, lambda: "✗ convert" in str(app.screen.query_one("#up-stages", Static).render()))
+        assert "needs the convert extra" in str(app.screen.query_one("#up-result", Static).render())
+        assert "net" not in [m.name for m in c.models()]
 
     drive(make_app(url, tmp_path, root=root), script)
 
 
-def test_playground_json_text_and_digit_grid(local, tmp_path):
+def test_playground_json_text_and_digit_grid(local, tmp_path, mlp_path):
     import numpy as np
 
-    from modelbay.manifest import (ClassifierPostprocessing, ImagePreprocessing, StringPreprocessing,
-                                   VersionMetadata)
+    from modelbay.manifest import ClassifierPostprocessing, ImagePreprocessing, StringPreprocessing, VersionMetadata
     from tests.inference_models import image_classifier, string_classifier
 
     api, url, c = local
@@ -291,9 +297,21 @@ def test_playground_json_text_and_digit_grid(local, tmp_path):
                                          preprocessing=StringPreprocessing(input="text"),
                                          postprocessing=ClassifierPostprocessing(scores="probabilities")))
 
+    c.push(mlp_path, "ranked", aliases=["canary"])
+    c.push(mlp_path, "ranked")  # no production: the server serves the latest, v2, not the canary
+
     async def script(pilot):
         app = pilot.app
-        await until(pilot, lambda: app.screen.query_one("#models", DataTable).row_count == 4)
+        await until(pilot, lambda: app.screen.query_one("#models", DataTable).row_count == 5)
+        # a bare name opens on what the server serves for it
+        app.open_playground("ranked")
+        await until(pilot, lambda: type(app.screen).__name__ == "PlaygroundScreen" and app.screen.manifest)
+        assert app.screen.ref == "2" and app.screen.manifest.version == 2
+        await pilot.press("escape")
+        app.open_playground("iris")
+        await until(pilot, lambda: type(app.screen).__name__ == "PlaygroundScreen" and app.screen.manifest)
+        assert app.screen.ref == "production" and app.screen.manifest.version == 1
+        await pilot.press("escape")
         # raw model: a JSON example drawn from the signature, sent to v2 of iris
         app.open_playground("iris", "2")
         await until(pilot, lambda: type(app.screen).__name__ == "PlaygroundScreen" and app.screen.manifest)
@@ -450,10 +468,10 @@ def test_upload_state_dict_through_the_convert_pipeline(local, tmp_path):
     """Runs where modelbay.convert is installed (the convert extra): factory + state_dict, int8, gate numbers."""
     pytest.importorskip("modelbay.convert.pipeline")
     import numpy as np
+    from textual.widgets import Select
 
     from modelbay.convert.data import LABELS_KEY
     from modelbay.convert.examples import mlp as example
-    from textual.widgets import Select
 
     _, url, c = local
     root = tmp_path / "models"

@@ -52,15 +52,12 @@ def test_client_predict_infer_and_metadata(url, mlp_path):
 
 
 def _run(url, *args):
-    r = CliRunner().invoke(app, ["--url", url, *args], catch_exceptions=False)
+    r = CliRunner().invoke(app, ["--url", url, *args], catch_exceptions=False, env={"COLUMNS": "200"})
     assert r.exit_code == 0, r.output
     return r.output
 
 
-def test_cli_predict_text_data_and_files(url, tmp_path, monkeypatch):
-    from rich.console import Console
-
-    monkeypatch.setattr("modelbay.cli.out", Console(width=200))
+def test_cli_predict_text_data_and_files(url, tmp_path):
     out = _run(url, "predict", "minilm:production", "--text", "hello world", "--text", "a dog")
     assert "minilm v1" in out and "hello world" in out and " 8 " in out
     res = json.loads(_run(url, "--json", "predict", "mlp@1", "--data", "[[1, 2, 3, 4]]"))
@@ -74,7 +71,7 @@ def test_cli_predict_text_data_and_files(url, tmp_path, monkeypatch):
     texts = tmp_path / "texts.txt"
     texts.write_text("first line\n\nsecond line\n")
     out = _run(url, "predict", "digits", "--file", str(png), "--top-k", "2")
-    assert "digit-" in out and "digits v1" in out
+    assert "digit-" in out and "digits v1" in out and "seven.png" in out  # the file's name, not its base64
     res = json.loads(_run(url, "--json", "predict", "minilm", "--file", str(texts)))
     assert len(res["predictions"]) == 2
 
@@ -94,11 +91,12 @@ def test_cli_predict_errors_are_clear(url):
         return subprocess.run([sys.executable, "-m", "modelbay", "--url", url, *args],
                               capture_output=True, text=True, timeout=60, env=env, check=False)
 
+    # the caller's mistakes: exit 2, a message, no traceback
     r = cli("predict", "ghost", "--text", "hi")
-    assert r.returncode == 1 and "404" in r.stderr and "no model named 'ghost'" in r.stderr
+    assert r.returncode == 2 and "404" in r.stderr and "no model named 'ghost'" in r.stderr
     r = cli("predict", "mlp", "--data", "[[1, 2]]")
-    assert r.returncode == 1 and "dimension 1 must be 4" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "dimension 1 must be 4" in r.stderr and "Traceback" not in r.stderr
     r = cli("predict", "mlp", "--data", "{oops")
-    assert r.returncode == 1 and "--data is not JSON" in r.stderr
+    assert r.returncode == 2 and "--data is not JSON" in r.stderr
     r = cli("predict", "mlp")
-    assert r.returncode == 1 and "nothing to predict" in r.stderr
+    assert r.returncode == 2 and "nothing to predict" in r.stderr

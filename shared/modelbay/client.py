@@ -3,14 +3,42 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Self
 
 import httpx
 
 from .errors import ModelbayError
 from .manifest import Manifest, VersionMetadata
+from .metrics.service import FeedbackResult, ModelMetrics, Overview
+from .schemas import (
+    AliasList,
+    AliasSet,
+    AliasState,
+    AuditList,
+    AuditRecord,
+    Deleted,
+    FileDecl,
+    KeyCreate,
+    KeyInfo,
+    KeyList,
+    ModelDetail,
+    ModelList,
+    ModelSummary,
+    NewKey,
+    RegisterRequest,
+    Resolution,
+    TenantCreate,
+    TenantInfo,
+    TenantList,
+    UploadRequest,
+    UploadSession,
+    UploadTarget,
+    VersionList,
+    WhoAmI,
+)
 
 Progress = Callable[[int, int], None]  # (bytes sent so far, total)
 
@@ -67,14 +95,14 @@ class Client:
     def close(self) -> None:
         self.http.close()
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # ------------------------------------------------------------ plumbing
-    def request(self, method: str, path: str, **kw) -> httpx.Response:
+    def request(self, method: str, path: str, **kw: Any) -> httpx.Response:
         try:
             r = self.http.request(method, path, **kw)
         except httpx.TransportError as e:
@@ -89,91 +117,101 @@ class Client:
             raise ApiError(r.status_code, body)
         return r
 
-    def _json(self, method: str, path: str, **kw) -> Any:
+    def _json(self, method: str, path: str, **kw: Any) -> Any:
         return self.request(method, path, **kw).json()
 
     # ------------------------------------------------------------ registry
-    def models(self) -> list[dict[str, Any]]:
-        return self._json("GET", "/registry/models")["models"]
+    def models(self) -> list[ModelSummary]:
+        return ModelList.model_validate(self._json("GET", "/registry/models")).models
 
-    def model(self, name: str) -> dict[str, Any]:
-        return self._json("GET", f"/registry/models/{name}")
+    def model(self, name: str) -> ModelDetail:
+        return ModelDetail.model_validate(self._json("GET", f"/registry/models/{name}"))
 
     def versions(self, name: str) -> list[Manifest]:
-        return [Manifest(**m) for m in self._json("GET", f"/registry/models/{name}/versions")["versions"]]
+        return VersionList.model_validate(self._json("GET", f"/registry/models/{name}/versions")).versions
 
     def version(self, name: str, ref: str | int) -> Manifest:
-        return Manifest(**self._json("GET", f"/registry/models/{name}/versions/{ref}"))
+        return Manifest.model_validate(self._json("GET", f"/registry/models/{name}/versions/{ref}"))
 
-    def delete_version(self, name: str, version: int) -> dict[str, Any]:
-        return self._json("DELETE", f"/registry/models/{name}/versions/{version}")
+    def resolve(self, name: str, ref: str | int | None = None) -> Resolution:
+        """What ``name`` (or ``name`` at ``ref``) stands for on the server, with its manifest."""
+        params = {"ref": str(ref)} if ref not in (None, "") else {}
+        return Resolution.model_validate(self._json("GET", f"/registry/models/{name}/resolve", params=params))
+
+    def delete_version(self, name: str, version: int) -> Deleted:
+        return Deleted.model_validate(self._json("DELETE", f"/registry/models/{name}/versions/{version}"))
 
     def aliases(self, name: str) -> dict[str, int]:
-        return self._json("GET", f"/registry/models/{name}/aliases")["aliases"]
+        return AliasList.model_validate(self._json("GET", f"/registry/models/{name}/aliases")).aliases
 
-    def set_alias(self, name: str, alias: str, version: int, **expected: int | None) -> dict[str, Any]:
-        """Pass ``expected_version=`` for compare-and-swap."""
-        return self._json("PUT", f"/registry/models/{name}/aliases/{alias}", json={"version": version, **expected})
+    def set_alias(self, name: str, alias: str, version: int, **expected: int | None) -> AliasState:
+        """Pass ``expected_version=`` (a version, or None: the alias must not exist) for compare-and-swap."""
+        body = AliasSet.model_construct(version=version, **expected).model_dump(include={"version", *expected})
+        return AliasState.model_validate(self._json("PUT", f"/registry/models/{name}/aliases/{alias}", json=body))
 
-    def delete_alias(self, name: str, alias: str) -> dict[str, Any]:
-        return self._json("DELETE", f"/registry/models/{name}/aliases/{alias}")
+    def delete_alias(self, name: str, alias: str) -> AliasState:
+        return AliasState.model_validate(self._json("DELETE", f"/registry/models/{name}/aliases/{alias}"))
 
-    def alias_history(self, name: str, alias: str) -> dict[str, Any]:
-        return self._json("GET", f"/registry/models/{name}/aliases/{alias}/history")
+    def alias_history(self, name: str, alias: str) -> AliasState:
+        return AliasState.model_validate(self._json("GET", f"/registry/models/{name}/aliases/{alias}/history"))
 
-    def rollback(self, name: str, alias: str) -> dict[str, Any]:
-        return self._json("POST", f"/registry/models/{name}/aliases/{alias}/rollback")
+    def rollback(self, name: str, alias: str) -> AliasState:
+        return AliasState.model_validate(self._json("POST", f"/registry/models/{name}/aliases/{alias}/rollback"))
 
     # ------------------------------------------------------------ keys, tenants, audit (admin)
-    def whoami(self) -> dict[str, Any]:
-        return self._json("GET", "/registry/whoami")
+    def whoami(self) -> WhoAmI:
+        return WhoAmI.model_validate(self._json("GET", "/registry/whoami"))
 
     def create_key(self, scopes: list[str], *, tenant: str | None = None, name: str = "", root: bool = False,
-                   expires_in_days: float | None = None) -> dict[str, Any]:
+                   expires_in_days: float | None = None) -> NewKey:
         """The answer's ``key`` is the secret, shown once."""
-        body = {"scopes": scopes, "tenant": tenant, "name": name, "root": root, "expires_in_days": expires_in_days}
-        return self._json("POST", "/registry/keys", json=body)
+        body = KeyCreate.model_construct(scopes=scopes, tenant=tenant, name=name, root=root,
+                                         expires_in_days=expires_in_days)
+        return NewKey.model_validate(self._json("POST", "/registry/keys", json=body.model_dump()))
 
-    def keys(self, tenant: str | None = None, all_tenants: bool = False) -> list[dict[str, Any]]:
+    def keys(self, tenant: str | None = None, all_tenants: bool = False) -> list[KeyInfo]:
         params = {k: v for k, v in {"tenant": tenant, "all": "true" if all_tenants else None}.items() if v}
-        return self._json("GET", "/registry/keys", params=params)["keys"]
+        return KeyList.model_validate(self._json("GET", "/registry/keys", params=params)).keys
 
-    def revoke_key(self, key_id: str) -> dict[str, Any]:
-        return self._json("DELETE", f"/registry/keys/{key_id}")
+    def revoke_key(self, key_id: str) -> KeyInfo:
+        return KeyInfo.model_validate(self._json("DELETE", f"/registry/keys/{key_id}"))
 
-    def tenants(self) -> list[dict[str, Any]]:
-        return self._json("GET", "/registry/tenants")["tenants"]
+    def tenants(self) -> list[TenantInfo]:
+        return TenantList.model_validate(self._json("GET", "/registry/tenants")).tenants
 
-    def create_tenant(self, name: str, description: str = "") -> dict[str, Any]:
-        return self._json("POST", "/registry/tenants", json={"name": name, "description": description})
+    def create_tenant(self, name: str, description: str = "") -> TenantInfo:
+        body = TenantCreate.model_construct(name=name, description=description).model_dump()
+        return TenantInfo.model_validate(self._json("POST", "/registry/tenants", json=body))
 
-    def audit(self, tenant: str | None = None, action: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    def audit(self, tenant: str | None = None, action: str | None = None, limit: int = 100) -> list[AuditRecord]:
         params = {k: v for k, v in {"tenant": tenant, "action": action, "limit": limit}.items() if v}
-        return self._json("GET", "/registry/audit", params=params)["records"]
+        return AuditList.model_validate(self._json("GET", "/registry/audit", params=params)).records
 
     def push(self, path: str | Path, name: str, metadata: VersionMetadata | None = None,
-             side_files: dict[str, str | Path] | None = None, aliases: list[str] | tuple[str, ...] = (),
+             side_files: Mapping[str, str | Path] | None = None, aliases: Sequence[str] = (),
              progress: Progress | None = None) -> Manifest:
         """Upload straight to the store (presigned or local target), then register."""
         files = {"model.onnx": Path(path), **{f: Path(p) for f, p in (side_files or {}).items()}}
-        decl = {f: {"size": p.stat().st_size, "sha256": _sha256(p)} for f, p in files.items()}
-        up = self._json("POST", f"/registry/models/{name}/uploads", json={"files": decl})
-        total = sum(d["size"] for d in decl.values())
+        decl = {f: FileDecl.model_construct(size=p.stat().st_size, sha256=_sha256(p)) for f, p in files.items()}
+        up = UploadSession.model_validate(self._json(
+            "POST", f"/registry/models/{name}/uploads",
+            json=UploadRequest.model_construct(files=decl).model_dump()))
+        total = sum(d.size for d in decl.values())
         sent = [0]
         parts: dict[str, list[str]] = {}
-        for f, target in up["targets"].items():
-            if target.get("multipart_id"):
+        for f, target in up.targets.items():
+            if target.multipart_id:
                 parts[f] = self._put_parts(files[f], target, sent, total, progress)
-            else:
-                self._put(target["url"], target.get("headers", {}),
-                          _chunks(files[f], 0, decl[f]["size"], sent, total, progress), decl[f]["size"])
-        body = {"upload_id": up["upload_id"], "aliases": list(aliases),
-                "metadata": (metadata or VersionMetadata()).model_dump(mode="json")}
-        if parts:
-            body["parts"] = parts
-        return Manifest(**self._json("POST", f"/registry/models/{name}/versions", json=body, timeout=600))
+            elif target.url:
+                self._put(target.url, target.headers, _chunks(files[f], 0, decl[f].size, sent, total, progress),
+                          decl[f].size)
+        # bodies are built unvalidated: the server is the one judge, and its 400 says what is wrong
+        body = RegisterRequest.model_construct(upload_id=up.upload_id, aliases=list(aliases),
+                                               metadata=metadata or VersionMetadata(), parts=parts or None)
+        return Manifest.model_validate(self._json("POST", f"/registry/models/{name}/versions",
+                                                  json=body.model_dump(mode="json"), timeout=600))
 
-    def _put(self, url: str, headers: dict[str, str], content, size: int) -> httpx.Response:
+    def _put(self, url: str, headers: dict[str, str], content: Iterator[bytes], size: int) -> httpx.Response:
         # Presigned URLs must not carry our API key: a fresh request, not self.http.
         own = url.startswith(self.url)
         hdrs = {**headers, "Content-Length": str(size)}
@@ -188,15 +226,15 @@ class Client:
             raise ApiError(r.status_code, {"error": f"upload rejected: {r.text[:300]}", "code": "upload_failed"})
         return r
 
-    def _put_parts(self, path: Path, target: dict[str, Any], sent: list[int], total: int,
+    def _put_parts(self, path: Path, target: UploadTarget, sent: list[int], total: int,
                    progress: Progress | None) -> list[str]:
         size = path.stat().st_size
-        step = target["part_size"]
+        step = target.part_size or size
         etags = []
-        for part in target["parts"]:
-            start = (part["part_number"] - 1) * step
+        for part in target.parts:
+            start = (part.part_number - 1) * step
             length = min(step, size - start)
-            r = self._put(part["url"], {}, _chunks(path, start, length, sent, total, progress), length)
+            r = self._put(part.url, {}, _chunks(path, start, length, sent, total, progress), length)
             etags.append(r.headers["ETag"])
         return etags
 
@@ -211,7 +249,7 @@ class Client:
         return out
 
     def predict(self, name: str, ref: str | int | None = None, instances: list[Any] | None = None,
-                parameters: dict[str, Any] | None = None) -> "Prediction":
+                parameters: dict[str, Any] | None = None) -> Prediction:
         """V1 predict on raw instances (texts, images as base64 or pixel lists, rows)."""
         if ref is None:
             path = f"/v1/models/{name}:predict"
@@ -228,7 +266,7 @@ class Client:
 
     def infer(self, name: str, inputs: dict[str, Any], ref: str | int | None = None,
               outputs: list[str] | None = None, *, binary: bool = True, request_id: str | None = None,
-              parameters: dict[str, Any] | None = None) -> "InferResult":
+              parameters: dict[str, Any] | None = None) -> InferResult:
         """Open Inference Protocol infer with numpy tensors (binary tensor extension by default)."""
         from .protocols import oip
 
@@ -243,29 +281,27 @@ class Client:
     def model_metadata(self, name: str, ref: str | int | None = None) -> dict[str, Any]:
         """OIP model metadata: platform, versions, inputs and outputs with datatype and shape."""
         return self._json("GET", f"/v2/models/{name}" + (f"/versions/{ref}" if ref is not None else ""))
-
-
     # ------------------------------------------------------------ metrics
-    def metrics_overview(self, window: str = "1h") -> dict[str, Any]:
+    def metrics_overview(self, window: str = "1h") -> Overview:
         """Every model's requests, errors, error rate and p95 over the window."""
-        return self._json("GET", "/registry/metrics", params={"window": window})
+        return Overview.model_validate(self._json("GET", "/registry/metrics", params={"window": window}))
 
     def metrics(self, name: str, window: str = "1h", step: str | None = None, ref: str | int | None = None,
-                by_version: bool = False) -> dict[str, Any]:
+                by_version: bool = False) -> ModelMetrics:
         """Time series for a model (or one version/alias with ``ref``); ``by_version`` adds each version's."""
         params: dict[str, Any] = {"window": window, "by_version": str(by_version).lower()}
         if step:
             params["step"] = step
         if ref is not None:
             params["ref"] = str(ref)
-        return self._json("GET", f"/registry/metrics/models/{name}", params=params)
+        return ModelMetrics.model_validate(self._json("GET", f"/registry/metrics/models/{name}", params=params))
 
-    def feedback(self, name: str, items: list[dict[str, Any]], ref: str | int | None = None) -> dict[str, Any]:
+    def feedback(self, name: str, items: list[dict[str, Any]], ref: str | int | None = None) -> FeedbackResult:
         """Ground truth for earlier predictions: items of {prediction, label} or {correct} and/or {score}."""
         body: dict[str, Any] = {"items": items}
         if ref is not None:
             body["ref"] = str(ref)
-        return self._json("POST", f"/registry/models/{name}/feedback", json=body)
+        return FeedbackResult.model_validate(self._json("POST", f"/registry/models/{name}/feedback", json=body))
 
 
 @dataclass

@@ -13,67 +13,73 @@ call this. Its only concurrency tools are the store's conditional writes:
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import logging
 import secrets
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from collections.abc import Iterable
+from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-from .errors import BadRequest, Conflict, IntegrityError, InvalidModel, NotFound, PreconditionFailed, TooLarge
+from .errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    IntegrityError,
+    InvalidModel,
+    InvalidName,
+    NotFound,
+    PreconditionFailed,
+    TooLarge,
+)
 from .layout import CLAIM, MANIFEST, MODEL_FILE, TOMBSTONE, Layout, check_file_name, check_name, check_version
 from .manifest import FileInfo, Manifest, VersionMetadata
+from .schemas import (
+    AliasAction,
+    AliasChange,
+    AliasState,
+    FileDecl,
+    ModelSummary,
+    Resolution,
+    UploadSession,
+    UploadTarget,
+)
 from .settings import Limits
-from .storage import ObjectStore, UploadTarget
+from .storage import ObjectStore, sha256_file
 from .validation import check_metadata, inspect_onnx
 
+log = logging.getLogger("modelbay.registry")
 HISTORY_LIMIT = 500
+# What a bare model name means: this alias when it is set, else the latest version.
 DEFAULT_ALIAS = "production"
-_ANY = object()
+
+
+class _Any:
+    """The default of ``set_alias(expected=...)``: change whatever the alias points at now."""
+
+
+_ANY = _Any()
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _dumps(obj: Any) -> bytes:
     return json.dumps(obj, indent=1, sort_keys=True).encode()
 
 
-@dataclass
-class ModelSummary:
-    name: str
-    latest_version: int
-    version_count: int
-    aliases: dict[str, int]
-    updated_at: float
+def _sha(s: str) -> str:
+    return hashlib.sha256(s.encode()).hexdigest()
 
 
-@dataclass
-class AliasState:
-    model: str
-    alias: str
-    version: int | None
-    updated_at: str | None = None
-    updated_by: str | None = None
-    history: list[dict[str, Any]] = field(default_factory=list)
-
-
-@dataclass
-class UploadSession:
-    upload_id: str
-    name: str
-    expires_at: float
-    files: dict[str, dict[str, Any]]
-    targets: dict[str, UploadTarget]
-    # for stores without presigned URLs: the bearer token of the local upload URL
-    token: str | None = None
-
-
-def rollback_target(history: list[dict[str, Any]]) -> int | None:
+def rollback_target(history: list[AliasChange]) -> int | None:
     """The version a rollback would restore: undo the latest change not itself undone (None: nothing to undo).
 
     Public so that a UI can show "from -> to" before asking.
@@ -118,7 +124,7 @@ class Registry:
         return sorted(v for v, files in versions.items() if self._visible(files))
 
     def list_models(self) -> list[ModelSummary]:
-        out = []
+        out: list[ModelSummary] = []
         for name, versions in sorted(self._scan().items()):
             visible = sorted(v for v, f in versions.items() if self._visible(f))
             if not visible:
@@ -143,7 +149,7 @@ class Registry:
         versions = self.version_numbers(name)
         if not versions:
             raise NotFound(f"no model named {name!r}", model=name)
-        out = []
+        out: list[Manifest] = []
         for v in versions:
             try:
                 out.append(self.get_version(name, v))
@@ -151,20 +157,42 @@ class Registry:
                 continue
         return out
 
-    def resolve(self, name: str, ref: str | int | None = None) -> Manifest:
-        """A version number, an alias, or nothing: ``production`` if set, else the latest."""
+    def locate(self, name: str, ref: str | int | None = None) -> Resolution:
+        """The one rule for what a reference names, without reading the manifest.
+
+        A version number names itself (whether it exists is the manifest read's business);
+        an alias names its version; no ref (or "") names ``production`` when set, else the
+        latest version. Every reader (the engine, the routes, the CLI and TUI through
+        ``GET /registry/models/{name}/resolve``) goes through here.
+        """
         check_name(name, "model name")
         if ref is None or ref == "":
             state = self._read_alias(name, DEFAULT_ALIAS)[0]
-            if state and state.version is not None:
-                return self.get_version(name, state.version)
+            if state is not None and state.version is not None:
+                return Resolution(model=name, ref=None, version=state.version, alias=DEFAULT_ALIAS)
             versions = self.version_numbers(name)
             if not versions:
                 raise NotFound(f"no model named {name!r}", model=name)
-            return self.get_version(name, versions[-1])
-        if isinstance(ref, int) or str(ref).isdigit():
-            return self.get_version(name, ref)
-        return self.get_version(name, self.alias_version(name, str(ref)))
+            return Resolution(model=name, ref=None, version=versions[-1], alias=None)
+        if isinstance(ref, int) or ref.isdigit():
+            v = check_version(ref)
+            return Resolution(model=name, ref=str(v), version=v, alias=None)
+        alias = check_name(ref, "alias")
+        state = self._read_alias(name, alias)[0]
+        if state is None or state.version is None:
+            if not self.version_numbers(name):
+                raise NotFound(f"no model named {name!r}", model=name)
+            raise NotFound(f"model {name!r} has no alias {alias!r}", model=name, alias=alias)
+        return Resolution(model=name, ref=alias, version=state.version, alias=alias)
+
+    def resolve(self, name: str, ref: str | int | None = None) -> Manifest:
+        """The manifest a reference names (see ``locate``)."""
+        return self.get_version(name, self.locate(name, ref).version)
+
+    def resolution(self, name: str, ref: str | int | None = None) -> Resolution:
+        """``locate`` with the manifest: what ``GET .../resolve`` answers."""
+        found = self.locate(name, ref)
+        return found.model_copy(update={"manifest": self.get_version(name, found.version)})
 
     def alias_version(self, name: str, alias: str) -> int:
         state = self._read_alias(name, alias)[0]
@@ -172,20 +200,16 @@ class Registry:
             raise NotFound(f"model {name!r} has no alias {alias!r}", model=name, alias=alias)
         return state.version
 
-    def fetch_file(self, name: str, version: int, file: str, dest: Path, sha256: str) -> Path:
-        self.store.get_file(self.layout.file(name, version, file), dest, expected_sha256=sha256)
-        return dest
-
     # -------------------------------------------------------------- aliases
     def _read_alias(self, name: str, alias: str) -> tuple[AliasState | None, str | None]:
         try:
             data, etag = self.store.get_bytes(self.layout.alias(name, alias))
         except NotFound:
             return None, None
-        return AliasState(**json.loads(data)), etag
+        return AliasState.model_validate_json(data), etag
 
     def aliases(self, name: str) -> dict[str, int]:
-        out = {}
+        out: dict[str, int] = {}
         prefix = self.layout.aliases(name)
         for info in self.store.list(prefix):
             alias = info.key[len(prefix):].removesuffix(".json")
@@ -200,8 +224,8 @@ class Registry:
             raise NotFound(f"model {name!r} has no alias {alias!r}", model=name, alias=alias)
         return state
 
-    def set_alias(self, name: str, alias: str, version: int | None, *, expected: Any = _ANY,
-                  actor: str | None = None, action: str = "set") -> AliasState:
+    def set_alias(self, name: str, alias: str, version: int | None, *, expected: int | None | _Any = _ANY,
+                  actor: str | None = None, action: AliasAction = "set") -> AliasState:
         """Point ``alias`` at ``version`` (None deletes it) by compare-and-swap.
 
         ``expected`` (a version or None) makes the change conditional: a 412 if
@@ -214,21 +238,22 @@ class Registry:
         for attempt in range(50):
             state, etag = self._read_alias(name, alias)
             current = state.version if state else None
-            if expected is not _ANY and current != expected:
+            if not isinstance(expected, _Any) and current != expected:
                 raise PreconditionFailed(
                     f"alias {alias!r} of {name!r} points at {current}, not {expected}",
                     current=current, expected=expected)
             if action == "delete" and current is None:
                 raise NotFound(f"model {name!r} has no alias {alias!r}", model=name, alias=alias)
-            entry = {"at": now_iso(), "by": actor, "from": current, "to": version, "action": action}
+            entry: AliasChange = {"at": now_iso(), "by": actor, "from": current, "to": version, "action": action}
             history = ((state.history if state else []) + [entry])[-HISTORY_LIMIT:]
-            new = AliasState(name, alias, version, entry["at"], actor, history)
+            new = AliasState(model=name, alias=alias, version=version, updated_at=entry["at"], updated_by=actor,
+                             history=history)
             try:
-                self.store.put_bytes(self.layout.alias(name, alias), _dumps(new.__dict__),
+                self.store.put_bytes(self.layout.alias(name, alias), _dumps(new.model_dump(mode="json")),
                                      if_match=etag, if_none_match=etag is None)
                 break
             except PreconditionFailed:
-                if expected is not _ANY:
+                if not isinstance(expected, _Any):
                     raise
                 time.sleep(min(0.002 * 2**attempt, 0.1) * secrets.randbelow(100) / 100)
         else:
@@ -315,8 +340,6 @@ class Registry:
         for a in aliases:
             check_name(a, "alias")
         sig = inspect_onnx(model_path, self.limits.max_model_bytes)
-        from .storage import sha256_file
-
         files = {f: FileInfo(sha256=sha256_file(p), size=p.stat().st_size) for f, p in side_files.items()}
         check_metadata(metadata, sig, set(files))
         model_sha = sha256_file(model_path)
@@ -343,17 +366,17 @@ class Registry:
             for key in written:
                 try:
                     self.store.delete(key)
-                except Exception:
-                    pass  # the sweep removes what is left; the claim keeps it invisible
+                except Exception as e:  # noqa: BLE001 - the sweep removes what is left; the claim keeps it invisible
+                    log.warning("could not remove %s after a failed publish: %s", key, e)
             raise
         for alias in aliases:
             self.set_alias(name, alias, v, actor=actor)
         return manifest
 
     # --------------------------------------------------------------- uploads
-    def create_upload(self, name: str, files: dict[str, dict[str, Any]], *, actor: str | None = None
-                      ) -> UploadSession:
-        """Reserve a staging area; ``files`` maps file name to {"size", "sha256"}.
+    def create_upload(self, name: str, files: dict[str, FileDecl] | dict[str, dict[str, Any]], *,
+                      actor: str | None = None) -> UploadSession:
+        """Reserve a staging area; ``files`` maps file name to its size and sha256.
 
         ``model.onnx`` is required. The returned targets are presigned S3 URLs
         (multipart for large files) or, on the local store, none: the server
@@ -362,32 +385,39 @@ class Registry:
         check_name(name, "model name")
         if MODEL_FILE not in files:
             raise BadRequest("an upload needs a 'model.onnx' file")
-        sizes = {}
+        sizes: dict[str, int] = {}
+        decls: dict[str, FileDecl] = {}
         for f, spec in files.items():
-            size, sha = spec.get("size"), spec.get("sha256")
+            raw = spec.model_dump() if isinstance(spec, FileDecl) else spec
+            size, sha = raw.get("size"), raw.get("sha256")
             if not isinstance(size, int) or size < 1:
                 raise BadRequest(f"file {f!r}: size must be a positive integer")
             if not isinstance(sha, str) or len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
                 raise BadRequest(f"file {f!r}: sha256 must be 64 lowercase hex digits")
             sizes[f] = size
+            decls[f] = FileDecl(size=size, sha256=sha)
         if sizes[MODEL_FILE] > self.limits.max_model_bytes:
             raise TooLarge(f"model is {sizes[MODEL_FILE]} bytes; the limit is {self.limits.max_model_bytes}",
                            limit=self.limits.max_model_bytes)
         self._check_side_files({f: s for f, s in sizes.items() if f != MODEL_FILE})
         upload_id = secrets.token_hex(12)
         ttl = self.limits.upload_ttl_seconds
-        targets = {}
+        targets: dict[str, UploadTarget] = {}
+        multipart: dict[str, str] = {}
         for f, size in sizes.items():
             t = self.store.presign_put(self.layout.upload(upload_id) + "files/" + f, size=size, expires=ttl)
             if t is not None:
-                targets[f] = t
+                fields = asdict(t)
+                fields.pop("key")
+                targets[f] = UploadTarget.model_validate(fields)
+                if t.multipart_id:
+                    multipart[f] = t.multipart_id
         token = None if targets else secrets.token_urlsafe(24)
-        session = UploadSession(upload_id, name, time.time() + ttl,
-                                {f: {"size": s["size"], "sha256": s["sha256"]} for f, s in files.items()},
-                                targets, token)
+        session = UploadSession(upload_id=upload_id, name=name, expires_at=time.time() + ttl, files=decls,
+                                targets=targets, token=token)
         record = {
-            "upload_id": upload_id, "name": name, "expires_at": session.expires_at, "files": session.files,
-            "multipart": {f: t.multipart_id for f, t in targets.items() if t.multipart_id},
+            "upload_id": upload_id, "name": name, "expires_at": session.expires_at,
+            "files": {f: d.model_dump() for f, d in decls.items()}, "multipart": multipart,
             "token_sha256": _sha(token) if token else None, "created_by": actor, "created_at": now_iso(),
         }
         self.store.put_bytes(self.layout.upload(upload_id) + "upload.json", _dumps(record), if_none_match=True)
@@ -400,19 +430,15 @@ class Registry:
             data, _ = self.store.get_bytes(self.layout.upload(upload_id) + "upload.json")
         except NotFound:
             raise NotFound(f"no upload {upload_id!r} (expired or already registered)") from None
-        record = json.loads(data)
+        record: dict[str, Any] = json.loads(data)
         if record["expires_at"] < time.time():
             raise NotFound(f"upload {upload_id!r} expired")
         return record
 
     def receive_upload(self, upload_id: str, file: str, token: str, source_path: Path) -> None:
         """The local server's stand-in for a presigned PUT."""
-        import hmac
-
         record = self._upload_record(upload_id)
         if not record.get("token_sha256") or not hmac.compare_digest(record["token_sha256"], _sha(token or "")):
-            from .errors import Forbidden
-
             raise Forbidden("bad upload token")
         if file not in record["files"]:
             raise BadRequest(f"file {file!r} is not part of upload {upload_id}")
@@ -436,7 +462,7 @@ class Registry:
                 self.store.complete_multipart(base + f, mp_id, parts[f])
         tmp = Path(tempfile.mkdtemp(prefix="modelbay-register-"))
         try:
-            paths = {}
+            paths: dict[str, Path] = {}
             for f, spec in record["files"].items():
                 try:
                     self.store.get_file(base + f, tmp / f, expected_sha256=spec["sha256"])
@@ -480,12 +506,6 @@ class Registry:
         return removed
 
 
-def _sha(s: str) -> str:
-    import hashlib
-
-    return hashlib.sha256(s.encode()).hexdigest()
-
-
 def sweep_all(store: ObjectStore, limits: Limits | None = None) -> dict[str, int]:
     """Sweep every tenant of a store (the local server runs this periodically)."""
     tenants = {info.key.split("/")[1] for info in store.list("tenants/") if info.key.count("/") >= 2}
@@ -493,7 +513,7 @@ def sweep_all(store: ObjectStore, limits: Limits | None = None) -> dict[str, int
     for t in sorted(tenants):
         try:
             check_name(t, "tenant")
-        except Exception:
+        except InvalidName:  # not a tenant this code wrote
             continue
         for k, v in Registry(store, t, limits).sweep().items():
             total[k] += v

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from textual.dom import DOMNode
 
 from modelbay.client import ApiError
+from modelbay.errors import ModelbayError
 
 
 class ApiMixin:
@@ -28,7 +30,7 @@ class ApiMixin:
                     cb(value)
                 except Exception as e:  # a rendering bug must not take the app down
                     app.log.error(f"callback failed: {e!r}")
-                    app.notify(f"{type(e).__name__}: {e}", severity="error", title="UI error")
+                    app.notify(f"{type(e).__name__}: {e}", severity="error", title="UI error", markup=False)
 
         def job() -> None:
             try:
@@ -39,7 +41,8 @@ class ApiMixin:
                     app.call_from_thread(deliver, failed, e)
                 return
             except Exception as e:  # noqa: BLE001 - anything else is shown, never raised into Textual
-                app.call_from_thread(app.notify, f"{type(e).__name__}: {e}", severity="error", title="error")
+                message = e.message if isinstance(e, ModelbayError) else f"{type(e).__name__}: {e}"
+                app.call_from_thread(app.notify, message, severity="error", title="error", markup=False)
                 if failed:
                     app.call_from_thread(deliver, failed, e)
                 return

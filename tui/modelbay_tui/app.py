@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
@@ -136,7 +136,8 @@ class ModelbayApp(App[None]):
         self.ui_errors.append(error)
         self.log.error(f"UI error: {error!r}")
         try:
-            self.notify(f"{type(error).__name__}: {error}", severity="error", title="UI error", timeout=8)
+            self.notify(f"{type(error).__name__}: {error}", severity="error", title="UI error", timeout=8,
+                        markup=False)
         except Exception:
             super()._handle_exception(error)
 
@@ -145,8 +146,8 @@ class ModelbayApp(App[None]):
         if e.code == "unreachable":
             self.online = False
             return  # the title and one notification say it; no storm of toasts
-        if not quiet:
-            self.notify(e.message, severity="error", title=f"{e.status} {e.code}")
+        if not quiet:  # the server's words, not markup: '[batch,4]' must survive
+            self.notify(e.message, severity="error", title=f"{e.status} {e.code}", markup=False)
 
     def api_succeeded(self) -> None:
         if not self.online:
@@ -229,7 +230,7 @@ class ModelbayApp(App[None]):
                 yield SystemCommand(f"Connect to {p.name}", p.url, lambda n=p.name: self.switch_profile(n))
         models = getattr(self.screen_stack[1] if len(self.screen_stack) > 1 else None, "rows", [])
         for m in models or []:
-            n = m["name"]
+            n = m.name
             yield SystemCommand(f"Open {n}", "versions and aliases", lambda n=n: self.open_model(n))
             yield SystemCommand(f"Metrics of {n}", "live charts", lambda n=n: self.open_metrics(n))
             yield SystemCommand(f"Try {n}", "playground", lambda n=n: self.open_playground(n))

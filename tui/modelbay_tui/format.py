@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from modelbay.manifest import Dim, QuantizationInfo
+
 
 def size(n: int | None) -> str:
     if n is None:
@@ -20,12 +22,21 @@ def when(iso: str | None) -> str:
     return iso[5:16].replace("T", " ") if iso else "-"
 
 
-def precision(q: dict[str, Any] | None) -> str:
-    method = (q or {}).get("method", "none")
-    if method == "none":
+def precision(q: QuantizationInfo | None) -> str:
+    if q is None or q.method == "none":
         return "fp32"
-    wt = ((q or {}).get("weight_type") or "int8").lower().removeprefix("q")  # onnxruntime says "QInt8"
-    return {"dynamic": f"{wt} dyn", "static": f"{wt} st", "mixed": f"{wt} mix"}.get(method, method)
+    wt = (q.weight_type or "int8").lower().removeprefix("q")  # onnxruntime says "QInt8"
+    return {"dynamic": f"{wt} dyn", "static": f"{wt} st", "mixed": f"{wt} mix"}.get(q.method, q.method)
+
+
+def version(v: int | None) -> str:
+    """'v3', or 'unset' for an alias that points nowhere."""
+    return "unset" if v is None else f"v{v}"
+
+
+def shape(dims: list[Dim]) -> str:
+    """[batch,4] rather than a Python list's repr; '?' for an unknown dimension."""
+    return "[" + ",".join("?" if d is None else str(d) for d in dims) + "]"
 
 
 def _num(v: Any) -> str:

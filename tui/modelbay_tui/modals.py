@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from rich.markup import escape
+from rich.table import Table
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from rich.table import Table
 from textual.widgets import Button, DataTable, Input, Label, Static
 
-from .format import when
+from modelbay.schemas import AliasState
+
+from .format import version, when
 
 
 class ConfirmModal(ModalScreen[bool]):
@@ -65,26 +66,23 @@ class PromptModal(ModalScreen[str | None]):
 class HistoryModal(ModalScreen[None]):
     BINDINGS = [Binding("escape,q,h", "close", "Close")]
 
-    def __init__(self, state: dict[str, Any]) -> None:
+    def __init__(self, state: AliasState) -> None:
         super().__init__()
         self.state = state
 
     def compose(self) -> ComposeResult:
         s = self.state
         with Vertical(classes="dialog wide"):
-            yield Label(f"{s['model']}:{s['alias']} → {s['version'] if s['version'] is not None else '-'}",
-                        classes="dialog-title")
+            yield Label(escape(f"{s.model}:{s.alias} → {version(s.version)}"), classes="dialog-title")
             yield DataTable(id="history", cursor_type="row", zebra_stripes=True)
             yield Button("Close (esc)", id="close")
 
     def on_mount(self) -> None:
         t = self.query_one(DataTable)
         t.add_columns("when (UTC)", "action", "from", "to", "by")
-        for e in reversed(self.state.get("history", [])):
-            at = e.get("at")
-            t.add_row(when(at) if isinstance(at, str) else str(at), e.get("action", "set"),
-                      str(e.get("from") if e.get("from") is not None else "-"),
-                      str(e.get("to") if e.get("to") is not None else "-"), e.get("by") or "-")
+        for e in reversed(self.state.history):
+            t.add_row(when(e["at"]), e["action"], "-" if e["from"] is None else str(e["from"]),
+                      "-" if e["to"] is None else str(e["to"]), escape(e["by"] or "-"))
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(None)

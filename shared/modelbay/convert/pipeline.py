@@ -1,29 +1,116 @@
 """``prepare``: model -> fp32 ONNX (checked) -> int8 ONNX (gated) -> metadata.
 
-The last step, ``publish``, hands the result to a registry or client; the
-``modelbay push`` command runs both with a progress display.
+``publish`` hands the result to a registry or client. ``push`` is the whole thing
+as a user asks for it: it decides between a plain upload and a conversion, and
+reports typed ``StageEvent``s (convert, quantize, gate, upload, register) that
+``modelbay push`` and the TUI's upload screen both display.
 """
 
 from __future__ import annotations
 
 import shutil
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal, NoReturn, Protocol
 
 from modelbay.convert.converter import Conversion, convert
 from modelbay.convert.data import Dataset, Feed, load_dataset
 from modelbay.convert.gate import Gate, GateFailed, GateReport, GateThresholds
 from modelbay.convert.measure import profile
 from modelbay.convert.mixed import search
-from modelbay.convert.spec import parse_input_spec
+from modelbay.convert.quantize import (
+    Method,
+    choose_method,
+    options_for,
+    preprocess,
+    quantizable_nodes,
+    quantize,
+    scratch_dir,
+)
 from modelbay.convert.quantize import compact_kept as compact_kept_weights
-from modelbay.convert.quantize import choose_method, options_for, preprocess, quantizable_nodes, quantize, scratch_dir
+from modelbay.convert.spec import parse_input_spec
 from modelbay.errors import BadRequest
 from modelbay.manifest import QuantizationInfo, VersionMetadata
 
 QuantizeMode = Literal["dynamic", "static", "auto", "none"]
 Progress = Callable[[str, float | None], None]
+
+
+class Stage(StrEnum):
+    CONVERT = "convert"
+    QUANTIZE = "quantize"
+    GATE = "gate"
+    UPLOAD = "upload"
+    REGISTER = "register"
+
+
+class Status(StrEnum):
+    RUNNING = "running"
+    DONE = "done"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class StageEvent:
+    stage: Stage
+    status: Status
+    message: str = ""
+    sent: int | None = None  # upload: bytes so far, of ``total``
+    total: int | None = None
+
+
+Events = Callable[[StageEvent], None]
+
+
+class Uploader(Protocol):
+    """What ``push`` needs of a client: ``modelbay.client.Client.push``."""
+
+    def push(self, path: str | Path, name: str, metadata: VersionMetadata | None = None,
+             side_files: Mapping[str, str | Path] | None = None, aliases: Sequence[str] = (),
+             progress: Callable[[int, int], None] | None = None) -> Any: ...
+
+
+class Reporter:
+    """Turns the pipeline's steps into ``StageEvent``s; remembers each stage's state."""
+
+    def __init__(self, events: Events | None = None, progress: Progress | None = None) -> None:
+        self.events = events
+        self.progress = progress
+        self.state: dict[Stage, Status] = {}
+        self.current: Stage | None = None
+
+    def emit(self, event: StageEvent) -> None:
+        self.state[event.stage] = event.status
+        if self.events is not None:
+            self.events(event)
+
+    def start(self, stage: Stage, message: str = "") -> None:
+        self.current = stage
+        self.emit(StageEvent(stage, Status.RUNNING, message))
+
+    def done(self, stage: Stage, message: str = "") -> None:
+        if self.state.get(stage) != Status.DONE:
+            self.emit(StageEvent(stage, Status.DONE, message))
+
+    def skip(self, stage: Stage, message: str = "") -> None:
+        self.emit(StageEvent(stage, Status.SKIPPED, message))
+
+    def say(self, message: str, fraction: float | None = None) -> None:
+        """A step inside the current stage (the ``progress`` callback of ``prepare``)."""
+        if self.progress is not None:
+            self.progress(message, fraction)
+        if self.current is not None and self.events is not None:
+            self.events(StageEvent(self.current, Status.RUNNING, message))
+
+    def fail(self) -> None:
+        """Mark whatever was running as failed (an exception is on its way up)."""
+        for stage, status in list(self.state.items()):
+            if status == Status.RUNNING:
+                self.emit(StageEvent(stage, Status.FAILED))
 
 
 @dataclass
@@ -42,12 +129,12 @@ class Prepared:
         return self.int8_path or self.fp32_path
 
 
-def _dataset(data: Any, names: list[str]) -> Dataset | None:
+def _dataset(data: Any, names: list[str] | None) -> Dataset | None:
     if data is None or isinstance(data, Dataset):
         return data
     if isinstance(data, list):
         return Dataset(list(data))
-    return load_dataset(data, names)
+    return load_dataset(data, names or [])
 
 
 def prepare(
@@ -72,13 +159,31 @@ def prepare(
     check_atol: float = 1e-4,
     check_rtol: float = 1e-3,
     progress: Progress | None = None,
+    events: Events | None = None,
 ) -> Prepared:
     """Run the whole pipeline up to (not including) publishing.
 
     Raises GateFailed (HTTP 422, details hold the gate's numbers) when neither
     plain int8 nor mixed precision keeps the model within ``thresholds``.
+    ``progress`` gets free-text steps; ``events`` gets typed stage events.
     """
-    say = progress or (lambda *_: None)
+    rep = Reporter(events, progress)
+    try:
+        return _prepare(model, name, workdir, quantize_mode, eval_data, calibration, metadata, input_spec, example,
+                        output_names, state_dict, side_files, target, thresholds, mixed_precision, compact_kept,
+                        measure, check_atol, check_rtol, rep)
+    except BaseException:
+        rep.fail()
+        raise
+
+
+def _prepare(model: Any, name: str, workdir: str | Path, quantize_mode: QuantizeMode,
+             eval_data: str | Path | Dataset | None, calibration: str | Path | Dataset | list[Feed] | None,
+             metadata: VersionMetadata | None, input_spec: str | list | None, example: Feed | None,
+             output_names: list[str] | None, state_dict: str | Path | None, side_files: dict[str, Path] | None,
+             target: str, thresholds: GateThresholds | None, mixed_precision: bool, compact_kept: bool,
+             measure: bool, check_atol: float, check_rtol: float, rep: Reporter) -> Prepared:
+    say = rep.say
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
     meta = (metadata or VersionMetadata()).model_copy(deep=True)
@@ -86,7 +191,7 @@ def prepare(
         raise BadRequest(f"--quantize must be dynamic, static, auto or none, not {quantize_mode!r}")
 
     fp32 = work / "model.fp32.onnx"
-    say("converting", None)
+    rep.start(Stage.CONVERT, "converting")
     specs = parse_input_spec(input_spec)
     names_hint = [s.name for s in specs] if specs else None
     # with a spec we know the input names, so the eval data can feed the conversion check too
@@ -102,20 +207,28 @@ def prepare(
     fp32_meta = meta.model_copy(deep=True)
     fp32_meta.quantization = QuantizationInfo(method="none")
     side = dict(side_files or {})
+    rep.done(Stage.CONVERT, f"converted with {conv.exporter}")
 
-    method = choose_method(fp32) if quantize_mode == "auto" else quantize_mode
+    # (with "none" the method is never used: that branch returns below)
+    method: Method = choose_method(fp32) if quantize_mode == "auto" else (
+        "static" if quantize_mode == "static" else "dynamic")
     if quantize_mode == "auto" and not quantizable_nodes(fp32, method):
         # e.g. skl2onnx TF-IDF + LinearClassifier: ai.onnx.ml ops onnxruntime does not quantize
         quantize_mode = "none"
         fp32_meta.quantization = QuantizationInfo(method="none", extra={"reason": "no quantizable nodes"})
     if quantize_mode == "none":
         meta.quantization = fp32_meta.quantization
+        rep.skip(Stage.QUANTIZE, (fp32_meta.quantization.extra or {}).get("reason", "not asked"))
         if evals is not None:
             # nothing to gate; still record what the model scores on the evaluation data
+            rep.start(Stage.GATE, "evaluating fp32")
             ev = Gate(fp32, evals, meta, thresholds).check(fp32)
             meta.metrics["evaluation"] = {"samples": ev.samples, **ev.fp32}
             if measure:
                 meta.metrics["fp32"] = profile(fp32, evals.batches[0])
+            rep.done(Stage.GATE, "evaluated (nothing to gate)")
+        else:
+            rep.skip(Stage.GATE, "no evaluation data")
         return Prepared(name, fp32, None, meta, meta, side, None, conv)
     if evals is None:
         raise BadRequest("quantizing needs evaluation data (--eval) for the accuracy gate")
@@ -126,13 +239,15 @@ def prepare(
     if method == "static" and not calib_batches:
         raise BadRequest("static quantization needs calibration samples (--calibration)")
 
-    say("evaluating fp32", None)
+    rep.start(Stage.QUANTIZE, "evaluating fp32")
     gate = Gate(fp32, evals, meta, thresholds)
     with scratch_dir() as tmp:
         # pre-process once: every quantization of the search sees the same node names
         base, pre_note = preprocess(fp32, tmp / "pre.onnx", method)
         say(f"quantizing ({method}, {opts.target})", None)
         quantize(base, int8, method, opts, calib_batches, preprocessed=True)
+        rep.done(Stage.QUANTIZE, f"{method} int8 for {opts.target}")
+        rep.start(Stage.GATE, "checking accuracy")
         report = gate.check(int8)
         kept: list[str] = []
         mixed_info: dict[str, Any] = {}
@@ -162,7 +277,8 @@ def prepare(
         _refuse(report, "")
     meta.quantization = QuantizationInfo(
         method="mixed" if kept else method, kept_fp32_nodes=kept,
-        extra={"base_method": method, "preprocessing": pre_note, **({"calibration_samples": len(calib)} if calib else {})},
+        extra={"base_method": method, "preprocessing": pre_note,
+               **({"calibration_samples": len(calib)} if calib else {})},
         **opts.info(method),
     )
     meta.metrics["gate"] = report.as_dict()
@@ -174,11 +290,12 @@ def prepare(
         meta.metrics["fp32"] = profile(fp32, evals.batches[0])
         meta.metrics["int8"] = profile(int8, evals.batches[0])
         fp32_meta.metrics["fp32"] = meta.metrics["fp32"]
+    rep.done(Stage.GATE, "passed")
     say("done", 1.0)
     return Prepared(name, fp32, int8, meta, fp32_meta, side, report, conv)
 
 
-def _refuse(report: GateReport, why: str) -> None:
+def _refuse(report: GateReport, why: str) -> NoReturn:
     msg = "quantized model refused by the accuracy gate: " + "; ".join(report.failures)
     if why:
         msg += f" ({why})"
@@ -189,33 +306,119 @@ def publish(
     prepared: Prepared,
     *,
     registry: Any = None,
-    client: Any = None,
-    aliases: list[str] | tuple[str, ...] = (),
+    client: Uploader | None = None,
+    aliases: Sequence[str] = (),
     with_fp32_twin: bool = False,
-    progress: Any = None,
+    events: Events | None = None,
 ) -> list[Any]:
     """Register the prepared version (and optionally its fp32 twin first).
 
-    Takes either a ``Registry`` (``register_version``) or a ``Client`` (``push``);
+    Takes either a ``Registry`` (``register_version``) or a client (``push``);
     returns the manifests, twin first.
     """
     if (registry is None) == (client is None):
         raise BadRequest("publish needs exactly one of registry or client")
+    rep = Reporter(events)
 
-    def send(path: Path, meta: VersionMetadata, als: list[str]):
-        if registry is not None:
-            return registry.register_version(prepared.name, path, meta, prepared.side_files, als)
-        return client.push(path, prepared.name, meta, prepared.side_files, als, progress)
+    def send(path: Path, meta: VersionMetadata, als: list[str], what: str) -> Any:
+        if client is not None:
+            return _upload(client, rep, path, prepared.name, meta, prepared.side_files, als, what)
+        return registry.register_version(prepared.name, path, meta, prepared.side_files, als)
 
     out = []
     meta = prepared.metadata.model_copy(deep=True)
-    if with_fp32_twin and prepared.int8_path is not None:
-        twin = send(prepared.fp32_path, prepared.fp32_metadata, [])
-        out.append(twin)
-        if meta.quantization is not None:
-            meta.quantization.fp32_version = getattr(twin, "version", None)
-    out.append(send(prepared.model_path, meta, list(aliases)))
+    try:
+        if with_fp32_twin and prepared.int8_path is not None:
+            twin = send(prepared.fp32_path, prepared.fp32_metadata, [], "the fp32 twin")
+            out.append(twin)
+            if meta.quantization is not None:
+                meta.quantization.fp32_version = getattr(twin, "version", None)
+        out.append(send(prepared.model_path, meta, list(aliases), "the int8 model" if prepared.int8_path else ""))
+    except BaseException:
+        rep.fail()
+        raise
     return out
+
+
+def _upload(client: Uploader, rep: Reporter, path: Path, name: str, meta: VersionMetadata | None,
+            side_files: Mapping[str, Path], aliases: Sequence[str], what: str = "") -> Any:
+    rep.start(Stage.UPLOAD, f"uploading {what}".strip())
+
+    def sent(done: int, total: int) -> None:
+        rep.emit(StageEvent(Stage.UPLOAD, Status.RUNNING, sent=done, total=total))
+        if done >= total:
+            rep.done(Stage.UPLOAD)
+            rep.start(Stage.REGISTER, "validating and registering")
+
+    manifest = client.push(path, name, meta, side_files, aliases, progress=sent)
+    rep.done(Stage.UPLOAD)
+    version = getattr(manifest, "version", None)
+    rep.done(Stage.REGISTER, f"{name} version {version}" if version is not None else name)
+    return manifest
+
+
+@dataclass
+class PushResult:
+    manifests: list[Any]  # the registered versions, the fp32 twin first
+    gate: GateReport | None = None
+
+    @property
+    def manifest(self) -> Any:
+        return self.manifests[-1]
+
+
+def is_plain_upload(model: Any, quantize_mode: QuantizeMode, eval_data: Any) -> bool:
+    """An ONNX file with nothing to quantize or evaluate goes straight to the registry (no torch needed)."""
+    return (isinstance(model, (str, Path)) and str(model).lower().endswith(".onnx") and quantize_mode == "none"
+            and eval_data is None and Path(model).is_file())
+
+
+def push(
+    client: Uploader,
+    model: Any,
+    *,
+    name: str,
+    aliases: Sequence[str] = (),
+    metadata: VersionMetadata | None = None,
+    side_files: Mapping[str, Path] | None = None,
+    quantize_mode: QuantizeMode | None = None,
+    eval_data: str | Path | Dataset | None = None,
+    with_fp32_twin: bool = False,
+    events: Events | None = None,
+    progress: Progress | None = None,
+    **prepare_options: Any,
+) -> PushResult:
+    """Push a model as ``modelbay push`` and the TUI's upload screen do.
+
+    A plain ONNX file (no quantization, no evaluation data) is uploaded as is;
+    anything else is converted, quantized behind the gate (``prepare``), then
+    uploaded (``publish``). ``quantize_mode`` None means "auto" with evaluation
+    data, else "none". ``prepare_options`` go to ``prepare`` (input_spec,
+    state_dict, calibration, target, thresholds, ...).
+    """
+    mode: QuantizeMode = quantize_mode or ("auto" if eval_data is not None else "none")
+    side = {k: Path(v) for k, v in (side_files or {}).items()}
+    if is_plain_upload(model, mode, eval_data):
+        rep = Reporter(events, progress)
+        rep.skip(Stage.CONVERT, "already ONNX")
+        rep.skip(Stage.QUANTIZE, "not asked")
+        rep.skip(Stage.GATE, "no evaluation data")
+        try:
+            return PushResult([_upload(client, rep, Path(model), name, metadata, side, aliases)])
+        except BaseException:
+            rep.fail()
+            raise
+    with tempfile.TemporaryDirectory(prefix="modelbay-push-") as work:
+        try:
+            prepared = prepare(model, name=name, workdir=work, quantize_mode=mode, eval_data=eval_data,
+                               metadata=metadata, side_files=side, progress=progress, events=events,
+                               **prepare_options)
+        except ImportError as e:  # torch, transformers or scikit-learn missing: a slim install
+            raise BadRequest(f"converting {model} needs the convert extra (pip install 'modelbay[convert]'): {e}. "
+                             "Plain ONNX files push without it.") from None
+        manifests = publish(prepared, client=client, aliases=aliases, with_fp32_twin=with_fp32_twin,
+                            events=events)
+    return PushResult(manifests, prepared.gate)
 
 
 def copy_side_files(side: dict[str, Path], dest: Path) -> dict[str, Path]:

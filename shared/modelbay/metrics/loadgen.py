@@ -9,12 +9,29 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from types import TracebackType
+from typing import Any, Protocol, Self
 
-from ..client import ApiError, Client
+from ..errors import BadRequest, ModelbayError
 from ..manifest import Manifest
+from ..schemas import Resolution
 from .histogram import bucket_of, percentiles
+
+
+class PredictClient(Protocol):
+    """What the load generator needs of ``modelbay.client.Client``."""
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None: ...
+
+    def resolve(self, name: str, ref: str | int | None = None) -> Resolution: ...
+
+    def predict(self, name: str, ref: str | int | None = None, instances: list[Any] | None = None,
+                parameters: dict[str, Any] | None = None) -> Any: ...
 
 _LOREM = ("the model answers quickly", "a terrible slow day", "what a wonderful result", "the service is down again",
           "fast and accurate predictions", "nothing works and I am upset")
@@ -42,7 +59,7 @@ def _tensor(shape: list, dtype: str, rng: random.Random) -> Any:
     if not shape:
         if dtype == "string":
             return rng.choice(_LOREM)
-        if dtype.startswith("int") or dtype.startswith("uint"):
+        if dtype.startswith(("int", "uint")):
             return rng.randint(0, 9)
         if dtype == "bool":
             return rng.random() < 0.5
@@ -72,7 +89,7 @@ class LoadReport:
                 "rate_per_s": round(self.rate, 2), **self.latency()}
 
 
-def run_load(client_factory: Callable[[], Client], name: str, ref: str | int | None, *, rate: float = 10.0,
+def run_load(client_factory: Callable[[], PredictClient], name: str, ref: str | int | None, *, rate: float = 10.0,
              duration_s: float = 10.0, concurrency: int = 4, batch: int = 1, bad_fraction: float = 0.0,
              instances: list[Any] | None = None, seed: int = 0, stop: threading.Event | None = None,
              on_tick: Callable[[LoadReport], None] | None = None) -> LoadReport:
@@ -81,7 +98,9 @@ def run_load(client_factory: Callable[[], Client], name: str, ref: str | int | N
     ``bad_fraction`` of the requests are deliberately malformed, so error charts have something to show.
     """
     with client_factory() as c:
-        manifest = c.version(name, ref) if ref not in (None, "") else _default(c, name)
+        manifest = c.resolve(name, ref).manifest  # what the server serves for this ref, by its rule
+    if manifest is None:
+        raise BadRequest(f"the server did not say what {name} stands for")
     rng = random.Random(seed)
     pool = instances or [sample_instance(manifest, rng) for _ in range(64)]
     report = LoadReport()
@@ -117,7 +136,7 @@ def run_load(client_factory: Callable[[], Client], name: str, ref: str | int | N
                 code = None
                 try:
                     c.predict(name, ref, body)
-                except ApiError as e:
+                except ModelbayError as e:
                     code = e.code
                 ms = (time.perf_counter() - t0) * 1000
                 with lock:
@@ -142,10 +161,3 @@ def run_load(client_factory: Callable[[], Client], name: str, ref: str | int | N
             on_tick(report)
     report.elapsed_s = time.perf_counter() - start
     return report
-
-
-def _default(c: Client, name: str) -> Manifest:
-    aliases = c.aliases(name)
-    if "production" in aliases:
-        return c.version(name, aliases["production"])
-    return c.versions(name)[-1]

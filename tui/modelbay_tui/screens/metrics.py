@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid
 from textual.widgets import DataTable, Footer, Header, Static
 from textual_plotext import PlotextPlot
+
+from modelbay.metrics.series import Series
+from modelbay.metrics.service import ModelMetrics
 
 from .. import format as fmt
 from .base import BaseScreen
@@ -29,7 +30,7 @@ class Chart(PlotextPlot):
         plt.xlabel("minutes ago")
         any_data = False
         for i, (label, ys) in enumerate(lines):
-            pts = [(x, y) for x, y in zip(xs, ys) if y is not None]
+            pts = [(x, y) for x, y in zip(xs, ys, strict=False) if y is not None]
             if pts:
                 any_data = True
                 plt.plot([p[0] for p in pts], [p[1] for p in pts], label=label, color=COLORS[i % len(COLORS)],
@@ -58,7 +59,7 @@ class MetricsScreen(BaseScreen):
         self.model = model
         self.window = window
         self.by_version = by_version
-        self.data: dict[str, Any] | None = None
+        self.data: ModelMetrics | None = None
         self._warned: set[str] = set()
         self.show_accuracy = False
 
@@ -89,45 +90,43 @@ class MetricsScreen(BaseScreen):
         self.api(lambda: self.client.metrics(self.model, self.window, by_version=True), then=self._show,
                  group="metrics", exclusive=True, quiet=quiet)
 
-    def _show(self, data: dict[str, Any]) -> None:
+    def _show(self, data: ModelMetrics) -> None:
         self.data = data
         self._head()
-        o = data["overall"]
-        end = data["end"]
-        xs = [(t - end) / 60 for t in o["timestamps"]]
-        versions = sorted(data["versions"].items(), key=lambda kv: int(kv[0]))
+        o = data.overall
+        xs = [(t - data.end) / 60 for t in o.timestamps]
+        versions = sorted(data.versions.items(), key=lambda kv: int(kv[0]))
         rate, lat, err = (self.query_one(f"#chart-{k}", Chart) for k in ("rate", "latency", "errors"))
-        third = "accuracy" if self.show_accuracy else "error_rate"
         third_title = "feedback accuracy %" if self.show_accuracy else "error rate %"
 
-        def pct_line(values):
+        def third(s: Series) -> list[float | None]:
+            values = s.accuracy if self.show_accuracy else s.error_rate
             return [None if e is None else e * 100 for e in values]
 
         if self.by_version and versions:
-            rate.show("requests/min", xs, [(f"v{v}", [r * 60 for r in s["rate_per_s"]]) for v, s in versions])
-            lat.show("p95 latency ms", xs, [(f"v{v}", s["p95_ms"]) for v, s in versions])
-            err.show(third_title, xs, [(f"v{v}", pct_line(s[third])) for v, s in versions])
+            rate.show("requests/min", xs, [(f"v{v}", [r * 60 for r in s.rate_per_s]) for v, s in versions])
+            lat.show("p95 latency ms", xs, [(f"v{v}", s.p95_ms) for v, s in versions])
+            err.show(third_title, xs, [(f"v{v}", third(s)) for v, s in versions])
         else:
-            rate.show("requests/min", xs, [("all", [r * 60 for r in o["rate_per_s"]])])
-            lat.show("latency ms", xs, [("p50", o["p50_ms"]), ("p95", o["p95_ms"]), ("p99", o["p99_ms"])])
-            err.show(third_title, xs, [("all", pct_line(o[third]))])
-        tot = o["totals"]
-        mean = tot.get("mean_ms") or {}
-        def num(v):
+            rate.show("requests/min", xs, [("all", [r * 60 for r in o.rate_per_s])])
+            lat.show("latency ms", xs, [("p50", o.p50_ms), ("p95", o.p95_ms), ("p99", o.p99_ms)])
+            err.show(third_title, xs, [("all", third(o))])
+        tot = o.totals
+
+        def num(v: float | None) -> str:
             return "-" if v is None else f"{v:.1f}"
 
-        phases = " ".join(f"{label} {num(mean.get(k))}" for label, k in (
+        phases = " ".join(f"{label} {num(tot.mean_ms.get(k))}" for label, k in (
             ("fetch", "fetch"), ("pre", "preprocess"), ("infer", "inference"), ("post", "postprocess")))
-        errs = ", ".join(f"{k} {n}" for k, n in (tot.get("errors_by_type") or {}).items() if n) or "no errors"
-        self.query_one("#metrics-phases", Static).update(
-            f"mean ms: {phases} load {num(tot.get('load_ms'))} · {errs}")
+        errs = ", ".join(f"{k} {n}" for k, n in tot.errors_by_type.items() if n) or "no errors"
+        self.query_one("#metrics-phases", Static).update(f"mean ms: {phases} load {num(tot.load_ms)} · {errs}")
         t = self.query_one(DataTable)
         t.clear()
         for label, s in [("all", o)] + [(f"v{v}", s) for v, s in versions]:
-            tt = s["totals"]
-            t.add_row(label, str(tt["requests"]), fmt.pct(tt["error_rate"]), fmt.ms(tt["p95_ms"]),
-                      fmt.pct(tt["accuracy"]), str(tt["cold_starts"]))
-        for w in o.get("warnings", []):
+            tt = s.totals
+            t.add_row(label, str(tt.requests), fmt.pct(tt.error_rate), fmt.ms(tt.p95_ms), fmt.pct(tt.accuracy),
+                      str(tt.cold_starts))
+        for w in o.warnings:
             if w not in self._warned:
                 self._warned.add(w)
                 self.notify(w, severity="warning", timeout=6)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Static
 
-
+from modelbay.manifest import Manifest
 from modelbay.registry import rollback_target
+from modelbay.schemas import AliasState, ModelDetail
 
 from .. import format as fmt
 from ..modals import ConfirmModal, HistoryModal, PromptModal
@@ -32,7 +34,7 @@ class ModelScreen(BaseScreen):
     def __init__(self, model: str) -> None:
         super().__init__(name=f"model-{model}")
         self.model = model
-        self.detail: dict[str, Any] | None = None
+        self.detail: ModelDetail | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -53,26 +55,23 @@ class ModelScreen(BaseScreen):
     def refresh_data(self, quiet: bool = False) -> None:
         self.api(self.client.model, self.model, then=self._show, group="model", exclusive=True, quiet=quiet)
 
-    def _by_version(self) -> dict[int, list[str]]:
-        out: dict[int, list[str]] = {}
-        for a, v in (self.detail or {}).get("aliases", {}).items():
-            out.setdefault(v, []).append(a)
-        return out
+    @property
+    def aliases(self) -> dict[str, int]:
+        return self.detail.aliases if self.detail else {}
 
-    def _show(self, detail: dict[str, Any]) -> None:
+    def _show(self, detail: ModelDetail) -> None:
         self.detail = detail
-        by_version = self._by_version()
         t = self.query_one(DataTable)
         keep = t.cursor_row
         t.clear()
-        versions = sorted(detail["versions"], key=lambda m: -m["version"])
+        versions = sorted(detail.versions, key=lambda m: -m.version)
         for m in versions:
-            t.add_row(str(m["version"]), fmt.when(m["created_at"]), fmt.size(m["size"]),
-                      fmt.precision(m.get("quantization")), fmt.gate(m.get("metrics")), m["sha256"][:8],
-                      ",".join(sorted(by_version.get(m["version"], []))) or "-", key=str(m["version"]))
+            t.add_row(str(m.version), fmt.when(m.created_at), fmt.size(m.size), fmt.precision(m.quantization),
+                      fmt.gate(m.metrics), m.sha256[:8], ",".join(detail.aliases_of(m.version)) or "-",
+                      key=str(m.version))
         if versions:
             t.move_cursor(row=min(keep, len(versions) - 1))
-        aliases = "  ".join(f"[b]{a}[/]→{v}" for a, v in sorted(detail["aliases"].items())) or "no aliases"
+        aliases = "  ".join(f"[b]{a}[/]→{v}" for a, v in sorted(detail.aliases.items())) or "no aliases"
         self.query_one("#model-head", Static).update(f"[b]{self.model}[/]  {len(versions)} versions  {aliases}")
         self._describe()
 
@@ -85,19 +84,18 @@ class ModelScreen(BaseScreen):
         if m is None:
             info.update("no versions")
             return
-        ins = ", ".join(f"{i['name']}:{i['dtype']}{i['shape']}" for i in m["inputs"])
-        outs = ", ".join(f"{o['name']}" for o in m["outputs"])
-        desc = f" — {m['description'][:40]}" if m.get("description") else ""
-        info.update(f"v{m['version']} {m['task']}  in {ins}  out {outs}{desc}")
+        ins = ", ".join(f"{i.name}:{i.dtype}{fmt.shape(i.shape)}" for i in m.inputs)
+        outs = ", ".join(o.name for o in m.outputs)
+        desc = f" — {m.description[:40]}" if m.description else ""
+        info.update(escape(f"v{m.version} {m.task}  in {ins}  out {outs}{desc}"))
 
-    def selected_manifest(self, quiet: bool = False) -> dict[str, Any] | None:
+    def selected_manifest(self, quiet: bool = False) -> Manifest | None:
         t = self.query_one(DataTable)
         if not self.detail or not t.row_count:
             if not quiet:
                 self.notify("no version selected", severity="warning")
             return None
-        v = int(t.coordinate_to_cell_key(t.cursor_coordinate).row_key.value)
-        return next((m for m in self.detail["versions"] if m["version"] == v), None)
+        return self.detail.manifest(int(t.coordinate_to_cell_key(t.cursor_coordinate).row_key.value))
 
     def _done(self, message: str):
         def then(_: Any) -> None:
@@ -115,16 +113,16 @@ class ModelScreen(BaseScreen):
         def chosen(alias: str | None) -> None:
             if not alias:
                 return
-            current = (self.detail or {}).get("aliases", {}).get(alias)
+            current = self.aliases.get(alias)
             # compare-and-swap against what this screen showed: a concurrent change is refused, not lost
-            self.api(lambda: self.client.set_alias(self.model, alias, m["version"], expected_version=current),
-                     then=self._done(f"{self.model}:{alias} → v{m['version']} (was {current or '-'})"))
+            self.api(lambda: self.client.set_alias(self.model, alias, m.version, expected_version=current),
+                     then=self._done(f"{self.model}:{alias} → v{m.version} (was {fmt.version(current)})"))
 
-        self.app.push_screen(PromptModal(f"Promote {self.model} v{m['version']}", "alias to point at it:",
+        self.app.push_screen(PromptModal(f"Promote {self.model} v{m.version}", "alias to point at it:",
                                          "production"), chosen)
 
     def action_rollback(self) -> None:
-        aliases = (self.detail or {}).get("aliases", {})
+        aliases = self.aliases
         if not aliases:
             self.notify("this model has no aliases to roll back", severity="warning")
             return
@@ -136,19 +134,18 @@ class ModelScreen(BaseScreen):
 
         self.app.push_screen(PromptModal(f"Roll back an alias of {self.model}", "alias:", default), chosen)
 
-    def _confirm_rollback(self, state: dict[str, Any]) -> None:
-        target = rollback_target(state.get("history") or [])
+    def _confirm_rollback(self, state: AliasState) -> None:
+        target = rollback_target(state.history)
         if target is None:
-            self.notify(f"{state['alias']} has no earlier version to roll back to", severity="warning")
+            self.notify(f"{state.alias} has no earlier version to roll back to", severity="warning")
             return
-        frm = state["version"] if state["version"] is not None else "-"
-        body = f"{self.model}:{state['alias']}   v{frm}  →  {'v' + str(target) if target is not None else 'unset'}"
+        frm, to = fmt.version(state.version), fmt.version(target)
+        body = f"{self.model}:{state.alias}   {frm}  →  {to}"
 
         def answer(ok: bool) -> None:
             if ok:
-                self.api(self.client.rollback, self.model, state["alias"],
-                         then=self._done(f"rolled back {state['alias']}: v{frm} → "
-                                         f"{'v' + str(target) if target is not None else 'unset'}"))
+                self.api(self.client.rollback, self.model, state.alias,
+                         then=self._done(f"rolled back {state.alias}: {frm} → {to}"))
 
         self.app.push_screen(ConfirmModal("Roll back?", body, "Roll back"), answer)
 
@@ -156,26 +153,26 @@ class ModelScreen(BaseScreen):
         m = self.selected_manifest()
         if m is None:
             return
-        pointing = self._by_version().get(m["version"])
+        pointing = self.detail.aliases_of(m.version) if self.detail else []
         if pointing:
-            self.notify(f"v{m['version']} is aliased by {', '.join(pointing)}: move the alias first",
+            self.notify(f"v{m.version} is aliased by {', '.join(pointing)}: move the alias first",
                         severity="warning")
             return
 
         def answer(ok: bool) -> None:
             if ok:
-                self.api(self.client.delete_version, self.model, m["version"],
-                         then=self._done(f"deleted {self.model} v{m['version']}"))
+                self.api(self.client.delete_version, self.model, m.version,
+                         then=self._done(f"deleted {self.model} v{m.version}"))
 
-        self.app.push_screen(ConfirmModal("Delete version?", f"{self.model} v{m['version']} "
-                                          f"({fmt.size(m['size'])}, {m['sha256'][:12]}) — this cannot be undone",
+        self.app.push_screen(ConfirmModal("Delete version?", f"{self.model} v{m.version} "
+                                          f"({fmt.size(m.size)}, {m.sha256[:12]}) — this cannot be undone",
                                           "Delete", danger=True), answer)
 
     def action_history(self) -> None:
-        aliases = (self.detail or {}).get("aliases", {})
+        aliases = self.aliases
         default = "production" if "production" in aliases or not aliases else sorted(aliases)[0]
 
-        def show(state: dict[str, Any]) -> None:
+        def show(state: AliasState) -> None:
             self.app.push_screen(HistoryModal(state))
 
         def chosen(alias: str | None) -> None:
@@ -189,9 +186,7 @@ class ModelScreen(BaseScreen):
 
     def action_playground(self) -> None:
         m = self.selected_manifest(quiet=True)
-        self.app.open_playground(self.model, str(m["version"]) if m else None)
+        self.app.open_playground(self.model, str(m.version) if m else None)
 
     def action_refresh(self) -> None:
         self.refresh_data()
-
-

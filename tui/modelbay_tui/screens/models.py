@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Input, Static
+
+from modelbay.metrics.series import ModelTotals
+from modelbay.schemas import ModelSummary
 
 from .. import format as fmt
 from .base import BaseScreen
@@ -26,8 +27,8 @@ class ModelsScreen(BaseScreen):
 
     def __init__(self) -> None:
         super().__init__(name="models")
-        self.rows: list[dict[str, Any]] = []
-        self.traffic: dict[str, dict[str, Any]] = {}
+        self.rows: list[ModelSummary] = []
+        self.traffic: dict[str, ModelTotals] = {}
         self.loaded = False
         self.filter = "all"
 
@@ -51,34 +52,34 @@ class ModelsScreen(BaseScreen):
         super().on_mount()
 
     def refresh_data(self, quiet: bool = False) -> None:
-        def load():
+        def load() -> tuple[list[ModelSummary], dict[str, ModelTotals]]:
             models = self.client.models()
             try:
-                traffic = self.client.metrics_overview("1h")["models"]
+                traffic = self.client.metrics_overview("1h").models
             except Exception:  # metrics are a bonus on this screen; the list still shows
                 traffic = {}
             return models, traffic
 
         self.api(load, then=self._show, group="models", exclusive=True, quiet=quiet)
 
-    def _show(self, data) -> None:
+    def _show(self, data: tuple[list[ModelSummary], dict[str, ModelTotals]]) -> None:
         self.rows, self.traffic = data
         self.loaded = True
         self._render_rows()
 
     FILTERS = ("all", "serving", "erroring", "production")
 
-    def _matches(self, m: dict[str, Any], needle: str) -> bool:
-        tr = self.traffic.get(m["name"], {})
-        if self.filter == "serving" and not tr.get("requests"):
+    def _matches(self, m: ModelSummary, needle: str) -> bool:
+        tr = self.traffic.get(m.name, ModelTotals())
+        if self.filter == "serving" and not tr.requests:
             return False
-        if self.filter == "erroring" and not tr.get("errors"):
+        if self.filter == "erroring" and not tr.errors:
             return False
-        if self.filter == "production" and "production" not in m["aliases"]:
+        if self.filter == "production" and "production" not in m.aliases:
             return False
         if not needle:
             return True
-        hay = " ".join([m["name"], *m["aliases"].keys()]).lower()
+        hay = " ".join([m.name, *m.aliases.keys()]).lower()
         return all(part in hay for part in needle.lower().split())
 
     def _render_rows(self) -> None:
@@ -88,11 +89,10 @@ class ModelsScreen(BaseScreen):
         t.clear()
         shown = [m for m in self.rows if self._matches(m, needle)]
         for m in shown:
-            tr = self.traffic.get(m["name"], {})
-            aliases = " ".join(f"{a}→{v}" for a, v in sorted(m["aliases"].items())) or "-"
-            t.add_row(m["name"], aliases, str(m["latest_version"]), str(m["version_count"]),
-                      str(tr.get("requests", 0)), fmt.pct(tr.get("error_rate")), fmt.ms(tr.get("p95_ms")),
-                      key=m["name"])
+            tr = self.traffic.get(m.name, ModelTotals())
+            aliases = " ".join(f"{a}→{v}" for a, v in sorted(m.aliases.items())) or "-"
+            t.add_row(m.name, aliases, str(m.latest_version), str(m.version_count), str(tr.requests),
+                      fmt.pct(tr.error_rate), fmt.ms(tr.p95_ms), key=m.name)
         if shown:
             t.move_cursor(row=min(keep, len(shown) - 1))
         total = len(self.rows)

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from rich.json import JSON
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -15,6 +16,7 @@ from textual.widgets import Button, Footer, Header, Input, Select, Static, TextA
 
 from modelbay.manifest import Manifest
 from modelbay.metrics.loadgen import sample_instance
+from modelbay.schemas import ModelDetail, Resolution
 
 from ..digit import DigitGrid
 from .base import BaseScreen
@@ -42,7 +44,7 @@ class PlaygroundScreen(BaseScreen):
         super().__init__(name=f"playground-{model}")
         self.model = model
         self.ref = ref
-        self.detail: dict[str, Any] | None = None
+        self.detail: ModelDetail | None = None
         self.manifest: Manifest | None = None
         self.kind = "json"
         self.last_timing: dict[str, float] = {}
@@ -70,27 +72,33 @@ class PlaygroundScreen(BaseScreen):
         super().on_mount()
 
     def refresh_data(self, quiet: bool = False) -> None:
-        self.api(self.client.model, self.model, then=self._targets, group="pg-load", exclusive=True, quiet=quiet)
+        ref = self.ref
 
-    def _targets(self, detail: dict[str, Any]) -> None:
+        def load() -> tuple[ModelDetail, Resolution | None]:
+            # no version picked yet: the server says what the bare name serves (production, else the latest)
+            return self.client.model(self.model), None if ref else self.client.resolve(self.model)
+
+        self.api(load, then=self._targets, group="pg-load", exclusive=True, quiet=quiet)
+
+    def _targets(self, loaded: tuple[ModelDetail, Resolution | None]) -> None:
+        detail, default = loaded
         self.detail = detail
-        opts = [(f"{a} → v{v}", a) for a, v in sorted(detail["aliases"].items())]
-        opts += [(f"v{m['version']}", str(m["version"])) for m in sorted(detail["versions"],
-                                                                         key=lambda m: -m["version"])]
+        opts = [(f"{a} → v{v}", a) for a, v in sorted(detail.aliases.items())]
+        opts += [(f"v{m.version}", str(m.version)) for m in sorted(detail.versions, key=lambda m: -m.version)]
         sel = self.query_one("#pg-target", Select)
         sel.set_options(opts)
         values = [v for _, v in opts]
-        want = self.ref if self.ref in values else ("production" if "production" in values else
-                                                    (values[0] if values else None))
-        if want is not None:
+        want = self.ref
+        if want not in values and default is not None:
+            want = default.alias or str(default.version)
+        if want in values:
             sel.value = want
 
     def _manifest_for(self, ref: str) -> Manifest | None:
         if not self.detail:
             return None
-        v = self.detail["aliases"].get(ref) if not ref.isdigit() else int(ref)
-        m = next((m for m in self.detail["versions"] if m["version"] == v), None)
-        return Manifest(**m) if m else None
+        v = int(ref) if ref.isdigit() else self.detail.aliases.get(ref)
+        return None if v is None else self.detail.manifest(v)
 
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.value is Select.BLANK or event.value is None:
@@ -171,8 +179,9 @@ class PlaygroundScreen(BaseScreen):
         self.api(call, then=self._result, group="pg-send", exclusive=True,
                  failed=lambda e: self._failed(e))
 
-    def _failed(self, e) -> None:
-        self.query_one("#pg-result", Static).update(f"[red]{e.status} {e.code}[/]\n{e.message}")
+    def _failed(self, e: Exception) -> None:
+        head = f"{getattr(e, 'status', '')} {getattr(e, 'code', type(e).__name__)}".strip()
+        self.query_one("#pg-result", Static).update(f"[red]{escape(head)}[/]\n{escape(getattr(e, 'message', str(e)))}")
         self.query_one("#pg-latency", Static).update("")
 
     def _result(self, res) -> None:

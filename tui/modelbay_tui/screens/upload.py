@@ -1,48 +1,36 @@
 """Upload a model: pick a file, name it, choose quantization and evaluation data, watch it go.
 
-ONNX files go straight through ``Client.push`` (the same call as ``modelbay push``).
-PyTorch files (.pt2, TorchScript, a state_dict with its factory) and quantization go
-through ``modelbay.convert.pipeline.prepare`` when that package is installed.
+Everything goes through ``modelbay.convert.pipeline.push``, the function ``modelbay push``
+calls: it decides between a plain upload and a conversion, and reports typed stages.
 """
 
 from __future__ import annotations
 
-import importlib
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import (Button, DirectoryTree, Footer, Header, Input, Label, ProgressBar, Select, Static)
+from textual.widgets import Button, DirectoryTree, Footer, Header, Input, Label, ProgressBar, Select, Static
 
-from modelbay.manifest import VersionMetadata
+from modelbay.convert.pipeline import PushResult, Stage, StageEvent, Status, push
+from modelbay.errors import ModelbayError
 
 from .. import format as fmt
 from .base import BaseScreen
 
 MODEL_SUFFIXES = (".onnx", ".pt2", ".pt", ".pth", ".ts", ".torchscript")
-STAGES = ("convert", "quantize", "gate", "upload", "register")
+MARKS = {Status.DONE: "[green]✓[/]", Status.RUNNING: "[yellow]…[/]", Status.FAILED: "[red]✗[/]",
+         Status.SKIPPED: "[dim]-[/]"}
 
 
 class ModelTree(DirectoryTree):
     def filter_paths(self, paths: Iterable[Path]) -> Iterable[Path]:
         return [p for p in paths if not p.name.startswith(".")
                 and (p.is_dir() or p.suffix.lower() in MODEL_SUFFIXES)]
-
-
-def convert_pipeline():
-    """``modelbay.convert.pipeline`` if the convert extra is installed, else None."""
-    try:
-        return importlib.import_module("modelbay.convert.pipeline")
-    except ImportError:
-        return None
-
-
-class GateRefused(Exception):
-    def __init__(self, numbers: dict[str, Any]) -> None:
-        super().__init__("the accuracy gate refused the quantized model")
-        self.numbers = numbers
 
 
 class UploadScreen(BaseScreen):
@@ -56,6 +44,7 @@ class UploadScreen(BaseScreen):
         self.root = Path(root or Path.cwd())
         self.file: Path | None = None
         self.busy = False
+        self.stages: dict[Stage, Status] = {}
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -85,7 +74,7 @@ class UploadScreen(BaseScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self._stages({})
+        self._render_stages()
         self.query_one("#up-tree").focus()
 
     def on_directory_tree_file_selected(self, event: DirectoryTree.FileSelected) -> None:
@@ -97,10 +86,16 @@ class UploadScreen(BaseScreen):
             name.value = stem[:64] or "model"
         name.focus()
 
-    def _stages(self, state: dict[str, str]) -> None:
-        marks = {"done": "[green]✓[/]", "run": "[yellow]…[/]", "fail": "[red]✗[/]", "skip": "[dim]-[/]"}
+    def _render_stages(self) -> None:
         self.query_one("#up-stages", Static).update(
-            " ".join(f"{marks.get(state.get(s, ''), '[dim]·[/]')} {s}" for s in STAGES))
+            " ".join(f"{MARKS.get(self.stages.get(s), '[dim]·[/]')} {s.value}" for s in Stage))
+
+    def on_stage(self, event: StageEvent) -> None:
+        """A typed event from the push pipeline (on the UI thread)."""
+        self.stages[event.stage] = event.status
+        self._render_stages()
+        if event.sent is not None and event.total:
+            self.query_one("#up-progress", ProgressBar).update(total=event.total, progress=event.sent)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "up-go":
@@ -125,73 +120,40 @@ class UploadScreen(BaseScreen):
         if eval_data is not None and not eval_data.is_file():
             self.notify(f"no such evaluation file: {eval_data}", severity="error")
             return
-        onnx = self.file.suffix.lower() == ".onnx"
-        pipeline = convert_pipeline()
-        if pipeline is None and (not onnx or quant != "none"):
-            what = "converting PyTorch files" if not onnx else "quantization"
-            self.notify(f"{what} needs modelbay.convert, which is not installed here: "
-                        "pip install 'modelbay[convert]'. Plain ONNX uploads work without it.",
-                        severity="error", timeout=8)
-            return
         self.busy = True
+        self.stages = {}
+        self._render_stages()
         self.query_one("#up-result", Static).update("")
-        state: dict[str, str] = {}
         file = self.file
+        app = self.app
 
-        def set_stage(stage: str, value: str) -> None:
-            state[stage] = value
-            self.app.call_from_thread(self._stages, dict(state))
-
-        def progress(done: int, total: int) -> None:
-            self.app.call_from_thread(self.query_one("#up-progress", ProgressBar).update, total=total or 1,
-                                      progress=done)
-
-        def job():
-            try:
-                if pipeline is not None and (not onnx or quant != "none"):
-                    prepared = _prepare(pipeline, file, name, quant, eval_data, factory, spec, set_stage)
-                    gate = prepared.gate.as_dict() if prepared.gate is not None else None
-                    set_stage("upload", "run")
-                    m = pipeline.publish(prepared, client=self.client, aliases=aliases, progress=progress)[-1]
-                else:
-                    for s in ("convert", "quantize", "gate"):
-                        set_stage(s, "skip")
-                    set_stage("upload", "run")
-                    gate = None
-                    m = self.client.push(file, name, VersionMetadata(), {}, aliases, progress=progress)
-                set_stage("upload", "done")
-                set_stage("register", "done")
-                return m, gate
-            except GateRefused:
-                set_stage("gate", "fail")
-                raise
-            except Exception:
-                for s, v in list(state.items()):
-                    if v == "run":
-                        set_stage(s, "fail")
-                raise
+        def job() -> PushResult:
+            return push(self.client, factory or file, name=name, aliases=aliases, quantize_mode=quant,  # type: ignore[arg-type]
+                        eval_data=eval_data, state_dict=file if factory else None, input_spec=spec,
+                        events=lambda e: app.call_from_thread(self.on_stage, e))
 
         self.api(job, then=self._done, failed=self._failed, group="upload", exclusive=True)
 
-    def _done(self, res) -> None:
-        m, gate = res
+    def _done(self, res: PushResult) -> None:
+        m = res.manifest
         self.busy = False
-        gate_txt = f"\ngate: {_numbers(gate)}" if gate else ""
+        gate_txt = f"\ngate: {escape(_numbers(res.gate.as_dict()))}" if res.gate is not None else ""
         self.query_one("#up-result", Static).update(
-            f"[green]registered[/] [b]{m.name}[/] v{m.version}  {fmt.size(m.size)}  sha256 {m.sha256[:12]}"
-            f"  {fmt.precision(m.quantization.model_dump() if m.quantization else None)}{gate_txt}")
+            f"[green]registered[/] [b]{escape(m.name)}[/] v{m.version}  {fmt.size(m.size)}  sha256 {m.sha256[:12]}"
+            f"  {fmt.precision(m.quantization)}{gate_txt}")
         self.notify(f"registered {m.name} v{m.version}")
         self.query_one("#up-form").scroll_end(animate=False)
 
     def _failed(self, e: Exception) -> None:
         self.busy = False
         result = self.query_one("#up-result", Static)
-        if isinstance(e, GateRefused):
-            result.update(f"[red b]refused by the accuracy gate[/]\n{_numbers(e.numbers)}")
-        elif hasattr(e, "status"):
-            result.update(f"[red]upload failed: {e.status} {e.code}[/]\n{e.message}")
+        gate = e.details.get("gate") if isinstance(e, ModelbayError) else None
+        if isinstance(gate, dict):
+            result.update(f"[red b]refused by the accuracy gate[/]\n{escape(_numbers(gate))}")
+        elif isinstance(e, ModelbayError):
+            result.update(f"[red]upload failed: {getattr(e, 'status', '')} {escape(e.code)}[/]\n{escape(e.message)}")
         else:
-            result.update(f"[red]upload failed:[/] {type(e).__name__}: {e}")
+            result.update(f"[red]upload failed:[/] {escape(f'{type(e).__name__}: {e}')}")
         self.query_one("#up-form").scroll_end(animate=False)
 
 
@@ -208,38 +170,3 @@ def _numbers(d: dict[str, Any]) -> str:
     if d.get("samples"):
         lines.append(f"{d['samples']} samples, {d.get('task', '')} {d.get('metric', '')}".strip())
     return "\n".join(lines) or ", ".join(f"{k}={v}" for k, v in d.items())
-
-
-def _prepare(pipeline, file: Path, name: str, quant: str, eval_data: Path | None, factory: str | None,
-             input_spec: str | None, set_stage):
-    """``modelbay.convert.pipeline.prepare``: the same conversion, quantization and gate as ``modelbay push``."""
-    import tempfile
-
-    stage_of = {"convert": "convert", "evaluat": "gate", "quantiz": "quantize", "plain int8": "gate",
-                "measur": "gate"}
-
-    def say(message: str, fraction: float | None = None) -> None:
-        for prefix, stage in stage_of.items():
-            if message.startswith(prefix):
-                order = STAGES.index(stage)
-                for earlier in STAGES[:order]:
-                    if earlier != "upload":
-                        set_stage(earlier, "done")
-                set_stage(stage, "run")
-                return
-
-    set_stage("convert", "run")
-    model: Any = factory or file
-    work = Path(tempfile.mkdtemp(prefix="modelbay-tui-"))
-    try:
-        prepared = pipeline.prepare(model, name=name, workdir=work, quantize_mode=quant, eval_data=eval_data,
-                                    state_dict=file if factory else None, input_spec=input_spec or None,
-                                    progress=say)
-    except Exception as e:
-        gate = (getattr(e, "details", None) or {}).get("gate")
-        if gate:
-            raise GateRefused(gate) from e
-        raise
-    for s in ("convert", "quantize", "gate"):
-        set_stage(s, "done" if s != "quantize" or quant != "none" else "skip")
-    return prepared

@@ -1,0 +1,83 @@
+"""``modelbay serve`` (the local server) and ``modelbay tui`` (the terminal UI)."""
+
+from __future__ import annotations
+
+import threading
+
+import typer
+
+from ..settings import Settings
+from ..storage import ObjectStore
+from .base import App, ctx_obj
+from .output import err, escape
+
+app = App()
+
+
+@app.command()
+def serve(host: str = typer.Option("127.0.0.1", help="Interface to bind."),
+          port: int = typer.Option(8080, help="Port."),
+          store: str | None = typer.Option(None, help="Store: a directory or s3://bucket/prefix "
+                                                         "(default: MODELBAY_STORE, else the local store)"),
+          no_auth: bool = typer.Option(False, "--no-auth", help="Accept every request without a key (unsafe).")
+          ) -> None:
+    """Run the local server (management + inference) on a store."""
+    import uvicorn
+
+    from ..api.app import create_app
+
+    settings = Settings.from_env(store_url=store)
+    if no_auth:
+        settings.auth = False
+    api = create_app(settings)
+    _announce_auth(api.state.store, settings, host, port)
+    _start_sweeper(api.state.store, settings)
+    err().print(f"[bold]modelbay[/] serving store [cyan]{escape(settings.store_url)}[/] on http://{host}:{port}  "
+                f"(API docs: http://{host}:{port}/docs)")
+    uvicorn.run(api, host=host, port=port, log_level="warning")
+
+
+def _announce_auth(store: ObjectStore, settings: Settings, host: str, port: int) -> None:
+    console = err()
+    if not settings.auth:
+        console.print("[bold red]WARNING: --no-auth: anyone who reaches this port can read, change and delete "
+                      "every model.[/]")
+        return
+    from ..auth.credentials import local_urls
+    from ..auth.local import ensure_local_admin
+
+    b = ensure_local_admin(store, settings.default_tenant, local_urls(host, port))
+    if b.created:
+        console.print(f"[green]created the admin key {b.key_id}[/] and saved it in {escape(str(b.saved_to))}: "
+                      "the modelbay CLI and TUI of this user use it. Other users: `modelbay keys create`.")
+    elif not b.have_credentials:
+        console.print("[yellow]API keys are required and none is saved for this server: pass --api-key, or mint "
+                      "one with `modelbay keys bootstrap --store <store>`.[/]")
+
+
+def _start_sweeper(store: ObjectStore, settings: Settings) -> None:
+    from ..registry import sweep_all
+
+    def loop() -> None:
+        while True:
+            try:
+                sweep_all(store, settings.limits)
+            except Exception as e:  # noqa: BLE001 - a failed sweep must not stop the server
+                err().print(f"[yellow]sweep failed: {escape(str(e))}[/]")
+            stop.wait(600)
+
+    stop = threading.Event()
+    threading.Thread(target=loop, daemon=True, name="modelbay-sweep").start()
+
+
+@app.command()
+def tui(ctx: typer.Context,
+        profile: str | None = typer.Option(None, "--profile", "-p", help="A saved connection profile."),
+        theme: str | None = typer.Option(None, help="A Textual theme, e.g. textual-light.")) -> None:
+    """Open the terminal UI (on --url, a saved profile, or the last used one)."""
+    try:
+        from modelbay_tui.app import ModelbayApp
+    except ImportError as e:  # the tui extra is not installed
+        raise typer.BadParameter(f"the terminal UI needs the 'tui' extra: pip install 'modelbay[tui]' ({e})") from None
+    obj = ctx_obj(ctx)
+    ModelbayApp(url=obj.url, api_key=obj.api_key, profile=profile, theme_name=theme).run()

@@ -1,0 +1,218 @@
+"""The management API's types: one class per concept.
+
+The registry returns them, the routes declare them as ``response_model`` (or take
+them as request bodies), and ``modelbay.client.Client`` parses answers into them,
+so the CLI and the TUI read attributes, never string keys. The manifest itself
+lives in ``modelbay.manifest``; metrics types in ``modelbay.metrics.service``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from typing_extensions import TypedDict
+
+from .manifest import Manifest, VersionMetadata
+
+AliasAction = Literal["set", "delete", "rollback", "revert"]
+
+# One entry of an alias's history. A TypedDict rather than a model: its key ``from``
+# is a Python keyword, and the stored alias documents already use these keys.
+AliasChange = TypedDict("AliasChange", {
+    "at": str, "by": str | None, "from": int | None, "to": int | None, "action": AliasAction,
+})
+
+
+class Schema(BaseModel):
+    # Answers may gain fields in a newer server; an older client ignores them.
+    model_config = ConfigDict(extra="ignore")
+
+
+# ------------------------------------------------------------------ models and versions
+class ModelSummary(Schema):
+    name: str
+    latest_version: int
+    version_count: int
+    aliases: dict[str, int]
+    updated_at: float = Field(description="epoch seconds of the latest version")
+
+
+class ModelList(Schema):
+    models: list[ModelSummary]
+
+
+class ModelDetail(Schema):
+    name: str
+    aliases: dict[str, int]
+    versions: list[Manifest]
+
+    def aliases_of(self, version: int) -> list[str]:
+        return sorted(a for a, v in self.aliases.items() if v == version)
+
+    def manifest(self, version: int) -> Manifest | None:
+        return next((m for m in self.versions if m.version == version), None)
+
+
+class VersionList(Schema):
+    versions: list[Manifest]
+
+
+class Deleted(Schema):
+    deleted: bool = True
+    model: str
+    version: int
+
+
+class Resolution(Schema):
+    """What a reference names: the version a bare name, an alias or a number stands for."""
+
+    model: str
+    ref: str | None = Field(description="as asked; null: the bare name")
+    version: int
+    alias: str | None = Field(description="the alias followed (a bare name follows 'production' when set)")
+    manifest: Manifest | None = None
+
+
+# ------------------------------------------------------------------ aliases
+class AliasState(Schema):
+    model: str
+    alias: str
+    version: int | None
+    updated_at: str | None = None
+    updated_by: str | None = None
+    history: list[AliasChange] = []
+
+    @property
+    def last_change(self) -> AliasChange | None:
+        return self.history[-1] if self.history else None
+
+
+class AliasList(Schema):
+    aliases: dict[str, int]
+
+
+class AliasSet(Schema):
+    version: int = Field(ge=1)
+    expected_version: int | None = Field(
+        None, description="compare-and-swap: change only if the alias points here now (null: alias must not exist)")
+
+
+# ------------------------------------------------------------------ uploads
+class FileDecl(Schema):
+    size: int = Field(gt=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class UploadRequest(Schema):
+    files: dict[str, FileDecl] = Field(description="file name -> size and sha256; 'model.onnx' is required")
+
+
+class UploadPart(Schema):
+    part_number: int
+    url: str
+
+
+class UploadTarget(Schema):
+    method: str = "PUT"
+    url: str | None = None
+    headers: dict[str, str] = {}
+    multipart_id: str | None = None
+    part_size: int | None = None
+    parts: list[UploadPart] = []
+
+
+class UploadSession(Schema):
+    upload_id: str
+    name: str
+    expires_at: float
+    files: dict[str, FileDecl]
+    targets: dict[str, UploadTarget]
+    # stores without presigned URLs: the bearer token of the server's own upload URL (it travels in the URL)
+    token: str | None = Field(None, exclude=True)
+
+
+class RegisterRequest(Schema):
+    upload_id: str
+    metadata: VersionMetadata = VersionMetadata()
+    aliases: list[str] = []
+    parts: dict[str, list[str]] | None = Field(None, description="multipart files: ETags of their parts in order")
+
+
+# ------------------------------------------------------------------ keys, tenants, audit
+class KeyCreate(Schema):
+    scopes: list[str] = Field(min_length=1, max_length=3, description="any of invoke, manage, admin")
+    tenant: str | None = Field(None, max_length=64, description="default: the caller's tenant")
+    name: str = Field("", max_length=128)
+    root: bool = Field(False, description="operator key: manages tenants and every tenant's keys")
+    expires_in_days: float | None = Field(None, gt=0, le=3650)
+
+
+class KeyInfo(Schema):
+    key_id: str
+    prefix: str
+    tenant: str
+    scopes: list[str]
+    name: str
+    root: bool
+    active: bool
+    created_at: float
+    created_by: str | None
+    expires_at: float | None
+    revoked_at: float | None
+    revoked_by: str | None
+    gateway_key_id: str | None = None
+
+    @property
+    def state(self) -> str:
+        return "active" if self.active else ("revoked" if self.revoked_at else "expired")
+
+
+class NewKey(KeyInfo):
+    key: str = Field(description="the secret, shown once: store it now")
+
+
+class KeyList(Schema):
+    keys: list[KeyInfo]
+
+
+class TenantCreate(Schema):
+    name: str = Field(max_length=64)
+    description: str = Field("", max_length=512)
+
+
+class TenantInfo(Schema):
+    name: str
+    description: str
+    created_at: float
+    created_by: str | None
+
+
+class TenantList(Schema):
+    tenants: list[TenantInfo]
+
+
+class AuditRecord(BaseModel):
+    """One audited change; the details differ by action and are kept as extra fields."""
+
+    model_config = ConfigDict(extra="allow")
+    at: str
+    tenant: str
+    actor: str | None = None
+    action: str
+    target: str
+
+    @property
+    def details(self) -> dict[str, object]:
+        return dict(self.model_extra or {})
+
+
+class AuditList(Schema):
+    records: list[AuditRecord]
+
+
+class WhoAmI(Schema):
+    tenant: str
+    scopes: list[str]
+    key_id: str | None
+    root: bool
