@@ -11,7 +11,6 @@ what that format was built for and still works for it.
 
 from __future__ import annotations
 
-import logging
 import shutil
 import warnings
 from dataclasses import dataclass, field
@@ -22,8 +21,10 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from modelbay.convert.quiet import quiet_export
 from modelbay.convert.sources import Source, load_source
 from modelbay.convert.spec import DYNAMIC_SAMPLE_SIZE, dynamic_axes, parse_input_spec, sample_inputs
+from modelbay.cpu_features import exact_int8
 from modelbay.errors import BadRequest, InvalidModel
 from modelbay.manifest import TensorSpec
 
@@ -58,8 +59,10 @@ class Conversion:
 
 
 def session(path: str | Path, threads: int | None = None) -> ort.InferenceSession:
+    """An onnxruntime session whose int8 products are exact on any CPU (see modelbay.cpu_features)."""
     so = ort.SessionOptions()
     so.log_severity_level = 3
+    exact_int8(so)
     if threads:
         so.intra_op_num_threads = threads
     try:
@@ -76,16 +79,6 @@ def onnx_inputs(path: str | Path) -> list[TensorSpec]:
         dtype = {"float": "float32", "double": "float64"}.get(dtype, dtype)
         out.append(TensorSpec(name=i.name, dtype=dtype, shape=list(i.shape)))
     return out
-
-
-def _quiet_torch():
-    # The exporter logs every translation step and warns about torchvision ops;
-    # a CLI user needs none of that, errors still surface as exceptions.
-    for name in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", category=DeprecationWarning, module="torch")
-    warnings.filterwarnings("ignore", category=UserWarning, module="torch")
-    warnings.filterwarnings("ignore", category=FutureWarning)
 
 
 def _rename_dims(path: Path, specs: list[TensorSpec]) -> None:
@@ -132,7 +125,6 @@ def _torch_outputs(model, feed: Feed, names: list[str]) -> list[np.ndarray]:
 def _export_torch(src: Source, specs: list[TensorSpec], example: Feed, out: Path, output_names, opset) -> str:
     import torch
 
-    _quiet_torch()
     names = [s.name for s in specs]
     args = _to_torch(example, names)
     if src.kind == "torchscript":
@@ -276,7 +268,10 @@ def convert(
         ref_fn = lambda f: _sklearn_outputs(src.obj, f, [s.name for s in specs])  # noqa: E731
     else:
         try:
-            exporter = _export_torch(src, specs, example, out, output_names, opset)
+            # the exporter logs every translation step and warns about its own
+            # deprecations; errors still surface as exceptions
+            with quiet_export():
+                exporter = _export_torch(src, specs, example, out, output_names, opset)
         except (BadRequest, InvalidModel):
             raise
         except Exception as e:  # torch.export / onnx translation failures

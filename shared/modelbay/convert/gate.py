@@ -4,6 +4,11 @@ Classifiers: accuracy on labelled data (drop in percentage points), or top-1
 agreement with fp32 without labels. Embedders: cosine similarity of int8 vs
 reference embeddings, judged at the minimum (one ruined sentence is a bug a
 mean hides). Raw models: max absolute error.
+
+Every model runs in sessions whose int8 products are exact on any CPU
+(``converter.session``), so the verdict does not depend on the machine the gate
+runs on, and the quantize options make the target compute the same (see
+``quantize``). Each report records the CPU it ran on (``extra["cpu"]``).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from modelbay.convert.data import Dataset, Feed
+from modelbay.cpu_features import EXACT_INT8_SESSION_CONFIG, detect
 from modelbay.errors import InvalidModel
 from modelbay.manifest import ClassifierPostprocessing, EmbedderPostprocessing, VersionMetadata
 
@@ -51,11 +57,6 @@ class GateReport:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-    def summary(self) -> str:
-        rows = [f"{k}: fp32 {self.fp32.get(k, float('nan')):.4f}  int8 {v:.4f}" for k, v in self.int8.items()]
-        verdict = "PASS" if self.passed else "FAIL: " + "; ".join(self.failures)
-        return f"gate ({self.task}, {self.samples} samples) {verdict}\n  " + "\n  ".join(rows)
 
 
 def _run(path: Path, batches: list[Feed], output: str | None) -> list[np.ndarray]:
@@ -150,10 +151,14 @@ class Gate:
         q = self.outputs(q_path)
         n = len(self.data)
         if self.task == "embedder":
-            return self._embedder(q, n)
-        if self.task == "classifier":
-            return self._classifier(q, n)
-        return self._raw(q, n)
+            report = self._embedder(q, n)
+        elif self.task == "classifier":
+            report = self._classifier(q, n)
+        else:
+            report = self._raw(q, n)
+        report.extra["cpu"] = detect().as_dict()
+        report.extra["session_config"] = dict(EXACT_INT8_SESSION_CONFIG)
+        return report
 
     def _embedder(self, q: list[np.ndarray], n: int) -> GateReport:
         ref = self._reference()

@@ -32,7 +32,7 @@ def _versions() -> dict[str, str]:
 
 # modules whose code shapes a built model (not the CLI, not this cache)
 _CORE = ("converter.py", "data.py", "gate.py", "measure.py", "mixed.py", "pipeline.py", "quantize.py",
-         "sources.py", "spec.py", "../manifest.py")
+         "quiet.py", "sources.py", "spec.py", "../cpu_features.py", "../manifest.py")
 _EXTRA = {"minilm": ("examples/sentences.py",), "digits": ("examples/fit.py",), "mlp": ("examples/fit.py",)}
 
 

@@ -51,9 +51,16 @@ def pooled_model():
     from transformers import AutoModel
     from transformers.utils import logging as hf_logging
 
-    hf_logging.set_verbosity_error()
+    from modelbay.convert.quiet import quiet
+
+    bar = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
-    bert = AutoModel.from_pretrained(str(model_dir()), local_files_only=True).eval()
+    try:
+        with quiet(("transformers",)):
+            bert = AutoModel.from_pretrained(str(model_dir()), local_files_only=True).eval()
+    finally:
+        if bar:
+            hf_logging.enable_progress_bar()
 
     class MeanPooled(torch.nn.Module):
         def __init__(self, encoder):
