@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import tempfile
 
 import numpy as np
@@ -173,3 +174,58 @@ def test_metadata_naming_a_missing_output_is_a_clear_error(tmp_path):
     with pytest.raises(InvalidModel, match="outputs are"):
         prepare(model, name="c", workdir=tmp_path / "w", input_spec="x:float32:[batch,64]", quantize_mode="dynamic",
                 eval_data=tmp_path / "eval.npz", metadata=meta, measure=False)
+
+
+_SIDE_EFFECTS = """
+import json, logging, sys, warnings
+from pathlib import Path
+import numpy as np, torch, torch.onnx, onnxscript, onnxruntime.quantization.shape_inference
+from modelbay.convert.data import Dataset
+from modelbay.convert.pipeline import prepare
+from modelbay.convert.quantize import compact_kept
+
+NAMES = ("torch.onnx", "torch.export", "onnxscript", "onnxruntime.quantization", "transformers")
+def state():
+    root = logging.getLogger()
+    return [root.level, len(root.handlers), len(root.filters), len(warnings.filters),
+            [logging.getLogger(n).level for n in NAMES]]
+
+work = Path(sys.argv[1])
+before = state()
+torch.manual_seed(0)
+model = torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4)).eval()
+x = np.random.default_rng(0).standard_normal((64, 16)).astype(np.float32)
+prepare(model, name="t", workdir=work / "d", input_spec="x:float32:[batch,16]", quantize_mode="dynamic",
+        eval_data=Dataset([{"x": x}]), measure=False)
+prepare(model, name="t", workdir=work / "s", input_spec="x:float32:[batch,16]", quantize_mode="static",
+        eval_data=Dataset([{"x": x}]), calibration=[{"x": x}], measure=False)
+kept = compact_kept(Path(sys.argv[2]), ["mm"], work / "compact.onnx")  # imports matmul_nbits_quantizer
+after = state()
+with warnings.catch_warnings(record=True) as caught:
+    warnings.warn("still shown", FutureWarning)
+print(json.dumps({"before": before, "after": after, "kept": kept, "shown": [str(w.message) for w in caught]}))
+"""
+
+
+def test_converting_and_quantizing_leave_logging_and_warnings_as_they_were(tmp_path):
+    """No global side effects: root logger level/handlers, logger levels and warning filters unchanged."""
+    import json
+    import subprocess
+    import sys
+
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((64, 16)).astype(np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "mm",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 64])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 16])], [w])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "mm.onnx"))
+    r = subprocess.run([sys.executable, "-c", _SIDE_EFFECTS, str(tmp_path), str(tmp_path / "mm.onnx")],
+                       capture_output=True, text=True, timeout=600, env={"PYTHONPATH": ":".join(sys.path)})
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["kept"] == ["mm"]
+    assert out["after"] == out["before"]
+    assert out["before"][:2] == [logging.WARNING, 0]  # a fresh interpreter: no handler, WARNING
+    assert out["shown"] == ["still shown"]
+    assert "Please consider to run pre-processing" not in r.stderr
