@@ -47,8 +47,12 @@ def s3_endpoint():
     """moto's S3 server on loopback; boto3 reaches it through AWS_ENDPOINT_URL."""
     old = {k: os.environ.get(k) for k in _AWS_ENV}
     with moto_s3() as url:
-        os.environ.update(AWS_ENDPOINT_URL=url, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
-                          AWS_DEFAULT_REGION="us-east-1")
+        os.environ.update(
+            AWS_ENDPOINT_URL=url,
+            AWS_ACCESS_KEY_ID="testing",
+            AWS_SECRET_ACCESS_KEY="testing",
+            AWS_DEFAULT_REGION="us-east-1",
+        )
         yield url
     for k, v in old.items():
         if v is None:
@@ -89,10 +93,16 @@ def localstack_store(localstack):
 
     from modelbay.storage.s3 import S3Store
 
-    client = boto3.client("s3", endpoint_url=localstack.endpoint, region_name="us-east-1",
-                          aws_access_key_id="test", aws_secret_access_key="test",
-                          config=Config(retries={"max_attempts": 5, "mode": "standard"}, signature_version="s3v4",
-                                        max_pool_connections=64))
+    client = boto3.client(
+        "s3",
+        endpoint_url=localstack.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        config=Config(
+            retries={"max_attempts": 5, "mode": "standard"}, signature_version="s3v4", max_pool_connections=64
+        ),
+    )
     bucket = f"mb-{uuid.uuid4().hex[:12]}"
     client.create_bucket(Bucket=bucket)
     return S3Store(bucket, "root", client=client, **_S3_SIZES)
@@ -145,6 +155,7 @@ def serve_store(tmp_path):
     from modelbay.settings import Settings
 
     with contextlib.ExitStack() as stack:
+
         def start(store):
             # as `modelbay serve` does on first start: a root admin key, saved for this URL,
             # so Client(url) without a key uses it

@@ -25,7 +25,8 @@ def mlp_model(n_in: int = 4, n_hidden: int = 8, n_out: int = 3, seed: int = 0, o
         helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
     ]
     graph = helper.make_graph(
-        nodes, "mlp",
+        nodes,
+        "mlp",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", n_in])],
         [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", n_out])],
         inits,
@@ -75,7 +76,8 @@ def saturating_mlp(seed: int = 0) -> tuple[onnx.ModelProto, np.ndarray]:
         helper.make_node("Gemm", ["hr", "w2", "b2"], ["y"], name="fc2"),
     ]
     graph = helper.make_graph(
-        nodes, "saturating",
+        nodes,
+        "saturating",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 100])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 10])],
         inits,

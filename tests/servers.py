@@ -36,8 +36,7 @@ import uvicorn
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCALSTACK_PYTHON = ROOT / ".venv-localstack" / "bin" / "python"
-AWS_TEST_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-                        "AWS_DEFAULT_REGION": "us-east-1"}
+AWS_TEST_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
 def free_port() -> int:
@@ -51,8 +50,7 @@ def free_port() -> int:
 def running(app: Any) -> Iterator[str]:
     """``app`` served on a free loopback port; yields its base URL."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="on"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.time() + 30
@@ -108,8 +106,9 @@ def _stop(proc: subprocess.Popen[bytes], grace: float = 15.0) -> None:
 
 
 @contextlib.contextmanager
-def modelbay_serve(store: str | Path, *args: str, env: dict[str, str] | None = None,
-                   timeout: float = 60.0) -> Iterator[str]:
+def modelbay_serve(
+    store: str | Path, *args: str, env: dict[str, str] | None = None, timeout: float = 60.0
+) -> Iterator[str]:
     """``python -m modelbay serve --store STORE`` on a free port; yields its URL, then stops it.
 
     The child imports the same modelbay as the tests (``PYTHONPATH`` = this ``sys.path``);
@@ -117,13 +116,19 @@ def modelbay_serve(store: str | Path, *args: str, env: dict[str, str] | None = N
     """
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    log = (Path(store).parent if "://" not in str(store) else Path(os.environ.get("TMPDIR", "/tmp"))) / \
-        f"serve-{port}.log"
+    log = (
+        Path(store).parent if "://" not in str(store) else Path(os.environ.get("TMPDIR", "/tmp"))
+    ) / f"serve-{port}.log"
     child_env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), **(env or {})}
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "modelbay", "serve", "--store", str(store), "--port", str(port),
-                                 *args], stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=child_env, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "modelbay", "serve", "--store", str(store), "--port", str(port), *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=child_env,
+            start_new_session=True,
+        )
     try:
         _wait_http(f"{url}/v2/health/live", proc, log, timeout)
         yield url
@@ -144,8 +149,13 @@ class LocalStack:
     def client(self, service: str) -> Any:
         import boto3
 
-        return boto3.client(service, endpoint_url=self.endpoint, region_name="us-east-1",
-                            aws_access_key_id="test", aws_secret_access_key="test")
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+        )
 
     @property
     def env(self) -> dict[str, str]:
@@ -175,17 +185,29 @@ def start_localstack(home: Path, timeout: float = 120.0) -> LocalStack:
         port = free_port()
         endpoint = f"http://127.0.0.1:{port}"
         env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home),
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(home),
             # the core on the host (no Docker): hypercorn gateway, no DNS server
-            "OVERRIDE_IN_DOCKER": "0", "GATEWAY_SERVER": "hypercorn", "GATEWAY_LISTEN": f"127.0.0.1:{port}",
-            "DNS_ADDRESS": "0", "SKIP_SSL_CERT_DOWNLOAD": "1", "DISABLE_EVENTS": "1",
-            "FILESYSTEM_ROOT": str(home / "fs"), "LOCALSTACK_VOLUME_DIR": str(home / "volume"),
+            "OVERRIDE_IN_DOCKER": "0",
+            "GATEWAY_SERVER": "hypercorn",
+            "GATEWAY_LISTEN": f"127.0.0.1:{port}",
+            "DNS_ADDRESS": "0",
+            "SKIP_SSL_CERT_DOWNLOAD": "1",
+            "DISABLE_EVENTS": "1",
+            "FILESYSTEM_ROOT": str(home / "fs"),
+            "LOCALSTACK_VOLUME_DIR": str(home / "volume"),
         }
         log = home / f"localstack-{port}.log"
         with open(log, "wb") as out:
-            proc = subprocess.Popen([str(LOCALSTACK_PYTHON), "-m", "localstack.runtime.main"], cwd=home, env=env,
-                                    stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                [str(LOCALSTACK_PYTHON), "-m", "localstack.runtime.main"],
+                cwd=home,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         deadline = time.time() + timeout
         while time.time() < deadline and proc.poll() is None:
             if localstack_healthy(endpoint):

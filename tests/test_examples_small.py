@@ -9,8 +9,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-from modelbay.convert import examples  # noqa: E402
-from modelbay.manifest import ImagePreprocessing, StringPreprocessing  # noqa: E402
+from modelbay.convert import examples
+from modelbay.manifest import ImagePreprocessing, StringPreprocessing
 
 
 def _session(path):

@@ -28,8 +28,14 @@ def stack(localstack):
     if not (SAM_VENV / "bin" / "python").exists():
         pytest.skip("no .venv-sam: run `make sam-install`")
     name = f"mb-{uuid.uuid4().hex[:8]}"
-    r = subprocess.run([str(SAM_VENV / "bin/python"), "infra/deploy_local.py", "--stack", name], cwd=ROOT,
-                       env={**os.environ, **localstack.env}, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [str(SAM_VENV / "bin/python"), "infra/deploy_local.py", "--stack", name],
+        cwd=ROOT,
+        env={**os.environ, **localstack.env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     return json.loads(r.stdout)
 
@@ -69,8 +75,12 @@ def _modelbay_serves_on_the_localstack_bucket(aws, stack, mlp_path, tmp_path):
     from tests.servers import running
 
     boot = aws("secretsmanager").get_secret_value(SecretId=stack["BootstrapKeySecretArn"])["SecretString"]
-    settings = Settings(store_url=f"s3://{stack['BucketName']}/", cache_dir=tmp_path / "cache", auth=True,
-                        bootstrap_key_secret=stack["BootstrapKeySecretArn"])
+    settings = Settings(
+        store_url=f"s3://{stack['BucketName']}/",
+        cache_dir=tmp_path / "cache",
+        auth=True,
+        bootstrap_key_secret=stack["BootstrapKeySecretArn"],
+    )
     with running(create_app(settings)) as url:
         with Client(url, boot) as root:
             assert root.whoami()["root"] is True

@@ -42,8 +42,13 @@ def model_and_inputs(tmp_path_factory):
 def _quantized(d, x, method, reduce_range, weights):
     out = d / f"{method}-{int(reduce_range)}-{weights}.onnx"
     if not out.exists():
-        opts = options_for("arm64", reduce_range=reduce_range, static_reduce_range=reduce_range,
-                           dynamic_weight_type=weights, static_weight_type=weights)
+        opts = options_for(
+            "arm64",
+            reduce_range=reduce_range,
+            static_reduce_range=reduce_range,
+            dynamic_weight_type=weights,
+            static_weight_type=weights,
+        )
         quantize(d / "fp32.onnx", out, method, opts, [{"x": x}])
     return out
 
@@ -61,8 +66,9 @@ def test_gate_sessions_compute_exact_int8_on_every_cpu(model_and_inputs, method,
 
 
 @pytest.mark.parametrize("method, reduce_range, weights", SETTINGS)
-def test_plain_sessions_saturate_only_full_range_u8s8_on_cpus_without_vnni(model_and_inputs, method, reduce_range,
-                                                                          weights):
+def test_plain_sessions_saturate_only_full_range_u8s8_on_cpus_without_vnni(
+    model_and_inputs, method, reduce_range, weights
+):
     """CPU-dependent: which branch runs depends on this machine (both are asserted where they apply).
 
     7-bit weights (the x86_64 target) and uint8 weights are exact everywhere; full-range
@@ -102,8 +108,9 @@ def test_gate_records_the_cpu_it_ran_on(model_and_inputs):
 QEMU = shutil.which("qemu-x86_64")
 
 
-@pytest.mark.skipif(platform.machine() != "x86_64" or QEMU is None,
-                    reason="needs qemu-user (make test installs it) on an x86_64 host")
+@pytest.mark.skipif(
+    platform.machine() != "x86_64" or QEMU is None, reason="needs qemu-user (make test installs it) on an x86_64 host"
+)
 def test_gate_verdict_is_the_same_on_an_emulated_cpu_without_vnni(model_and_inputs):
     """The defect of issue 9, reproduced on any x86_64 host: qemu's Haswell has AVX2 and no VNNI.
 
@@ -113,9 +120,23 @@ def test_gate_verdict_is_the_same_on_an_emulated_cpu_without_vnni(model_and_inpu
     d, x = model_and_inputs
     q = _quantized(d, x, "dynamic", False, "QInt8")
     here = probe(d / "fp32.onnx", q, x)
-    r = subprocess.run([QEMU, "-cpu", "Haswell", sys.executable, "-m", "tests.int8_probe", str(d / "fp32.onnx"),
-                        str(q), str(d / "x.npy")], capture_output=True, text=True, timeout=600,
-                       env={"PYTHONPATH": ":".join(sys.path), "PATH": "/usr/bin:/bin"})
+    r = subprocess.run(
+        [
+            QEMU,
+            "-cpu",
+            "Haswell",
+            sys.executable,
+            "-m",
+            "tests.int8_probe",
+            str(d / "fp32.onnx"),
+            str(q),
+            str(d / "x.npy"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={"PYTHONPATH": ":".join(sys.path), "PATH": "/usr/bin:/bin"},
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     haswell = json.loads(r.stdout.strip().splitlines()[-1])
     assert haswell["plain_vs_exact"] > 0.1
@@ -124,18 +145,40 @@ def test_gate_verdict_is_the_same_on_an_emulated_cpu_without_vnni(model_and_inpu
 
 
 CPUINFO = {
-    "epyc-rome": ("x86_64", "vendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7R32\n"
-                  "flags\t\t: fpu sse4_1 sse4_2 avx avx2 fma bmi2\n", True),
-    "skylake-sp": ("x86_64", "vendor_id\t: GenuineIntel\nmodel name\t: Intel Xeon Platinum 8175M\n"
-                   "flags\t\t: avx avx2 avx512f avx512dq avx512cd avx512bw avx512vl\n", True),
-    "cascade-lake": ("x86_64", "vendor_id\t: GenuineIntel\nmodel name\t: Intel Xeon Platinum 8259CL\n"
-                     "flags\t\t: avx2 avx512f avx512dq avx512bw avx512vl avx512_vnni\n", False),
-    "alder-lake": ("x86_64", "vendor_id\t: GenuineIntel\nmodel name\t: 12th Gen Intel Core i7\n"
-                   "flags\t\t: avx avx2 avx_vnni\n", False),
-    "sapphire-rapids": ("x86_64", "vendor_id\t: GenuineIntel\nmodel name\t: Intel Xeon 8488C\n"
-                        "flags\t\t: avx2 avx512f avx512dq avx512bw avx512vl avx512_vnni amx_tile amx_int8\n", False),
-    "graviton2": ("aarch64", "processor\t: 0\nBogoMIPS\t: 243.75\nFeatures\t: fp asimd aes crc32 atomics asimddp\n"
-                  "CPU implementer\t: 0x41\nCPU part\t: 0xd0c\n\nprocessor\t: 1\nFeatures\t: fp\n", False),
+    "epyc-rome": (
+        "x86_64",
+        "vendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7R32\nflags\t\t: fpu sse4_1 sse4_2 avx avx2 fma bmi2\n",
+        True,
+    ),
+    "skylake-sp": (
+        "x86_64",
+        "vendor_id\t: GenuineIntel\nmodel name\t: Intel Xeon Platinum 8175M\n"
+        "flags\t\t: avx avx2 avx512f avx512dq avx512cd avx512bw avx512vl\n",
+        True,
+    ),
+    "cascade-lake": (
+        "x86_64",
+        "vendor_id\t: GenuineIntel\nmodel name\t: Intel Xeon Platinum 8259CL\n"
+        "flags\t\t: avx2 avx512f avx512dq avx512bw avx512vl avx512_vnni\n",
+        False,
+    ),
+    "alder-lake": (
+        "x86_64",
+        "vendor_id\t: GenuineIntel\nmodel name\t: 12th Gen Intel Core i7\nflags\t\t: avx avx2 avx_vnni\n",
+        False,
+    ),
+    "sapphire-rapids": (
+        "x86_64",
+        "vendor_id\t: GenuineIntel\nmodel name\t: Intel Xeon 8488C\n"
+        "flags\t\t: avx2 avx512f avx512dq avx512bw avx512vl avx512_vnni amx_tile amx_int8\n",
+        False,
+    ),
+    "graviton2": (
+        "aarch64",
+        "processor\t: 0\nBogoMIPS\t: 243.75\nFeatures\t: fp asimd aes crc32 atomics asimddp\n"
+        "CPU implementer\t: 0x41\nCPU part\t: 0xd0c\n\nprocessor\t: 1\nFeatures\t: fp\n",
+        False,
+    ),
 }
 
 

@@ -44,9 +44,17 @@ def fragile_data(n=64):
 
 def test_fragile_model_is_refused_with_numbers(tmp_path):
     with pytest.raises(GateFailed) as e:
-        prepare(fragile_model(), name="fragile", workdir=tmp_path, input_spec="x:float32:[batch,32]",
-                quantize_mode="dynamic", eval_data=fragile_data(), mixed_precision=False, measure=False,
-                thresholds=GateThresholds(max_abs_error=1e-3))
+        prepare(
+            fragile_model(),
+            name="fragile",
+            workdir=tmp_path,
+            input_spec="x:float32:[batch,32]",
+            quantize_mode="dynamic",
+            eval_data=fragile_data(),
+            mixed_precision=False,
+            measure=False,
+            thresholds=GateThresholds(max_abs_error=1e-3),
+        )
     gate = e.value.details["gate"]
     assert gate["passed"] is False and e.value.status == 422
     assert gate["int8"]["max_abs_error"] > 1e-3
@@ -54,9 +62,16 @@ def test_fragile_model_is_refused_with_numbers(tmp_path):
 
 
 def test_mixed_precision_keeps_the_fragile_layer(tmp_path):
-    res = prepare(fragile_model(), name="fragile", workdir=tmp_path, input_spec="x:float32:[batch,32]",
-                  quantize_mode="dynamic", eval_data=fragile_data(), measure=False,
-                  thresholds=GateThresholds(max_abs_error=1e-3))
+    res = prepare(
+        fragile_model(),
+        name="fragile",
+        workdir=tmp_path,
+        input_spec="x:float32:[batch,32]",
+        quantize_mode="dynamic",
+        eval_data=fragile_data(),
+        measure=False,
+        thresholds=GateThresholds(max_abs_error=1e-3),
+    )
     q = res.metadata.quantization
     assert q.method == "mixed" and len(q.kept_fp32_nodes) == 1
     mixed = res.metadata.metrics["mixed_precision"]
@@ -85,17 +100,26 @@ def _classifier(tmp_path):
         opt.step()
     np.savez(tmp_path / "eval.npz", x=x[1400:], labels=y[1400:])
     np.savez(tmp_path / "calib.npz", x=x[:256])
-    meta = VersionMetadata(task="classifier", postprocessing=ClassifierPostprocessing(scores="logits"),
-                           labels=[str(i) for i in range(10)])
+    meta = VersionMetadata(
+        task="classifier", postprocessing=ClassifierPostprocessing(scores="logits"), labels=[str(i) for i in range(10)]
+    )
     return model.eval(), meta
 
 
 @pytest.mark.parametrize("mode", ["dynamic", "static"])
 def test_classifier_passes_gate_and_records_metrics(tmp_path, mode):
     model, meta = _classifier(tmp_path)
-    res = prepare(model, name="c", workdir=tmp_path / "w", input_spec="x:float32:[batch,64]", output_names=["logits"],
-                  quantize_mode=mode, eval_data=tmp_path / "eval.npz", calibration=tmp_path / "calib.npz",
-                  metadata=meta)
+    res = prepare(
+        model,
+        name="c",
+        workdir=tmp_path / "w",
+        input_spec="x:float32:[batch,64]",
+        output_names=["logits"],
+        quantize_mode=mode,
+        eval_data=tmp_path / "eval.npz",
+        calibration=tmp_path / "calib.npz",
+        metadata=meta,
+    )
     m = res.metadata.metrics
     assert res.gate.passed and m["gate"]["metric"] == "accuracy"
     assert m["gate"]["fp32"]["accuracy"] > 0.85
@@ -112,8 +136,14 @@ def test_auto_picks_static_for_convolutions_and_needs_calibration(tmp_path):
 
     x = np.random.default_rng(0).random((16, 1, 8, 8), dtype=np.float32)
     with pytest.raises(BadRequest, match="calibration"):
-        prepare(make_cnn().eval(), name="cnn", workdir=tmp_path, input_spec="image:float32:[batch,1,8,8]",
-                quantize_mode="auto", eval_data=Dataset([{"image": x}]))
+        prepare(
+            make_cnn().eval(),
+            name="cnn",
+            workdir=tmp_path,
+            input_spec="image:float32:[batch,1,8,8]",
+            quantize_mode="auto",
+            eval_data=Dataset([{"image": x}]),
+        )
 
 
 def test_quantization_leaves_no_temp_files(tmp_path, monkeypatch):
@@ -121,17 +151,36 @@ def test_quantization_leaves_no_temp_files(tmp_path, monkeypatch):
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(tmp))
-    prepare(model, name="c", workdir=tmp_path / "w", input_spec="x:float32:[batch,64]", quantize_mode="static",
-            output_names=["logits"], eval_data=tmp_path / "eval.npz", calibration=tmp_path / "calib.npz", metadata=meta, measure=False)
+    prepare(
+        model,
+        name="c",
+        workdir=tmp_path / "w",
+        input_spec="x:float32:[batch,64]",
+        quantize_mode="static",
+        output_names=["logits"],
+        eval_data=tmp_path / "eval.npz",
+        calibration=tmp_path / "calib.npz",
+        metadata=meta,
+        measure=False,
+    )
     assert list(tmp.iterdir()) == []
 
 
 def test_targets_differ_in_reduce_range(tmp_path):
     model, meta = _classifier(tmp_path)
     assert TARGETS["x86_64"].reduce_range and not TARGETS["arm64"].reduce_range
-    res = prepare(model, name="c", workdir=tmp_path / "w", input_spec="x:float32:[batch,64]", output_names=["logits"],
-                  quantize_mode="dynamic", eval_data=tmp_path / "eval.npz", metadata=meta, target="x86_64",
-                  measure=False)
+    res = prepare(
+        model,
+        name="c",
+        workdir=tmp_path / "w",
+        input_spec="x:float32:[batch,64]",
+        output_names=["logits"],
+        quantize_mode="dynamic",
+        eval_data=tmp_path / "eval.npz",
+        metadata=meta,
+        target="x86_64",
+        measure=False,
+    )
     assert res.metadata.quantization.target_arch == "x86_64" and res.metadata.quantization.reduce_range
     with pytest.raises(BadRequest, match="unknown target"):
         options_for("mips")
@@ -172,8 +221,16 @@ def test_metadata_naming_a_missing_output_is_a_clear_error(tmp_path):
 
     model, meta = _classifier(tmp_path)
     with pytest.raises(InvalidModel, match="outputs are"):
-        prepare(model, name="c", workdir=tmp_path / "w", input_spec="x:float32:[batch,64]", quantize_mode="dynamic",
-                eval_data=tmp_path / "eval.npz", metadata=meta, measure=False)
+        prepare(
+            model,
+            name="c",
+            workdir=tmp_path / "w",
+            input_spec="x:float32:[batch,64]",
+            quantize_mode="dynamic",
+            eval_data=tmp_path / "eval.npz",
+            metadata=meta,
+            measure=False,
+        )
 
 
 _SIDE_EFFECTS = """
@@ -216,12 +273,21 @@ def test_converting_and_quantizing_leave_logging_and_warnings_as_they_were(tmp_p
     from onnx import TensorProto, helper, numpy_helper
 
     w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((64, 16)).astype(np.float32), "w")
-    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "mm",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 64])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 16])], [w])
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")],
+        "mm",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 16])],
+        [w],
+    )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "mm.onnx"))
-    r = subprocess.run([sys.executable, "-c", _SIDE_EFFECTS, str(tmp_path), str(tmp_path / "mm.onnx")],
-                       capture_output=True, text=True, timeout=600, env={"PYTHONPATH": ":".join(sys.path)})
+    r = subprocess.run(
+        [sys.executable, "-c", _SIDE_EFFECTS, str(tmp_path), str(tmp_path / "mm.onnx")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={"PYTHONPATH": ":".join(sys.path)},
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["kept"] == ["mm"]

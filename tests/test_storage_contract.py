@@ -116,8 +116,12 @@ def test_corruption_is_detected(store, tmp_path):
         # overwrite bytes while keeping the old sha256 metadata, as bit rot would
         import hashlib
 
-        store.client.put_object(Bucket=store.bucket, Key=store._k("c/obj"), Body=b"tampered",
-                                Metadata={"sha256": hashlib.sha256(b"original").hexdigest()})
+        store.client.put_object(
+            Bucket=store.bucket,
+            Key=store._k("c/obj"),
+            Body=b"tampered",
+            Metadata={"sha256": hashlib.sha256(b"original").hexdigest()},
+        )
     with pytest.raises(IntegrityError):
         store.get_bytes("c/obj")
     with pytest.raises(IntegrityError):

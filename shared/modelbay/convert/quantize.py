@@ -173,9 +173,11 @@ def quantize(
                 # "<gemm>_MatMul"; exclusions by the original name would miss it
                 excluded = [x for n in opts.nodes_to_exclude for x in (n, f"{n}_MatMul")]
                 quantize_dynamic(
-                    model, dst,
+                    model,
+                    dst,
                     op_types_to_quantize=list(opts.op_types or DYNAMIC_OPS),
-                    per_channel=opts.per_channel, reduce_range=opts.reduce_range,
+                    per_channel=opts.per_channel,
+                    reduce_range=opts.reduce_range,
                     weight_type=_qt(opts.dynamic_weight_type),
                     nodes_to_exclude=excluded,
                     extra_options={"MatMulConstBOnly": True, **opts.extra},
@@ -184,10 +186,13 @@ def quantize(
                 if not calibration:
                     raise BadRequest("static quantization needs calibration samples (--calibration)")
                 quantize_static(
-                    model, dst, FeedReader(calibration),
+                    model,
+                    dst,
+                    FeedReader(calibration),
                     quant_format=QuantFormat.QDQ,
                     op_types_to_quantize=list(opts.op_types) if opts.op_types else None,
-                    per_channel=opts.per_channel, reduce_range=opts.static_reduce_range,
+                    per_channel=opts.per_channel,
+                    reduce_range=opts.static_reduce_range,
                     activation_type=_qt(opts.static_activation_type),
                     weight_type=_qt(opts.static_weight_type),
                     nodes_to_exclude=list(opts.nodes_to_exclude),
@@ -219,8 +224,15 @@ def compact_kept(path: Path, nodes: list[str], out: Path, block_size: int = 32) 
     with quiet_quantizer():  # its import calls logging.basicConfig(level=INFO)
         from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
-        q = MatMulNBitsQuantizer(model, bits=8, block_size=block_size, is_symmetric=True, accuracy_level=0,
-                                 nodes_to_include=matmuls, op_types_to_quantize=("MatMul",))
+        q = MatMulNBitsQuantizer(
+            model,
+            bits=8,
+            block_size=block_size,
+            is_symmetric=True,
+            accuracy_level=0,
+            nodes_to_include=matmuls,
+            op_types_to_quantize=("MatMul",),
+        )
         q.process()
     q.model.save_model_to_file(str(out), use_external_data_format=False)
     return matmuls

