@@ -47,9 +47,9 @@ def free_port() -> int:
 
 # ---------------------------------------------------------------- in-thread uvicorn
 @contextlib.contextmanager
-def running(app: Any) -> Iterator[str]:
-    """``app`` served on a free loopback port; yields its base URL."""
-    port = free_port()
+def running(app: Any, port: int | None = None) -> Iterator[str]:
+    """``app`` served on loopback (a free port unless given: a restart on the same URL); yields its base URL."""
+    port = port or free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -34,17 +34,6 @@ class Dataset:
     def __len__(self) -> int:
         return sum(len(next(iter(b.values()))) for b in self.batches)
 
-    def rebatch(self, size: int) -> Dataset:
-        """Same rows in batches of ``size``; only for inputs without ragged dims."""
-        names = list(self.batches[0])
-        joined = {n: np.concatenate([b[n] for b in self.batches]) for n in names}
-        total = len(joined[names[0]])
-        return Dataset(
-            [{n: joined[n][i : i + size] for n in names} for i in range(0, total, size)],
-            self.labels,
-            None,
-            self.meta,
-        )
 
 
 def _fix(a: np.ndarray) -> np.ndarray:

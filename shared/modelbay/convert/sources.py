@@ -18,8 +18,6 @@ from typing import Any
 
 from modelbay.errors import BadRequest, InvalidModel
 
-KINDS = ("onnx", "exported_program", "torchscript", "torch_module", "sklearn")
-
 
 @dataclass
 class Source:

@@ -33,7 +33,6 @@ class ExampleResult:
     fp32_path: Path | None = None
     fp32_metadata: VersionMetadata | None = None
     cached: bool = False
-    directory: Path | None = field(default=None, repr=False)
 
 
 def _load(d: Path, name: str, cached: bool) -> ExampleResult:
@@ -46,7 +45,6 @@ def _load(d: Path, name: str, cached: bool) -> ExampleResult:
         fp32_path=d / r["fp32"] if r.get("fp32") else None,
         fp32_metadata=VersionMetadata.model_validate(r["fp32_metadata"]) if r.get("fp32_metadata") else None,
         cached=cached,
-        directory=d,
     )
 
 
