@@ -12,7 +12,7 @@ import importlib
 import json
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from modelbay.convert.examples import cache
