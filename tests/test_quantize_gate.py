@@ -86,7 +86,10 @@ def test_mixed_precision_keeps_the_fragile_layer(tmp_path):
     assert mixed["ranking"][0][0] == q.kept_fp32_nodes[0]
 
 
-def _classifier(tmp_path):
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory):
+    """A small MLP trained once on sklearn's digits, its eval/calibration files in a module directory."""
+    tmp_path = tmp_path_factory.mktemp("classifier")
     torch.manual_seed(0)
     from sklearn.datasets import load_digits
 
@@ -103,12 +106,12 @@ def _classifier(tmp_path):
     meta = VersionMetadata(
         task="classifier", postprocessing=ClassifierPostprocessing(scores="logits"), labels=[str(i) for i in range(10)]
     )
-    return model.eval(), meta
+    return model.eval(), meta, tmp_path
 
 
 @pytest.mark.parametrize("mode", ["dynamic", "static"])
-def test_classifier_passes_gate_and_records_metrics(tmp_path, mode):
-    model, meta = _classifier(tmp_path)
+def test_classifier_passes_gate_and_records_metrics(tmp_path, classifier, mode):
+    model, meta, data = classifier
     res = prepare(
         model,
         name="c",
@@ -116,8 +119,8 @@ def test_classifier_passes_gate_and_records_metrics(tmp_path, mode):
         input_spec="x:float32:[batch,64]",
         output_names=["logits"],
         quantize_mode=mode,
-        eval_data=tmp_path / "eval.npz",
-        calibration=tmp_path / "calib.npz",
+        eval_data=data / "eval.npz",
+        calibration=data / "calib.npz",
         metadata=meta,
     )
     m = res.metadata.metrics
@@ -146,8 +149,8 @@ def test_auto_picks_static_for_convolutions_and_needs_calibration(tmp_path):
         )
 
 
-def test_quantization_leaves_no_temp_files(tmp_path, monkeypatch):
-    model, meta = _classifier(tmp_path)
+def test_quantization_leaves_no_temp_files(tmp_path, classifier, monkeypatch):
+    model, meta, data = classifier
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(tmp))
@@ -158,16 +161,16 @@ def test_quantization_leaves_no_temp_files(tmp_path, monkeypatch):
         input_spec="x:float32:[batch,64]",
         quantize_mode="static",
         output_names=["logits"],
-        eval_data=tmp_path / "eval.npz",
-        calibration=tmp_path / "calib.npz",
+        eval_data=data / "eval.npz",
+        calibration=data / "calib.npz",
         metadata=meta,
         measure=False,
     )
     assert list(tmp.iterdir()) == []
 
 
-def test_targets_differ_in_reduce_range(tmp_path):
-    model, meta = _classifier(tmp_path)
+def test_targets_differ_in_reduce_range(tmp_path, classifier):
+    model, meta, data = classifier
     assert TARGETS["x86_64"].reduce_range and not TARGETS["arm64"].reduce_range
     res = prepare(
         model,
@@ -176,7 +179,7 @@ def test_targets_differ_in_reduce_range(tmp_path):
         input_spec="x:float32:[batch,64]",
         output_names=["logits"],
         quantize_mode="dynamic",
-        eval_data=tmp_path / "eval.npz",
+        eval_data=data / "eval.npz",
         metadata=meta,
         target="x86_64",
         measure=False,
@@ -207,8 +210,8 @@ def test_dataset_formats_and_reader(tmp_path):
         load_dataset(tmp_path / "missing.npz", ["x"])
 
 
-def test_quantize_without_calibration_is_bad_request(tmp_path):
-    model, _ = _classifier(tmp_path)
+def test_quantize_without_calibration_is_bad_request(tmp_path, classifier):
+    model, _, _ = classifier
     from modelbay.convert.converter import convert
 
     c = convert(model, tmp_path / "m.onnx", input_spec="x:float32:[batch,64]")
@@ -216,10 +219,10 @@ def test_quantize_without_calibration_is_bad_request(tmp_path):
         quantize(c.onnx_path, tmp_path / "q.onnx", "static", TARGETS["arm64"], None)
 
 
-def test_metadata_naming_a_missing_output_is_a_clear_error(tmp_path):
+def test_metadata_naming_a_missing_output_is_a_clear_error(tmp_path, classifier):
     from modelbay.errors import InvalidModel
 
-    model, meta = _classifier(tmp_path)
+    model, meta, data = classifier
     with pytest.raises(InvalidModel, match="outputs are"):
         prepare(
             model,
@@ -227,7 +230,7 @@ def test_metadata_naming_a_missing_output_is_a_clear_error(tmp_path):
             workdir=tmp_path / "w",
             input_spec="x:float32:[batch,64]",
             quantize_mode="dynamic",
-            eval_data=tmp_path / "eval.npz",
+            eval_data=data / "eval.npz",
             metadata=meta,
             measure=False,
         )

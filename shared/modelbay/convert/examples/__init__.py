@@ -63,8 +63,17 @@ def build(
     final = cache.entry(root, name, target)
     if (final / RESULT_FILE).is_file() and not force:
         return _load(final, name, cached=True)
-    if force and final.exists():
-        shutil.rmtree(final)
+    with cache.building(final):
+        if (final / RESULT_FILE).is_file() and not force:  # another process built it while we waited
+            return _load(final, name, cached=True)
+        if force and final.exists():
+            shutil.rmtree(final)
+        return _load(_build(root, final, name, target, progress), name, cached=False)
+
+
+def _build(
+    root: Path, final: Path, name: str, target: str, progress: Callable[[str, float | None], None] | None
+) -> Path:
     module = importlib.import_module(f"modelbay.convert.examples.{name}")
     tmp = cache.staging(root)
     try:
@@ -91,7 +100,7 @@ def build(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return _load(cache.commit(tmp, final), name, cached=False)
+    return cache.commit(tmp, final)
 
 
 def build_all(
