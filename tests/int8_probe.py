@@ -1,8 +1,9 @@
 """What this CPU computes for an int8 model: run in-process, or as a script under a CPU emulator.
 
-``python -m tests.int8_probe FP32 INT8 INPUTS.npy`` prints one JSON line: how far
-a plain onnxruntime session is from onnx's reference evaluator (exact integer
-arithmetic, CPU-independent), and the accuracy gate's numbers for the int8 model.
+``python -m tests.int8_probe FP32 INPUTS.npy INT8...`` prints one JSON line, a dict by
+int8 file name: how far a plain onnxruntime session is from onnx's reference
+evaluator (exact integer arithmetic, CPU-independent), and the accuracy gate's
+numbers for that int8 model.
 """
 
 from __future__ import annotations
@@ -30,5 +31,6 @@ def probe(fp32: Path, int8: Path, x: np.ndarray) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    fp32, int8, inputs = sys.argv[1:4]
-    print(json.dumps(probe(Path(fp32), Path(int8), np.load(inputs))))
+    fp32, inputs, *int8 = sys.argv[1:]
+    x = np.load(inputs)
+    print(json.dumps({Path(q).name: probe(Path(fp32), Path(q), x) for q in int8}))

@@ -132,6 +132,8 @@ def test_classifier_passes_gate_and_records_metrics(tmp_path, classifier, mode):
     ops = {n.op_type for n in onnx.load(str(res.int8_path)).graph.node}
     assert ("QuantizeLinear" in ops) if mode == "static" else ("DynamicQuantizeLinear" in ops)
     assert res.metadata.quantization.method == mode and res.metadata.quantization.per_channel
+    # the manifest says on what CPU the gate ran and for which target
+    assert m["gate"]["extra"]["cpu"]["arch"] in ("x86_64", "arm64") and res.metadata.quantization.target_arch
 
 
 def test_auto_picks_static_for_convolutions_and_needs_calibration(tmp_path):

@@ -35,7 +35,6 @@ class Dataset:
         return sum(len(next(iter(b.values()))) for b in self.batches)
 
 
-
 def _fix(a: np.ndarray) -> np.ndarray:
     if a.dtype.kind == "U":
         return a.astype(object)
