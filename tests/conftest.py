@@ -26,6 +26,25 @@ def _run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
+# Handed out first (stable sort; ``--dist worksteal`` in pyproject): the tests that build or wait for the
+# example models, then the slowest others. One worker starts the long builds at once while the other works
+# through the rest and later steals from the end of the first one's queue; run last, a cold MiniLM build
+# would be the whole run's tail.
+_FIRST = (
+    "tests/test_examples_minilm.py",
+    "tests/test_v1_minilm.py",
+    "tests/test_examples_small.py",
+    "tests/test_demo.py",
+    "tests/test_package_size.py",
+    "tests/test_localstack.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {path: i for i, path in enumerate(_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(_FIRST)))
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     if hasattr(session.config, "workerinput"):
         return  # an xdist worker: the controller stops LocalStack once every worker is done
