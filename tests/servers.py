@@ -219,20 +219,29 @@ def start_localstack(home: Path, timeout: float = 120.0) -> LocalStack:
     raise RuntimeError(f"LocalStack did not start:\n{log.read_text(errors='replace')[-3000:]}")
 
 
-def stop_localstack(ls: LocalStack, grace: float = 20.0) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(ls.pid, signal.SIGTERM)
-    deadline = time.time() + grace
-    while time.time() < deadline:
-        try:
-            os.killpg(ls.pid, 0)
-        except ProcessLookupError:
-            return
+def _group_gone(pgid: int, timeout: float) -> bool:
+    """Wait until no process of group ``pgid`` is left (reaping the leader when it is our child)."""
+    deadline = time.time() + timeout
+    while True:
         with contextlib.suppress(ChildProcessError):
-            os.waitpid(ls.pid, os.WNOHANG)  # reap it when this process started it
+            os.waitpid(pgid, os.WNOHANG)
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        if time.time() > deadline:
+            return False
         time.sleep(0.1)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(ls.pid, signal.SIGKILL)
+
+
+def stop_localstack(ls: LocalStack, grace: float = 3.0) -> None:
+    """SIGTERM to its process group; SIGKILL what is left after ``grace`` seconds: its state is throwaway,
+    and its graceful shutdown waits for idle keep-alive connections of the clients."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(ls.pid, sig)
+        if _group_gone(ls.pid, wait):
+            return
 
 
 @contextlib.contextmanager

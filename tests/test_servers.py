@@ -30,4 +30,4 @@ def test_shared_localstack_is_joined_then_stopped(tmp_path):
     stop_shared_localstack(tmp_path)
     assert not first.healthy() and not (tmp_path / "localstack.json").exists()
     with pytest.raises(ProcessLookupError):
-        os.killpg(first.pid, 0)  # its process group is gone
+        os.killpg(first.pid, 0)  # its process group is gone, the leader reaped
