@@ -21,7 +21,7 @@ STACK ?= modelbay
 PARAMS ?=
 LOCALSTACK_VENV := .venv-localstack
 
-.PHONY: install run serve test test-fast bench clean sam-install sam-check layer deploy deploy-local localstack-install localstack-up localstack-down
+.PHONY: install run serve test test-fast lint emulators bench clean sam-install sam-check layer deploy deploy-local localstack-install localstack-up localstack-down
 
 # torch goes first and pinned: the local CPU wheel satisfies it; a looser spec pulls CUDA.
 $(STAMP): pyproject.toml shared/requirements.txt
@@ -79,14 +79,29 @@ localstack-up:
 localstack-down:
 	infra/localstack.sh stop
 
-# make test: the whole suite, including sam validate/build (tests/test_template.py and
-# tests/test_package_size.py, which need .venv-sam), LocalStack's core (tests/test_localstack.py,
-# .venv-localstack on Python 3.13) and schemathesis.
-test: install sam-install localstack-install
+# ruff (lint + format check) and mypy (strict on storage, registry, engine, protocols; pyproject.toml)
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+# qemu-user runs onnxruntime on an emulated x86 CPU without VNNI (tests/test_quantize_exact.py), so the
+# int8 saturation the gate must not measure is tested on any x86_64 host. Installed when we may (root + apt).
+emulators:
+	@command -v qemu-x86_64 >/dev/null || [ "$$(uname -m)" != x86_64 ] || \
+	{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  { apt-get install -y -q qemu-user >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null && apt-get install -y -q qemu-user >/dev/null; }; }; } || \
+	echo "qemu-user is not installed: the emulated no-VNNI test will be skipped"
+
+# make test: lint first, then the whole suite, including sam validate/build (tests/test_template.py and
+# tests/test_package_size.py, which need .venv-sam), LocalStack's core (the S3 contract and concurrency
+# tests, tests/test_localstack.py; .venv-localstack on Python 3.13) and schemathesis.
+test: lint install sam-install localstack-install emulators
 	SAM_CLI_TELEMETRY=0 $(PY) -m pytest -q -n 2
 
-# everything but the deploy checks (sam build, LocalStack)
-test-fast: install
+# everything but the deploy checks (sam build, CloudFormation on LocalStack)
+test-fast: install localstack-install
 	$(PY) -m pytest -q -n 2 -m "not deploy"
 
 # Not part of `make test`: latency (raw vs Lambda handler vs HTTP), cold start, peak RSS.

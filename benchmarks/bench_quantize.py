@@ -34,8 +34,10 @@ def _fmt_gate(m: dict) -> tuple[str, str]:
         ev = {k: v for k, v in m.get("evaluation", {}).items() if k != "samples"}
         s = ", ".join(f"{k} {v:.4f}" for k, v in ev.items())
         return s, "(not quantized)"
-    return (", ".join(f"{k} {v:.4f}" for k, v in g["fp32"].items() if k != "output_max_abs"),
-            ", ".join(f"{k} {v:.4f}" for k, v in g["int8"].items()))
+    return (
+        ", ".join(f"{k} {v:.4f}" for k, v in g["fp32"].items() if k != "output_max_abs"),
+        ", ".join(f"{k} {v:.4f}" for k, v in g["int8"].items()),
+    )
 
 
 def interleaved_ms(paths: list[Path], feed: dict, repeats: int) -> list[float]:
@@ -71,8 +73,12 @@ def bench_examples(repeats: int) -> list[dict]:
     for r in examples.build_all(progress=lambda msg, _f: print(f"  .. {msg}", file=sys.stderr)):
         feed = importlib.import_module(f"modelbay.convert.examples.{r.name}").bench_feed()
         fp32 = r.fp32_path or r.onnx_path
-        row = {"name": r.name, "method": r.metadata.quantization.method if r.metadata.quantization else "none",
-               "size_fp32": fp32.stat().st_size, "size_int8": r.onnx_path.stat().st_size if r.fp32_path else None}
+        row = {
+            "name": r.name,
+            "method": r.metadata.quantization.method if r.metadata.quantization else "none",
+            "size_fp32": fp32.stat().st_size,
+            "size_int8": r.onnx_path.stat().st_size if r.fp32_path else None,
+        }
         for b in (1, 32):
             f = batch_of(feed, b)
             if r.fp32_path:
@@ -102,10 +108,18 @@ def bench_minilm_variants(repeats: int) -> list[dict]:
         from modelbay.convert.converter import session
 
         s = session(path)
-        cos = np.concatenate([(ref * (o := s.run(None, b)[0])).sum(1) / np.linalg.norm(o, axis=1)
-                              for ref, b in zip(ev.reference, ev.batches)])
-        return {"cos_min": float(cos.min()), "cos_mean": float(cos.mean()), "size": path.stat().st_size,
-                "b32_ms": latency_ms(path, feed32, repeats)}
+        cos = np.concatenate(
+            [
+                (ref * (o := s.run(None, b)[0])).sum(1) / np.linalg.norm(o, axis=1)
+                for ref, b in zip(ev.reference, ev.batches)
+            ]
+        )
+        return {
+            "cos_min": float(cos.min()),
+            "cos_mean": float(cos.mean()),
+            "size": path.stat().st_size,
+            "b32_ms": latency_ms(path, feed32, repeats),
+        }
 
     out = [{"variant": "fp32 (onnxruntime)", **score(r.fp32_path)}]
     with tempfile.TemporaryDirectory() as d:
@@ -114,7 +128,10 @@ def bench_minilm_variants(repeats: int) -> list[dict]:
             ("arm64: per-tensor", replace(TARGETS["arm64"], per_channel=False)),
             ("arm64: per-channel (plain int8)", TARGETS["arm64"]),
             ("x86_64: per-channel + reduce_range", TARGETS["x86_64"]),
-            (f"arm64: mixed, {len(kept)} nodes fp32 (published)", replace(TARGETS["arm64"], nodes_to_exclude=tuple(kept))),
+            (
+                f"arm64: mixed, {len(kept)} nodes fp32 (published)",
+                replace(TARGETS["arm64"], nodes_to_exclude=tuple(kept)),
+            ),
             (f"x86_64: same {len(kept)} nodes fp32", replace(TARGETS["x86_64"], nodes_to_exclude=tuple(kept))),
         ]
         for label, opts in variants:
@@ -141,13 +158,17 @@ def main() -> None:
     ms = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
     print(f"# examples ({os.cpu_count()} cores, onnxruntime CPU, median of {args.repeats})\n")
     ratio = lambda a, b: "-" if not b else f"{a / b:.2f}x"  # noqa: E731
-    print("| model | method | size fp32 | size int8 | b1 fp32 ms | b1 int8 ms | b32 fp32 ms | b32 int8 ms "
-          "| b32 speed-up | gate fp32 | gate int8 |")
+    print(
+        "| model | method | size fp32 | size int8 | b1 fp32 ms | b1 int8 ms | b32 fp32 ms | b32 int8 ms "
+        "| b32 speed-up | gate fp32 | gate int8 |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['name']} | {r['method']} | {mb(r['size_fp32'])} | {mb(r['size_int8'])} | {ms(r['b1_fp32_ms'])} | "
-              f"{ms(r['b1_int8_ms'])} | {ms(r['b32_fp32_ms'])} | {ms(r['b32_int8_ms'])} | "
-              f"{ratio(r['b32_fp32_ms'], r['b32_int8_ms'])} | {r['gate_fp32']} | {r['gate_int8']} |")
+        print(
+            f"| {r['name']} | {r['method']} | {mb(r['size_fp32'])} | {mb(r['size_int8'])} | {ms(r['b1_fp32_ms'])} | "
+            f"{ms(r['b1_int8_ms'])} | {ms(r['b32_fp32_ms'])} | {ms(r['b32_int8_ms'])} | "
+            f"{ratio(r['b32_fp32_ms'], r['b32_int8_ms'])} | {r['gate_fp32']} | {r['gate_int8']} |"
+        )
     for r in rows:
         if r["kept_fp32"]:
             print(f"\n{r['name']}: kept in fp32: {', '.join(r['kept_fp32'])}")
@@ -159,7 +180,9 @@ def main() -> None:
         print("| variant | cos min | cos mean | size | b32 ms |")
         print("|---|---|---|---|---|")
         for v in var:
-            print(f"| {v['variant']} | {v['cos_min']:.4f} | {v['cos_mean']:.4f} | {mb(v['size'])} | {v['b32_ms']:.1f} |")
+            print(
+                f"| {v['variant']} | {v['cos_min']:.4f} | {v['cos_mean']:.4f} | {mb(v['size'])} | {v['b32_ms']:.1f} |"
+            )
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
 

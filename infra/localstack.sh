@@ -13,7 +13,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 STATE=$ROOT/.localstack
-ENDPOINT=${LOCALSTACK_ENDPOINT:-http://127.0.0.1:4566}
+# the tests start their own LocalStack on a free port (tests/servers.py); this one is for people
+PORT=${LOCALSTACK_PORT:-4566}
+ENDPOINT=${LOCALSTACK_ENDPOINT:-http://127.0.0.1:$PORT}
 CONTAINER=modelbay-localstack
 LS_VENV=$ROOT/.venv-localstack
 LS_PYTHON=${LS_PYTHON:-$(ls -d "$HOME"/.pyenv/versions/3.13*/bin/python 2>/dev/null | head -1 || true)}
@@ -47,16 +49,18 @@ start() {
   flock 9  # two callers at once start one LocalStack
   if healthy; then echo "LocalStack already answers on $ENDPOINT"; return; fi
   if have_docker; then
-    docker run -d --rm --name "$CONTAINER" -p 127.0.0.1:4566:4566 \
+    docker run -d --rm --name "$CONTAINER" -p "127.0.0.1:$PORT:4566" \
       -v /var/run/docker.sock:/var/run/docker.sock localstack/localstack >/dev/null
     echo docker > "$STATE/mode"
   else
     install_core
-    # OVERRIDE_IN_DOCKER=0: the core runs on the host; no DNS server, hypercorn gateway.
+    # OVERRIDE_IN_DOCKER=0: the core runs on the host; no DNS server, hypercorn gateway;
+    # its files under $STATE (FILESYSTEM_ROOT), not in the venv's site-packages.
     # setsid + exec chain (setsid, nohup, python) keep one pid: the one stop kills.
     cd "$STATE"
-    OVERRIDE_IN_DOCKER=0 GATEWAY_SERVER=hypercorn GATEWAY_LISTEN=127.0.0.1:4566 DNS_ADDRESS=0 \
-      LOCALSTACK_VOLUME_DIR="$STATE/volume" setsid nohup "$LS_VENV/bin/python" -m localstack.runtime.main \
+    OVERRIDE_IN_DOCKER=0 GATEWAY_SERVER=hypercorn GATEWAY_LISTEN="127.0.0.1:$PORT" DNS_ADDRESS=0 \
+      SKIP_SSL_CERT_DOWNLOAD=1 FILESYSTEM_ROOT="$STATE/fs" LOCALSTACK_VOLUME_DIR="$STATE/volume" \
+      setsid nohup "$LS_VENV/bin/python" -m localstack.runtime.main \
       < /dev/null > "$STATE/localstack.log" 2>&1 9>&- &
     echo $! > "$STATE/pid"
     cd "$ROOT"

@@ -1,39 +1,78 @@
-"""Shared fixtures: a real S3 protocol server (moto's), stores, tiny real ONNX models."""
+"""Shared fixtures: S3 servers (LocalStack's, atomic; moto's where it suffices), stores, tiny real ONNX models.
+
+Servers come from tests/servers.py. LocalStack runs once per test run, shared by the
+xdist workers, and is stopped by the controlling process when the run ends.
+"""
 
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from pathlib import Path
 
 import pytest
 
 from tests.onnx_models import make_mlp
-from tests.servers import running
+from tests.servers import LocalStack, localstack_installed, moto_s3, running, shared_localstack, stop_shared_localstack
+
+_AWS_ENV = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
+# small multipart sizes so a 10 MB test file crosses them
+_S3_SIZES = {"multipart_threshold": 5 * 1024**2, "part_size": 5 * 1024**2}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory shared by every process of this test run (the xdist controller's basetemp)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+# Handed out first (stable sort; ``--dist worksteal`` in pyproject): the tests that build or wait for the
+# example models, then the slowest others. One worker starts the long builds at once while the other works
+# through the rest and later steals from the end of the first one's queue; run last, a cold MiniLM build
+# would be the whole run's tail.
+_FIRST = (
+    "tests/test_examples_minilm.py",
+    "tests/test_v1_minilm.py",
+    "tests/test_examples_small.py",
+    "tests/test_demo.py",
+    "tests/test_package_size.py",
+    "tests/test_localstack.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {path: i for i, path in enumerate(_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(_FIRST)))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if hasattr(session.config, "workerinput"):
+        return  # an xdist worker: the controller stops LocalStack once every worker is done
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is not None:
+        stop_shared_localstack(factory.getbasetemp())
+
+
+@pytest.fixture(scope="session")
+def localstack(tmp_path_factory: pytest.TempPathFactory) -> LocalStack:
+    """LocalStack's core (S3 with atomic conditional writes) on a free port, one per test run."""
+    if not localstack_installed():
+        pytest.skip("no .venv-localstack: `make localstack-install` installs LocalStack's core (Python 3.13)")
+    return shared_localstack(_run_dir(tmp_path_factory))
 
 
 @pytest.fixture(scope="session")
 def s3_endpoint():
     """moto's S3 server on loopback; boto3 reaches it through AWS_ENDPOINT_URL."""
-    from moto.server import ThreadedMotoServer
-
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    url = f"http://127.0.0.1:{port}"
-    old = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                                          "AWS_DEFAULT_REGION")}
-    os.environ.update(AWS_ENDPOINT_URL=url, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
-                      AWS_DEFAULT_REGION="us-east-1")
-    yield url
-    server.stop()
+    old = {k: os.environ.get(k) for k in _AWS_ENV}
+    with moto_s3() as url:
+        os.environ.update(
+            AWS_ENDPOINT_URL=url,
+            AWS_ACCESS_KEY_ID="testing",
+            AWS_SECRET_ACCESS_KEY="testing",
+            AWS_DEFAULT_REGION="us-east-1",
+        )
+        yield url
     for k, v in old.items():
         if v is None:
             os.environ.pop(k, None)
@@ -50,17 +89,52 @@ def s3_bucket(s3_endpoint):
     return name
 
 
-@pytest.fixture(params=["local", "s3"])
-def store(request, tmp_path):
-    """Each contract and registry test runs on both back ends."""
-    if request.param == "local":
-        from modelbay.storage.local import LocalStore
+@pytest.fixture
+def local_store(tmp_path):
+    from modelbay.storage.local import LocalStore
 
-        return LocalStore(tmp_path / "store")
+    return LocalStore(tmp_path / "store")
+
+
+@pytest.fixture
+def moto_store(s3_bucket):
+    """S3 on moto: fine for everything but racing writers."""
     from modelbay.storage.s3 import S3Store
 
-    bucket = request.getfixturevalue("s3_bucket")
-    return S3Store(bucket, "root", multipart_threshold=5 * 1024**2, part_size=5 * 1024**2)
+    return S3Store(s3_bucket, "root", **_S3_SIZES)
+
+
+@pytest.fixture
+def localstack_store(localstack):
+    """S3 on LocalStack, whose If-None-Match/If-Match are atomic: for the contract and concurrency tests."""
+    import boto3
+    from botocore.config import Config
+
+    from modelbay.storage.s3 import S3Store
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=localstack.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        config=Config(
+            retries={"max_attempts": 5, "mode": "standard"}, signature_version="s3v4", max_pool_connections=64
+        ),
+    )
+    bucket = f"mb-{uuid.uuid4().hex[:12]}"
+    client.create_bucket(Bucket=bucket)
+    return S3Store(bucket, "root", client=client, **_S3_SIZES)
+
+
+_STORES = {"local": "local_store", "s3": "moto_store", "localstack": "localstack_store"}
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request):
+    """Registry and API tests run on both back ends. Concurrency tests parametrize it
+    indirectly with ``["local", "localstack"]``: S3 semantics under racing writers need LocalStack."""
+    return request.getfixturevalue(_STORES[request.param])
 
 
 @pytest.fixture(scope="session")
@@ -100,6 +174,7 @@ def serve_store(tmp_path):
     from modelbay.settings import Settings
 
     with contextlib.ExitStack() as stack:
+
         def start(store):
             # as `modelbay serve` does on first start: a root admin key, saved for this URL,
             # so Client(url) without a key uses it

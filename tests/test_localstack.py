@@ -4,7 +4,8 @@ Without Docker LocalStack cannot create Lambda functions, so the functions and t
 API are checked on the translated template (tests/test_template.py); here the
 bucket, its policy and lifecycle and the bootstrap secret go through LocalStack's
 CloudFormation, and the real server pushes and lists a model on that bucket with
-the bootstrap key read from Secrets Manager.
+the bootstrap key read from Secrets Manager. LocalStack is the test run's one
+instance (the ``localstack`` fixture, tests/servers.py), on a free port.
 """
 
 from __future__ import annotations
@@ -14,60 +15,40 @@ import os
 import subprocess
 import uuid
 
-import httpx
 import pytest
 
 from tests.sam_tools import ROOT, SAM_VENV
 
 pytestmark = pytest.mark.deploy
-ENDPOINT = "http://127.0.0.1:4566"
-AWS = {"AWS_ENDPOINT_URL": ENDPOINT, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-       "AWS_DEFAULT_REGION": "us-east-1"}
-
-
-def _healthy() -> bool:
-    try:
-        return httpx.get(f"{ENDPOINT}/_localstack/health", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-@pytest.fixture(scope="module")
-def localstack():
-    if not (ROOT / ".venv-localstack" / "bin" / "python").exists() and not _healthy():
-        pytest.skip("no .venv-localstack: `make localstack-up` installs LocalStack's core (Python 3.13)")
-    if not (SAM_VENV / "bin" / "python").exists():
-        pytest.skip("no .venv-sam: run `make sam-install`")
-    started = not _healthy()
-    if started:
-        r = subprocess.run([str(ROOT / "infra/localstack.sh"), "start"], cwd=ROOT, capture_output=True, text=True,
-                           timeout=180)
-        assert r.returncode == 0, r.stdout + r.stderr
-    yield ENDPOINT
-    if started:
-        subprocess.run([str(ROOT / "infra/localstack.sh"), "stop"], cwd=ROOT, capture_output=True, timeout=60)
 
 
 @pytest.fixture(scope="module")
 def stack(localstack):
+    """template.yaml's storage stack deployed through LocalStack's CloudFormation (the run's LocalStack)."""
+    if not (SAM_VENV / "bin" / "python").exists():
+        pytest.skip("no .venv-sam: run `make sam-install`")
     name = f"mb-{uuid.uuid4().hex[:8]}"
-    r = subprocess.run([str(SAM_VENV / "bin/python"), "infra/deploy_local.py", "--stack", name], cwd=ROOT,
-                       env={**os.environ, **AWS}, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [str(SAM_VENV / "bin/python"), "infra/deploy_local.py", "--stack", name],
+        cwd=ROOT,
+        env={**os.environ, **localstack.env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     return json.loads(r.stdout)
 
 
 @pytest.fixture
-def aws(monkeypatch, stack):
-    import boto3
-
-    for k, v in AWS.items():
+def aws(monkeypatch, stack, localstack):
+    for k, v in localstack.env.items():
         monkeypatch.setenv(k, v)
-    return lambda service: boto3.client(service, endpoint_url=ENDPOINT)
+    return localstack.client
 
 
 def test_storage_stack_and_modelbay_on_it(aws, stack, mlp_path, tmp_path):
-    # one test, so that one xdist worker owns LocalStack's start and stop
+    # one test, so that the stack is deployed once
     _storage_stack_matches_the_template(aws, stack)
     _modelbay_serves_on_the_localstack_bucket(aws, stack, mlp_path, tmp_path)
 
@@ -94,8 +75,12 @@ def _modelbay_serves_on_the_localstack_bucket(aws, stack, mlp_path, tmp_path):
     from tests.servers import running
 
     boot = aws("secretsmanager").get_secret_value(SecretId=stack["BootstrapKeySecretArn"])["SecretString"]
-    settings = Settings(store_url=f"s3://{stack['BucketName']}/", cache_dir=tmp_path / "cache", auth=True,
-                        bootstrap_key_secret=stack["BootstrapKeySecretArn"])
+    settings = Settings(
+        store_url=f"s3://{stack['BucketName']}/",
+        cache_dir=tmp_path / "cache",
+        auth=True,
+        bootstrap_key_secret=stack["BootstrapKeySecretArn"],
+    )
     with running(create_app(settings)) as url:
         with Client(url, boot) as root:
             assert root.whoami().root is True

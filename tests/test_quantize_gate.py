@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import tempfile
 
 import numpy as np
@@ -43,9 +44,17 @@ def fragile_data(n=64):
 
 def test_fragile_model_is_refused_with_numbers(tmp_path):
     with pytest.raises(GateFailed) as e:
-        prepare(fragile_model(), name="fragile", workdir=tmp_path, input_spec="x:float32:[batch,32]",
-                quantize_mode="dynamic", eval_data=fragile_data(), mixed_precision=False, measure=False,
-                thresholds=GateThresholds(max_abs_error=1e-3))
+        prepare(
+            fragile_model(),
+            name="fragile",
+            workdir=tmp_path,
+            input_spec="x:float32:[batch,32]",
+            quantize_mode="dynamic",
+            eval_data=fragile_data(),
+            mixed_precision=False,
+            measure=False,
+            thresholds=GateThresholds(max_abs_error=1e-3),
+        )
     gate = e.value.details["gate"]
     assert gate["passed"] is False and e.value.status == 422
     assert gate["int8"]["max_abs_error"] > 1e-3
@@ -53,9 +62,16 @@ def test_fragile_model_is_refused_with_numbers(tmp_path):
 
 
 def test_mixed_precision_keeps_the_fragile_layer(tmp_path):
-    res = prepare(fragile_model(), name="fragile", workdir=tmp_path, input_spec="x:float32:[batch,32]",
-                  quantize_mode="dynamic", eval_data=fragile_data(), measure=False,
-                  thresholds=GateThresholds(max_abs_error=1e-3))
+    res = prepare(
+        fragile_model(),
+        name="fragile",
+        workdir=tmp_path,
+        input_spec="x:float32:[batch,32]",
+        quantize_mode="dynamic",
+        eval_data=fragile_data(),
+        measure=False,
+        thresholds=GateThresholds(max_abs_error=1e-3),
+    )
     q = res.metadata.quantization
     assert q.method == "mixed" and len(q.kept_fp32_nodes) == 1
     mixed = res.metadata.metrics["mixed_precision"]
@@ -70,7 +86,10 @@ def test_mixed_precision_keeps_the_fragile_layer(tmp_path):
     assert mixed["ranking"][0][0] == q.kept_fp32_nodes[0]
 
 
-def _classifier(tmp_path):
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory):
+    """A small MLP trained once on sklearn's digits, its eval/calibration files in a module directory."""
+    tmp_path = tmp_path_factory.mktemp("classifier")
     torch.manual_seed(0)
     from sklearn.datasets import load_digits
 
@@ -84,17 +103,26 @@ def _classifier(tmp_path):
         opt.step()
     np.savez(tmp_path / "eval.npz", x=x[1400:], labels=y[1400:])
     np.savez(tmp_path / "calib.npz", x=x[:256])
-    meta = VersionMetadata(task="classifier", postprocessing=ClassifierPostprocessing(scores="logits"),
-                           labels=[str(i) for i in range(10)])
-    return model.eval(), meta
+    meta = VersionMetadata(
+        task="classifier", postprocessing=ClassifierPostprocessing(scores="logits"), labels=[str(i) for i in range(10)]
+    )
+    return model.eval(), meta, tmp_path
 
 
 @pytest.mark.parametrize("mode", ["dynamic", "static"])
-def test_classifier_passes_gate_and_records_metrics(tmp_path, mode):
-    model, meta = _classifier(tmp_path)
-    res = prepare(model, name="c", workdir=tmp_path / "w", input_spec="x:float32:[batch,64]", output_names=["logits"],
-                  quantize_mode=mode, eval_data=tmp_path / "eval.npz", calibration=tmp_path / "calib.npz",
-                  metadata=meta)
+def test_classifier_passes_gate_and_records_metrics(tmp_path, classifier, mode):
+    model, meta, data = classifier
+    res = prepare(
+        model,
+        name="c",
+        workdir=tmp_path / "w",
+        input_spec="x:float32:[batch,64]",
+        output_names=["logits"],
+        quantize_mode=mode,
+        eval_data=data / "eval.npz",
+        calibration=data / "calib.npz",
+        metadata=meta,
+    )
     m = res.metadata.metrics
     assert res.gate.passed and m["gate"]["metric"] == "accuracy"
     assert m["gate"]["fp32"]["accuracy"] > 0.85
@@ -104,6 +132,8 @@ def test_classifier_passes_gate_and_records_metrics(tmp_path, mode):
     ops = {n.op_type for n in onnx.load(str(res.int8_path)).graph.node}
     assert ("QuantizeLinear" in ops) if mode == "static" else ("DynamicQuantizeLinear" in ops)
     assert res.metadata.quantization.method == mode and res.metadata.quantization.per_channel
+    # the manifest says on what CPU the gate ran and for which target
+    assert m["gate"]["extra"]["cpu"]["arch"] in ("x86_64", "arm64") and res.metadata.quantization.target_arch
 
 
 def test_auto_picks_static_for_convolutions_and_needs_calibration(tmp_path):
@@ -111,26 +141,51 @@ def test_auto_picks_static_for_convolutions_and_needs_calibration(tmp_path):
 
     x = np.random.default_rng(0).random((16, 1, 8, 8), dtype=np.float32)
     with pytest.raises(BadRequest, match="calibration"):
-        prepare(make_cnn().eval(), name="cnn", workdir=tmp_path, input_spec="image:float32:[batch,1,8,8]",
-                quantize_mode="auto", eval_data=Dataset([{"image": x}]))
+        prepare(
+            make_cnn().eval(),
+            name="cnn",
+            workdir=tmp_path,
+            input_spec="image:float32:[batch,1,8,8]",
+            quantize_mode="auto",
+            eval_data=Dataset([{"image": x}]),
+        )
 
 
-def test_quantization_leaves_no_temp_files(tmp_path, monkeypatch):
-    model, meta = _classifier(tmp_path)
+def test_quantization_leaves_no_temp_files(tmp_path, classifier, monkeypatch):
+    model, meta, data = classifier
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(tmp))
-    prepare(model, name="c", workdir=tmp_path / "w", input_spec="x:float32:[batch,64]", quantize_mode="static",
-            output_names=["logits"], eval_data=tmp_path / "eval.npz", calibration=tmp_path / "calib.npz", metadata=meta, measure=False)
+    prepare(
+        model,
+        name="c",
+        workdir=tmp_path / "w",
+        input_spec="x:float32:[batch,64]",
+        quantize_mode="static",
+        output_names=["logits"],
+        eval_data=data / "eval.npz",
+        calibration=data / "calib.npz",
+        metadata=meta,
+        measure=False,
+    )
     assert list(tmp.iterdir()) == []
 
 
-def test_targets_differ_in_reduce_range(tmp_path):
-    model, meta = _classifier(tmp_path)
+def test_targets_differ_in_reduce_range(tmp_path, classifier):
+    model, meta, data = classifier
     assert TARGETS["x86_64"].reduce_range and not TARGETS["arm64"].reduce_range
-    res = prepare(model, name="c", workdir=tmp_path / "w", input_spec="x:float32:[batch,64]", output_names=["logits"],
-                  quantize_mode="dynamic", eval_data=tmp_path / "eval.npz", metadata=meta, target="x86_64",
-                  measure=False)
+    res = prepare(
+        model,
+        name="c",
+        workdir=tmp_path / "w",
+        input_spec="x:float32:[batch,64]",
+        output_names=["logits"],
+        quantize_mode="dynamic",
+        eval_data=data / "eval.npz",
+        metadata=meta,
+        target="x86_64",
+        measure=False,
+    )
     assert res.metadata.quantization.target_arch == "x86_64" and res.metadata.quantization.reduce_range
     with pytest.raises(BadRequest, match="unknown target"):
         options_for("mips")
@@ -157,8 +212,8 @@ def test_dataset_formats_and_reader(tmp_path):
         load_dataset(tmp_path / "missing.npz", ["x"])
 
 
-def test_quantize_without_calibration_is_bad_request(tmp_path):
-    model, _ = _classifier(tmp_path)
+def test_quantize_without_calibration_is_bad_request(tmp_path, classifier):
+    model, _, _ = classifier
     from modelbay.convert.converter import convert
 
     c = convert(model, tmp_path / "m.onnx", input_spec="x:float32:[batch,64]")
@@ -166,10 +221,82 @@ def test_quantize_without_calibration_is_bad_request(tmp_path):
         quantize(c.onnx_path, tmp_path / "q.onnx", "static", TARGETS["arm64"], None)
 
 
-def test_metadata_naming_a_missing_output_is_a_clear_error(tmp_path):
+def test_metadata_naming_a_missing_output_is_a_clear_error(tmp_path, classifier):
     from modelbay.errors import InvalidModel
 
-    model, meta = _classifier(tmp_path)
+    model, meta, data = classifier
     with pytest.raises(InvalidModel, match="outputs are"):
-        prepare(model, name="c", workdir=tmp_path / "w", input_spec="x:float32:[batch,64]", quantize_mode="dynamic",
-                eval_data=tmp_path / "eval.npz", metadata=meta, measure=False)
+        prepare(
+            model,
+            name="c",
+            workdir=tmp_path / "w",
+            input_spec="x:float32:[batch,64]",
+            quantize_mode="dynamic",
+            eval_data=data / "eval.npz",
+            metadata=meta,
+            measure=False,
+        )
+
+
+_SIDE_EFFECTS = """
+import json, logging, sys, warnings
+from pathlib import Path
+import numpy as np, torch, torch.onnx, onnxscript, onnxruntime.quantization.shape_inference
+from modelbay.convert.data import Dataset
+from modelbay.convert.pipeline import prepare
+from modelbay.convert.quantize import compact_kept, options_for, quantize
+
+NAMES = ("torch.onnx", "torch.export", "onnxscript", "onnxruntime.quantization", "transformers")
+def state():
+    root = logging.getLogger()
+    return [root.level, len(root.handlers), len(root.filters), len(warnings.filters),
+            [logging.getLogger(n).level for n in NAMES]]
+
+work = Path(sys.argv[1])
+before = state()
+torch.manual_seed(0)
+model = torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4)).eval()
+x = np.random.default_rng(0).standard_normal((64, 16)).astype(np.float32)
+# one torch export, then both quantizers (static pre-processes, dynamic nags about it)
+res = prepare(model, name="t", workdir=work / "s", input_spec="x:float32:[batch,16]", quantize_mode="static",
+              eval_data=Dataset([{"x": x}]), calibration=[{"x": x}], measure=False)
+quantize(res.fp32_path, work / "dynamic.onnx", "dynamic", options_for("arm64"))
+kept = compact_kept(Path(sys.argv[2]), ["mm"], work / "compact.onnx")  # imports matmul_nbits_quantizer
+after = state()
+with warnings.catch_warnings(record=True) as caught:
+    warnings.warn("still shown", FutureWarning)
+print(json.dumps({"before": before, "after": after, "kept": kept, "shown": [str(w.message) for w in caught]}))
+"""
+
+
+def test_converting_and_quantizing_leave_logging_and_warnings_as_they_were(tmp_path):
+    """No global side effects: root logger level/handlers, logger levels and warning filters unchanged."""
+    import json
+    import subprocess
+    import sys
+
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((64, 16)).astype(np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")],
+        "mm",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 16])],
+        [w],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "mm.onnx"))
+    r = subprocess.run(
+        [sys.executable, "-c", _SIDE_EFFECTS, str(tmp_path), str(tmp_path / "mm.onnx")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={"PYTHONPATH": ":".join(sys.path)},
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["kept"] == ["mm"]
+    assert out["after"] == out["before"]
+    assert out["before"][:2] == [logging.WARNING, 0]  # a fresh interpreter: no handler, WARNING
+    assert out["shown"] == ["still shown"]
+    assert "Please consider to run pre-processing" not in r.stderr

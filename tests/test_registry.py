@@ -55,6 +55,8 @@ def _file(tmp_path: Path) -> Path:
     return p
 
 
+# racing writers: S3 semantics need an S3 whose conditional writes are atomic (LocalStack, not moto)
+@pytest.mark.parametrize("store", ["local", "localstack"], indirect=True)
 def test_concurrent_registrations_get_distinct_versions(reg, mlp_path):
     results, errors = [], []
 
@@ -72,6 +74,7 @@ def test_concurrent_registrations_get_distinct_versions(reg, mlp_path):
     assert reg.version_numbers("hot") == list(range(1, 33))
 
 
+@pytest.mark.parametrize("store", ["local", "localstack"], indirect=True)
 def test_concurrent_alias_changes_are_all_recorded(reg, mlp_path):
     for _ in range(4):
         reg.register_version("m", mlp_path)

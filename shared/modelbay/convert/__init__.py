@@ -12,11 +12,11 @@ from modelbay.convert.quantize import TARGETS, QuantOptions
 from modelbay.convert.spec import parse_input_spec
 
 __all__ = [
+    "TARGETS",
     "GateFailed",
     "GateReport",
     "GateThresholds",
     "QuantOptions",
-    "TARGETS",
     "convert",
     "parse_input_spec",
     "prepare",

@@ -11,7 +11,6 @@ what that format was built for and still works for it.
 
 from __future__ import annotations
 
-import logging
 import shutil
 import warnings
 from dataclasses import dataclass, field
@@ -22,8 +21,10 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from modelbay.convert.quiet import quiet_export
 from modelbay.convert.sources import Source, load_source
 from modelbay.convert.spec import DYNAMIC_SAMPLE_SIZE, dynamic_axes, parse_input_spec, sample_inputs
+from modelbay.cpu_features import exact_int8
 from modelbay.errors import BadRequest, InvalidModel
 from modelbay.manifest import TensorSpec
 
@@ -58,8 +59,10 @@ class Conversion:
 
 
 def session(path: str | Path, threads: int | None = None) -> ort.InferenceSession:
+    """An onnxruntime session whose int8 products are exact on any CPU (see modelbay.cpu_features)."""
     so = ort.SessionOptions()
     so.log_severity_level = 3
+    exact_int8(so)
     if threads:
         so.intra_op_num_threads = threads
     try:
@@ -76,16 +79,6 @@ def onnx_inputs(path: str | Path) -> list[TensorSpec]:
         dtype = {"float": "float32", "double": "float64"}.get(dtype, dtype)
         out.append(TensorSpec(name=i.name, dtype=dtype, shape=list(i.shape)))
     return out
-
-
-def _quiet_torch():
-    # The exporter logs every translation step and warns about torchvision ops;
-    # a CLI user needs none of that, errors still surface as exceptions.
-    for name in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", category=DeprecationWarning, module="torch")
-    warnings.filterwarnings("ignore", category=UserWarning, module="torch")
-    warnings.filterwarnings("ignore", category=FutureWarning)
 
 
 def _rename_dims(path: Path, specs: list[TensorSpec]) -> None:
@@ -132,26 +125,44 @@ def _torch_outputs(model, feed: Feed, names: list[str]) -> list[np.ndarray]:
 def _export_torch(src: Source, specs: list[TensorSpec], example: Feed, out: Path, output_names, opset) -> str:
     import torch
 
-    _quiet_torch()
     names = [s.name for s in specs]
     args = _to_torch(example, names)
     if src.kind == "torchscript":
         torch.onnx.export(
-            src.obj, args, str(out), input_names=names, output_names=output_names,
+            src.obj,
+            args,
+            str(out),
+            input_names=names,
+            output_names=output_names,
             dynamic_axes={**dynamic_axes(specs), **{o: {0: _batch_axis(specs)} for o in output_names or []}},
-            dynamo=False, opset_version=opset or 17,
+            dynamo=False,
+            opset_version=opset or 17,
         )
         return "torchscript"
     if src.kind == "exported_program":
-        prog = torch.onnx.export(src.obj, args, input_names=names, output_names=output_names,
-                                 dynamo=True, opset_version=opset, verbose=False)
+        prog = torch.onnx.export(
+            src.obj, args, input_names=names, output_names=output_names, dynamo=True, opset_version=opset, verbose=False
+        )
     else:
         dims: dict[str, Any] = {}
         shapes = []
         for s in specs:
-            shapes.append({i: dims.setdefault(d, torch.export.Dim(d)) for i, d in enumerate(s.shape) if isinstance(d, str)} or None)
-        prog = torch.onnx.export(src.obj, args, input_names=names, output_names=output_names,
-                                 dynamic_shapes=tuple(shapes), dynamo=True, opset_version=opset, verbose=False)
+            shapes.append(
+                {i: dims.setdefault(d, torch.export.Dim(d)) for i, d in enumerate(s.shape) if isinstance(d, str)}
+                or None
+            )
+        prog = torch.onnx.export(
+            src.obj,
+            args,
+            input_names=names,
+            output_names=output_names,
+            dynamic_shapes=tuple(shapes),
+            dynamo=True,
+            opset_version=opset,
+            verbose=False,
+        )
+    if prog is None:  # only the TorchScript exporter returns nothing
+        raise InvalidModel("torch.onnx.export returned no ONNX program")
     prog.save(str(out), external_data=False)
     return "torch.export (dynamo)"
 
@@ -162,9 +173,14 @@ def _batch_axis(specs: list[TensorSpec]) -> str:
 
 
 def _sklearn_types(specs: list[TensorSpec]):
-    from skl2onnx.common.data_types import FloatTensorType, Int64TensorType, StringTensorType, DoubleTensorType
+    from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType, Int64TensorType, StringTensorType
 
-    kinds = {"float32": FloatTensorType, "float64": DoubleTensorType, "int64": Int64TensorType, "string": StringTensorType}
+    kinds = {
+        "float32": FloatTensorType,
+        "float64": DoubleTensorType,
+        "int64": Int64TensorType,
+        "string": StringTensorType,
+    }
     out = []
     for s in specs:
         if s.dtype not in kinds:
@@ -184,8 +200,12 @@ def _export_sklearn(est, specs: list[TensorSpec], out: Path, opset) -> None:
             # "only tokenizer='word' is fully supported": the output check below
             # is what tells whether this conversion worked
             warnings.simplefilter("ignore")
-            onx = convert_sklearn(est, initial_types=_sklearn_types(specs), options=options,
-                                  target_opset={"": opset or 18, "ai.onnx.ml": 3})
+            onx = convert_sklearn(
+                est,
+                initial_types=_sklearn_types(specs),
+                options=options,
+                target_opset={"": opset or 18, "ai.onnx.ml": 3},
+            )
     except Exception as e:  # skl2onnx raises RuntimeError/NameError/... for unsupported parts
         raise InvalidModel(f"skl2onnx cannot convert this {type(est).__name__}: {str(e).splitlines()[0]}") from None
     onnx.save(onx, str(out))
@@ -252,8 +272,15 @@ def convert(
         except onnx.checker.ValidationError as e:
             raise InvalidModel(f"{src.origin} is not a valid ONNX model: {str(e).splitlines()[0]}") from None
         session(out)
-        return Conversion(out, "onnx", "none (ONNX as is)", onnx_inputs(out),
-                          [o.name for o in session(out).get_outputs()], None, ["used as is; nothing to compare against"])
+        return Conversion(
+            out,
+            "onnx",
+            "none (ONNX as is)",
+            onnx_inputs(out),
+            [o.name for o in session(out).get_outputs()],
+            None,
+            ["used as is; nothing to compare against"],
+        )
 
     if specs is None and example is None and samples:
         example = samples[0]
@@ -276,7 +303,10 @@ def convert(
         ref_fn = lambda f: _sklearn_outputs(src.obj, f, [s.name for s in specs])  # noqa: E731
     else:
         try:
-            exporter = _export_torch(src, specs, example, out, output_names, opset)
+            # the exporter logs every translation step and warns about its own
+            # deprecations; errors still surface as exceptions
+            with quiet_export():
+                exporter = _export_torch(src, specs, example, out, output_names, opset)
         except (BadRequest, InvalidModel):
             raise
         except Exception as e:  # torch.export / onnx translation failures
@@ -294,8 +324,13 @@ def convert(
         checks.append(_compare(ref_fn(feed), got, atol, rtol, n_samples))
     agreements = [c.label_agreement for c in checks if c.label_agreement is not None]
     worst = ConversionCheck(
-        max((c.max_abs_error or 0.0) for c in checks), max((c.max_rel_error or 0.0) for c in checks),
-        atol, rtol, n_samples, min(agreements) if agreements else None, all(c.within for c in checks),
+        max((c.max_abs_error or 0.0) for c in checks),
+        max((c.max_rel_error or 0.0) for c in checks),
+        atol,
+        rtol,
+        n_samples,
+        min(agreements) if agreements else None,
+        all(c.within for c in checks),
     )
     assert worst is not None
     if not worst.within or (worst.label_agreement is not None and worst.label_agreement < 0.99):

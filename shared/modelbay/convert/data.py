@@ -8,9 +8,9 @@ come as unicode arrays and are turned into the object arrays onnxruntime wants.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
@@ -33,18 +33,6 @@ class Dataset:
 
     def __len__(self) -> int:
         return sum(len(next(iter(b.values()))) for b in self.batches)
-
-    def rebatch(self, size: int) -> "Dataset":
-        """Same rows in batches of ``size``; only for inputs without ragged dims."""
-        names = list(self.batches[0])
-        joined = {n: np.concatenate([b[n] for b in self.batches]) for n in names}
-        total = len(joined[names[0]])
-        return Dataset(
-            [{n: joined[n][i : i + size] for n in names} for i in range(0, total, size)],
-            self.labels,
-            None,
-            self.meta,
-        )
 
 
 def _fix(a: np.ndarray) -> np.ndarray:
@@ -101,9 +89,10 @@ def load_dataset(path: str | Path, input_names: list[str]) -> Dataset:
             raise BadRequest(f"{f.name}: {len(lab)} labels for a batch of another size")
         batches.append(feed)
         labels.append(lab)
-    if any(lab is None for lab in labels) and not all(lab is None for lab in labels):
+    known = [lab for lab in labels if lab is not None]
+    if known and len(known) != len(labels):
         raise BadRequest(f"{p}: some files have labels and some do not")
-    return Dataset(batches, None if labels[0] is None else np.concatenate(labels))
+    return Dataset(batches, np.concatenate(known) if known else None)
 
 
 class FeedReader(CalibrationDataReader):

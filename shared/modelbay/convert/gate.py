@@ -4,6 +4,11 @@ Classifiers: accuracy on labelled data (drop in percentage points), or top-1
 agreement with fp32 without labels. Embedders: cosine similarity of int8 vs
 reference embeddings, judged at the minimum (one ruined sentence is a bug a
 mean hides). Raw models: max absolute error.
+
+Every model runs in sessions whose int8 products are exact on any CPU
+(``converter.session``), so the verdict does not depend on the machine the gate
+runs on, and the quantize options make the target compute the same (see
+``quantize``). Each report records the CPU it ran on (``extra["cpu"]``).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from modelbay.convert.data import Dataset, Feed
+from modelbay.cpu_features import EXACT_INT8_SESSION_CONFIG, detect
 from modelbay.errors import InvalidModel
 from modelbay.manifest import ClassifierPostprocessing, EmbedderPostprocessing, VersionMetadata
 
@@ -52,11 +58,6 @@ class GateReport:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def summary(self) -> str:
-        rows = [f"{k}: fp32 {self.fp32.get(k, float('nan')):.4f}  int8 {v:.4f}" for k, v in self.int8.items()]
-        verdict = "PASS" if self.passed else "FAIL: " + "; ".join(self.failures)
-        return f"gate ({self.task}, {self.samples} samples) {verdict}\n  " + "\n  ".join(rows)
-
 
 def _run(path: Path, batches: list[Feed], output: str | None) -> list[np.ndarray]:
     from modelbay.convert.converter import session
@@ -87,8 +88,11 @@ class Gate:
         self.meta = metadata
         self.th = thresholds or GateThresholds()
         post = metadata.postprocessing
-        self.output = post.scores if isinstance(post, ClassifierPostprocessing) else (
-            post.output if isinstance(post, EmbedderPostprocessing) else None)
+        self.output = (
+            post.scores
+            if isinstance(post, ClassifierPostprocessing)
+            else (post.output if isinstance(post, EmbedderPostprocessing) else None)
+        )
         self.task = metadata.task
         self.base = self._prepare(_run(fp32_path, data.batches, self.output))
         self.labels = self._label_indices()
@@ -150,10 +154,14 @@ class Gate:
         q = self.outputs(q_path)
         n = len(self.data)
         if self.task == "embedder":
-            return self._embedder(q, n)
-        if self.task == "classifier":
-            return self._classifier(q, n)
-        return self._raw(q, n)
+            report = self._embedder(q, n)
+        elif self.task == "classifier":
+            report = self._classifier(q, n)
+        else:
+            report = self._raw(q, n)
+        report.extra["cpu"] = detect().as_dict()
+        report.extra["session_config"] = dict(EXACT_INT8_SESSION_CONFIG)
+        return report
 
     def _embedder(self, q: list[np.ndarray], n: int) -> GateReport:
         ref = self._reference()
@@ -170,9 +178,18 @@ class Gate:
                 fails.append(f"mean cosine {cq.mean():.4f} < {self.th.min_cosine_mean}")
             margin = min(margin, float(cq.mean() - self.th.min_cosine_mean))
         against = "framework reference" if self.data.reference is not None else "onnx fp32"
-        return GateReport("embedder", "cosine", {"cosine_min": float(cf.min()), "cosine_mean": float(cf.mean())},
-                          {"cosine_min": float(cq.min()), "cosine_mean": float(cq.mean())}, th, not fails, fails, n,
-                          margin, {"compared_against": against})
+        return GateReport(
+            "embedder",
+            "cosine",
+            {"cosine_min": float(cf.min()), "cosine_mean": float(cf.mean())},
+            {"cosine_min": float(cq.min()), "cosine_mean": float(cq.mean())},
+            th,
+            not fails,
+            fails,
+            n,
+            margin,
+            {"compared_against": against},
+        )
 
     def _classifier(self, q: list[np.ndarray], n: int) -> GateReport:
         pf = np.concatenate([o.argmax(-1) for o in self.base])
@@ -181,25 +198,58 @@ class Gate:
         if self.labels is None:
             th = {"min_agreement": self.th.min_agreement}
             fails = [] if agree >= self.th.min_agreement else [f"top-1 agreement {agree:.4f} < {self.th.min_agreement}"]
-            return GateReport("classifier", "agreement", {"agreement": 1.0}, {"agreement": agree}, th, not fails,
-                              fails, n, agree - self.th.min_agreement)
+            return GateReport(
+                "classifier",
+                "agreement",
+                {"agreement": 1.0},
+                {"agreement": agree},
+                th,
+                not fails,
+                fails,
+                n,
+                agree - self.th.min_agreement,
+            )
         if len(self.labels) != len(pf):
             raise InvalidModel(f"{len(self.labels)} labels for {len(pf)} evaluation samples")
         af, aq = float((pf == self.labels).mean()), float((pq == self.labels).mean())
         drop = 100.0 * (af - aq)
         th = {"max_accuracy_drop_pt": self.th.max_accuracy_drop}
-        fails = [] if drop <= self.th.max_accuracy_drop + 1e-9 else [
-            f"accuracy {100 * aq:.2f}% vs fp32 {100 * af:.2f}%: drop {drop:.2f} pt > {self.th.max_accuracy_drop} pt"]
-        return GateReport("classifier", "accuracy", {"accuracy": af}, {"accuracy": aq, "agreement": agree}, th,
-                          not fails, fails, n, self.th.max_accuracy_drop - drop, {"accuracy_drop_pt": drop})
+        fails = (
+            []
+            if drop <= self.th.max_accuracy_drop + 1e-9
+            else [
+                f"accuracy {100 * aq:.2f}% vs fp32 {100 * af:.2f}%: drop {drop:.2f} pt > {self.th.max_accuracy_drop} pt"
+            ]
+        )
+        return GateReport(
+            "classifier",
+            "accuracy",
+            {"accuracy": af},
+            {"accuracy": aq, "agreement": agree},
+            th,
+            not fails,
+            fails,
+            n,
+            self.th.max_accuracy_drop - drop,
+            {"accuracy_drop_pt": drop},
+        )
 
     def _raw(self, q: list[np.ndarray], n: int) -> GateReport:
         err = max(float(np.abs(b - x).max(initial=0.0)) for b, x in zip(self.base, q))
         scale = max(float(np.abs(b).max(initial=0.0)) for b in self.base)
         limit = self.th.max_abs_error if self.th.max_abs_error is not None else 0.01 * scale
         fails = [] if err <= limit else [f"max abs error {err:.4g} > {limit:.4g}"]
-        return GateReport("raw", "max_abs_error", {"max_abs_error": 0.0, "output_max_abs": scale},
-                          {"max_abs_error": err}, {"max_abs_error": limit}, not fails, fails, n, limit - err)
+        return GateReport(
+            "raw",
+            "max_abs_error",
+            {"max_abs_error": 0.0, "output_max_abs": scale},
+            {"max_abs_error": err},
+            {"max_abs_error": limit},
+            not fails,
+            fails,
+            n,
+            limit - err,
+        )
 
 
 def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -213,8 +263,10 @@ def damage(gate: Gate, q_outs: list[np.ndarray], batches: list[int]) -> float:
     if gate.task == "embedder":
         ref = gate._reference()
         return float(1.0 - min(_cos(ref[i], q_outs[j]).min() for j, i in enumerate(batches)))
-    errs = [np.abs(gate.base[i].astype(np.float64) - q_outs[j]).reshape(len(q_outs[j]), -1).max(1).mean()
-            for j, i in enumerate(batches)]
+    errs = [
+        np.abs(gate.base[i].astype(np.float64) - q_outs[j]).reshape(len(q_outs[j]), -1).max(1).mean()
+        for j, i in enumerate(batches)
+    ]
     return float(np.mean(errs))
 
 

@@ -9,9 +9,9 @@ doubling until the gate passes, and a bisection finds the smallest such k.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 from modelbay.convert.data import Feed
 from modelbay.convert.gate import Gate, GateReport, _run, damage, worst_batches
@@ -30,8 +30,14 @@ class MixedResult:
 
 
 def rank_nodes(
-    src: Path, method: Method, opts: QuantOptions, gate: Gate, full_q: Path, work: Path,
-    calibration: list[Feed] | None, progress: Progress,
+    src: Path,
+    method: Method,
+    opts: QuantOptions,
+    gate: Gate,
+    full_q: Path,
+    work: Path,
+    calibration: list[Feed] | None,
+    progress: Progress,
 ) -> list[tuple[str, float]]:
     nodes = quantizable_nodes(src, method)
     hard = worst_batches(gate, gate.outputs(full_q))
@@ -64,8 +70,16 @@ def _predicted_k(ranking: list[tuple[str, float]], margin: float) -> int:
 
 
 def search(
-    src: Path, method: Method, opts: QuantOptions, gate: Gate, full_q: Path, out: Path, work: Path,
-    calibration: list[Feed] | None = None, progress: Progress = lambda *_: None, max_fraction: float = 0.5,
+    src: Path,
+    method: Method,
+    opts: QuantOptions,
+    gate: Gate,
+    full_q: Path,
+    out: Path,
+    work: Path,
+    calibration: list[Feed] | None = None,
+    progress: Progress = lambda *_: None,
+    max_fraction: float = 0.5,
     first_margin: float = 0.0,
 ) -> MixedResult | None:
     """Smallest set of fp32 nodes (by ranked prefix) that passes; None if none does.
@@ -86,8 +100,14 @@ def search(
             tries += k not in cache
             last[0] = k
             progress(f"mixed precision: {k} node(s) in fp32", None)
-            quantize(src, out, method, replace(opts, nodes_to_exclude=tuple(order[:k]) + opts.nodes_to_exclude),
-                     calibration, preprocessed=True)
+            quantize(
+                src,
+                out,
+                method,
+                replace(opts, nodes_to_exclude=tuple(order[:k]) + opts.nodes_to_exclude),
+                calibration,
+                preprocessed=True,
+            )
             cache[k] = gate.check(out)
         return cache[k]
 

@@ -18,8 +18,6 @@ from typing import Any
 
 from modelbay.errors import BadRequest, InvalidModel
 
-KINDS = ("onnx", "exported_program", "torchscript", "torch_module", "sklearn")
-
 
 @dataclass
 class Source:
@@ -117,7 +115,7 @@ def load_source(model: Any, *, state_dict: str | Path | None = None) -> Source:
 def _from_object(obj: Any, origin: str | None = None) -> Source:
     origin = origin or type(obj).__name__
     mod = type(obj).__module__
-    if mod.startswith("sklearn") or hasattr(obj, "fit") and hasattr(obj, "predict"):
+    if mod.startswith("sklearn") or (hasattr(obj, "fit") and hasattr(obj, "predict")):
         return Source("sklearn", obj, origin)
     if mod.startswith("torch"):
         import torch

@@ -9,11 +9,13 @@ exact revision that was read (an etag).
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import Protocol
 
 CHUNK = 1024 * 1024
 
@@ -55,7 +57,15 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def copy_hashing(src: BinaryIO, dst: BinaryIO) -> tuple[str, int]:
+class Readable(Protocol):
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
+class Writable(Protocol):
+    def write(self, data: bytes, /) -> int: ...
+
+
+def copy_hashing(src: Readable, dst: Writable) -> tuple[str, int]:
     h = hashlib.sha256()
     n = 0
     for chunk in iter(lambda: src.read(CHUNK), b""):
@@ -113,12 +123,12 @@ class ObjectStore(ABC):
         """A direct upload target, or None when the store has none (the API serves one)."""
         return None
 
-    def complete_multipart(self, key: str, multipart_id: str, etags: list[str]) -> None:
+    def complete_multipart(self, key: str, multipart_id: str, etags: builtins.list[str]) -> None:
         raise NotImplementedError
 
     def delete_prefix(self, prefix: str) -> int:
         n = 0
-        for info in list(self.list(prefix)):
+        for info in [*self.list(prefix)]:
             self.delete(info.key)
             n += 1
         return n

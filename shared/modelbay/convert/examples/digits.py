@@ -17,9 +17,15 @@ def make_cnn():
     import torch.nn as nn
 
     return nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(32 * 4 * 4, 64), nn.ReLU(), nn.Linear(64, 10),
+        nn.Conv2d(1, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(16, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(32 * 4 * 4, 64),
+        nn.ReLU(),
+        nn.Linear(64, 10),
     )
 
 
@@ -46,8 +52,17 @@ def metadata() -> VersionMetadata:
     return VersionMetadata(
         task="classifier",
         # inputs arrive as 0..16 (sklearn digits); *1/16 gives the 0..1 the CNN was trained on
-        preprocessing=ImagePreprocessing(input="image", height=8, width=8, channels=1, layout="NCHW",
-                                         scale=1.0 / 16.0, mean=[0.0], std=[1.0], max_value=16.0),
+        preprocessing=ImagePreprocessing(
+            input="image",
+            height=8,
+            width=8,
+            channels=1,
+            layout="NCHW",
+            scale=1.0 / 16.0,
+            mean=[0.0],
+            std=[1.0],
+            max_value=16.0,
+        ),
         postprocessing=ClassifierPostprocessing(scores="logits", apply_softmax=True),
         labels=LABELS,
         description="CNN on sklearn load_digits (8x8 grey, 0..16), static QDQ int8",
@@ -61,9 +76,19 @@ def build(work: Path, target: str = "arm64", progress=None):
     model, (xtr, xte, _, yte) = train()
     calib = [{"image": xtr[i : i + 32]} for i in range(0, 320, 32)]
     evals = Dataset([{"image": xte[i : i + 120]} for i in range(0, len(xte), 120)], labels=yte)
-    return prepare(model, name="digits", workdir=work, input_spec="image:float32:[batch,1,8,8]",
-                   output_names=["logits"], quantize_mode="static", eval_data=evals, calibration=calib,
-                   metadata=metadata(), target=target, progress=progress)
+    return prepare(
+        model,
+        name="digits",
+        workdir=work,
+        input_spec="image:float32:[batch,1,8,8]",
+        output_names=["logits"],
+        quantize_mode="static",
+        eval_data=evals,
+        calibration=calib,
+        metadata=metadata(),
+        target=target,
+        progress=progress,
+    )
 
 
 def bench_feed() -> dict[str, np.ndarray]:

@@ -47,13 +47,19 @@ def tokenizer(dest: Path | None = None):
 
 def pooled_model():
     import torch
-
     from transformers import AutoModel
     from transformers.utils import logging as hf_logging
 
-    hf_logging.set_verbosity_error()
+    from modelbay.convert.quiet import quiet
+
+    bar = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
-    bert = AutoModel.from_pretrained(str(model_dir()), local_files_only=True).eval()
+    try:
+        with quiet(("transformers",)):
+            bert = AutoModel.from_pretrained(str(model_dir()), local_files_only=True).eval()
+    finally:
+        if bar:
+            hf_logging.enable_progress_bar()
 
     class MeanPooled(torch.nn.Module):
         def __init__(self, encoder):
@@ -61,8 +67,9 @@ def pooled_model():
             self.encoder = encoder
 
         def forward(self, input_ids, attention_mask, token_type_ids):
-            h = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
-                             token_type_ids=token_type_ids).last_hidden_state
+            h = self.encoder(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
             m = attention_mask.unsqueeze(-1).to(h.dtype)
             pooled = (h * m).sum(1) / m.sum(1).clamp(min=1e-9)
             return torch.nn.functional.normalize(pooled, p=2, dim=1)
@@ -86,8 +93,10 @@ def eval_dataset(model, tok, n: int = EVAL_SENTENCES) -> Dataset:
     texts = sentences(n)
     batches = [encode(tok, texts[i : i + BATCH]) for i in range(0, len(texts), BATCH)]
     with torch.no_grad():
-        ref = [model(*(torch.from_numpy(b[k]) for k in ("input_ids", "attention_mask", "token_type_ids"))).numpy()
-               for b in batches]
+        ref = [
+            model(*(torch.from_numpy(b[k]) for k in ("input_ids", "attention_mask", "token_type_ids"))).numpy()
+            for b in batches
+        ]
     return Dataset(batches, reference=ref, meta={"texts": texts})
 
 
@@ -97,7 +106,7 @@ def metadata() -> VersionMetadata:
         preprocessing=TextPreprocessing(tokenizer="tokenizer.json", max_length=MAX_LENGTH),
         postprocessing=EmbedderPostprocessing(output="sentence_embedding", pooling="none", normalize=False),
         description="all-MiniLM-L6-v2 sentence embeddings (384-d); mean pooling and L2 "
-                    "normalisation are inside the graph",
+        "normalisation are inside the graph",
         tags={"example": "minilm", "dimensions": "384"},
     )
 
@@ -112,10 +121,22 @@ def build(work: Path, target: str = "arm64", progress=None):
     tok = tokenizer(tok_path)
     model = pooled_model()
     evals = eval_dataset(model, tok)
-    return prepare(model, name="minilm", workdir=work, input_spec=INPUTS, example=evals.batches[0],
-                   output_names=["sentence_embedding"], quantize_mode="dynamic", eval_data=evals,
-                   metadata=metadata(), side_files={"tokenizer.json": tok_path}, target=target,
-                   thresholds=GateThresholds(min_cosine=0.99), check_atol=1e-4, progress=progress)
+    return prepare(
+        model,
+        name="minilm",
+        workdir=work,
+        input_spec=INPUTS,
+        example=evals.batches[0],
+        output_names=["sentence_embedding"],
+        quantize_mode="dynamic",
+        eval_data=evals,
+        metadata=metadata(),
+        side_files={"tokenizer.json": tok_path},
+        target=target,
+        thresholds=GateThresholds(min_cosine=0.99),
+        check_atol=1e-4,
+        progress=progress,
+    )
 
 
 def bench_feed() -> dict[str, np.ndarray]:

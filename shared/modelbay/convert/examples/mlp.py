@@ -24,8 +24,16 @@ def dataset(seed: int = 0):
     from sklearn.datasets import make_classification
     from sklearn.model_selection import train_test_split
 
-    x, y = make_classification(n_samples=3000, n_features=100, n_informative=40, n_redundant=20,
-                               n_classes=10, n_clusters_per_class=1, class_sep=1.5, random_state=seed)
+    x, y = make_classification(
+        n_samples=3000,
+        n_features=100,
+        n_informative=40,
+        n_redundant=20,
+        n_classes=10,
+        n_clusters_per_class=1,
+        class_sep=1.5,
+        random_state=seed,
+    )
     return train_test_split(x.astype(np.float32), y, test_size=0.2, random_state=seed, stratify=y)
 
 
@@ -56,9 +64,19 @@ def build(work: Path, target: str = "arm64", progress=None):
     state = work / "mlp_state.pt"
     _, xte, _, yte = train(state)
     evals = Dataset([{"x": xte[i : i + 100]} for i in range(0, len(xte), 100)], labels=yte)
-    return prepare(FACTORY, name="mlp", workdir=work, state_dict=state, input_spec="x:float32:[batch,100]",
-                   output_names=["logits"], quantize_mode="dynamic", eval_data=evals, metadata=metadata(),
-                   target=target, progress=progress)
+    return prepare(
+        FACTORY,
+        name="mlp",
+        workdir=work,
+        state_dict=state,
+        input_spec="x:float32:[batch,100]",
+        output_names=["logits"],
+        quantize_mode="dynamic",
+        eval_data=evals,
+        metadata=metadata(),
+        target=target,
+        progress=progress,
+    )
 
 
 def bench_feed() -> dict[str, np.ndarray]:

@@ -39,25 +39,37 @@ def _generate(n_per_class: int, seed: int) -> tuple[list[str], list[str]]:
         return rng.choice(options + ["{}"] * 2).format(value)
 
     makers = {
-        "email": lambda: ctx(fake.email(), ["Contact me at {}", "my email is {}", "Send the invoice to {} please",
-                                            "{} (work)", "cc: {}"]),
-        "phone": lambda: ctx(fake.phone_number(), ["Call me on {}", "phone: {}", "Tel {}",
-                                                   "You can reach the office at {} after 9"]),
-        "card_number": lambda: ctx(us.credit_card_number(), ["card {}", "Visa ending {}", "my card number is {}",
-                                                             "CC# {} exp " + us.credit_card_expire()]),
-        "id_number": lambda: ctx(rng.choice([us.ssn(), fake.iban(), us.passport_number(), fake["fr_FR"].ssn(),
-                                             us.bban()]),
-                                 ["SSN {}", "IBAN: {}", "passport no. {}", "my social security number is {}",
-                                  "account {}"]),
-        "address": lambda: ctx(fake.address().replace("\n", ", "), ["I live at {}", "Ship to {}",
-                                                                   "address: {}", "Our office moved to {}"]),
-        "ordinary": lambda: rng.choice([
-            fake.sentence(), fake.catch_phrase(), us.bs().capitalize() + ".", fake.text(max_nb_chars=120),
-            f"We sold {rng.randint(2, 9000)} units in {rng.randint(1990, 2030)}.",
-            f"The meeting is at {rng.randint(1, 12)}:{rng.choice(['00', '15', '30', '45'])} in room {rng.randint(1, 400)}.",
-            f"Version {rng.randint(1, 9)}.{rng.randint(0, 30)}.{rng.randint(0, 99)} fixes {rng.randint(2, 40)} bugs.",
-            f"{fake.first_name()} thinks the {fake.color_name().lower()} one looks better.",
-        ]),
+        "email": lambda: ctx(
+            fake.email(), ["Contact me at {}", "my email is {}", "Send the invoice to {} please", "{} (work)", "cc: {}"]
+        ),
+        "phone": lambda: ctx(
+            fake.phone_number(), ["Call me on {}", "phone: {}", "Tel {}", "You can reach the office at {} after 9"]
+        ),
+        "card_number": lambda: ctx(
+            us.credit_card_number(),
+            ["card {}", "Visa ending {}", "my card number is {}", "CC# {} exp " + us.credit_card_expire()],
+        ),
+        "id_number": lambda: ctx(
+            rng.choice([us.ssn(), fake.iban(), us.passport_number(), fake["fr_FR"].ssn(), us.bban()]),
+            ["SSN {}", "IBAN: {}", "passport no. {}", "my social security number is {}", "account {}"],
+        ),
+        "address": lambda: ctx(
+            fake.address().replace("\n", ", "), ["I live at {}", "Ship to {}", "address: {}", "Our office moved to {}"]
+        ),
+        "ordinary": lambda: rng.choice(
+            [
+                fake.sentence(),
+                fake.catch_phrase(),
+                us.bs().capitalize() + ".",
+                fake.text(max_nb_chars=120),
+                f"We sold {rng.randint(2, 9000)} units in {rng.randint(1990, 2030)}.",
+                f"The meeting is at {rng.randint(1, 12)}:{rng.choice(['00', '15', '30', '45'])} "
+                f"in room {rng.randint(1, 400)}.",
+                f"Version {rng.randint(1, 9)}.{rng.randint(0, 30)}.{rng.randint(0, 99)} "
+                f"fixes {rng.randint(2, 40)} bugs.",
+                f"{fake.first_name()} thinks the {fake.color_name().lower()} one looks better.",
+            ]
+        ),
     }
     x, y = [], []
     for label in LABELS:
@@ -80,10 +92,12 @@ def make_pipeline():
     from sklearn.pipeline import Pipeline
     from sklearn.svm import LinearSVC
 
-    return Pipeline([
-        ("tfidf", TfidfVectorizer(analyzer="char", ngram_range=(2, 4), lowercase=False, max_features=20000)),
-        ("svm", CalibratedClassifierCV(LinearSVC(C=1.0), method="sigmoid", cv=3)),
-    ])
+    return Pipeline(
+        [
+            ("tfidf", TfidfVectorizer(analyzer="char", ngram_range=(2, 4), lowercase=False, max_features=20000)),
+            ("svm", CalibratedClassifierCV(LinearSVC(C=1.0), method="sigmoid", cv=3)),
+        ]
+    )
 
 
 def metadata() -> VersionMetadata:
@@ -107,12 +121,20 @@ def build(work: Path, target: str = "arm64", progress=None):
     meta = metadata()
     # skl2onnx orders probability columns like classes_ (sorted)
     meta.labels = [str(c) for c in pipe.classes_]
-    evals = Dataset([{"text": xte[i : i + 150].reshape(-1, 1)} for i in range(0, len(xte), 150)],
-                    labels=yte)
+    evals = Dataset([{"text": xte[i : i + 150].reshape(-1, 1)} for i in range(0, len(xte), 150)], labels=yte)
     # TF-IDF and the linear classifier are ai.onnx.ml ops onnxruntime does not
     # quantize: "auto" finds nothing to do and publishes fp32, saying why.
-    return prepare(pipe, name="pii", workdir=work, input_spec="text:string:[batch,1]", quantize_mode="auto",
-                   eval_data=evals, metadata=meta, target=target, progress=progress)
+    return prepare(
+        pipe,
+        name="pii",
+        workdir=work,
+        input_spec="text:string:[batch,1]",
+        quantize_mode="auto",
+        eval_data=evals,
+        metadata=meta,
+        target=target,
+        progress=progress,
+    )
 
 
 def bench_feed() -> dict[str, np.ndarray]:

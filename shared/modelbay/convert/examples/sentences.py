@@ -135,18 +135,64 @@ HANDWRITTEN = [
     "what the whole thing is about.",
 ]
 
-_SUBJECTS = ["The engineer", "My neighbour", "The committee", "A small startup", "The old teacher",
-             "Our support team", "The research group", "A tourist", "The mayor", "The chef"]
-_VERBS = ["reviewed", "postponed", "celebrated", "questioned", "rebuilt", "announced",
-          "cancelled", "translated", "repaired", "praised"]
-_OBJECTS = ["the quarterly budget", "the broken bridge", "a new recipe for lentil soup",
-            "the software release", "the village festival", "an unusual weather forecast",
-            "the museum exhibition", "the training schedule", "the customer complaint",
-            "the solar panel installation"]
-_PLACES = ["in Lisbon", "at the station", "near the harbour", "on the night shift",
-           "during the storm", "after the meeting", "in the lab", "at the market"]
-_TOPICS = ["machine learning", "gardening", "tax returns", "football", "jazz", "train tickets",
-           "kidney stones", "cloud storage", "wedding planning", "electric cars"]
+_SUBJECTS = [
+    "The engineer",
+    "My neighbour",
+    "The committee",
+    "A small startup",
+    "The old teacher",
+    "Our support team",
+    "The research group",
+    "A tourist",
+    "The mayor",
+    "The chef",
+]
+_VERBS = [
+    "reviewed",
+    "postponed",
+    "celebrated",
+    "questioned",
+    "rebuilt",
+    "announced",
+    "cancelled",
+    "translated",
+    "repaired",
+    "praised",
+]
+_OBJECTS = [
+    "the quarterly budget",
+    "the broken bridge",
+    "a new recipe for lentil soup",
+    "the software release",
+    "the village festival",
+    "an unusual weather forecast",
+    "the museum exhibition",
+    "the training schedule",
+    "the customer complaint",
+    "the solar panel installation",
+]
+_PLACES = [
+    "in Lisbon",
+    "at the station",
+    "near the harbour",
+    "on the night shift",
+    "during the storm",
+    "after the meeting",
+    "in the lab",
+    "at the market",
+]
+_TOPICS = [
+    "machine learning",
+    "gardening",
+    "tax returns",
+    "football",
+    "jazz",
+    "train tickets",
+    "kidney stones",
+    "cloud storage",
+    "wedding planning",
+    "electric cars",
+]
 
 
 def _composed(rng: random.Random, n: int) -> list[str]:
@@ -158,8 +204,10 @@ def _composed(rng: random.Random, n: int) -> list[str]:
         lambda: f"Why {rng.choice(_VERBS)} {rng.choice(_OBJECTS)} {rng.choice(_PLACES)}?",
         lambda: f"Update: {rng.choice(_OBJECTS)} is delayed; {rng.choice(_SUBJECTS).lower()} will follow up.",
         lambda: f"{rng.randint(2, 90)} people attended the talk on {rng.choice(_TOPICS)} {rng.choice(_PLACES)}.",
-        lambda: f"{rng.choice(_SUBJECTS)} said that {rng.choice(_OBJECTS)} {rng.choice(_PLACES)} "
-                f"was {rng.choice(['a success', 'a mess', 'surprisingly cheap', 'far too slow', 'worth it'])}.",
+        lambda: (
+            f"{rng.choice(_SUBJECTS)} said that {rng.choice(_OBJECTS)} {rng.choice(_PLACES)} "
+            f"was {rng.choice(['a success', 'a mess', 'surprisingly cheap', 'far too slow', 'worth it'])}."
+        ),
     ]
     return [rng.choice(shapes)() for _ in range(n)]
 
