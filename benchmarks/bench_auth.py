@@ -40,8 +40,10 @@ def main() -> None:
     ks = KeyStore(store)
     _, key = ks.create("default", SCOPES)
     cold = KeyStore(store, cache_seconds=0)
-    rows = [("verify, cached record", *per_call_us(lambda: ks.verify(key), 20000)),
-            ("verify, store read (local dir)", *per_call_us(lambda: cold.verify(key), 2000))]
+    rows = [
+        ("verify, cached record", *per_call_us(lambda: ks.verify(key), 20000)),
+        ("verify, store read (local dir)", *per_call_us(lambda: cold.verify(key), 2000)),
+    ]
 
     os.environ.update(MODELBAY_STORE=str(tmp / "store"), MODELBAY_CACHE_DIR=str(tmp / "cache"))
     from modelbay.registry import Registry
@@ -60,8 +62,10 @@ def main() -> None:
         without = event(method, path, body=e_body)
         assert invoke(keyed_fn.handler, with_key)[0] == 200 and invoke(open_fn.handler, without)[0] == 200
         assert invoke(keyed_fn.handler, without)[0] == 401
-        rows += [(f"Lambda {method} {path}, auth off", *per_call_us(lambda: invoke(open_fn.handler, without), 2000)),
-                 (f"Lambda {method} {path}, keyed", *per_call_us(lambda: invoke(keyed_fn.handler, with_key), 2000))]
+        rows += [
+            (f"Lambda {method} {path}, auth off", *per_call_us(lambda: invoke(open_fn.handler, without), 2000)),
+            (f"Lambda {method} {path}, keyed", *per_call_us(lambda: invoke(keyed_fn.handler, with_key), 2000)),
+        ]
     width = max(len(r[0]) for r in rows)
     print(f"{'':{width}}  median µs   best µs")
     for name, med, best in rows:

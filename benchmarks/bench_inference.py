@@ -47,8 +47,9 @@ def pct(samples: list[float], p: float) -> float:
     return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
 
 
-def interleaved(paths: dict[str, object], iters: int, warmup: int, budget_s: float | None = None
-                ) -> dict[str, list[float]]:
+def interleaved(
+    paths: dict[str, object], iters: int, warmup: int, budget_s: float | None = None
+) -> dict[str, list[float]]:
     """Time several paths round-robin, alternating the order: a burst of load from elsewhere on
     the machine then hits every path alike, so their differences stay meaningful. With a budget,
     stop early (after at least 50 rounds) once the rounds have taken that long."""
@@ -59,7 +60,7 @@ def interleaved(paths: dict[str, object], iters: int, warmup: int, budget_s: flo
     items = list(paths.items())
     start = time.perf_counter()
     for i in range(iters):
-        for name, fn in (items if i % 2 == 0 else items[::-1]):
+        for name, fn in items if i % 2 == 0 else items[::-1]:
             t = time.perf_counter()
             fn()
             out[name].append((time.perf_counter() - t) * 1000)
@@ -76,16 +77,22 @@ def build_mlp(path: Path, dims=(384, 2048, 2048, 384)) -> Path:
     rng = np.random.default_rng(0)
     nodes, inits, prev = [], [], "x"
     for i, (a, b) in enumerate(zip(dims, dims[1:])):
-        inits += [numpy_helper.from_array((rng.standard_normal((a, b)) / a**0.5).astype(np.float32), f"w{i}"),
-                  numpy_helper.from_array(np.zeros(b, np.float32), f"b{i}")]
+        inits += [
+            numpy_helper.from_array((rng.standard_normal((a, b)) / a**0.5).astype(np.float32), f"w{i}"),
+            numpy_helper.from_array(np.zeros(b, np.float32), f"b{i}"),
+        ]
         out = "y" if i == len(dims) - 2 else f"h{i}"
         nodes.append(helper.make_node("Gemm", [prev, f"w{i}", f"b{i}"], [out if out == "y" else f"g{i}"]))
         if out != "y":
             nodes.append(helper.make_node("Relu", [f"g{i}"], [out]))
         prev = out
-    graph = helper.make_graph(nodes, "bench_mlp",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", dims[0]])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", dims[-1]])], inits)
+    graph = helper.make_graph(
+        nodes,
+        "bench_mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", dims[0]])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", dims[-1]])],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="modelbay-bench")
     model.ir_version = 8
     onnx.save(model, str(path))
@@ -98,11 +105,18 @@ AUTH = {"Authorization": f"Bearer {BENCH_KEY}"}
 
 
 def env_for(endpoint: str, cache: Path, **extra) -> dict[str, str]:
-    return {**os.environ, "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-            "MODELBAY_STORE": f"s3://{BUCKET}/mb", "MODELBAY_CACHE_DIR": str(cache),
-            "MODELBAY_BOOTSTRAP_KEY": BENCH_KEY,
-            "PYTHONPATH": f"{ROOT / 'shared'}{os.pathsep}{ROOT}", **extra}
+    return {
+        **os.environ,
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "MODELBAY_STORE": f"s3://{BUCKET}/mb",
+        "MODELBAY_CACHE_DIR": str(cache),
+        "MODELBAY_BOOTSTRAP_KEY": BENCH_KEY,
+        "PYTHONPATH": f"{ROOT / 'shared'}{os.pathsep}{ROOT}",
+        **extra,
+    }
 
 
 # --------------------------------------------------------- child: cold start
@@ -137,8 +151,9 @@ IMPORTS_CHILD = "import mangum, onnxruntime, modelbay.api.app, modelbay.api.infe
 
 def import_breakdown(env: dict[str, str]) -> dict[str, float]:
     """python -X importtime of what the init phase imports, self time summed per top-level package (ms)."""
-    p = subprocess.run([sys.executable, "-X", "importtime", "-c", IMPORTS_CHILD], env=env, capture_output=True,
-                       text=True, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", IMPORTS_CHILD], env=env, capture_output=True, text=True, timeout=120
+    )
     per: dict[str, float] = {}
     for line in p.stderr.splitlines():
         parts = line.removeprefix("import time:").split("|")
@@ -190,8 +205,13 @@ def synth_feeds(sess, batch: int, seq: int = 16, seed: int = 0) -> dict:
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    types = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
-             "tensor(int64)": np.int64, "tensor(int32)": np.int32}
+    types = {
+        "tensor(float)": np.float32,
+        "tensor(float16)": np.float16,
+        "tensor(double)": np.float64,
+        "tensor(int64)": np.int64,
+        "tensor(int32)": np.int32,
+    }
     feeds = {}
     for i in sess.get_inputs():
         shape = [batch if k == 0 else (d if isinstance(d, int) and d > 0 else seq) for k, d in enumerate(i.shape)]
@@ -227,11 +247,21 @@ def cold_start(endpoint: str, runs: int, tmp: Path, first_feeds: dict) -> list[d
     ev = json.dumps(oip_event(first_feeds, None))
     out = []
     for i in range(runs):
-        env = env_for(endpoint, tmp / f"cold-cache-{i}", MODELBAY_PREWARM=f"{MODEL}:production",
-                      AWS_LAMBDA_FUNCTION_NAME="modelbay-bench")
+        env = env_for(
+            endpoint,
+            tmp / f"cold-cache-{i}",
+            MODELBAY_PREWARM=f"{MODEL}:production",
+            AWS_LAMBDA_FUNCTION_NAME="modelbay-bench",
+        )
         t = time.time()
-        p = subprocess.run([sys.executable, "-c", COLD_CHILD, str(ROOT)], input=ev, env=env,
-                           capture_output=True, text=True, timeout=120)
+        p = subprocess.run(
+            [sys.executable, "-c", COLD_CHILD, str(ROOT)],
+            input=ev,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         wall = (time.time() - t) * 1000
         if p.returncode:
             raise SystemExit(f"cold-start child failed:\n{p.stderr}")
@@ -245,11 +275,14 @@ def cold_start(endpoint: str, runs: int, tmp: Path, first_feeds: dict) -> list[d
 # --------------------------------------------------------------------- main
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--example", default="minilm", choices=["minilm", "digits", "pii", "mlp"],
-                    help="a modelbay example (built once by the conversion code, then cached); 'mlp' is "
-                         "a 23 MB MLP built here, the fallback when the convert extra is missing")
-    ap.add_argument("--model", type=Path, help="any ONNX model instead; inputs are synthesised from its "
-                                               "signature")
+    ap.add_argument(
+        "--example",
+        default="minilm",
+        choices=["minilm", "digits", "pii", "mlp"],
+        help="a modelbay example (built once by the conversion code, then cached); 'mlp' is "
+        "a 23 MB MLP built here, the fallback when the convert extra is missing",
+    )
+    ap.add_argument("--model", type=Path, help="any ONNX model instead; inputs are synthesised from its signature")
     ap.add_argument("--seq", type=int, default=16, help="length of symbolic non-batch dims (tokens)")
     ap.add_argument("--quick", action="store_true", help="fewer iterations")
     ap.add_argument("--cold-runs", type=int, default=5)
@@ -269,10 +302,12 @@ def main() -> None:
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     moto.start()
     endpoint = f"http://127.0.0.1:{port}"
-    os.environ.update({k: v for k, v in env_for(endpoint, tmp / "cache").items()
-                       if k.startswith(("AWS_", "MODELBAY_"))})
-    results: dict = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                                 "load_avg_start": os.getloadavg()[0]}}
+    os.environ.update(
+        {k: v for k, v in env_for(endpoint, tmp / "cache").items() if k.startswith(("AWS_", "MODELBAY_"))}
+    )
+    results: dict = {
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "load_avg_start": os.getloadavg()[0]}
+    }
     try:
         import boto3
 
@@ -283,14 +318,22 @@ def main() -> None:
         boto3.client("s3").create_bucket(Bucket=BUCKET)
         path, metadata, side_files, label = pick_model(args, tmp)
         size_mb = path.stat().st_size / 1e6
-        manifest = Registry(S3Store(BUCKET, "mb")).register_version(MODEL, path, metadata, side_files,
-                                                                    aliases=["production"])
+        manifest = Registry(S3Store(BUCKET, "mb")).register_version(
+            MODEL, path, metadata, side_files, aliases=["production"]
+        )
         config = SessionConfig()
-        results["model"] = {"name": label, "path": str(path), "size_mb": round(size_mb, 1),
-                            "threads": config.intra_op_threads, "optimization": config.optimization}
-        print(f"model {label}: {size_mb:.1f} MB in s3://{BUCKET}/mb (moto); onnxruntime "
-              f"{config.intra_op_threads} intra-op threads, graph optimisation '{config.optimization}'",
-              flush=True)
+        results["model"] = {
+            "name": label,
+            "path": str(path),
+            "size_mb": round(size_mb, 1),
+            "threads": config.intra_op_threads,
+            "optimization": config.optimization,
+        }
+        print(
+            f"model {label}: {size_mb:.1f} MB in s3://{BUCKET}/mb (moto); onnxruntime "
+            f"{config.intra_op_threads} intra-op threads, graph optimisation '{config.optimization}'",
+            flush=True,
+        )
 
         # ---- raw session.run
         sess = build_session(path, config)
@@ -308,10 +351,10 @@ def main() -> None:
         # every path computes and returns the same outputs: the one the postprocessing reads if the
         # version has one (a client wants the sentence embedding, not 32 x seq x 384 token vectors)
         post = getattr(metadata, "postprocessing", None)
-        outputs = [post.output if post.kind == "embedder" else post.scores] if post else \
-            [o.name for o in sess.get_outputs()]
-        paths: dict[str, dict[int, object]] = {"raw session.run": {b: lambda b=b: sess.run(outputs, xs[b])
-                                                                   for b in xs}}
+        outputs = (
+            [post.output if post.kind == "embedder" else post.scores] if post else [o.name for o in sess.get_outputs()]
+        )
+        paths: dict[str, dict[int, object]] = {"raw session.run": {b: lambda b=b: sess.run(outputs, xs[b]) for b in xs}}
 
         # ---- the graph optimisation level: session build time vs run latency
         print("optimisation levels ...", flush=True)
@@ -322,8 +365,12 @@ def main() -> None:
             levels[level] = build_session(path, SessionConfig(optimization=level))
             opt[level] = {"build_ms": (time.perf_counter() - t) * 1000}
         for b in xs:  # the levels round-robin too, so they see the same load
-            runs = interleaved({lv: (lambda b=b, s_=s_: s_.run(outputs, xs[b])) for lv, s_ in levels.items()},
-                               iters[b] // 2, 10, args.seconds / 3)
+            runs = interleaved(
+                {lv: (lambda b=b, s_=s_: s_.run(outputs, xs[b])) for lv, s_ in levels.items()},
+                iters[b] // 2,
+                10,
+                args.seconds / 3,
+            )
             for lv, v in runs.items():
                 opt[lv][f"b{b}_p50"] = pct(v, 50)
         del levels
@@ -358,9 +405,10 @@ def main() -> None:
             sink.stream = open(os.devnull, "w")
         ctx = LambdaContext()
         oip_events = {b: oip_event(xs[b], outputs) for b in xs}
-        v1_events = {b: event("POST", f"/v1/models/{MODEL}:predict", body={"instances": v1_instances[b]},
-                               headers=AUTH)
-                     for b in xs}
+        v1_events = {
+            b: event("POST", f"/v1/models/{MODEL}:predict", body={"instances": v1_instances[b]}, headers=AUTH)
+            for b in xs
+        }
         for e in (*oip_events.values(), *v1_events.values()):
             assert fn.handler(e, ctx)["statusCode"] == 200
         paths["Lambda handler, OIP binary"] = {b: lambda b=b: fn.handler(oip_events[b], ctx) for b in xs}
@@ -369,8 +417,9 @@ def main() -> None:
         import httpx
 
         hport = free_port()
-        server = subprocess.Popen([sys.executable, "-c", SERVE_CHILD, str(hport)],
-                                  env=env_for(endpoint, tmp / "http-cache"))
+        server = subprocess.Popen(
+            [sys.executable, "-c", SERVE_CHILD, str(hport)], env=env_for(endpoint, tmp / "http-cache")
+        )
         try:
             with httpx.Client(base_url=f"http://127.0.0.1:{hport}", timeout=30, headers=AUTH) as http:
                 for _ in range(400):
@@ -398,10 +447,18 @@ def main() -> None:
 
         # samples i of two paths ran back to back: the median of their differences is the overhead,
         # robust to load that comes and goes during the run
-        results["latency_ms"] = {k: {str(b): {
-            "p50": pct(v, 50), "p99": pct(v, 99), "mean": statistics.fmean(v),
-            "over_raw_p50": statistics.median(x - r for x, r in zip(v, lat["raw session.run"][b]))}
-            for b, v in per.items()} for k, per in lat.items()}
+        results["latency_ms"] = {
+            k: {
+                str(b): {
+                    "p50": pct(v, 50),
+                    "p99": pct(v, 99),
+                    "mean": statistics.fmean(v),
+                    "over_raw_p50": statistics.median(x - r for x, r in zip(v, lat["raw session.run"][b])),
+                }
+                for b, v in per.items()
+            }
+            for k, per in lat.items()
+        }
 
         # ---- cold starts
         print("cold starts ...", flush=True)
@@ -411,7 +468,8 @@ def main() -> None:
         results["machine"]["load_avg_end"] = os.getloadavg()[0]
         results["peak_rss_mb"] = {
             "Lambda process (init + first request)": results["cold_start_ms"].pop("peak_rss_mb"),
-            "bench process (raw, engine, handler, moto)": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "bench process (raw, engine, handler, moto)": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        }
     finally:
         moto.stop()
     report(results, size_mb)
@@ -422,12 +480,10 @@ def main() -> None:
 def report(r: dict, size_mb: float) -> None:
     lat = r["latency_ms"]
     print(f"\nlatency (ms), {r['model']['name']}, {r['model']['size_mb']} MB")
-    print(f"{'path':34} {'b1 p50':>8} {'b1 p99':>8} {'b32 p50':>8} {'b32 p99':>8}   {'over raw, b1':>12} "
-          f"{'b32':>7}")
+    print(f"{'path':34} {'b1 p50':>8} {'b1 p99':>8} {'b32 p50':>8} {'b32 p99':>8}   {'over raw, b1':>12} {'b32':>7}")
     for k, v in lat.items():
         over = "" if k == "raw session.run" else f"{v['1']['over_raw_p50']:+12.3f} {v['32']['over_raw_p50']:+7.3f}"
-        print(f"{k:34} {v['1']['p50']:8.3f} {v['1']['p99']:8.3f} {v['32']['p50']:8.3f} {v['32']['p99']:8.3f}   "
-              f"{over}")
+        print(f"{k:34} {v['1']['p50']:8.3f} {v['1']['p99']:8.3f} {v['32']['p50']:8.3f} {v['32']['p99']:8.3f}   {over}")
     print("  (over raw: median of the differences between back-to-back samples of the path and of session.run)")
     print("\ngraph optimisation level (session build ms; session.run p50 ms at batch 1 / 32)")
     for level, v in r["optimization_levels"].items():
@@ -445,10 +501,12 @@ def report(r: dict, size_mb: float) -> None:
     m = r["machine"]
     handler = lat["Lambda handler, OIP binary"]["1"]["over_raw_p50"]
     cold = c["to_first_prediction"] + c["interpreter"]  # interpreter start-up is part of a Lambda init too
-    print(f"\ngoals: handler overhead at batch 1 {handler:.3f} ms (goal <= 0.5): "
-          f"{'met' if handler <= 0.5 else 'NOT met'};  cold start {cold:.0f} ms for {size_mb:.0f} MB "
-          f"(goal <= 800): {'met' if cold <= 800 else 'NOT met'};  1-min load average {m['load_avg_start']:.1f} at "
-          f"the start, {m['load_avg_end']:.1f} at the end, on {m['cpus']} CPUs")
+    print(
+        f"\ngoals: handler overhead at batch 1 {handler:.3f} ms (goal <= 0.5): "
+        f"{'met' if handler <= 0.5 else 'NOT met'};  cold start {cold:.0f} ms for {size_mb:.0f} MB "
+        f"(goal <= 800): {'met' if cold <= 800 else 'NOT met'};  1-min load average {m['load_avg_start']:.1f} at "
+        f"the start, {m['load_avg_end']:.1f} at the end, on {m['cpus']} CPUs"
+    )
 
 
 if __name__ == "__main__":

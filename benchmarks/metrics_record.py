@@ -1,6 +1,6 @@
 """What recording a metric costs on the request path, per back end, and what reading 24 h costs.
 
-    python benchmarks/metrics_record.py [N]
+python benchmarks/metrics_record.py [N]
 """
 
 from __future__ import annotations
@@ -33,12 +33,25 @@ def per_call_us(fn, events) -> float:
 
 def main(n: int = 100_000) -> None:
     now = time.time()
-    events = [InferenceEvent(f"m{i % 5}", 1 + i % 3, 1, total_ms=1 + (i * 37) % 500, fetch_ms=0.1,
-                             preprocess_ms=0.2, inference_ms=0.5 + i % 7, postprocess_ms=0.1,
-                             error="bad_request" if i % 50 == 0 else None, timestamp=now + i * 0.01)
-              for i in range(n)]
-    history = [InferenceEvent(f"m{i % 5}", 1 + i % 3, 1, total_ms=1 + (i * 37) % 500, timestamp=now - (i % 1440) * 60)
-               for i in range(n)]
+    events = [
+        InferenceEvent(
+            f"m{i % 5}",
+            1 + i % 3,
+            1,
+            total_ms=1 + (i * 37) % 500,
+            fetch_ms=0.1,
+            preprocess_ms=0.2,
+            inference_ms=0.5 + i % 7,
+            postprocess_ms=0.1,
+            error="bad_request" if i % 50 == 0 else None,
+            timestamp=now + i * 0.01,
+        )
+        for i in range(n)
+    ]
+    history = [
+        InferenceEvent(f"m{i % 5}", 1 + i % 3, 1, total_ms=1 + (i * 37) % 500, timestamp=now - (i % 1440) * 60)
+        for i in range(n)
+    ]
     mem = MemoryMetrics()
     for e in events[:1000]:  # warm up
         mem.record(e)
@@ -51,8 +64,10 @@ def main(n: int = 100_000) -> None:
         emf.record(e)
     print(f"EMF sink record:           {per_call_us(emf.record, events[:k]):7.2f} µs/event  (JSON line to a buffer)")
     pmd = PutMetricDataSink(interval_s=0, client=_Discard())
-    print(f"PutMetricData sink record: {per_call_us(pmd.record, events):7.2f} µs/event  (buffered; flush is a "
-          f"background thread)")
+    print(
+        f"PutMetricData sink record: {per_call_us(pmd.record, events):7.2f} µs/event  (buffered; flush is a "
+        f"background thread)"
+    )
     for window in ("1h", "24h"):
         start, end, step = plan(window, now=now)
         t0 = time.perf_counter()

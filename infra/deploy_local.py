@@ -72,12 +72,15 @@ def main() -> None:
     out = deploy(args.stack)
     print(json.dumps(out, indent=1))
     endpoint = os.environ["AWS_ENDPOINT_URL"]
-    print(f"""
+    print(
+        f"""
 Serve modelbay on this bucket (management + inference, keys required):
   AWS_ENDPOINT_URL={endpoint} AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=us-east-1 \\
-    MODELBAY_BOOTSTRAP_KEY_SECRET={out['BootstrapKeySecretArn']} \\
-    .venv/bin/modelbay serve --store s3://{out['BucketName']}/
-""", file=sys.stderr)
+    MODELBAY_BOOTSTRAP_KEY_SECRET={out["BootstrapKeySecretArn"]} \\
+    .venv/bin/modelbay serve --store s3://{out["BucketName"]}/
+""",
+        file=sys.stderr,
+    )
 
 
 if __name__ == "__main__":

@@ -8,15 +8,14 @@ run the stack (no Docker: no Lambda).
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
-import os
-
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")  # the translator wants one; nothing is called
 
-from samcli.yamlhelper import yaml_parse  # noqa: E402
-from samtranslator.translator.transform import transform  # noqa: E402
+from samcli.yamlhelper import yaml_parse
+from samtranslator.translator.transform import transform
 
 
 class NoManagedPolicies:
@@ -35,8 +34,13 @@ def main() -> None:
         for field in ("CodeUri", "ContentUri"):
             if isinstance(props.get(field), str) and not props[field].startswith("s3://"):
                 props[field] = f"s3://local/{props[field].strip('/')}"
-    params = {"AWS::Region": "us-east-1", "AWS::AccountId": "123456789012", "AWS::Partition": "aws",
-              "AWS::StackName": "modelbay", "AWS::URLSuffix": "amazonaws.com"}
+    params = {
+        "AWS::Region": "us-east-1",
+        "AWS::AccountId": "123456789012",
+        "AWS::Partition": "aws",
+        "AWS::StackName": "modelbay",
+        "AWS::URLSuffix": "amazonaws.com",
+    }
     out = transform(template, params, NoManagedPolicies())
     json.dump(out, sys.stdout, indent=1, default=str)
 

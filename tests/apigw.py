@@ -14,8 +14,15 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = json.loads((ROOT / "infra/events/apigw-proxy.json").read_text())
 
 
-def event(method: str, path: str, *, body: bytes | str | dict | None = None, headers: dict[str, str] | None = None,
-          query: dict[str, str] | None = None, binary: bool = False) -> dict[str, Any]:
+def event(
+    method: str,
+    path: str,
+    *,
+    body: bytes | str | dict | None = None,
+    headers: dict[str, str] | None = None,
+    query: dict[str, str] | None = None,
+    binary: bool = False,
+) -> dict[str, Any]:
     e = copy.deepcopy(SAMPLE)
     e["httpMethod"] = e["requestContext"]["httpMethod"] = method
     e["path"] = path

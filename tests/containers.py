@@ -124,13 +124,17 @@ class RuntimeAPI:
                     except queue.Empty:
                         continue
                     deadline = int((time.time() + 60) * 1000)
-                    return self._reply(200, body, {
-                        "Content-Type": "application/json",
-                        "Lambda-Runtime-Aws-Request-Id": rid,
-                        "Lambda-Runtime-Deadline-Ms": str(deadline),
-                        "Lambda-Runtime-Invoked-Function-Arn": api.arn,
-                        "Lambda-Runtime-Trace-Id": f"Root=1-{uuid.uuid4().hex[:8]}-{uuid.uuid4().hex[:24]};Sampled=0",
-                    })
+                    return self._reply(
+                        200,
+                        body,
+                        {
+                            "Content-Type": "application/json",
+                            "Lambda-Runtime-Aws-Request-Id": rid,
+                            "Lambda-Runtime-Deadline-Ms": str(deadline),
+                            "Lambda-Runtime-Invoked-Function-Arn": api.arn,
+                            "Lambda-Runtime-Trace-Id": f"Root=1-{uuid.uuid4().hex[:8]}-{uuid.uuid4().hex[:24]};Sampled=0",
+                        },
+                    )
                 self.close_connection = True  # shut down: the container polling here is gone
 
             def do_POST(self) -> None:
@@ -140,8 +144,12 @@ class RuntimeAPI:
                     api.init_error = body.decode(errors="replace")
                     for done, _ in api.results.values():
                         done.set()
-                elif len(parts) == 3 and parts[0] == "invocation" and parts[2] in ("response", "error") \
-                        and parts[1] in api.results:
+                elif (
+                    len(parts) == 3
+                    and parts[0] == "invocation"
+                    and parts[2] in ("response", "error")
+                    and parts[1] in api.results
+                ):
                     done, out = api.results[parts[1]]
                     out[:] = [parts[2], body]
                     done.set()

@@ -9,8 +9,12 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 CORPUS = [
-    "the cat sat on the mat", "a dog ate my homework", "models serve predictions fast",
-    "hello world", "the quick brown fox jumps over the lazy dog", "serverless inference on lambda",
+    "the cat sat on the mat",
+    "a dog ate my homework",
+    "models serve predictions fast",
+    "hello world",
+    "the quick brown fox jumps over the lazy dog",
+    "serverless inference on lambda",
 ]
 
 
@@ -33,8 +37,10 @@ def make_tokenizer(path: Path, vocab_size: int = 64) -> Path:
     trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]"])
     tok.train_from_iterator(CORPUS, trainer)
     tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))],
+    )
     tok.save(str(path))
     return path
 
@@ -55,9 +61,12 @@ def text_embedder(path: Path, vocab_size: int, hidden: int = 8, seed: int = 1) -
     ]
     ints = lambda n: helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "seq"])  # noqa: E731
     graph = helper.make_graph(
-        nodes, "embedder", [ints("input_ids"), ints("attention_mask"), ints("token_type_ids")],
+        nodes,
+        "embedder",
+        [ints("input_ids"), ints("attention_mask"), ints("token_type_ids")],
         [helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT, ["batch", "seq", hidden])],
-        [numpy_helper.from_array(table, "table"), numpy_helper.from_array(types, "types")])
+        [numpy_helper.from_array(table, "table"), numpy_helper.from_array(types, "types")],
+    )
     return _save(graph, path), table, types
 
 
@@ -70,16 +79,28 @@ def string_classifier(path: Path, words: list[str], n_classes: int = 2, seed: in
     rng = np.random.default_rng(seed)
     w = rng.standard_normal((len(words), n_classes)).astype(np.float32)
     nodes = [
-        helper.make_node("TfIdfVectorizer", ["text"], ["counts"], mode="TF", min_gram_length=1, max_gram_length=1,
-                         max_skip_count=0, ngram_counts=[0], ngram_indexes=list(range(len(words))),
-                         pool_strings=words),
+        helper.make_node(
+            "TfIdfVectorizer",
+            ["text"],
+            ["counts"],
+            mode="TF",
+            min_gram_length=1,
+            max_gram_length=1,
+            max_skip_count=0,
+            ngram_counts=[0],
+            ngram_indexes=list(range(len(words))),
+            pool_strings=words,
+        ),
         helper.make_node("MatMul", ["counts", "w"], ["logits"]),
         helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1),
     ]
     graph = helper.make_graph(
-        nodes, "strings", [helper.make_tensor_value_info("text", TensorProto.STRING, ["N", 1])],
+        nodes,
+        "strings",
+        [helper.make_tensor_value_info("text", TensorProto.STRING, ["N", 1])],
         [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", n_classes])],
-        [numpy_helper.from_array(w, "w")])
+        [numpy_helper.from_array(w, "w")],
+    )
     return _save(graph, path), w
 
 
@@ -88,26 +109,42 @@ def image_classifier(path: Path, h: int = 8, w: int = 8, n_classes: int = 10, se
     rng = np.random.default_rng(seed)
     weights = rng.standard_normal((h * w, n_classes)).astype(np.float32)
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["pixels", "w"], ["logits"]),
-         helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1)],
-        "image", [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["N", h * w])],
+        [
+            helper.make_node("MatMul", ["pixels", "w"], ["logits"]),
+            helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1),
+        ],
+        "image",
+        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["N", h * w])],
         [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", n_classes])],
-        [numpy_helper.from_array(weights, "w")])
+        [numpy_helper.from_array(weights, "w")],
+    )
     return _save(graph, path), weights
 
 
 def all_types(path: Path) -> Path:
     """One Identity per OIP datatype onnxruntime's CPU provider serves: x_<type> -> y_<type>, [N, 2]."""
-    types = {"bool": TensorProto.BOOL, "uint8": TensorProto.UINT8, "uint16": TensorProto.UINT16,
-             "uint32": TensorProto.UINT32, "uint64": TensorProto.UINT64, "int8": TensorProto.INT8,
-             "int16": TensorProto.INT16, "int32": TensorProto.INT32, "int64": TensorProto.INT64,
-             "float16": TensorProto.FLOAT16, "float32": TensorProto.FLOAT, "float64": TensorProto.DOUBLE,
-             "string": TensorProto.STRING}
+    types = {
+        "bool": TensorProto.BOOL,
+        "uint8": TensorProto.UINT8,
+        "uint16": TensorProto.UINT16,
+        "uint32": TensorProto.UINT32,
+        "uint64": TensorProto.UINT64,
+        "int8": TensorProto.INT8,
+        "int16": TensorProto.INT16,
+        "int32": TensorProto.INT32,
+        "int64": TensorProto.INT64,
+        "float16": TensorProto.FLOAT16,
+        "float32": TensorProto.FLOAT,
+        "float64": TensorProto.DOUBLE,
+        "string": TensorProto.STRING,
+    }
     nodes = [helper.make_node("Identity", [f"x_{n}"], [f"y_{n}"]) for n in types]
     graph = helper.make_graph(
-        nodes, "identity",
+        nodes,
+        "identity",
         [helper.make_tensor_value_info(f"x_{n}", t, ["N", 2]) for n, t in types.items()],
-        [helper.make_tensor_value_info(f"y_{n}", t, ["N", 2]) for n, t in types.items()])
+        [helper.make_tensor_value_info(f"y_{n}", t, ["N", 2]) for n, t in types.items()],
+    )
     return _save(graph, path)
 
 

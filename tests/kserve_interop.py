@@ -39,12 +39,23 @@ def serve(port: int) -> None:
     reg = Registry(store)
     reg.register_version("mlp", make_mlp(d / "mlp.onnx"), aliases=["production"])
     path, _ = string_classifier(d / "spam.onnx", ["free", "money", "meeting"])
-    reg.register_version("spam", path, VersionMetadata(
-        task="classifier", labels=["ham", "spam"], preprocessing=StringPreprocessing(input="text"),
-        postprocessing=ClassifierPostprocessing(scores="probabilities")))
+    reg.register_version(
+        "spam",
+        path,
+        VersionMetadata(
+            task="classifier",
+            labels=["ham", "spam"],
+            preprocessing=StringPreprocessing(input="text"),
+            postprocessing=ClassifierPostprocessing(scores="probabilities"),
+        ),
+    )
     app = create_app(Settings(store_url=str(d / "store"), cache_dir=d / "cache"), store=store)
-    uvicorn.run(Starlette(routes=[Mount("/serving", app=app), Mount("", app=app)]), host="127.0.0.1", port=port,
-                log_level="warning")
+    uvicorn.run(
+        Starlette(routes=[Mount("/serving", app=app), Mount("", app=app)]),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+    )
 
 
 async def check(url: str) -> None:
@@ -62,8 +73,9 @@ async def check(url: str) -> None:
             i = InferInput("x", [2, 4], "FP32")
             i.set_data_from_numpy(x, binary_data=binary)
             outs = [RequestedOutput("probabilities", {"binary_data": True})] if binary else None
-            res = await v2.infer(base, InferRequest("mlp", [i], request_id="k1", request_outputs=outs),
-                                 model_name="mlp")
+            res = await v2.infer(
+                base, InferRequest("mlp", [i], request_id="k1", request_outputs=outs), model_name="mlp"
+            )
             assert res.id == "k1"
             results.append(res.outputs[0].as_numpy())
         np.testing.assert_allclose(results[0], results[1])

@@ -26,14 +26,21 @@ def need_sam() -> Path:
 
 
 def run_sam(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([str(need_sam()), *args], cwd=ROOT, env=sam_env(), capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [str(need_sam()), *args], cwd=ROOT, env=sam_env(), capture_output=True, text=True, timeout=timeout
+    )
 
 
 def translated() -> dict:
     """template.yaml as the CloudFormation SAM deploys (infra/translate.py, offline)."""
     need_sam()
-    r = subprocess.run([str(SAM_VENV / "bin" / "python"), "infra/translate.py", "template.yaml"], cwd=ROOT,
-                       env=sam_env(), capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [str(SAM_VENV / "bin" / "python"), "infra/translate.py", "template.yaml"],
+        cwd=ROOT,
+        env=sam_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)

@@ -9,6 +9,7 @@ import re
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+
 from modelbay.api.app import create_app, create_inference_app, create_registry_app
 from modelbay.auth import KeyStore
 from modelbay.auth.http import PUBLIC
@@ -76,7 +77,7 @@ def test_bad_credentials_are_401_json(tmp_path):
     ks.revoke(revoked_rec.key_id)
     expired_rec, expired = ks.create("default", ["manage"], expires_in=1)
     ks.update(expired_rec.key_id, expires_at=1.0)
-    wrong_secret = key[: -4] + ("AAAA" if not key.endswith("AAAA") else "BBBB")
+    wrong_secret = key[:-4] + ("AAAA" if not key.endswith("AAAA") else "BBBB")
     cases = {
         "Basic dXNlcjpwYXNz": "Bearer",
         "Bearer": "Bearer",
@@ -95,8 +96,11 @@ def test_bad_credentials_are_401_json(tmp_path):
             assert why in r.json()["error"], (header[:40], r.json())
         r = c.get("/registry/models", headers={"Authorization": f"Bearer {key}", "x-api-key": other})
         assert r.status_code == 401 and "different keys" in r.json()["error"]
-        for headers in ({"Authorization": f"Bearer {key}"}, {"x-api-key": key},
-                        {"Authorization": f"bearer {key}", "x-api-key": key}):
+        for headers in (
+            {"Authorization": f"Bearer {key}"},
+            {"x-api-key": key},
+            {"Authorization": f"bearer {key}", "x-api-key": key},
+        ):
             assert c.get("/registry/models", headers=headers).status_code == 200, headers
 
 
@@ -113,8 +117,10 @@ def test_scopes(tmp_path):
     }
     with TestClient(app) as c:
         for (method, path), statuses in want.items():
-            got = tuple(c.request(method, path, headers={"x-api-key": keys[s]}).status_code
-                        for s in ("invoke", "manage", "admin"))
+            got = tuple(
+                c.request(method, path, headers={"x-api-key": keys[s]}).status_code
+                for s in ("invoke", "manage", "admin")
+            )
             assert got == statuses, (path, got)
         r = c.get("/registry/models", headers={"x-api-key": keys["invoke"]})
         assert r.json() == {"error": "this key lacks the 'manage' scope", "code": "forbidden", "scope": "manage"}
@@ -140,8 +146,12 @@ def test_key_lifecycle_over_http(client, server):
     made = client.create_key(["invoke", "manage"], name="deployer", expires_in_days=30)
     assert made.key.startswith(f"mb_{made.key_id}_") and made.expires_at > made.created_at
     with Client(server, made.key) as c:
-        assert c.whoami().model_dump() == {"tenant": "default", "scopes": ["invoke", "manage"],
-                                           "key_id": made.key_id, "root": False}
+        assert c.whoami().model_dump() == {
+            "tenant": "default",
+            "scopes": ["invoke", "manage"],
+            "key_id": made.key_id,
+            "root": False,
+        }
         assert c.models() == []
         with pytest.raises(ApiError) as e:
             c.keys()
@@ -189,9 +199,12 @@ def test_lambda_rejects_missing_and_bad_keys_with_json(s3_bucket, monkeypatch):
     monkeypatch.setenv("MODELBAY_STORE", f"s3://{s3_bucket}/mb")
     monkeypatch.setenv("MODELBAY_BOOTSTRAP_KEY", "lambda-bootstrap-key-0123456789")
     fn = load_function("registry")
-    for headers, want in [({}, 401), ({"x-api-key": "nope"}, 401),
-                          ({"Authorization": "Bearer mb_0123456789ab_" + "a" * 43}, 401),
-                          ({"x-api-key": "lambda-bootstrap-key-0123456789"}, 200)]:
+    for headers, want in [
+        ({}, 401),
+        ({"x-api-key": "nope"}, 401),
+        ({"Authorization": "Bearer mb_0123456789ab_" + "a" * 43}, 401),
+        ({"x-api-key": "lambda-bootstrap-key-0123456789"}, 200),
+    ]:
         status, hdrs, body = invoke(fn.handler, event("GET", "/registry/models", headers=headers))
         assert status == want, (headers, body)
         assert hdrs["content-type"] == "application/json" and json.loads(body)
@@ -203,8 +216,11 @@ def test_usage_plan_mirror_on_api_gateway(tmp_path, s3_endpoint):
 
     gw = boto3.client("apigateway")
     api = gw.create_rest_api(name="modelbay")["id"]
-    plan = gw.create_usage_plan(name=f"plan-{tmp_path.name}", throttle={"rateLimit": 10, "burstLimit": 20},
-                                quota={"limit": 1000, "period": "DAY"})["id"]
+    plan = gw.create_usage_plan(
+        name=f"plan-{tmp_path.name}",
+        throttle={"rateLimit": 10, "burstLimit": 20},
+        quota={"limit": 1000, "period": "DAY"},
+    )["id"]
     boot = "operator-bootstrap-key-0123456789abcdef"
     app, _ = _app(tmp_path, bootstrap_key=boot, usage_plan=f"plan-{tmp_path.name}")
     with TestClient(app) as c:
@@ -221,9 +237,9 @@ def test_usage_plan_mirror_on_api_gateway(tmp_path, s3_endpoint):
 
 def test_serve_first_run_saves_a_key_the_client_uses(tmp_path, monkeypatch):
     import uvicorn
-    from modelbay.cli import app as cli
     from typer.testing import CliRunner
 
+    from modelbay.cli import app as cli
     from tests.servers import running
 
     apps = []
@@ -250,8 +266,9 @@ def test_serve_first_run_saves_a_key_the_client_uses(tmp_path, monkeypatch):
 
 
 def test_keys_cli(client, server):
-    from modelbay.cli import app as cli
     from typer.testing import CliRunner
+
+    from modelbay.cli import app as cli
 
     run = CliRunner()
     base = ["--url", server, "--api-key", client.api_key]
@@ -272,7 +289,6 @@ def test_keys_cli(client, server):
 
 def test_request_bodies_are_capped_with_413_json(tmp_path):
     from modelbay.settings import Limits
-
     from tests.onnx_models import make_mlp
 
     store = LocalStore(tmp_path / "store")
@@ -289,13 +305,17 @@ def test_request_bodies_are_capped_with_413_json(tmp_path):
         def chunks():  # no Content-Length: the count happens while the body streams
             for _ in range(10):
                 yield b"x" * 1000
+
         r = c.post("/registry/models/m/uploads", content=chunks(), headers={**h, "content-type": "application/json"})
         assert r.status_code == 413 and r.json()["code"] == "too_large"
         # the local upload URL streams models past the JSON cap, under the model-size limit
         data = make_mlp(tmp_path / "wide.onnx", n_hidden=256).read_bytes()
         assert len(data) > 4096
-        up = c.post("/registry/models/m/uploads", headers=h, json={"files": {"model.onnx": {
-            "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}}}).json()
+        up = c.post(
+            "/registry/models/m/uploads",
+            headers=h,
+            json={"files": {"model.onnx": {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}}},
+        ).json()
         assert c.put(up["targets"]["model.onnx"]["url"], content=data).status_code == 204
         assert c.post("/registry/models/m/versions", headers=h, json={"upload_id": up["upload_id"]}).status_code == 201
 
@@ -313,8 +333,9 @@ def test_inference_fast_paths_authenticate_first_on_lambda(tmp_path, monkeypatch
     for path in ("/v1/models/m/versions/x1:predict", "/v2/models/m/infer", "/v2/models/m/versions/x1/infer"):
         e = event("POST", path, body={"instances": [1]})
         assert invoke(fn.handler, e)[0] == 401, path  # before any validation of the path or body
-        status, _, body = invoke(fn.handler, event("POST", path, body={"instances": [1]},
-                                                   headers={"x-api-key": manage_only}))
+        status, _, body = invoke(
+            fn.handler, event("POST", path, body={"instances": [1]}, headers={"x-api-key": manage_only})
+        )
         assert status == 403 and json.loads(body)["scope"] == "invoke", (path, body)
         status, _, body = invoke(fn.handler, event("POST", path, body={"instances": [1]}, headers={"x-api-key": boot}))
         assert status in (400, 404), (path, status, body)
@@ -335,8 +356,9 @@ def test_gate_body_limit_and_routes_answer_through_one_renderer(tmp_path, monkey
 
     monkeypatch.setattr(errors, "render", spy)
     store = LocalStore(tmp_path / "store")
-    app = create_app(Settings(store_url=store.url, cache_dir=tmp_path / "c", limits=Limits(max_body_bytes=4096)),
-                     store=store)
+    app = create_app(
+        Settings(store_url=store.url, cache_dir=tmp_path / "c", limits=Limits(max_body_bytes=4096)), store=store
+    )
     _, key = KeyStore(store).create("default", ["manage", "admin", "invoke"])
     h = {"x-api-key": key}
     with TestClient(app) as c:
@@ -346,18 +368,33 @@ def test_gate_body_limit_and_routes_answer_through_one_renderer(tmp_path, monkey
             c.get("/registry/models/ghost/versions", headers=h),  # a ModelbayError from a route
             c.post("/registry/keys", content=b"{broken", headers={**h, "content-type": "application/json"}),
             c.get("/nowhere", headers=h),  # Starlette's own 404
-            c.post("/v2/models/ghost/infer", json={"inputs": [{"name": "x", "datatype": "FP32", "shape": [1],
-                                                               "data": [1]}]}, headers=h),
+            c.post(
+                "/v2/models/ghost/infer",
+                json={"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}]},
+                headers=h,
+            ),
         ]
     assert [r.status_code for r in answers] == [401, 413, 404, 400, 404, 404]
-    assert rendered == [("Unauthorized", 401), ("TooLarge", 413), ("NotFound", 404),
-                        ("RequestValidationError", 400), ("HTTPException", 404), ("NotFound", 404)]
+    assert rendered == [
+        ("Unauthorized", 401),
+        ("TooLarge", 413),
+        ("NotFound", 404),
+        ("RequestValidationError", 400),
+        ("HTTPException", 404),
+        ("NotFound", 404),
+    ]
     for r in answers:
         body = r.json()
         assert r.headers["content-type"] == "application/json", r.request.url
         assert isinstance(body["error"], str) and body["error"] and isinstance(body["code"], str), body
-    assert [r.json()["code"] for r in answers] == ["unauthorized", "too_large", "not_found", "bad_request",
-                                                    "not_found", "not_found"]
+    assert [r.json()["code"] for r in answers] == [
+        "unauthorized",
+        "too_large",
+        "not_found",
+        "bad_request",
+        "not_found",
+        "not_found",
+    ]
 
 
 def test_a_500_names_nothing_of_the_server(tmp_path, monkeypatch):
@@ -375,8 +412,10 @@ def test_a_500_names_nothing_of_the_server(tmp_path, monkeypatch):
 
     monkeypatch.setattr(app.state.inference, "infer", broken)
     with TestClient(app, raise_server_exceptions=False) as c:
-        answers = [c.get("/registry/boom", headers={"x-api-key": key}),
-                   c.post("/v2/models/m/infer", content=b"{}", headers={"x-api-key": key})]
+        answers = [
+            c.get("/registry/boom", headers={"x-api-key": key}),
+            c.post("/v2/models/m/infer", content=b"{}", headers={"x-api-key": key}),
+        ]
         app.state.authenticate = lambda request: (_ for _ in ()).throw(RuntimeError(secret))
         answers.append(c.get("/registry/models", headers={"x-api-key": key}))
     for r in answers:

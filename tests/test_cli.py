@@ -22,8 +22,9 @@ REPR = re.compile(r"\bNone\b|\bTrue\b|\bFalse\b|\['|\{'")
 def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     """The real command in a subprocess: this tree's modelbay, the test's saved key."""
     env = {**os.environ, "PYTHONPATH": SHARED, "COLUMNS": "80"}
-    return subprocess.run([sys.executable, "-m", "modelbay", *args], capture_output=True, text=True, timeout=120,
-                          env=env, input=stdin)
+    return subprocess.run(
+        [sys.executable, "-m", "modelbay", *args], capture_output=True, text=True, timeout=120, env=env, input=stdin
+    )
 
 
 @pytest.fixture
@@ -71,15 +72,19 @@ def test_show_bare_name_is_what_the_server_serves(run, client, mlp_path, tmp_pat
 def test_options_work_before_and_after_the_command(run, server, mlp_path):
     run("push", str(mlp_path), "--name", "m", "--alias", "production")
     runner = CliRunner()
-    for args in (["--json", "--url", server, "models"], ["models", "--json", "--url", server],
-                 ["--url", "http://127.0.0.1:9", "models", "--url", server, "--json"]):
+    for args in (
+        ["--json", "--url", server, "models"],
+        ["models", "--json", "--url", server],
+        ["--url", "http://127.0.0.1:9", "models", "--url", server, "--json"],
+    ):
         r = runner.invoke(app, args, catch_exceptions=False)
         assert r.exit_code == 0, (args, r.output)
         assert json.loads(r.stdout)[0]["name"] == "m"
     r = runner.invoke(app, ["alias", "list", "m", "--url", server, "--json"], catch_exceptions=False)
     assert json.loads(r.stdout) == {"production": 1}
-    r = runner.invoke(app, ["models", "--url", server, "--api-key", "mb_000000000000_" + "x" * 40],
-                      catch_exceptions=False)
+    r = runner.invoke(
+        app, ["models", "--url", server, "--api-key", "mb_000000000000_" + "x" * 40], catch_exceptions=False
+    )
     assert r.exit_code == 2 and "401" in r.output  # the key given after the command is the one sent
 
 
@@ -114,22 +119,43 @@ def test_human_output_has_no_python_reprs(run, mlp_path):
     assert "(was -, set by " in r.output and not REPR.search(r.output), r.output
     r = run("keys", "whoami")
     assert "root" in r.output and not REPR.search(r.output), r.output
-    for args in (("keys", "list"), ("alias", "history", "x", "production"), ("audit",), ("versions", "x"),
-                 ("models",), ("tenants", "list"), ("metrics",), ("metrics", "x")):
+    for args in (
+        ("keys", "list"),
+        ("alias", "history", "x", "production"),
+        ("audit",),
+        ("versions", "x"),
+        ("models",),
+        ("tenants", "list"),
+        ("metrics",),
+        ("metrics", "x"),
+    ):
         out = run(*args).output
         assert not REPR.search(out), (args, out)
 
 
 @pytest.mark.parametrize("store", ["local"], indirect=True)
 def test_every_listing_fits_80_columns(run, mlp_path, client):
-    run("push", str(mlp_path), "--name", "a-model-with-a-long-name", "--alias", "production",
-        "--description", "a description long enough to need cutting at eighty columns, and then some more")
+    run(
+        "push",
+        str(mlp_path),
+        "--name",
+        "a-model-with-a-long-name",
+        "--alias",
+        "production",
+        "--description",
+        "a description long enough to need cutting at eighty columns, and then some more",
+    )
     run("push", str(mlp_path), "--name", "a-model-with-a-long-name", "--alias", "staging")
     client.create_key(["invoke", "manage"], name="a key with a long descriptive name for the table")
     listings = {
-        ("models",): 1, ("versions", "a-model-with-a-long-name"): 2, ("alias", "list", "a-model-with-a-long-name"): 2,
-        ("alias", "history", "a-model-with-a-long-name", "production"): 1, ("keys", "list"): len(client.keys()),
-        ("tenants", "list"): None, ("audit",): None, ("metrics",): 1,
+        ("models",): 1,
+        ("versions", "a-model-with-a-long-name"): 2,
+        ("alias", "list", "a-model-with-a-long-name"): 2,
+        ("alias", "history", "a-model-with-a-long-name", "production"): 1,
+        ("keys", "list"): len(client.keys()),
+        ("tenants", "list"): None,
+        ("audit",): None,
+        ("metrics",): 1,
         ("metrics", "a-model-with-a-long-name", "--by-version"): 1,
     }
     for args, rows in listings.items():
@@ -159,8 +185,13 @@ def test_plain_onnx_push_skips_conversion_in_typed_stages(client, mlp_path):
     result = push(client, mlp_path, name="plain", events=events.append)
     assert result.gate is None and result.manifest.version == 1
     final = {e.stage: e.status for e in events}
-    assert final == {Stage.CONVERT: Status.SKIPPED, Stage.QUANTIZE: Status.SKIPPED, Stage.GATE: Status.SKIPPED,
-                     Stage.UPLOAD: Status.DONE, Stage.REGISTER: Status.DONE}
+    assert final == {
+        Stage.CONVERT: Status.SKIPPED,
+        Stage.QUANTIZE: Status.SKIPPED,
+        Stage.GATE: Status.SKIPPED,
+        Stage.UPLOAD: Status.DONE,
+        Stage.REGISTER: Status.DONE,
+    }
 
 
 def _imports(path: Path, package: str) -> set[str]:
@@ -182,8 +213,9 @@ def test_only_the_cli_imports_the_cli_and_the_core_imports_no_client_or_tui():
     root = Path(SHARED)
     tui = root.parent / "tui"
     checked = 0
-    for base, path in [(root, p) for p in (root / "modelbay").rglob("*.py")] + \
-                      [(tui, p) for p in (tui / "modelbay_tui").rglob("*.py")]:
+    for base, path in [(root, p) for p in (root / "modelbay").rglob("*.py")] + [
+        (tui, p) for p in (tui / "modelbay_tui").rglob("*.py")
+    ]:
         rel = path.relative_to(base).with_suffix("")
         package = ".".join(rel.parts[:-1])
         imported = _imports(path, package)

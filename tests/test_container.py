@@ -60,34 +60,64 @@ def expected(mlp_path):
 
 
 def test_image_sizes_are_bounded(images):
-    sizes = {"base": images.engine.size(images.base), "server": images.engine.size(images.server),
-             "lambda": images.engine.size(images.lambda_)}
+    sizes = {
+        "base": images.engine.size(images.base),
+        "server": images.engine.size(images.server),
+        "lambda": images.engine.size(images.lambda_),
+    }
     record(**{f"{k}_image_mb": round(v / 1e6, 1) for k, v in sizes.items()})
     assert sizes["server"] < SIZE_LIMIT and sizes["lambda"] < SIZE_LIMIT, sizes
 
 
 def test_images_hold_no_torch_and_no_conversion_extras(images):
-    probe = "import importlib.util as u; print([m for m in ('torch', 'transformers', 'skl2onnx', 'textual') " \
-            "if u.find_spec(m)])"
+    probe = (
+        "import importlib.util as u; print([m for m in ('torch', 'transformers', 'skl2onnx', 'textual') "
+        "if u.find_spec(m)])"
+    )
     for image in (images.server, images.lambda_):
-        r = images.engine("run", "--rm", "--network", "none", *no_timers(images.engine),
-                          "--entrypoint", "/opt/venv/bin/python", image, "-c", probe)
+        r = images.engine(
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            *no_timers(images.engine),
+            "--entrypoint",
+            "/opt/venv/bin/python",
+            image,
+            "-c",
+            probe,
+        )
         assert r.stdout.strip() == "[]", (image, r.stdout, r.stderr)
 
 
 # ------------------------------------------------------------------ the server image
 def serve(images, port: int, key: str, cache: str, store: str):
     e = images.engine
-    return container(e, images.server, *e.read_only, "-v", f"{cache}:/cache", "-v", f"{store}:/srv/modelbay/store",
-                     "-e", f"PORT={port}", "-e", f"MODELBAY_BOOTSTRAP_KEY={key}")
+    return container(
+        e,
+        images.server,
+        *e.read_only,
+        "-v",
+        f"{cache}:/cache",
+        "-v",
+        f"{store}:/srv/modelbay/store",
+        "-e",
+        f"PORT={port}",
+        "-e",
+        f"MODELBAY_BOOTSTRAP_KEY={key}",
+    )
 
 
 def predict_both(url: str, key: str) -> tuple[np.ndarray, np.ndarray]:
     headers = {"x-api-key": key}
     v1 = httpx.post(f"{url}/v1/models/mlp:predict", json={"instances": ROWS}, headers=headers, timeout=60)
     assert v1.status_code == 200, v1.text
-    oip = httpx.post(f"{url}/v2/models/mlp/infer", headers=headers, timeout=60, json={
-        "inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP32", "data": FLAT}]})
+    oip = httpx.post(
+        f"{url}/v2/models/mlp/infer",
+        headers=headers,
+        timeout=60,
+        json={"inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP32", "data": FLAT}]},
+    )
     assert oip.status_code == 200, oip.text
     (out,) = oip.json()["outputs"]
     assert out["name"] == "probabilities" and out["shape"] == [2, 3]
@@ -162,8 +192,11 @@ def test_server_stops_on_sigterm_and_cold_starts_on_the_same_store(images, serve
             stopped = time.monotonic() - t1
             code = e("inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip()
             assert code == "0", f"exit code {code} after SIGTERM"
-    record(server_cold_start_ready_s=round(ready, 2), server_cold_start_first_prediction_s=round(first, 2),
-           server_sigterm_stop_s=round(stopped, 2))
+    record(
+        server_cold_start_ready_s=round(ready, 2),
+        server_cold_start_first_prediction_s=round(first, 2),
+        server_sigterm_stop_s=round(stopped, 2),
+    )
 
 
 # ------------------------------------------------------------------ the Lambda image
@@ -189,10 +222,24 @@ def lambda_store(tmp_path_factory, mlp_path):
 
 def run_lambda(images, store: Path, handler: str, runtime: RuntimeAPI):
     e = images.engine
-    return container(e, images.lambda_, *e.read_only, "-v", f"{store}:/store",
-                     "-e", f"AWS_LAMBDA_RUNTIME_API={runtime.address}",
-                     "-e", "AWS_LAMBDA_FUNCTION_NAME=modelbay-test", "-e", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE=1024",
-                     "-e", "AWS_REGION=us-east-1", "-e", "MODELBAY_STORE=/store", command=(handler,))
+    return container(
+        e,
+        images.lambda_,
+        *e.read_only,
+        "-v",
+        f"{store}:/store",
+        "-e",
+        f"AWS_LAMBDA_RUNTIME_API={runtime.address}",
+        "-e",
+        "AWS_LAMBDA_FUNCTION_NAME=modelbay-test",
+        "-e",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE=1024",
+        "-e",
+        "AWS_REGION=us-east-1",
+        "-e",
+        "MODELBAY_STORE=/store",
+        command=(handler,),
+    )
 
 
 @pytest.fixture
@@ -217,8 +264,13 @@ def test_lambda_image_inference_answers_api_gateway_events(images, lambda_store,
         status, _, body = call(runtime, "GET", "/v2/models/mlp", headers=auth)
         assert status == 200 and json.loads(body)["name"] == "mlp", body
         t1 = time.monotonic()
-        status, _, body = call(runtime, "POST", "/v2/models/mlp/infer", headers=auth, body={
-            "inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP32", "data": FLAT}]})
+        status, _, body = call(
+            runtime,
+            "POST",
+            "/v2/models/mlp/infer",
+            headers=auth,
+            body={"inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP32", "data": FLAT}]},
+        )
         first_infer = time.monotonic() - t1
         assert status == 200, body
         (out,) = json.loads(body)["outputs"]
@@ -249,14 +301,20 @@ def test_k8s_and_kserve_manifests_match_the_image():
 
     root = Path(__file__).resolve().parents[1]
     containerfile = (root / "infra/container/Containerfile").read_text()
-    server = containerfile[containerfile.index("AS server\n"):containerfile.index("AS lambda\n")]
+    server = containerfile[containerfile.index("AS server\n") : containerfile.index("AS lambda\n")]
     port = int(re.search(r"\bPORT=(\d+)", server).group(1))
     uid = int(re.search(r"^USER (\d+):", server, re.MULTILINE).group(1))
     cache = re.search(r"XDG_CACHE_HOME=(\S+)", server).group(1)
-    docs = [d for f in ("modelbay.yaml", "kserve-inferenceservice.yaml")
-            for d in yaml.safe_load_all((root / "infra/k8s" / f).read_text())]
-    pods = {d["kind"]: d["spec"]["template"]["spec"] if d["kind"] == "Deployment" else d["spec"]["predictor"]
-            for d in docs if d["kind"] in ("Deployment", "InferenceService")}
+    docs = [
+        d
+        for f in ("modelbay.yaml", "kserve-inferenceservice.yaml")
+        for d in yaml.safe_load_all((root / "infra/k8s" / f).read_text())
+    ]
+    pods = {
+        d["kind"]: d["spec"]["template"]["spec"] if d["kind"] == "Deployment" else d["spec"]["predictor"]
+        for d in docs
+        if d["kind"] in ("Deployment", "InferenceService")
+    }
     assert set(pods) == {"Deployment", "InferenceService"}
     assert {d["kind"] for d in docs} >= {"ServiceAccount", "Service"}
     for kind, pod in pods.items():

@@ -33,9 +33,23 @@ def mlp_files(tmp_path):
 
 def test_convert_and_quantize_writes_models_and_metadata(app, mlp_files):
     out = mlp_files / "out"
-    r = CliRunner().invoke(app, ["convert", FACTORY, "--state-dict", str(mlp_files / "w.pt"),
-                                 "-i", "x:float32:[batch,100]", "--quantize", "dynamic",
-                                 "--eval", str(mlp_files / "eval.npz"), "--out", str(out)])
+    r = CliRunner().invoke(
+        app,
+        [
+            "convert",
+            FACTORY,
+            "--state-dict",
+            str(mlp_files / "w.pt"),
+            "-i",
+            "x:float32:[batch,100]",
+            "--quantize",
+            "dynamic",
+            "--eval",
+            str(mlp_files / "eval.npz"),
+            "--out",
+            str(out),
+        ],
+    )
     assert r.exit_code == 0, r.output
     paths = json.loads(r.stdout.strip().splitlines()[-1])
     meta = VersionMetadata.model_validate_json((out / "metadata.json").read_text())
@@ -46,23 +60,42 @@ def test_convert_and_quantize_writes_models_and_metadata(app, mlp_files):
 
 
 def test_gate_failure_shows_numbers_and_no_traceback(app, mlp_files):
-    r = CliRunner().invoke(app, ["convert", FACTORY, "--state-dict", str(mlp_files / "w.pt"),
-                                 "-i", "x:float32:[batch,100]", "--quantize", "dynamic",
-                                 "--eval", str(mlp_files / "eval.npz"), "--max-abs-error", "0",
-                                 "--no-mixed-precision", "--out", str(mlp_files / "o2")])
+    r = CliRunner().invoke(
+        app,
+        [
+            "convert",
+            FACTORY,
+            "--state-dict",
+            str(mlp_files / "w.pt"),
+            "-i",
+            "x:float32:[batch,100]",
+            "--quantize",
+            "dynamic",
+            "--eval",
+            str(mlp_files / "eval.npz"),
+            "--max-abs-error",
+            "0",
+            "--no-mixed-precision",
+            "--out",
+            str(mlp_files / "o2"),
+        ],
+    )
     assert r.exit_code == 2
     assert "gate_failed" in r.output and "max_abs_error" in r.output and "FAIL" in r.output
     assert "✗ gate" in r.output
-    assert "Traceback" not in r.output and r.exception is None or isinstance(r.exception, SystemExit)
+    assert ("Traceback" not in r.output and r.exception is None) or isinstance(r.exception, SystemExit)
 
 
-@pytest.mark.parametrize("argv, text", [
-    (["convert", "missing.pt2"], "no such model file"),
-    (["convert", FACTORY, "--metadata", "missing.json"], "missing.json"),
-    (["convert", FACTORY, "-i", "x:float32:[batch,100]", "--quantize", "int4"], "dynamic, static, auto or none"),
-    (["convert", FACTORY, "-i", "x:float32:[batch,100]", "--quantize", "dynamic"], "evaluation data"),
-    (["examples", "build", "resnet"], "no example"),
-])
+@pytest.mark.parametrize(
+    "argv, text",
+    [
+        (["convert", "missing.pt2"], "no such model file"),
+        (["convert", FACTORY, "--metadata", "missing.json"], "missing.json"),
+        (["convert", FACTORY, "-i", "x:float32:[batch,100]", "--quantize", "int4"], "dynamic, static, auto or none"),
+        (["convert", FACTORY, "-i", "x:float32:[batch,100]", "--quantize", "dynamic"], "evaluation data"),
+        (["examples", "build", "resnet"], "no example"),
+    ],
+)
 def test_bad_input_exits_with_a_message(app, tmp_path, argv, text):
     r = CliRunner().invoke(app, argv + (["--out", str(tmp_path / "o")] if argv[0] == "convert" else []))
     assert r.exit_code == 2, r.output

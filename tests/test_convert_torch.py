@@ -130,10 +130,12 @@ def test_wrong_state_dict_and_bare_state_dict(tmp_path):
 
 
 def test_core_package_never_imports_torch():
-    code = ("import sys, modelbay.convert, modelbay.convert.pipeline, modelbay.cli, "
-            "modelbay.convert.examples, modelbay.convert.gate; "
-            "bad = [m for m in ('torch', 'transformers', 'sklearn', 'skl2onnx') if m in sys.modules]; "
-            "assert not bad, bad")
+    code = (
+        "import sys, modelbay.convert, modelbay.convert.pipeline, modelbay.cli, "
+        "modelbay.convert.examples, modelbay.convert.gate; "
+        "bad = [m for m in ('torch', 'transformers', 'sklearn', 'skl2onnx') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, env={"PYTHONPATH": ":".join(sys.path)})
 
 

@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+
 from modelbay.engine import Engine, EngineConfig
 from modelbay.engine.cpus import cgroup_quota, usable_cpus
 from modelbay.engine.errors import LoadFailure
@@ -16,7 +17,6 @@ from modelbay.engine.timing import Timings
 from modelbay.errors import BadRequest, InvalidName, NotFound
 from modelbay.registry import Registry
 from modelbay.settings import Settings, SettingsError
-
 from tests.inference_models import fixed_batch_mlp
 from tests.onnx_models import make_mlp
 
@@ -121,8 +121,9 @@ def test_fetch_verifies_sha256_and_caches_on_disk(local_store, tmp_path, mlp_pat
     local_store.delete("tenants/default/models/m/1/model.onnx")
     assert eng2.get("default", "m").version == 1
     x = np.ones((2, 4), np.float32)
-    np.testing.assert_allclose(model.run({"x": x})["probabilities"],
-                               eng2.get("default", "m").run({"x": x})["probabilities"])
+    np.testing.assert_allclose(
+        model.run({"x": x})["probabilities"], eng2.get("default", "m").run({"x": x})["probabilities"]
+    )
 
 
 def test_tampered_store_object_is_a_load_failure(local_store, tmp_path, mlp_path):
@@ -234,8 +235,8 @@ def test_a_deleted_version_stops_serving_after_the_ttl(local_store, tmp_path):
 
 def test_inference_timeout_is_a_504(local_store, tmp_path):
     import onnx
-    from modelbay.engine.errors import InferenceTimeout
 
+    from modelbay.engine.errors import InferenceTimeout
     from tests.onnx_models import mlp_model
 
     # wide layers and a large batch: a run of tens of milliseconds
@@ -292,8 +293,9 @@ def _service(store, tmp_path):
 def _body(x) -> bytes:
     import json
 
-    return json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": list(x.shape),
-                                   "data": x.ravel().tolist()}]}).encode()
+    return json.dumps(
+        {"inputs": [{"name": "x", "datatype": "FP32", "shape": list(x.shape), "data": x.ravel().tolist()}]}
+    ).encode()
 
 
 def test_the_service_records_one_event_per_call_success_or_failure(local_store, tmp_path, mlp_path, monkeypatch):
@@ -324,9 +326,14 @@ def test_the_service_records_one_event_per_call_success_or_failure(local_store, 
     with pytest.raises(RuntimeError):  # the caller still sees the exception; the event is written first
         svc.infer("acme", "mlp", "1", _body(x))
     got = [(e.tenant, e.model, e.version, e.instances, e.error) for e in svc.metrics.events]
-    assert got == [("acme", "mlp", 1, 2, None), ("acme", "mlp", 1, 1, None), ("acme", "ghost", None, 2, "not_found"),
-                   ("acme", "mlp", None, 0, "bad_request"), ("acme", "mlp", 1, 1, "bad_request"),
-                   ("acme", "mlp", 1, 2, "internal")]
+    assert got == [
+        ("acme", "mlp", 1, 2, None),
+        ("acme", "mlp", 1, 1, None),
+        ("acme", "ghost", None, 2, "not_found"),
+        ("acme", "mlp", None, 0, "bad_request"),
+        ("acme", "mlp", 1, 1, "bad_request"),
+        ("acme", "mlp", 1, 2, "internal"),
+    ]
     assert all(e.total_ms > 0 and e.timestamp > 0 for e in svc.metrics.events)
 
 
@@ -350,14 +357,17 @@ def test_a_run_that_fails_inside_onnxruntime_is_a_500_without_its_internals(loca
     """Inputs that pass the signature but break a kernel (a Reshape to a fixed size): onnxruntime's
     message names its source files and C++ symbols; the client gets the model and version only."""
     import onnx
-    from modelbay.engine.errors import InferenceFailed
     from onnx import TensorProto, helper, numpy_helper
 
+    from modelbay.engine.errors import InferenceFailed
+
     graph = helper.make_graph(
-        [helper.make_node("Reshape", ["x", "shape"], ["y"])], "reshape-to-3",
+        [helper.make_node("Reshape", ["x", "shape"], ["y"])],
+        "reshape-to-3",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])],
-        [numpy_helper.from_array(np.array([3], np.int64), "shape")])
+        [numpy_helper.from_array(np.array([3], np.int64), "shape")],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, str(tmp_path / "reshape.onnx"))
@@ -366,6 +376,10 @@ def test_a_run_that_fails_inside_onnxruntime_is_a_500_without_its_internals(loca
     with pytest.raises(InferenceFailed) as e:
         svc.infer("default", "reshape", None, _body(np.ones((1, 4), np.float32)))
     body = e.value.to_body()
-    assert body == {"error": "reshape version 1: onnxruntime failed while running it", "code": "inference_failed",
-                    "model": "reshape", "version": 1}
+    assert body == {
+        "error": "reshape version 1: onnxruntime failed while running it",
+        "code": "inference_failed",
+        "model": "reshape",
+        "version": 1,
+    }
     assert svc.metrics.events[-1].error == "internal"

@@ -32,8 +32,9 @@ CASES: dict[str, int] = {"registry": 0, "inference": 0}
 
 registry_schema = schemathesis.openapi.from_asgi("/openapi.json", create_registry_app(_settings))
 inference_schema = schemathesis.openapi.from_asgi("/openapi.json", create_inference_app(_settings))
-FUZZ = settings(max_examples=MAX_EXAMPLES, deadline=None, database=None, derandomize=True,
-                suppress_health_check=list(HealthCheck))
+FUZZ = settings(
+    max_examples=MAX_EXAMPLES, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck)
+)
 
 
 def _check(case, app: str) -> None:

@@ -38,8 +38,12 @@ def _huge_initializer(path):
 def _huge_constant(path):
     """A Constant whose tensor declares ~4 PB and carries 16 bytes."""
     t = TensorProto(name="big", data_type=TensorProto.FLOAT, dims=[1 << 25, 1 << 25], raw_data=b"\0" * 16)
-    g = helper.make_graph([helper.make_node("Constant", [], ["y"], value=t)], "bomb", [],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1 << 25, 1 << 25])])
+    g = helper.make_graph(
+        [helper.make_node("Constant", [], ["y"], value=t)],
+        "bomb",
+        [],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1 << 25, 1 << 25])],
+    )
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 8
     path.write_bytes(m.SerializeToString())
@@ -80,9 +84,11 @@ def test_bad_model_is_refused_and_nothing_is_kept(client, tmp_path, kind, store)
 def test_traversal_and_junk_in_names_are_400(client, mlp_path, name):
     import httpx
 
-    for call in (lambda: client.push(mlp_path, name),
-                 lambda: client.version(name, 1),
-                 lambda: client.set_alias(name, "production", 1)):
+    for call in (
+        lambda: client.push(mlp_path, name),
+        lambda: client.version(name, 1),
+        lambda: client.set_alias(name, "production", 1),
+    ):
         try:
             status, code = _refused(call)
         except (httpx.InvalidURL, httpx.UnsupportedProtocol):

@@ -13,10 +13,10 @@ import httpx
 import numpy as np
 import onnxruntime as ort
 import pytest
+
 from modelbay.protocols import oip
 from modelbay.registry import Registry
 from modelbay.storage.s3 import S3Store
-
 from tests.apigw import event as _event
 from tests.apigw import invoke, load_function
 
@@ -26,6 +26,8 @@ KEY = "lambda-inference-bootstrap-key-0123456789"  # the stack's bootstrap key (
 def event(*args, headers=None, **kw):
     """Every request carries a key, as a client's would (Authorization and x-api-key)."""
     return _event(*args, headers={"x-api-key": KEY, **(headers or {})}, **kw)
+
+
 from tests.servers import running
 from tests.test_v1 import register_text
 
@@ -74,7 +76,8 @@ def call(request, s3_endpoint, deployed):
     fn = deployed[0]
     if request.param == "lambda":
         return lambda method, path, body=None, headers=None: invoke(
-            fn.handler, event(method, path, body=body, headers=headers))
+            fn.handler, event(method, path, body=body, headers=headers)
+        )
     url = request.getfixturevalue("http_server")
 
     def over_http(method, path, body=None, headers=None):
@@ -89,8 +92,14 @@ def test_prewarm_loaded_the_model_in_the_init_phase(s3_endpoint, deployed):
     fn = deployed[0]
     engine = fn.app.state.engine
     assert engine.loads == 1 and fn.app.state.inline_inference
-    status, headers, _ = invoke(fn.handler, event("POST", "/v2/models/mlp/infer", body={"inputs": [
-        {"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]}))
+    status, headers, _ = invoke(
+        fn.handler,
+        event(
+            "POST",
+            "/v2/models/mlp/infer",
+            body={"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]},
+        ),
+    )
     assert status == 200 and "load;dur" not in headers["server-timing"]  # warm from the first request
 
 
@@ -99,8 +108,11 @@ def test_oip_json_and_binary(call, mlp_path):
     want = ort.InferenceSession(str(mlp_path)).run(None, {"x": x})[0]
     status, headers, body = call("GET", "/v2/models/mlp")
     assert status == 200 and json.loads(body)["inputs"][0]["shape"] == [-1, 4]
-    status, headers, body = call("POST", "/v2/models/mlp/infer", {"id": "j", "inputs": [
-        {"name": "x", "datatype": "FP32", "shape": [4, 4], "data": x.tolist()}]})
+    status, headers, body = call(
+        "POST",
+        "/v2/models/mlp/infer",
+        {"id": "j", "inputs": [{"name": "x", "datatype": "FP32", "shape": [4, 4], "data": x.tolist()}]},
+    )
     assert status == 200, body
     assert headers["x-model-version"] == "1" and "inference;dur=" in headers["server-timing"]
     np.testing.assert_allclose(np.array(json.loads(body)["outputs"][0]["data"]).reshape(4, 3), want, rtol=1e-6)
@@ -122,16 +134,32 @@ def test_v1_text_predict(call):
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1, rtol=1e-5)
 
 
-@pytest.mark.parametrize("method,path,body,headers,status", [
-    ("POST", "/v2/models/ghost/infer", {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}]},
-     None, 404),
-    ("POST", "/v2/models/mlp/infer", b"{broken", {"Content-Type": "application/json"}, 400),
-    ("POST", "/v2/models/mlp/infer", (b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], '
-                                      b'"parameters": {"binary_data_size": 16}}]}\x00\x00'), {oip.HEADER: "91"}, 400),
-    ("POST", "/v1/models/mlp:predict", {"instances": [[1, 2, 3, 4]] * 300}, None, 413),
-    ("POST", "/v1/models/mlp/labels/canary:predict", {"instances": [[1, 2, 3, 4]]}, None, 404),
-    ("GET", "/v2/models/mlp/versions/12", None, None, 404),
-])
+@pytest.mark.parametrize(
+    "method,path,body,headers,status",
+    [
+        (
+            "POST",
+            "/v2/models/ghost/infer",
+            {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}]},
+            None,
+            404,
+        ),
+        ("POST", "/v2/models/mlp/infer", b"{broken", {"Content-Type": "application/json"}, 400),
+        (
+            "POST",
+            "/v2/models/mlp/infer",
+            (
+                b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], '
+                b'"parameters": {"binary_data_size": 16}}]}\x00\x00'
+            ),
+            {oip.HEADER: "91"},
+            400,
+        ),
+        ("POST", "/v1/models/mlp:predict", {"instances": [[1, 2, 3, 4]] * 300}, None, 413),
+        ("POST", "/v1/models/mlp/labels/canary:predict", {"instances": [[1, 2, 3, 4]]}, None, 404),
+        ("GET", "/v2/models/mlp/versions/12", None, None, 404),
+    ],
+)
 def test_errors_are_json_4xx(call, method, path, body, headers, status):
     got, _, raw = call(method, path, body, headers)
     assert got == status, raw
@@ -167,11 +195,16 @@ def _api_gateway(handler, stage: str):
             return
         headers = {k.decode().title(): v.decode() for k, v in scope["headers"]}
         query = dict(httpx.QueryParams(scope["query_string"].decode())) or None
-        e = event(scope["method"], path[len(stage) + 1:], body=body or None, headers=headers, query=query)
+        e = event(scope["method"], path[len(stage) + 1 :], body=body or None, headers=headers, query=query)
         e["requestContext"]["stage"] = stage
         status, hdrs, raw = await asyncio.get_running_loop().run_in_executor(sandbox, invoke, handler, e)
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(k.encode(), v.encode()) for k, v in hdrs.items() if k != "content-length"]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(k.encode(), v.encode()) for k, v in hdrs.items() if k != "content-length"],
+            }
+        )
         await send({"type": "http.response.body", "body": raw})
 
     return app
@@ -206,10 +239,18 @@ def test_the_function_is_create_apps_inference_app_and_accounts_every_request(s3
     assert fn.app.state.inference.engine is fn.engine and fn.app.state.inline_inference
     capsys.readouterr()
     ok = invoke(fn.handler, event("POST", "/v1/models/mlp:predict", body={"instances": [[1, 2, 3, 4]] * 3}))
-    missing = invoke(fn.handler, event("POST", "/v2/models/ghost/infer", body={"inputs": [
-        {"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]}))
+    missing = invoke(
+        fn.handler,
+        event(
+            "POST",
+            "/v2/models/ghost/infer",
+            body={"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]},
+        ),
+    )
     assert (ok[0], missing[0]) == (200, 404)
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
     assert [(d["Model"], d.get("Version"), d["Requests"], d["Instances"], d["Errors"]) for d in lines] == [
-        ("mlp", "1", 1, 3, 0), ("ghost", None, 1, 1, 1)]
+        ("mlp", "1", 1, 3, 0),
+        ("ghost", None, 1, 1, 1),
+    ]
     assert lines[1]["NotFoundErrors"] == 1 and lines[0]["Tenant"] == "default"

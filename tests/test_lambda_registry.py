@@ -39,8 +39,15 @@ def test_registry_lambda_errors_are_json(s3_bucket, monkeypatch):
     fn = load_function("registry")
     for e, want in [
         (event("GET", "/registry/models/ghost/versions", headers=AUTH), 404),
-        (event("POST", "/registry/models/x/uploads", body="{broken",
-               headers={"Content-Type": "application/json", **AUTH}), 400),
+        (
+            event(
+                "POST",
+                "/registry/models/x/uploads",
+                body="{broken",
+                headers={"Content-Type": "application/json", **AUTH},
+            ),
+            400,
+        ),
         (event("PUT", "/registry/models/BAD/aliases/production", body={"version": 1}, headers=AUTH), 400),
         # inference routes live in the other function
         (event("POST", "/v2/models/x/infer", body={}, headers=AUTH), 404),

@@ -8,6 +8,7 @@ import random
 from datetime import UTC, datetime
 
 import pytest
+
 from modelbay.metrics import FeedbackEvent, InferenceEvent
 from modelbay.metrics.cloudwatch import CloudWatchReader, EmfSink, PutMetricDataSink
 from modelbay.metrics.memory import MemoryMetrics
@@ -20,11 +21,23 @@ def _events(model="m", version=1, n=100, ts=NOW, error_every=10):
     """Latencies 1..n ms in shuffled order; every ``error_every``-th request a timeout."""
     lat = list(range(1, n + 1))
     random.Random(7).shuffle(lat)
-    return [InferenceEvent(model, version, instances=2, total_ms=float(x), fetch_ms=0.5, preprocess_ms=1.0,
-                           inference_ms=x / 2, postprocess_ms=0.25, timestamp=ts - 30,
-                           error="timeout" if i % error_every == 0 else None,
-                           cold_start=i == 0, load_ms=120.0 if i == 0 else None)
-            for i, x in enumerate(lat)]
+    return [
+        InferenceEvent(
+            model,
+            version,
+            instances=2,
+            total_ms=float(x),
+            fetch_ms=0.5,
+            preprocess_ms=1.0,
+            inference_ms=x / 2,
+            postprocess_ms=0.25,
+            timestamp=ts - 30,
+            error="timeout" if i % error_every == 0 else None,
+            cold_start=i == 0,
+            load_ms=120.0 if i == 0 else None,
+        )
+        for i, x in enumerate(lat)
+    ]
 
 
 def test_memory_percentiles_over_known_latencies():
@@ -139,8 +152,9 @@ def _ingest_emf(line: str, cw) -> None:
         for m in meta["Metrics"]:
             v = blob[m["Name"]]
             values = v if isinstance(v, list) else [v]
-            data.append({"MetricName": m["Name"], "Dimensions": dims, "Unit": m["Unit"], "Timestamp": ts,
-                         "Values": values})
+            data.append(
+                {"MetricName": m["Name"], "Dimensions": dims, "Unit": m["Unit"], "Timestamp": ts, "Values": values}
+            )
         cw.put_metric_data(Namespace=meta["Namespace"], MetricData=data)
 
 
@@ -157,8 +171,7 @@ def test_emf_lines_carry_both_dimension_sets_and_read_back(s3_endpoint, monkeypa
     lines = out.getvalue().splitlines()
     assert len(lines) == 21  # one line per request, no network call
     first = json.loads(lines[0])
-    assert first["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Tenant", "Model", "Version"],
-                                                                    ["Tenant", "Model"]]
+    assert first["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Tenant", "Model", "Version"], ["Tenant", "Model"]]
     assert (first["Tenant"], first["Model"], first["Version"]) == ("acme", "m", "7")
     assert "service" not in first
     cw = boto3.client("cloudwatch")
@@ -172,11 +185,35 @@ def test_emf_lines_carry_both_dimension_sets_and_read_back(s3_endpoint, monkeypa
 
 # The CloudWatch Embedded Metric Format specification (docs.aws.amazon.com, "Specification: Embedded
 # metric format"): the units a MetricDefinition may name, and the members each object may hold.
-SPEC_UNITS = {"Seconds", "Microseconds", "Milliseconds", "Bytes", "Kilobytes", "Megabytes", "Gigabytes",
-              "Terabytes", "Bits", "Kilobits", "Megabits", "Gigabits", "Terabits", "Percent", "Count",
-              "Bytes/Second", "Kilobytes/Second", "Megabytes/Second", "Gigabytes/Second", "Terabytes/Second",
-              "Bits/Second", "Kilobits/Second", "Megabits/Second", "Gigabits/Second", "Terabits/Second",
-              "Count/Second", "None"}
+SPEC_UNITS = {
+    "Seconds",
+    "Microseconds",
+    "Milliseconds",
+    "Bytes",
+    "Kilobytes",
+    "Megabytes",
+    "Gigabytes",
+    "Terabytes",
+    "Bits",
+    "Kilobits",
+    "Megabits",
+    "Gigabits",
+    "Terabits",
+    "Percent",
+    "Count",
+    "Bytes/Second",
+    "Kilobytes/Second",
+    "Megabytes/Second",
+    "Gigabytes/Second",
+    "Terabytes/Second",
+    "Bits/Second",
+    "Kilobits/Second",
+    "Megabits/Second",
+    "Gigabits/Second",
+    "Terabits/Second",
+    "Count/Second",
+    "None",
+}
 
 
 def assert_emf_spec(doc: dict) -> None:
@@ -197,8 +234,9 @@ def assert_emf_spec(doc: dict) -> None:
             assert m.get("Unit", "None") in SPEC_UNITS and m.get("StorageResolution", 60) in (1, 60)
             value = doc[m["Name"]]  # a metric is a root member holding a number (or up to 100 of them)
             values = value if isinstance(value, list) else [value]
-            assert 1 <= len(values) <= 100 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                                    for v in values), m["Name"]
+            assert 1 <= len(values) <= 100 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
+            ), m["Name"]
 
 
 def test_emf_line_follows_the_published_spec_and_leaves_powertools_alone(tmp_path):
@@ -237,8 +275,10 @@ print(json.dumps({"lines": out.getvalue().splitlines(), "service": os.environ.ge
         assert "service" not in doc and doc["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "mb-spec"
     versioned, unresolved = docs
     assert versioned["_aws"]["Timestamp"] == 1790000000250
-    assert versioned["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Tenant", "Model", "Version"],
-                                                                        ["Tenant", "Model"]]
+    assert versioned["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [
+        ["Tenant", "Model", "Version"],
+        ["Tenant", "Model"],
+    ]
     assert (versioned["Tenant"], versioned["Model"], versioned["Version"]) == ("acme", "m", "3")
     assert (versioned["Requests"], versioned["Errors"], versioned["LoadFailureErrors"]) == (1, 1, 1)
     assert (versioned["Latency"], versioned["ModelLoadTime"], versioned["ColdStarts"]) == (12.5, 40.0, 1)
@@ -283,13 +323,22 @@ def test_cloudwatch_failures_name_the_call_not_the_endpoint():
     in botocore's message stay in the server log."""
     import boto3
     from botocore.config import Config
+
     from modelbay.errors import StoreUnavailable
 
-    client = boto3.client("cloudwatch", endpoint_url="http://127.0.0.1:9", region_name="us-east-1",
-                          aws_access_key_id="x", aws_secret_access_key="x",
-                          config=Config(retries={"max_attempts": 1}, connect_timeout=2))
+    client = boto3.client(
+        "cloudwatch",
+        endpoint_url="http://127.0.0.1:9",
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+        config=Config(retries={"max_attempts": 1}, connect_timeout=2),
+    )
     reader = CloudWatchReader(client=client)
     with pytest.raises(StoreUnavailable) as e:
         reader.versions("default", "m", NOW - 60, NOW)
-    assert e.value.to_body() == {"error": "CloudWatch ListMetrics failed (EndpointConnectionError)",
-                                 "code": "store_unavailable", "operation": "ListMetrics"}
+    assert e.value.to_body() == {
+        "error": "CloudWatch ListMetrics failed (EndpointConnectionError)",
+        "code": "store_unavailable",
+        "operation": "ListMetrics",
+    }

@@ -6,9 +6,9 @@ import json
 import time
 
 import pytest
+
 from modelbay.client import ApiError, Client
 from modelbay.metrics import InferenceEvent
-
 from tests.apigw import event, invoke, load_function
 from tests.servers import running_keyed as running
 
@@ -30,8 +30,17 @@ def app_and_client(tmp_path, mlp_path):
 def _traffic(app, version, n, errors=0, ms=10.0):
     now = time.time()
     for i in range(n):
-        app.state.metrics.record(InferenceEvent("iris", version, instances=1, total_ms=ms, inference_ms=ms / 2,
-                                                error="internal" if i < errors else None, timestamp=now))
+        app.state.metrics.record(
+            InferenceEvent(
+                "iris",
+                version,
+                instances=1,
+                total_ms=ms,
+                inference_ms=ms / 2,
+                error="internal" if i < errors else None,
+                timestamp=now,
+            )
+        )
 
 
 def test_model_metrics_overall_and_by_version(app_and_client):
@@ -54,8 +63,16 @@ def test_model_metrics_overall_and_by_version(app_and_client):
 
 def test_feedback_becomes_accuracy_per_version(app_and_client):
     _, c = app_and_client
-    r = c.feedback("iris", [{"prediction": "setosa", "label": "setosa"}, {"prediction": {"label": "b"}, "label": "a"},
-                            {"correct": True}, {"score": 0.25}], ref="production")
+    r = c.feedback(
+        "iris",
+        [
+            {"prediction": "setosa", "label": "setosa"},
+            {"prediction": {"label": "b"}, "label": "a"},
+            {"correct": True},
+            {"score": 0.25},
+        ],
+        ref="production",
+    )
     assert r.model_dump() == {"model": "iris", "version": 1, "accepted": 4, "correct": 2, "labelled": 3}
     c.feedback("iris", [{"correct": False}] * 4, ref=2)
     m = c.metrics("iris", "15m", by_version=True)
@@ -64,18 +81,26 @@ def test_feedback_becomes_accuracy_per_version(app_and_client):
     assert m.versions["1"].totals.score == pytest.approx(0.25)
 
 
-@pytest.mark.parametrize("call,status,code", [
-    (lambda c: c.metrics("iris", window="3d"), 400, "bad_request"),
-    (lambda c: c.metrics("iris", window="1h", step="10s"), 400, "bad_request"),
-    (lambda c: c.metrics("ghost"), 404, "not_found"),
-    (lambda c: c.metrics("iris", ref="staging"), 404, "not_found"),
-    (lambda c: c.feedback("iris", []), 400, "bad_request"),
-    (lambda c: c.feedback("iris", [{"label": "x"}]), 400, "bad_request"),
-    (lambda c: c.feedback("iris", [{"correct": True, "timestamp": 1.0}]), 400, "bad_request"),
-    (lambda c: c.feedback("iris", [{"correct": True}], ref=9), 404, "not_found"),
-    (lambda c: c.request("POST", "/registry/models/iris/feedback", content=b"{nope",
-                         headers={"Content-Type": "application/json"}), 400, "bad_request"),
-])
+@pytest.mark.parametrize(
+    "call,status,code",
+    [
+        (lambda c: c.metrics("iris", window="3d"), 400, "bad_request"),
+        (lambda c: c.metrics("iris", window="1h", step="10s"), 400, "bad_request"),
+        (lambda c: c.metrics("ghost"), 404, "not_found"),
+        (lambda c: c.metrics("iris", ref="staging"), 404, "not_found"),
+        (lambda c: c.feedback("iris", []), 400, "bad_request"),
+        (lambda c: c.feedback("iris", [{"label": "x"}]), 400, "bad_request"),
+        (lambda c: c.feedback("iris", [{"correct": True, "timestamp": 1.0}]), 400, "bad_request"),
+        (lambda c: c.feedback("iris", [{"correct": True}], ref=9), 404, "not_found"),
+        (
+            lambda c: c.request(
+                "POST", "/registry/models/iris/feedback", content=b"{nope", headers={"Content-Type": "application/json"}
+            ),
+            400,
+            "bad_request",
+        ),
+    ],
+)
 def test_bad_metrics_requests_are_clear_4xx(app_and_client, call, status, code):
     _, c = app_and_client
     with pytest.raises(ApiError) as e:
@@ -92,8 +117,7 @@ def test_metrics_through_the_registry_lambda(tmp_path, monkeypatch):
     fn = load_function("registry")
     status, _, body = invoke(fn.handler, event("GET", "/registry/metrics"))
     assert status == 401 and json.loads(body)["error"]  # keys are required on Lambda too
-    status, headers, body = invoke(fn.handler, event("GET", "/registry/metrics", query={"window": "1h"},
-                                                     headers=auth))
+    status, headers, body = invoke(fn.handler, event("GET", "/registry/metrics", query={"window": "1h"}, headers=auth))
     assert status == 200 and headers["content-type"] == "application/json"
     assert json.loads(body)["models"] == {}
     status, _, body = invoke(fn.handler, event("GET", "/registry/metrics/models/ghost", headers=auth))

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from typer.testing import CliRunner
+
 from modelbay.cli import app
 from modelbay.client import Client
 from modelbay.manifest import TabularPreprocessing, VersionMetadata
 from modelbay.metrics.loadgen import sample_instance
-from typer.testing import CliRunner
 
 
 @pytest.fixture
@@ -17,25 +18,45 @@ def served(tmp_path, mlp_path):
     from modelbay.api.app import create_app
     from modelbay.settings import Settings
     from modelbay.storage.local import LocalStore
-
     from tests.servers import running_keyed as running
 
     store = LocalStore(tmp_path / "store")
-    with running(create_app(Settings(store_url=store.url, cache_dir=tmp_path / "cache"), store=store)) as url, \
-            Client(url) as c:
+    with (
+        running(create_app(Settings(store_url=store.url, cache_dir=tmp_path / "cache"), store=store)) as url,
+        Client(url) as c,
+    ):
         c.push(mlp_path, "iris", aliases=["production"])
-        c.push(mlp_path, "iris", VersionMetadata(
-            preprocessing=TabularPreprocessing(input="x", columns=["a", "b", "c", "d"])))
+        c.push(
+            mlp_path,
+            "iris",
+            VersionMetadata(preprocessing=TabularPreprocessing(input="x", columns=["a", "b", "c", "d"])),
+        )
         yield url, c
 
 
 def test_bench_load_traffic_shows_up_in_metrics(served):
     url, c = served
-    r = CliRunner().invoke(app, ["--url", url, "--json", "bench-load", "iris:production", "--rate", "40",
-                                 "--duration", "1.5", "--concurrency", "3", "--bad", "0.25"],
-                           catch_exceptions=False)
+    r = CliRunner().invoke(
+        app,
+        [
+            "--url",
+            url,
+            "--json",
+            "bench-load",
+            "iris:production",
+            "--rate",
+            "40",
+            "--duration",
+            "1.5",
+            "--concurrency",
+            "3",
+            "--bad",
+            "0.25",
+        ],
+        catch_exceptions=False,
+    )
     assert r.exit_code == 0, r.output
-    rep = json.loads(r.output[r.output.index("{"):])
+    rep = json.loads(r.output[r.output.index("{") :])
     assert rep["sent"] == 60 and rep["ok"] + sum(rep["errors"].values()) == 60
     assert set(rep["errors"]) <= {"bad_request"} and 5 <= rep["errors"].get("bad_request", 0) <= 25
     assert rep["p50_ms"] is not None and rep["rate_per_s"] > 20
@@ -65,8 +86,9 @@ def test_cli_metrics_and_feedback_commands(served, tmp_path):
     run = CliRunner()
     r = run.invoke(app, ["--url", url, "feedback", "iris:production", str(items)], catch_exceptions=False)
     assert r.exit_code == 0 and "1/2 correct" in r.output
-    r = run.invoke(app, ["--url", url, "--json", "metrics", "iris", "--by-version", "-w", "15m"],
-                   catch_exceptions=False)
+    r = run.invoke(
+        app, ["--url", url, "--json", "metrics", "iris", "--by-version", "-w", "15m"], catch_exceptions=False
+    )
     assert r.exit_code == 0
     assert json.loads(r.output)["versions"]["1"]["totals"]["accuracy"] == 0.5
     r = run.invoke(app, ["--url", url, "metrics"], catch_exceptions=False)

@@ -13,18 +13,31 @@ import httpx
 import numpy as np
 import onnxruntime as ort
 import pytest
+
 from modelbay.errors import BadRequest
 from modelbay.protocols import oip
 from modelbay.registry import Registry
 from modelbay.settings import Settings
-
 from tests.inference_models import all_types, string_classifier
 from tests.onnx_models import make_mlp
 from tests.servers import running
 
 WORDS = ["free", "money", "meeting", "lunch", "winner"]
-TYPES = ["bool", "uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32", "int64", "float16", "float32",
-         "float64", "string"]
+TYPES = [
+    "bool",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "float16",
+    "float32",
+    "float64",
+    "string",
+]
 
 
 class Recorder:
@@ -49,8 +62,9 @@ def serve(store, tmp_path: Path, mlp_path: Path, app_wrapper=None):
     reg.register_version("spam", path, VersionMetadata(labels=["ham", "spam"]))
     reg.register_version("types", all_types(tmp_path / "types.onnx"))
     # protocol tests: keys are covered by test_auth/test_tenants (the route sweep includes these routes)
-    app = create_app(Settings(store_url=store.url, cache_dir=tmp_path / "cache", auth=False), store=store,
-                     metrics=Recorder())
+    app = create_app(
+        Settings(store_url=store.url, cache_dir=tmp_path / "cache", auth=False), store=store, metrics=Recorder()
+    )
     with running(app_wrapper(app) if app_wrapper else app) as url:
         yield SimpleNamespace(url=url, app=app, events=app.state.metrics.events)
 
@@ -89,10 +103,14 @@ def _ort(path: Path, feeds):
 def test_codec_round_trips_every_datatype_binary_and_json():
     rng = np.random.default_rng(0)
     arrays = {
-        "b": np.array([[True, False]]), "u8": np.array([[0, 255]], np.uint8),
-        "u64": np.array([[2**63 + 5, 1]], np.uint64), "i8": np.array([[-128, 127]], np.int8),
-        "i64": np.array([[-(2**40), 3]], np.int64), "f16": rng.standard_normal((1, 2)).astype(np.float16),
-        "f32": rng.standard_normal((2, 3)).astype(np.float32), "f64": rng.standard_normal((1, 2)),
+        "b": np.array([[True, False]]),
+        "u8": np.array([[0, 255]], np.uint8),
+        "u64": np.array([[2**63 + 5, 1]], np.uint64),
+        "i8": np.array([[-128, 127]], np.int8),
+        "i64": np.array([[-(2**40), 3]], np.int64),
+        "f16": rng.standard_normal((1, 2)).astype(np.float16),
+        "f32": rng.standard_normal((2, 3)).astype(np.float32),
+        "f64": rng.standard_normal((1, 2)),
         "s": np.array([["héllo", ""]], dtype=object),
     }
     for binary in (True, False):
@@ -105,45 +123,89 @@ def test_codec_round_trips_every_datatype_binary_and_json():
 
 
 def test_codec_nested_and_flat_json_data_are_equal():
-    flat = oip.decode_request(json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 2],
-                                                      "data": [1, 2, 3, 4]}]}).encode())
-    nested = oip.decode_request(json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 2],
-                                                        "data": [[1, 2], [3, 4]]}]}).encode())
+    flat = oip.decode_request(
+        json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 2], "data": [1, 2, 3, 4]}]}).encode()
+    )
+    nested = oip.decode_request(
+        json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 2], "data": [[1, 2], [3, 4]]}]}).encode()
+    )
     np.testing.assert_array_equal(flat.inputs["x"], nested.inputs["x"])
     assert flat.inputs["x"].dtype == np.float32
 
 
-@pytest.mark.parametrize("body,header,match", [
-    (b"{not json", None, "malformed JSON"),
-    (b"[1, 2]", None, "JSON object"),
-    (b'{"inputs": []}', None, "non-empty"),
-    (b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [2], "data": [1, 2, 3]}]}', None, "needs 2 elements"),
-    (b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [-1], "data": [1]}]}', None, "non-negative"),
-    (b'{"inputs": [{"name": "x", "datatype": "FP99", "shape": [1], "data": [1]}]}', None, "unsupported datatype"),
-    (b'{"inputs": [{"name": "x", "datatype": "BF16", "shape": [1], "data": [1]}]}', None, "BF16"),
-    (b'{"inputs": [{"name": "x", "datatype": "INT8", "shape": [1], "data": [300]}]}', None, "outside the INT8"),
-    (b'{"inputs": [{"name": "x", "datatype": "INT32", "shape": [1], "data": [1.5]}]}', None, "needs integers"),
-    (b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": ["a"]}]}', None, "cannot hold strings"),
-    (b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 2], "data": [[1, 2], [3]]}]}', None, "ragged"),
-    (b'{"inputs": [{"name": "x", "datatype": "BYTES", "shape": [1], "data": [1]}]}', None, "must be strings"),
-    (b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1]}]}', None, "neither"),
-    ((b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]},'
-      b' {"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}]}'), None, "twice"),
-    ((b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [2], "parameters": {"binary_data_size": 8}}]}',
-     b"\x00\x00\x80?"), "auto", "runs past"),
-    ((b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [2], "parameters": {"binary_data_size": 4}}]}',
-     b"\x00\x00\x80?"), "auto", "needs 8"),
-    ((b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "parameters": {"binary_data_size": 4}}]}',
-     b"\x00\x00\x80?\x00"), "auto", "no input claims"),
-    (b'{"inputs": []}', "999", "the body has"),
-    (b'{"inputs": []}', "abc", "must be an integer"),
-    ((b'{"inputs": [{"name": "s", "datatype": "BYTES", "shape": [1], "parameters": {"binary_data_size": 6}}]}',
-     b"\x05\x00\x00\x00ab"), "auto", "past the end"),
-    ((b'{"inputs": [{"name": "s", "datatype": "BYTES", "shape": [1], "parameters": {"binary_data_size": 6}}]}',
-     b"\x02\x00\x00\x00\xff\xfe"), "auto", "not UTF-8"),
-    (b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}], "outputs": [{"x": 1}]}',
-     None, "needs a 'name'"),
-])
+@pytest.mark.parametrize(
+    "body,header,match",
+    [
+        (b"{not json", None, "malformed JSON"),
+        (b"[1, 2]", None, "JSON object"),
+        (b'{"inputs": []}', None, "non-empty"),
+        (b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [2], "data": [1, 2, 3]}]}', None, "needs 2 elements"),
+        (b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [-1], "data": [1]}]}', None, "non-negative"),
+        (b'{"inputs": [{"name": "x", "datatype": "FP99", "shape": [1], "data": [1]}]}', None, "unsupported datatype"),
+        (b'{"inputs": [{"name": "x", "datatype": "BF16", "shape": [1], "data": [1]}]}', None, "BF16"),
+        (b'{"inputs": [{"name": "x", "datatype": "INT8", "shape": [1], "data": [300]}]}', None, "outside the INT8"),
+        (b'{"inputs": [{"name": "x", "datatype": "INT32", "shape": [1], "data": [1.5]}]}', None, "needs integers"),
+        (b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": ["a"]}]}', None, "cannot hold strings"),
+        (b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 2], "data": [[1, 2], [3]]}]}', None, "ragged"),
+        (b'{"inputs": [{"name": "x", "datatype": "BYTES", "shape": [1], "data": [1]}]}', None, "must be strings"),
+        (b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1]}]}', None, "neither"),
+        (
+            (
+                b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]},'
+                b' {"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}]}'
+            ),
+            None,
+            "twice",
+        ),
+        (
+            (
+                b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [2], "parameters": {"binary_data_size": 8}}]}',
+                b"\x00\x00\x80?",
+            ),
+            "auto",
+            "runs past",
+        ),
+        (
+            (
+                b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [2], "parameters": {"binary_data_size": 4}}]}',
+                b"\x00\x00\x80?",
+            ),
+            "auto",
+            "needs 8",
+        ),
+        (
+            (
+                b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "parameters": {"binary_data_size": 4}}]}',
+                b"\x00\x00\x80?\x00",
+            ),
+            "auto",
+            "no input claims",
+        ),
+        (b'{"inputs": []}', "999", "the body has"),
+        (b'{"inputs": []}', "abc", "must be an integer"),
+        (
+            (
+                b'{"inputs": [{"name": "s", "datatype": "BYTES", "shape": [1], "parameters": {"binary_data_size": 6}}]}',
+                b"\x05\x00\x00\x00ab",
+            ),
+            "auto",
+            "past the end",
+        ),
+        (
+            (
+                b'{"inputs": [{"name": "s", "datatype": "BYTES", "shape": [1], "parameters": {"binary_data_size": 6}}]}',
+                b"\x02\x00\x00\x00\xff\xfe",
+            ),
+            "auto",
+            "not UTF-8",
+        ),
+        (
+            b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}], "outputs": [{"x": 1}]}',
+            None,
+            "needs a 'name'",
+        ),
+    ],
+)
 def test_codec_rejects_malformed_requests(body, header, match):
     if header == "auto":
         header = str(len(body[0]))
@@ -237,12 +299,14 @@ def test_tritonclient_string_classifier_and_classification(shared):
 def test_tritonclient_with_a_base_path(tmp_path, mlp_path):
     """Behind a stage prefix (as API Gateway puts one) the standard paths still work."""
     import tritonclient.http as th
-    from modelbay.storage.local import LocalStore
     from starlette.applications import Starlette
     from starlette.routing import Mount
 
-    with serve(LocalStore(tmp_path / "store"), tmp_path, mlp_path,
-               lambda app: Starlette(routes=[Mount("/prod", app=app)])) as s:
+    from modelbay.storage.local import LocalStore
+
+    with serve(
+        LocalStore(tmp_path / "store"), tmp_path, mlp_path, lambda app: Starlette(routes=[Mount("/prod", app=app)])
+    ) as s:
         c = th.InferenceServerClient(s.url.removeprefix("http://") + "/prod")
         assert c.is_server_live() and c.get_model_metadata("mlp")["name"] == "mlp"
         inp = th.InferInput("x", [1, 4], "FP32")
@@ -271,21 +335,28 @@ def _post(url, path, body, headers=None):
 X = {"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}
 
 
-@pytest.mark.parametrize("path,body,status,match", [
-    ("/v2/models/mlp/infer", {"inputs": [{**X, "datatype": "FP64"}]}, 400, "is FP64; the model takes FP32"),
-    ("/v2/models/mlp/infer", {"inputs": [{**X, "shape": [4], "data": [1, 2, 3, 4]}]}, 400, "rank 2"),
-    ("/v2/models/mlp/infer", {"inputs": [{**X, "shape": [2, 2]}]}, 400, "dimension 1 must be 4"),
-    ("/v2/models/mlp/infer", {"inputs": [{**X, "name": "y"}]}, 400, "unknown input 'y'"),
-    ("/v2/models/types/infer", {"inputs": [{"name": "x_bool", "datatype": "BOOL", "shape": [1, 2],
-                                            "data": [True, False]}]}, 400, "missing input"),
-    ("/v2/models/mlp/infer", {"inputs": [X], "outputs": [{"name": "nope"}]}, 400, "unknown output 'nope'"),
-    ("/v2/models/ghost/infer", {"inputs": [X]}, 404, "no model named 'ghost'"),
-    ("/v2/models/mlp/versions/9/infer", {"inputs": [X]}, 404, "no version 9"),
-    ("/v2/models/mlp/versions/canary/infer", {"inputs": [X]}, 404, "no alias 'canary'"),
-    ("/v2/models/mlp/versions/Bad!/infer", {"inputs": [X]}, 400, "invalid alias"),
-    ("/v2/models/mlp/infer", b"{broken", 400, "malformed JSON"),
-    ("/v2/models/ghost", None, 404, "no model named"),
-])
+@pytest.mark.parametrize(
+    "path,body,status,match",
+    [
+        ("/v2/models/mlp/infer", {"inputs": [{**X, "datatype": "FP64"}]}, 400, "is FP64; the model takes FP32"),
+        ("/v2/models/mlp/infer", {"inputs": [{**X, "shape": [4], "data": [1, 2, 3, 4]}]}, 400, "rank 2"),
+        ("/v2/models/mlp/infer", {"inputs": [{**X, "shape": [2, 2]}]}, 400, "dimension 1 must be 4"),
+        ("/v2/models/mlp/infer", {"inputs": [{**X, "name": "y"}]}, 400, "unknown input 'y'"),
+        (
+            "/v2/models/types/infer",
+            {"inputs": [{"name": "x_bool", "datatype": "BOOL", "shape": [1, 2], "data": [True, False]}]},
+            400,
+            "missing input",
+        ),
+        ("/v2/models/mlp/infer", {"inputs": [X], "outputs": [{"name": "nope"}]}, 400, "unknown output 'nope'"),
+        ("/v2/models/ghost/infer", {"inputs": [X]}, 404, "no model named 'ghost'"),
+        ("/v2/models/mlp/versions/9/infer", {"inputs": [X]}, 404, "no version 9"),
+        ("/v2/models/mlp/versions/canary/infer", {"inputs": [X]}, 404, "no alias 'canary'"),
+        ("/v2/models/mlp/versions/Bad!/infer", {"inputs": [X]}, 400, "invalid alias"),
+        ("/v2/models/mlp/infer", b"{broken", 400, "malformed JSON"),
+        ("/v2/models/ghost", None, 404, "no model named"),
+    ],
+)
 def test_bad_requests_are_clear_4xx(shared, path, body, status, match):
     r = httpx.get(shared.url + path) if body is None else _post(shared.url, path, body)
     assert r.status_code == status, r.text
@@ -293,10 +364,15 @@ def test_bad_requests_are_clear_4xx(shared, path, body, status, match):
 
 
 def test_malformed_binary_and_oversized_bodies(local):
-    header = json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4],
-                                     "parameters": {"binary_data_size": 16}}]}).encode()
-    r = _post(local.url, "/v2/models/mlp/infer", header + b"\x00" * 12,
-              {oip.HEADER: str(len(header)), "Content-Type": "application/octet-stream"})
+    header = json.dumps(
+        {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "parameters": {"binary_data_size": 16}}]}
+    ).encode()
+    r = _post(
+        local.url,
+        "/v2/models/mlp/infer",
+        header + b"\x00" * 12,
+        {oip.HEADER: str(len(header)), "Content-Type": "application/octet-stream"},
+    )
     assert r.status_code == 400 and "runs past" in r.json()["error"]
     local.app.state.settings.limits.max_body_bytes = 1000
     r = _post(local.url, "/v2/models/mlp/infer", b"x" * 2000, {"Content-Type": "application/octet-stream"})
@@ -309,8 +385,12 @@ def test_malformed_binary_and_oversized_bodies(local):
 def test_gzip_request_binary_response_and_headers(shared, mlp_path):
     x = np.arange(8, dtype=np.float32).reshape(2, 4)
     body, headers = oip.encode_request({"x": x}, ["probabilities"], request_id="g1")
-    r = _post(shared.url, "/v2/models/mlp/versions/production/infer", gzip.compress(body),
-              {**headers, "Content-Encoding": "gzip"})
+    r = _post(
+        shared.url,
+        "/v2/models/mlp/versions/production/infer",
+        gzip.compress(body),
+        {**headers, "Content-Encoding": "gzip"},
+    )
     assert r.status_code == 200, r.text
     assert r.headers["content-type"] == "application/octet-stream"
     assert r.headers["x-model-version"] == "1"
@@ -329,8 +409,11 @@ def test_one_metrics_event_per_request(local):
     _post(local.url, "/v2/models/ghost/infer", {"inputs": [X]})
     ev = local.events
     assert [(e.model, e.version, e.error, e.cold_start) for e in ev] == [
-        ("mlp", 1, None, True), ("mlp", 1, None, False), ("mlp", 1, "bad_request", False),
-        ("ghost", None, "not_found", False)]
+        ("mlp", 1, None, True),
+        ("mlp", 1, None, False),
+        ("mlp", 1, "bad_request", False),
+        ("ghost", None, "not_found", False),
+    ]
     assert ev[0].load_ms > 0 and ev[0].instances == 1 and ev[1].load_ms is None
     assert all(e.total_ms >= e.inference_ms >= 0 for e in ev)
 
@@ -354,14 +437,16 @@ def test_binary_bytes_output_layout(shared):
     body, headers = oip.encode_request({"x_string": np.array([["ab", "c"]], dtype=object)}, None)
     r = _post(shared.url, "/v2/models/types/infer", body, headers)
     assert r.status_code == 400  # the other inputs are missing; a string-only model follows
-    req = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1, 1], "data": ["free"]}],
-           "outputs": [{"name": "probabilities", "parameters": {"classification": 2}}],
-           "parameters": {"binary_data_output": True}}
+    req = {
+        "inputs": [{"name": "text", "datatype": "BYTES", "shape": [1, 1], "data": ["free"]}],
+        "outputs": [{"name": "probabilities", "parameters": {"classification": 2}}],
+        "parameters": {"binary_data_output": True},
+    }
     r = _post(shared.url, "/v2/models/spam/infer", req)
     hl = int(r.headers[oip.HEADER])
     blob = r.content[hl:]
     (n,) = struct.unpack_from("<I", blob)
-    assert blob[4:4 + n].decode().count(":") == 2
+    assert blob[4 : 4 + n].decode().count(":") == 2
 
 
 def test_oip_batch_is_bounded_by_max_instances(local):

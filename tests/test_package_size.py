@@ -68,8 +68,11 @@ def test_built_functions_with_layer_fit_lambda(build):
 
 def test_the_runtime_never_imports_what_the_layer_trims(tmp_path):
     """Import both apps and every runtime feature with the trimmed packages made unimportable."""
-    blocked = [p for p in trimmed_packages() if p not in ("boto3", "botocore", "s3transfer", "jmespath",
-                                                           "pip", "setuptools", "wheel")]
+    blocked = [
+        p
+        for p in trimmed_packages()
+        if p not in ("boto3", "botocore", "s3transfer", "jmespath", "pip", "setuptools", "wheel")
+    ]
     assert {"sympy", "huggingface_hub"} <= set(blocked)
     code = f"""
 import sys, importlib.abc
@@ -80,7 +83,7 @@ class Block(importlib.abc.MetaPathFinder):
 sys.meta_path.insert(0, Block())
 from modelbay.api.app import create_inference_app, create_registry_app
 from modelbay.settings import Settings
-s = Settings(store_url={str(tmp_path / 'store')!r}, cache_dir={str(tmp_path / 'cache')!r})
+s = Settings(store_url={str(tmp_path / "store")!r}, cache_dir={str(tmp_path / "cache")!r})
 create_inference_app(s); create_registry_app(s)
 import onnxruntime, onnx, numpy, tokenizers, PIL.Image, mangum, aws_lambda_powertools.metrics
 from tokenizers import Tokenizer, models

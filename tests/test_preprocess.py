@@ -9,8 +9,15 @@ import numpy as np
 import pytest
 
 from modelbay.errors import BadRequest
-from modelbay.manifest import (ClassifierPostprocessing, EmbedderPostprocessing, ImagePreprocessing,
-                               StringPreprocessing, TabularPreprocessing, TensorSpec, TextPreprocessing)
+from modelbay.manifest import (
+    ClassifierPostprocessing,
+    EmbedderPostprocessing,
+    ImagePreprocessing,
+    StringPreprocessing,
+    TabularPreprocessing,
+    TensorSpec,
+    TextPreprocessing,
+)
 from modelbay.postprocess import ClassifierPostprocessor, EmbedderPostprocessor, RawPostprocessor
 from modelbay.preprocess.image import ImagePreprocessor
 from modelbay.preprocess.tensors import RawPreprocessor, StringPreprocessor, TabularPreprocessor
@@ -37,7 +44,7 @@ def test_text_truncates_pads_to_the_longest_and_masks(tokenizer_path):
     assert mask[1].tolist() == [1] * 6
     n0 = int(mask[0].sum())
     assert (ids[0, n0:] == pad).all() and (mask[0, n0:] == 0).all()
-    assert types[2].tolist()[:int(mask[2].sum())] == [0, 0, 0, 1, 1]  # [CLS] a [SEP] b [SEP]
+    assert types[2].tolist()[: int(mask[2].sum())] == [0, 0, 0, 1, 1]  # [CLS] a [SEP] b [SEP]
     short = pre(["hello"])["input_ids"]
     assert short.shape == (1, n0)  # dynamic: a batch of one short text is not padded
 
@@ -64,7 +71,8 @@ def test_image_rgb_normalised_per_channel_in_nchw_and_nhwc():
     rgb[..., 0], rgb[..., 1], rgb[..., 2] = 255, 128, 0
     kw = dict(input="img", height=4, width=4, channels=3, mean=[0.5, 0.5, 0.5], std=[0.5, 0.25, 1.0])
     nchw = ImagePreprocessor(ImagePreprocessing(layout="NCHW", **kw), spec)(
-        [_png(rgb, "RGB"), "data:image/png;base64," + _png(rgb, "RGB")])["img"]
+        [_png(rgb, "RGB"), "data:image/png;base64," + _png(rgb, "RGB")]
+    )["img"]
     assert nchw.shape == (2, 3, 4, 4) and nchw.dtype == np.float32
     np.testing.assert_allclose(nchw[0, :, 0, 0], [(1 - 0.5) / 0.5, (128 / 255 - 0.5) / 0.25, -0.5], atol=1e-6)
     nhwc = ImagePreprocessor(ImagePreprocessing(layout="NHWC", **kw), spec)([_png(rgb, "RGB")])["img"]
@@ -73,8 +81,9 @@ def test_image_rgb_normalised_per_channel_in_nchw_and_nhwc():
 
 def test_image_nested_lists_keep_the_model_range_and_big_images_resize():
     spec = TensorSpec(name="pixels", dtype="float32", shape=["N", 64])
-    pre = ImagePreprocessor(ImagePreprocessing(input="pixels", height=8, width=8, layout="flat", scale=1.0,
-                                               max_value=16.0), spec)
+    pre = ImagePreprocessor(
+        ImagePreprocessing(input="pixels", height=8, width=8, layout="flat", scale=1.0, max_value=16.0), spec
+    )
     digit = np.arange(64, dtype=np.float32).reshape(8, 8) % 17
     out = pre([digit.tolist(), digit.reshape(-1).tolist()])["pixels"]
     np.testing.assert_array_equal(out[0], digit.reshape(-1))
@@ -93,11 +102,13 @@ def test_tabular_string_and_raw():
         tab([[1, 2, 3]])
     s1 = StringPreprocessor(StringPreprocessing(input="t"), TensorSpec(name="t", dtype="string", shape=["N", 1]))
     assert s1(["a", "b"])["t"].shape == (2, 1)
-    s0 = StringPreprocessor(StringPreprocessing(input="t", instance_shape=[]),
-                            TensorSpec(name="t", dtype="string", shape=["N"]))
+    s0 = StringPreprocessor(
+        StringPreprocessing(input="t", instance_shape=[]), TensorSpec(name="t", dtype="string", shape=["N"])
+    )
     assert s0(["a", "b"])["t"].tolist() == ["a", "b"]
-    raw = RawPreprocessor([TensorSpec(name="a", dtype="int64", shape=["N"]),
-                           TensorSpec(name="b", dtype="bool", shape=["N"])])
+    raw = RawPreprocessor(
+        [TensorSpec(name="a", dtype="int64", shape=["N"]), TensorSpec(name="b", dtype="bool", shape=["N"])]
+    )
     feeds = raw([{"a": 1, "b": True}, {"a": 2, "b": False}])
     assert feeds["a"].dtype == np.int64 and feeds["b"].tolist() == [True, False]
     with pytest.raises(BadRequest, match="missing"):
@@ -116,7 +127,7 @@ def test_postprocessors():
     emb = EmbedderPostprocessor(EmbedderPostprocessing(output="h"), "attention_mask")
     h = np.array([[[1.0, 0.0], [0.0, 1.0], [100.0, 100.0]]], np.float32)
     v = emb({"h": h}, {"attention_mask": np.array([[1, 1, 0]])}, 1, {})[0]
-    np.testing.assert_allclose(v, [2 ** -0.5, 2 ** -0.5], rtol=1e-6)  # the padded token is ignored
+    np.testing.assert_allclose(v, [2**-0.5, 2**-0.5], rtol=1e-6)  # the padded token is ignored
     cls_pool = EmbedderPostprocessor(EmbedderPostprocessing(output="h", pooling="cls", normalize=False), None)
     assert cls_pool({"h": h}, {}, 1, {})[0] == [1.0, 0.0]
     raw = RawPostprocessor(["y", "z"])

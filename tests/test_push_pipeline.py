@@ -29,12 +29,27 @@ def mlp_files(tmp_path):
 
 
 def test_push_converts_quantizes_gates_and_registers_with_twin(server, mlp_files):
-    args = ["--url", server, "--json", "push", FACTORY, "--name", "mlp", "--state-dict", str(mlp_files / "w.pt"),
-            "-i", "x:float32:[batch,100]", "--eval", str(mlp_files / "eval.npz"), "--alias", "production",
-            "--with-fp32"]
+    args = [
+        "--url",
+        server,
+        "--json",
+        "push",
+        FACTORY,
+        "--name",
+        "mlp",
+        "--state-dict",
+        str(mlp_files / "w.pt"),
+        "-i",
+        "x:float32:[batch,100]",
+        "--eval",
+        str(mlp_files / "eval.npz"),
+        "--alias",
+        "production",
+        "--with-fp32",
+    ]
     r = CliRunner().invoke(app, args, catch_exceptions=False)
     assert r.exit_code == 0, r.output
-    twin, int8 = json.loads(r.stdout[r.stdout.index("["):])
+    twin, int8 = json.loads(r.stdout[r.stdout.index("[") :])
     assert twin["quantization"]["method"] == "none" and twin["version"] == 1
     assert int8["quantization"]["method"] in ("dynamic", "mixed") and int8["quantization"]["fp32_version"] == 1
     gate = int8["metrics"]["gate"]
@@ -51,10 +66,32 @@ def test_push_converts_quantizes_gates_and_registers_with_twin(server, mlp_files
 
 def test_push_refused_by_the_gate_shows_numbers_and_registers_nothing(server, mlp_files):
     r = subprocess.run(
-        [sys.executable, "-m", "modelbay", "--url", server, "push", FACTORY, "--name", "mlp",
-         "--state-dict", str(mlp_files / "w.pt"), "-i", "x:float32:[batch,100]",
-         "--eval", str(mlp_files / "eval.npz"), "--quantize", "dynamic", "--max-abs-error", "0"],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+        [
+            sys.executable,
+            "-m",
+            "modelbay",
+            "--url",
+            server,
+            "push",
+            FACTORY,
+            "--name",
+            "mlp",
+            "--state-dict",
+            str(mlp_files / "w.pt"),
+            "-i",
+            "x:float32:[batch,100]",
+            "--eval",
+            str(mlp_files / "eval.npz"),
+            "--quantize",
+            "dynamic",
+            "--max-abs-error",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
     assert r.returncode == 2, r.stderr  # the model is refused: the caller's problem, not the server's
     assert "refused by the accuracy gate" in r.stderr and "max_abs_error" in r.stderr and "FAIL" in r.stderr
     assert "Traceback" not in r.stderr
@@ -70,12 +107,25 @@ def test_push_reports_typed_stages_in_order(client, mlp_files):
     from modelbay.convert.pipeline import Stage, Status, push
 
     events = []
-    result = push(client, FACTORY, name="staged", state_dict=mlp_files / "w.pt", input_spec="x:float32:[batch,100]",
-                  eval_data=mlp_files / "eval.npz", aliases=["production"], events=events.append)
+    result = push(
+        client,
+        FACTORY,
+        name="staged",
+        state_dict=mlp_files / "w.pt",
+        input_spec="x:float32:[batch,100]",
+        eval_data=mlp_files / "eval.npz",
+        aliases=["production"],
+        events=events.append,
+    )
     assert result.manifest.version == 1 and result.gate is not None and result.gate.passed
     finished = [(e.stage, e.status) for e in events if e.status != Status.RUNNING]
-    assert finished == [(Stage.CONVERT, Status.DONE), (Stage.QUANTIZE, Status.DONE), (Stage.GATE, Status.DONE),
-                        (Stage.UPLOAD, Status.DONE), (Stage.REGISTER, Status.DONE)]
+    assert finished == [
+        (Stage.CONVERT, Status.DONE),
+        (Stage.QUANTIZE, Status.DONE),
+        (Stage.GATE, Status.DONE),
+        (Stage.UPLOAD, Status.DONE),
+        (Stage.REGISTER, Status.DONE),
+    ]
     started = [e.stage for e in events if e.status == Status.RUNNING and e.sent is None]
     assert started[0] == Stage.CONVERT and started.index(Stage.GATE) < started.index(Stage.UPLOAD)
     sent = [(e.sent, e.total) for e in events if e.sent is not None]
@@ -88,8 +138,17 @@ def test_push_refused_marks_the_gate_failed_and_uploads_nothing(client, mlp_file
 
     events = []
     with pytest.raises(GateFailed):
-        push(client, FACTORY, name="refused", state_dict=mlp_files / "w.pt", input_spec="x:float32:[batch,100]",
-             eval_data=mlp_files / "eval.npz", quantize_mode="dynamic", mixed_precision=False,
-             thresholds=GateThresholds(max_abs_error=0.0), events=events.append)
+        push(
+            client,
+            FACTORY,
+            name="refused",
+            state_dict=mlp_files / "w.pt",
+            input_spec="x:float32:[batch,100]",
+            eval_data=mlp_files / "eval.npz",
+            quantize_mode="dynamic",
+            mixed_precision=False,
+            thresholds=GateThresholds(max_abs_error=0.0),
+            events=events.append,
+        )
     states = {e.stage: e.status for e in events}
     assert states[Stage.GATE] == Status.FAILED and Stage.UPLOAD not in states

@@ -23,7 +23,10 @@ def reg(store):
 
 def test_register_reads_signature_and_metadata(reg, mlp_path):
     meta = VersionMetadata(
-        task="classifier", labels=["a", "b", "c"], description="toy", tags={"team": "ml"},
+        task="classifier",
+        labels=["a", "b", "c"],
+        description="toy",
+        tags={"team": "ml"},
         preprocessing=TabularPreprocessing(input="x"),
         postprocessing=ClassifierPostprocessing(scores="probabilities"),
     )
@@ -135,8 +138,13 @@ def test_metadata_must_match_the_model(reg, mlp_path):
     with pytest.raises(BadRequest, match="nope"):
         reg.register_version("m", mlp_path, VersionMetadata(preprocessing=TabularPreprocessing(input="nope")))
     with pytest.raises(BadRequest, match="labels"):
-        reg.register_version("m", mlp_path, VersionMetadata(
-            task="classifier", labels=["a", "b"], postprocessing=ClassifierPostprocessing(scores="probabilities")))
+        reg.register_version(
+            "m",
+            mlp_path,
+            VersionMetadata(
+                task="classifier", labels=["a", "b"], postprocessing=ClassifierPostprocessing(scores="probabilities")
+            ),
+        )
     assert reg.list_models() == []
 
 
@@ -172,7 +180,12 @@ def test_aliases_history_and_rollback(reg, mlp_path):
         reg.rollback("m", "production")  # 1 was the first: nothing earlier
     h = reg.alias_state("m", "production").history
     assert [(e["from"], e["to"], e["action"]) for e in h] == [
-        (None, 1, "set"), (1, 2, "set"), (2, 3, "set"), (3, 2, "rollback"), (2, 1, "rollback")]
+        (None, 1, "set"),
+        (1, 2, "set"),
+        (2, 3, "set"),
+        (3, 2, "rollback"),
+        (2, 1, "rollback"),
+    ]
     assert h[3]["by"] == "d"
 
 

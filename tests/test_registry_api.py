@@ -13,8 +13,12 @@ from tests.onnx_models import external_data_model, make_mlp
 
 
 def test_push_list_alias_rollback(client, mlp_path, tmp_path):
-    meta = VersionMetadata(task="classifier", labels=["a", "b", "c"],
-                           postprocessing=ClassifierPostprocessing(scores="probabilities"), description="first")
+    meta = VersionMetadata(
+        task="classifier",
+        labels=["a", "b", "c"],
+        postprocessing=ClassifierPostprocessing(scores="probabilities"),
+        description="first",
+    )
     seen = []
     m1 = client.push(mlp_path, "iris", meta, aliases=["production"], progress=lambda d, t: seen.append((d, t)))
     assert m1.version == 1 and m1.labels == ["a", "b", "c"]
@@ -46,8 +50,11 @@ def test_resolve_answers_what_the_inference_routes_serve(client, mlp_path, tmp_p
     assert client.predict("iris", None, [[1, 2, 3, 4]]).version == r.version  # what inference serves
     assert client.resolve("iris", "2").version == 2 and client.resolve("iris", 2).alias is None
     assert client.resolve("iris", "production").alias == "production"
-    for ref, status, code in [("staging", 404, "not_found"), ("9", 404, "not_found"),
-                              ("Bad Alias", 400, "invalid_name")]:
+    for ref, status, code in [
+        ("staging", 404, "not_found"),
+        ("9", 404, "not_found"),
+        ("Bad Alias", 400, "invalid_name"),
+    ]:
         with pytest.raises(ApiError) as e:
             client.resolve("iris", ref)
         assert (e.value.status, e.value.code) == (status, code)
@@ -75,8 +82,11 @@ def test_errors_are_json_4xx(client, server, mlp_path, tmp_path, auth_headers):
     json_headers = {"content-type": "application/json", **auth_headers}
     raw = [
         httpx.post(f"{server}/registry/models/m/uploads", content=b"{not json", headers=json_headers),
-        httpx.post(f"{server}/registry/models/m/uploads", json={"files": {"model.onnx": {"size": -1, "sha256": "x"}}},
-                   headers=auth_headers),
+        httpx.post(
+            f"{server}/registry/models/m/uploads",
+            json={"files": {"model.onnx": {"size": -1, "sha256": "x"}}},
+            headers=auth_headers,
+        ),
         httpx.post(f"{server}/registry/models/m/versions", json={"upload_id": "nope"}, headers=auth_headers),
         httpx.put(f"{server}/registry/models/m/aliases/production", json={"version": "one"}, headers=auth_headers),
         httpx.get(f"{server}/registry/models/m/versions/..%2F..%2Fetc", headers=auth_headers),
@@ -99,8 +109,11 @@ def test_local_upload_url_needs_its_token(serve_store, mlp_path, tmp_path):
     server = serve_store(store)
     client = Client(server, key)
     data = mlp_path.read_bytes()
-    up = client._json("POST", "/registry/models/m/uploads",
-                      json={"files": {"model.onnx": {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}}})
+    up = client._json(
+        "POST",
+        "/registry/models/m/uploads",
+        json={"files": {"model.onnx": {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}}},
+    )
     assert "token" not in up  # it travels only in the upload URL
     url = up["targets"]["model.onnx"]["url"]
     bad = url.split("?")[0] + "?token=forged&tenant=default"

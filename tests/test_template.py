@@ -47,7 +47,7 @@ def test_functions_python312_arch_param_layer_and_handlers_import(cfn, s3_bucket
     assert set(all_fns) == {"InferenceFunction", "ManagementFunction", "SweepFunction"} | set(IMAGE_VARIANTS.values())
     fns = {k: v for k, v in all_fns.items() if k not in IMAGE_VARIANTS.values()}
     layers = res(cfn, "AWS::Lambda::LayerVersion")
-    (layer_id, layer), = layers.items()
+    ((layer_id, layer),) = layers.items()
     assert layer["Properties"]["Content"] == {"S3Bucket": "local", "S3Key": "shared"}
     monkeypatch.setenv("MODELBAY_STORE", f"s3://{s3_bucket}/")
     for name, fn in fns.items():
@@ -60,8 +60,15 @@ def test_functions_python312_arch_param_layer_and_handlers_import(cfn, s3_bucket
         assert callable(module.handler), name
     params = cfn["Parameters"]
     assert params["Architecture"]["Default"] == "arm64"
-    assert {"InferenceMemorySize", "InferenceTimeout", "ManagementMemorySize", "ManagementTimeout",
-            "ProvisionedConcurrency", "EnableSnapStart", "PrewarmModels"} <= set(params)
+    assert {
+        "InferenceMemorySize",
+        "InferenceTimeout",
+        "ManagementMemorySize",
+        "ManagementTimeout",
+        "ProvisionedConcurrency",
+        "EnableSnapStart",
+        "PrewarmModels",
+    } <= set(params)
     inf = fns["InferenceFunction"]["Properties"]
     assert inf["MemorySize"] == {"Ref": "InferenceMemorySize"} and inf["Timeout"] == {"Ref": "InferenceTimeout"}
     assert inf["Environment"]["Variables"]["MODELBAY_PREWARM"] == {"Ref": "PrewarmModels"}
@@ -103,9 +110,12 @@ def test_image_variants_run_the_zip_handlers_with_the_same_role_and_settings(cfn
     assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "PackageType"}, "Image"]}
     assert rule["Assertions"][0]["Assert"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "ImageUri"}, ""]}]}
     # API Gateway may invoke whichever variant exists, from this API only
-    perms = {p["Properties"]["FunctionName"]["Fn::If"][2].get("Ref", "").removesuffix("Aliaslive")
-             or p["Properties"]["FunctionName"]["Fn::If"][2]["Fn::GetAtt"][0]: p["Properties"]
-             for p in res(cfn, "AWS::Lambda::Permission").values() if "Fn::If" in p["Properties"]["FunctionName"]}
+    perms = {
+        p["Properties"]["FunctionName"]["Fn::If"][2].get("Ref", "").removesuffix("Aliaslive")
+        or p["Properties"]["FunctionName"]["Fn::If"][2]["Fn::GetAtt"][0]: p["Properties"]
+        for p in res(cfn, "AWS::Lambda::Permission").values()
+        if "Fn::If" in p["Properties"]["FunctionName"]
+    }
     assert set(perms) == set(IMAGE_VARIANTS)
     for p in perms.values():
         assert p["Principal"] == "apigateway.amazonaws.com" and p["Action"] == "lambda:InvokeFunction"
@@ -133,9 +143,11 @@ def _function_of(op: dict) -> str:
 
 def _gateway_route(paths: dict, path: str, method: str) -> dict | None:
     """The operation API Gateway picks for a concrete path: exact paths before {proxy+}."""
+
     def ops(p):
         o = paths[p]
         return o.get(method.lower()) or o.get("x-amazon-apigateway-any-method")
+
     if path in paths and ops(path):
         return ops(path)
     greedy = [p for p in paths if p.endswith("/{proxy+}") and path.startswith(p[: -len("{proxy+}")])]
@@ -163,7 +175,10 @@ def test_routes_reach_their_function_and_need_a_key(cfn, tmp_path):
                 assert op is not None, f"{method.upper()} {path} has no API Gateway route"
                 assert _function_of(op) == function, (path, _function_of(op))
                 # health probes are open at the gateway as in the app; all else needs a usage-plan key
-                assert (op.get("security") == [{"api_key": []}]) == (path not in open_at_gateway), (path, op.get("security"))
+                assert (op.get("security") == [{"api_key": []}]) == (path not in open_at_gateway), (
+                    path,
+                    op.get("security"),
+                )
                 checked += 1
     assert checked >= 16
     assert _gateway_route(paths, "/elsewhere", "GET") is None
@@ -183,8 +198,9 @@ def test_api_is_rest_with_binary_types_usage_plan_and_json_errors(cfn):
     key = res(cfn, "AWS::ApiGateway::ApiKey")["BootstrapGatewayKey"]["Properties"]
     assert "resolve:secretsmanager" in key["Value"]["Fn::Sub"]
     assert res(cfn, "AWS::ApiGateway::UsagePlanKey")
-    gateway_responses = {r["Properties"]["ResponseType"]: r["Properties"]
-                         for r in res(cfn, "AWS::ApiGateway::GatewayResponse").values()}
+    gateway_responses = {
+        r["Properties"]["ResponseType"]: r["Properties"] for r in res(cfn, "AWS::ApiGateway::GatewayResponse").values()
+    }
     assert {"INVALID_API_KEY", "THROTTLED", "QUOTA_EXCEEDED", "DEFAULT_4XX", "DEFAULT_5XX"} <= set(gateway_responses)
     for r in gateway_responses.values():
         tpl = r["ResponseTemplates"]["application/json"]
@@ -208,8 +224,12 @@ def _resolve(x):
     if isinstance(x, str):
         return x
     if "Fn::Sub" in x:
-        return x["Fn::Sub"].replace("${ModelBucket.Arn}", BUCKET_ARN).replace("${AWS::Partition}", "aws") \
+        return (
+            x["Fn::Sub"]
+            .replace("${ModelBucket.Arn}", BUCKET_ARN)
+            .replace("${AWS::Partition}", "aws")
             .replace("${AWS::Region}", "us-east-1")
+        )
     if x == {"Fn::GetAtt": ["ModelBucket", "Arn"]}:
         return BUCKET_ARN
     if x == {"Ref": "BootstrapKeySecret"}:
@@ -279,8 +299,13 @@ def test_management_writes_registry_and_keys_but_not_the_bucket(cfn):
         assert allowed(cfn, r, action, obj("tenants/acme/models/digits/3/model.onnx"))
         assert allowed(cfn, r, action, obj("system/keys/0123456789ab.json"))
     assert allowed(cfn, r, "s3:PutObjectTagging", obj("tenants/acme/uploads/u/files/model.onnx"))
-    for action in ("s3:DeleteBucket", "s3:PutBucketPolicy", "s3:PutLifecycleConfiguration",
-                   "s3:PutBucketVersioning", "s3:DeleteObjectVersion"):
+    for action in (
+        "s3:DeleteBucket",
+        "s3:PutBucketPolicy",
+        "s3:PutLifecycleConfiguration",
+        "s3:PutBucketVersioning",
+        "s3:DeleteObjectVersion",
+    ):
         assert not allowed(cfn, r, action, BUCKET_ARN) and not allowed(cfn, r, action, obj("tenants/x"))
     assert not allowed(cfn, r, "s3:PutObject", obj("elsewhere/x"))
     assert allowed(cfn, r, "apigateway:POST", "arn:aws:apigateway:us-east-1::/apikeys")
@@ -297,8 +322,10 @@ def test_bucket_is_private_encrypted_versioned_tls_only_and_expires_abandoned_up
 
     b = cfn["Resources"]["ModelBucket"]["Properties"]
     assert b["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
-    assert all(b["PublicAccessBlockConfiguration"][k] is True for k in
-               ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"))
+    assert all(
+        b["PublicAccessBlockConfiguration"][k] is True
+        for k in ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets")
+    )
     assert b["VersioningConfiguration"] == {"Status": "Enabled"}
     rules = {r["Id"]: r for r in b["LifecycleConfiguration"]["Rules"]}
     tag_key, tag_value = STAGING_TAG.split("=")
@@ -326,10 +353,14 @@ def test_published_versions_lose_the_staging_tag_the_lifecycle_rule_expires(s3_b
     t = session.targets["model.onnx"]
     assert httpx.put(t.url, content=data, headers=t.headers).status_code == 200
     s3 = boto3.client("s3")
-    staged = [o["Key"] for o in s3.list_objects_v2(Bucket=s3_bucket, Prefix="tenants/acme/uploads/")["Contents"]
-              if o["Key"].endswith("model.onnx")]
+    staged = [
+        o["Key"]
+        for o in s3.list_objects_v2(Bucket=s3_bucket, Prefix="tenants/acme/uploads/")["Contents"]
+        if o["Key"].endswith("model.onnx")
+    ]
     assert s3.get_object_tagging(Bucket=s3_bucket, Key=staged[0])["TagSet"] == [
-        {"Key": "modelbay-staging", "Value": "true"}]
+        {"Key": "modelbay-staging", "Value": "true"}
+    ]
     m = reg.register_upload("m", session.upload_id)
     key = f"tenants/acme/models/m/{m.version}/model.onnx"
     assert s3.get_object_tagging(Bucket=s3_bucket, Key=key)["TagSet"] == []

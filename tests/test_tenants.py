@@ -9,6 +9,7 @@ import re
 import httpx
 import numpy as np
 import pytest
+
 from modelbay.client import ApiError, Client
 
 
@@ -66,8 +67,9 @@ def test_tenant_cannot_redirect_an_upload_into_another_tenant(tenants, mlp_path,
         assert r.status_code in (400, 403, 404) and r.json()["error"], (forged, r.text)
     assert httpx.put(url, content=data).status_code == 204
     # b cannot register a's upload: the id is looked up in b's namespace
-    assert _status(lambda: b._json("POST", "/registry/models/m/versions", json={"upload_id": up["upload_id"]})
-                   )[0] == 404
+    assert (
+        _status(lambda: b._json("POST", "/registry/models/m/versions", json={"upload_id": up["upload_id"]}))[0] == 404
+    )
     assert a._json("POST", "/registry/models/m/versions", json={"upload_id": up["upload_id"]})["version"] == 1
     assert b.models() == []
 
@@ -103,7 +105,10 @@ def test_alias_changes_are_audited_per_tenant(tenants, mlp_path):
     b.rollback("m", "production")
     recs = b.audit(action="alias.")
     assert [(r.action, r.target, r.details["version"]) for r in recs] == [
-        ("alias.rollback", "m:production", 1), ("alias.set", "m:production", 2), ("alias.set", "m:production", 1)]
+        ("alias.rollback", "m:production", 1),
+        ("alias.set", "m:production", 2),
+        ("alias.set", "m:production", 1),
+    ]
     whoami = b.whoami()
     assert {r.actor for r in recs} == {whoami.key_id}
     assert tenants["a"].audit(action="alias.") == []
@@ -117,8 +122,7 @@ def test_tenant_cannot_infer_another_tenants_model(tenants, mlp_path, server):
         pytest.skip("no /v2/models/{name}/infer route in this build")
     a, b = tenants["a"], tenants["b"]
     b.push(mlp_path, "scorer", aliases=["production"])
-    body = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32",
-                        "data": np.ones(4, np.float32).tolist()}]}
+    body = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": np.ones(4, np.float32).tolist()}]}
     path = re.sub(r"\{[^}]+\}", "scorer", infer)
     assert b.request("POST", path, json=body).status_code == 200
     with pytest.raises(ApiError) as e:

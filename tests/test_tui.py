@@ -16,10 +16,10 @@ from tests.servers import running_keyed as running
 
 pytest.importorskip("textual")
 
-from textual.widgets import DataTable, Input, Static  # noqa: E402
+from textual.widgets import DataTable, Input, Static
 
-from modelbay_tui.app import ModelbayApp  # noqa: E402
-from modelbay_tui.digit import DigitGrid  # noqa: E402
+from modelbay_tui.app import ModelbayApp
+from modelbay_tui.digit import DigitGrid
 
 
 @pytest.fixture
@@ -39,8 +39,13 @@ def local(tmp_path, mlp_path):
 
 
 def make_app(url, tmp_path, **kw) -> ModelbayApp:
-    return ModelbayApp(url=url, profiles_path=tmp_path / "profiles.json", upload_root=kw.pop("root", tmp_path),
-                       health_every=kw.pop("health_every", 0.2), **kw)
+    return ModelbayApp(
+        url=url,
+        profiles_path=tmp_path / "profiles.json",
+        upload_root=kw.pop("root", tmp_path),
+        health_every=kw.pop("health_every", 0.2),
+        **kw,
+    )
 
 
 def drive(app: ModelbayApp, script, size=(80, 24)) -> None:
@@ -192,8 +197,9 @@ def test_metrics_screen_charts_per_model_and_version(local, tmp_path):
     for i in range(30):
         api.state.metrics.record(InferenceEvent("iris", 1, 1, total_ms=10.0 + i, timestamp=now - 120))
     for i in range(10):
-        api.state.metrics.record(InferenceEvent("iris", 2, 1, total_ms=80.0, error="timeout" if i < 2 else None,
-                                                timestamp=now))
+        api.state.metrics.record(
+            InferenceEvent("iris", 2, 1, total_ms=80.0, error="timeout" if i < 2 else None, timestamp=now)
+        )
 
     async def script(pilot):
         app = pilot.app
@@ -201,8 +207,9 @@ def test_metrics_screen_charts_per_model_and_version(local, tmp_path):
         app.open_metrics("iris")
         await until(pilot, lambda: type(app.screen).__name__ == "MetricsScreen")
         screen = app.screen
-        await until(pilot, lambda: screen.query_one("#metrics-table", DataTable).row_count == 3,
-                    what="all + two versions")
+        await until(
+            pilot, lambda: screen.query_one("#metrics-table", DataTable).row_count == 3, what="all + two versions"
+        )
         table = screen.query_one("#metrics-table", DataTable)
         r = {row[0]: row for row in rows(table)}
         assert r["all"][1] == "40" and r["v1"][1] == "30" and r["v2"][2] == "20.0%"
@@ -287,15 +294,30 @@ def test_playground_json_text_and_digit_grid(local, tmp_path, mlp_path):
 
     api, url, c = local
     img, weights = image_classifier(tmp_path / "digits8.onnx")
-    c.push(img, "pixels", VersionMetadata(
-        task="classifier", labels=[str(i) for i in range(10)],
-        preprocessing=ImagePreprocessing(input="pixels", height=8, width=8, channels=1, layout="flat", scale=1.0,
-                                         max_value=16.0),
-        postprocessing=ClassifierPostprocessing(scores="probabilities", top_k=3)), aliases=["production"])
+    c.push(
+        img,
+        "pixels",
+        VersionMetadata(
+            task="classifier",
+            labels=[str(i) for i in range(10)],
+            preprocessing=ImagePreprocessing(
+                input="pixels", height=8, width=8, channels=1, layout="flat", scale=1.0, max_value=16.0
+            ),
+            postprocessing=ClassifierPostprocessing(scores="probabilities", top_k=3),
+        ),
+        aliases=["production"],
+    )
     spam, _ = string_classifier(tmp_path / "spam.onnx", ["free", "money", "meeting", "lunch", "winner"])
-    c.push(spam, "spam", VersionMetadata(task="classifier", labels=["ham", "spam"],
-                                         preprocessing=StringPreprocessing(input="text"),
-                                         postprocessing=ClassifierPostprocessing(scores="probabilities")))
+    c.push(
+        spam,
+        "spam",
+        VersionMetadata(
+            task="classifier",
+            labels=["ham", "spam"],
+            preprocessing=StringPreprocessing(input="text"),
+            postprocessing=ClassifierPostprocessing(scores="probabilities"),
+        ),
+    )
 
     c.push(mlp_path, "ranked", aliases=["canary"])
     c.push(mlp_path, "ranked")  # no production: the server serves the latest, v2, not the canary

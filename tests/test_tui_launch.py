@@ -9,8 +9,8 @@ from tests.servers import free_port
 
 pytest.importorskip("textual")
 
-from modelbay_tui import launch  # noqa: E402
-from modelbay_tui.app import ModelbayApp  # noqa: E402
+from modelbay_tui import launch
+from modelbay_tui.app import ModelbayApp
 
 
 def test_run_starts_the_server_and_quitting_the_tui_stops_it(tmp_path, monkeypatch, mlp_path):

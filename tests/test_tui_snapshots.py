@@ -16,8 +16,9 @@ from tests.servers import running_keyed as running
 
 pytest.importorskip("pytest_textual_snapshot")
 
-from modelbay_tui.app import ModelbayApp  # noqa: E402
-from textual.widgets import DataTable  # noqa: E402
+from textual.widgets import DataTable
+
+from modelbay_tui.app import ModelbayApp
 
 NOW = 1_790_000_000.0  # 2026-09-21 14:13:20 UTC
 
@@ -37,9 +38,14 @@ def frozen(tmp_path, mlp_path, monkeypatch):
     stamps = iter(f"2026-09-21T1{h}:0{m}:00.000Z" for h in range(10) for m in range(10))
     monkeypatch.setattr("modelbay.registry.now_iso", lambda: next(stamps))
     monkeypatch.setattr("modelbay.metrics.series.time", FrozenTime)
-    monkeypatch.setattr(ModelbayApp, "_title", lambda self: (
-        setattr(self, "title", f"modelbay · {self.profile.name}"),
-        setattr(self, "sub_title", "http://127.0.0.1:8080  ● connected")))
+    monkeypatch.setattr(
+        ModelbayApp,
+        "_title",
+        lambda self: (
+            setattr(self, "title", f"modelbay · {self.profile.name}"),
+            setattr(self, "sub_title", "http://127.0.0.1:8080  ● connected"),
+        ),
+    )
     store = LocalStore(tmp_path / "store")
     api = create_app(Settings(store_url=store.url, cache_dir=tmp_path / "cache"), store=store)
     with running(api) as url, Client(url) as c:
@@ -50,16 +56,22 @@ def frozen(tmp_path, mlp_path, monkeypatch):
         for minute in range(15):
             for i in range(10 + minute):
                 v = 1 if minute < 8 else 2
-                api.state.metrics.record(InferenceEvent(
-                    "iris", v, 1, total_ms=5.0 + (i * 7 + minute * 3) % 40 + (20 if v == 2 else 0),
-                    inference_ms=3.0, error="timeout" if (v == 2 and i % 6 == 0) else None,
-                    timestamp=NOW - (14 - minute) * 60 - 30))
+                api.state.metrics.record(
+                    InferenceEvent(
+                        "iris",
+                        v,
+                        1,
+                        total_ms=5.0 + (i * 7 + minute * 3) % 40 + (20 if v == 2 else 0),
+                        inference_ms=3.0,
+                        error="timeout" if (v == 2 and i % 6 == 0) else None,
+                        timestamp=NOW - (14 - minute) * 60 - 30,
+                    )
+                )
         yield url
 
 
 def _app(url, tmp_path) -> ModelbayApp:
-    return ModelbayApp(url=url, profiles_path=tmp_path / "profiles.json", upload_root=tmp_path / "up",
-                       health_every=0)
+    return ModelbayApp(url=url, profiles_path=tmp_path / "profiles.json", upload_root=tmp_path / "up", health_every=0)
 
 
 async def _settle(pilot, cond, timeout: float = 10.0) -> None:

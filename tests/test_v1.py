@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import httpx
 import numpy as np
 import pytest
+
 from modelbay.manifest import (
     ClassifierPostprocessing,
     EmbedderPostprocessing,
@@ -23,7 +24,6 @@ from modelbay.manifest import (
 )
 from modelbay.registry import Registry
 from modelbay.settings import Settings
-
 from tests.inference_models import image_classifier, make_tokenizer, string_classifier, text_embedder
 from tests.servers import running
 
@@ -36,8 +36,11 @@ def register_text(reg: Registry, tmp_path: Path, max_length: int = 12):
     tok_path = make_tokenizer(tmp_path / "tokenizer.json")
     tok = Tokenizer.from_file(str(tok_path))
     path, table, types = text_embedder(tmp_path / "embedder.onnx", tok.get_vocab_size())
-    meta = VersionMetadata(task="embedder", preprocessing=TextPreprocessing(max_length=max_length),
-                           postprocessing=EmbedderPostprocessing(output="last_hidden_state"))
+    meta = VersionMetadata(
+        task="embedder",
+        preprocessing=TextPreprocessing(max_length=max_length),
+        postprocessing=EmbedderPostprocessing(output="last_hidden_state"),
+    )
     reg.register_version("minilm", path, meta, {"tokenizer.json": tok_path}, aliases=["production"])
     return tok, table + types[0]  # single texts have token type 0 everywhere
 
@@ -49,23 +52,37 @@ def serve(store, tmp_path: Path, mlp_path: Path):
     reg = Registry(store)
     tok, table = register_text(reg, tmp_path)
     img, weights = image_classifier(tmp_path / "digits.onnx")
-    reg.register_version("digits", img, VersionMetadata(
-        task="classifier", labels=[str(i) for i in range(10)],
-        preprocessing=ImagePreprocessing(input="pixels", height=8, width=8, channels=1, layout="flat", scale=1.0,
-                                         max_value=16.0),
-        postprocessing=ClassifierPostprocessing(scores="probabilities", top_k=3)))
+    reg.register_version(
+        "digits",
+        img,
+        VersionMetadata(
+            task="classifier",
+            labels=[str(i) for i in range(10)],
+            preprocessing=ImagePreprocessing(
+                input="pixels", height=8, width=8, channels=1, layout="flat", scale=1.0, max_value=16.0
+            ),
+            postprocessing=ClassifierPostprocessing(scores="probabilities", top_k=3),
+        ),
+    )
     spam, spam_w = string_classifier(tmp_path / "spam.onnx", WORDS)
-    reg.register_version("spam", spam, VersionMetadata(
-        task="classifier", labels=["ham", "spam"], preprocessing=StringPreprocessing(input="text"),
-        postprocessing=ClassifierPostprocessing(scores="probabilities")))
-    reg.register_version("iris", mlp_path, VersionMetadata(
-        preprocessing=TabularPreprocessing(input="x", columns=["a", "b", "c", "d"])))
+    reg.register_version(
+        "spam",
+        spam,
+        VersionMetadata(
+            task="classifier",
+            labels=["ham", "spam"],
+            preprocessing=StringPreprocessing(input="text"),
+            postprocessing=ClassifierPostprocessing(scores="probabilities"),
+        ),
+    )
+    reg.register_version(
+        "iris", mlp_path, VersionMetadata(preprocessing=TabularPreprocessing(input="x", columns=["a", "b", "c", "d"]))
+    )
     reg.register_version("mlp", mlp_path, aliases=["production"])
     # protocol tests: keys are covered by test_auth/test_tenants (the route sweep includes these routes)
     app = create_app(Settings(store_url=store.url, cache_dir=tmp_path / "cache", auth=False), store=store)
     with running(app) as url:
-        yield SimpleNamespace(url=url, app=app, tok=tok, table=table, weights=weights, spam_w=spam_w,
-                              mlp=mlp_path)
+        yield SimpleNamespace(url=url, app=app, tok=tok, table=table, weights=weights, spam_w=spam_w, mlp=mlp_path)
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +165,8 @@ def test_string_classifier_and_tabular_rows(local):
     r = predict(local, "spam", {"instances": ["free money", "lunch", "meeting"]})
     assert r.status_code == 200, r.text
     want = ort.InferenceSession(str(local.tmp / "spam.onnx")).run(
-        None, {"text": np.array([["free money"], ["lunch"], ["meeting"]], dtype=object)})[0]
+        None, {"text": np.array([["free money"], ["lunch"], ["meeting"]], dtype=object)}
+    )[0]
     for p, row in zip(r.json()["predictions"], want):
         assert p["label"] == ["ham", "spam"][int(np.argmax(row))]
         assert p["score"] == pytest.approx(float(row.max()), rel=1e-5)
@@ -180,27 +198,30 @@ def test_model_status(local):
     assert httpx.get(f"{local.url}/v1/models/ghost").status_code == 404
 
 
-@pytest.mark.parametrize("path,body,status,match", [
-    ("minilm", {"instances": [42]}, 400, "instance 0: expected a string"),
-    ("minilm", {"instances": []}, 400, "no instances"),
-    ("minilm", {"instances": "hello"}, 400, "must be a list"),
-    ("minilm", {"text": "hello"}, 400, 'missing "instances"'),
-    ("minilm", [1, 2], 400, "JSON object"),
-    ("mlp", {"instances": [[1, 2, 3, 4], [1, 2]]}, 400, "same shape"),
-    ("mlp", {"instances": [[1, 2, 3]]}, 400, "dimension 1 must be 4"),
-    ("mlp", {"instances": [["a", "b", "c", "d"]]}, 400, "expected numbers"),
-    ("iris", {"instances": [{"a": 1, "b": 2, "c": 3}]}, 400, "missing columns ['d']"),
-    ("iris", {"instances": [{"a": 1, "b": 2, "c": 3, "d": 4, "e": 5}]}, 400, "unknown columns ['e']"),
-    ("digits", {"instances": ["not base64!"]}, 400, "not valid base64"),
-    ("digits", {"instances": [base64.b64encode(b"not an image").decode()]}, 400, "not a readable PNG/JPEG"),
-    ("digits", {"instances": [[[1, 2], [3, 4]]]}, 400, "pixel array of shape [2, 2]"),
-    ("digits", {"instances": [[[0] * 8] * 8], "parameters": {"top_k": 0}}, 400, "top_k"),
-    ("spam", {"instances": [["free"]]}, 400, "expected a string"),
-    ("ghost", {"instances": [1]}, 404, "no model named 'ghost'"),
-    ("mlp/labels/canary", {"instances": [[1, 2, 3, 4]]}, 404, "no alias 'canary'"),
-    ("mlp/versions/7", {"instances": [[1, 2, 3, 4]]}, 404, "no version 7"),
-    ("mlp/versions/latest", {"instances": [[1, 2, 3, 4]]}, 400, "use /labels/latest"),
-])
+@pytest.mark.parametrize(
+    "path,body,status,match",
+    [
+        ("minilm", {"instances": [42]}, 400, "instance 0: expected a string"),
+        ("minilm", {"instances": []}, 400, "no instances"),
+        ("minilm", {"instances": "hello"}, 400, "must be a list"),
+        ("minilm", {"text": "hello"}, 400, 'missing "instances"'),
+        ("minilm", [1, 2], 400, "JSON object"),
+        ("mlp", {"instances": [[1, 2, 3, 4], [1, 2]]}, 400, "same shape"),
+        ("mlp", {"instances": [[1, 2, 3]]}, 400, "dimension 1 must be 4"),
+        ("mlp", {"instances": [["a", "b", "c", "d"]]}, 400, "expected numbers"),
+        ("iris", {"instances": [{"a": 1, "b": 2, "c": 3}]}, 400, "missing columns ['d']"),
+        ("iris", {"instances": [{"a": 1, "b": 2, "c": 3, "d": 4, "e": 5}]}, 400, "unknown columns ['e']"),
+        ("digits", {"instances": ["not base64!"]}, 400, "not valid base64"),
+        ("digits", {"instances": [base64.b64encode(b"not an image").decode()]}, 400, "not a readable PNG/JPEG"),
+        ("digits", {"instances": [[[1, 2], [3, 4]]]}, 400, "pixel array of shape [2, 2]"),
+        ("digits", {"instances": [[[0] * 8] * 8], "parameters": {"top_k": 0}}, 400, "top_k"),
+        ("spam", {"instances": [["free"]]}, 400, "expected a string"),
+        ("ghost", {"instances": [1]}, 404, "no model named 'ghost'"),
+        ("mlp/labels/canary", {"instances": [[1, 2, 3, 4]]}, 404, "no alias 'canary'"),
+        ("mlp/versions/7", {"instances": [[1, 2, 3, 4]]}, 404, "no version 7"),
+        ("mlp/versions/latest", {"instances": [[1, 2, 3, 4]]}, 400, "use /labels/latest"),
+    ],
+)
 def test_bad_predict_requests_are_clear_4xx(local, path, body, status, match):
     r = predict(local, path, body)
     assert r.status_code == status, r.text
@@ -217,8 +238,9 @@ def test_malformed_json_and_limits(local):
 
 
 def _limits(local):
-    r = httpx.post(f"{local.url}/v1/models/mlp:predict", content=b"{\"instances\": [",
-                   headers={"Content-Type": "application/json"})
+    r = httpx.post(
+        f"{local.url}/v1/models/mlp:predict", content=b'{"instances": [', headers={"Content-Type": "application/json"}
+    )
     assert r.status_code == 400 and "malformed JSON" in r.json()["error"]
     local.app.state.settings.limits.max_instances = 3
     r = predict(local, "mlp", {"instances": [[1, 2, 3, 4]] * 4})
@@ -231,8 +253,11 @@ def _limits(local):
 def test_non_finite_predictions_are_standard_json(local):
     """A NaN input runs through to NaN outputs: the answer says null, which every JSON parser reads,
     not Python's bare NaN."""
-    r = httpx.post(f"{local.url}/v1/models/mlp:predict", content=b'{"instances": [[NaN, 1, 2, 3], [0, 1, 2, 3]]}',
-                   headers={"content-type": "application/json"})
+    r = httpx.post(
+        f"{local.url}/v1/models/mlp:predict",
+        content=b'{"instances": [[NaN, 1, 2, 3], [0, 1, 2, 3]]}',
+        headers={"content-type": "application/json"},
+    )
     assert r.status_code == 200, r.text
 
     def strict(token):

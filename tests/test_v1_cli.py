@@ -7,12 +7,12 @@ import json
 import numpy as np
 import onnxruntime as ort
 import pytest
+from typer.testing import CliRunner
+
 from modelbay.cli import app
 from modelbay.client import ApiError, Client
 from modelbay.manifest import ClassifierPostprocessing, ImagePreprocessing, VersionMetadata
 from modelbay.registry import Registry
-from typer.testing import CliRunner
-
 from tests.inference_models import image_classifier
 from tests.test_v1 import register_text
 
@@ -26,10 +26,16 @@ def url(tmp_path, mlp_path, serve_store):
     register_text(reg, tmp_path)
     reg.register_version("mlp", mlp_path, aliases=["production"])
     img, _ = image_classifier(tmp_path / "digits.onnx")
-    reg.register_version("digits", img, VersionMetadata(
-        task="classifier", labels=[f"digit-{i}" for i in range(10)],
-        preprocessing=ImagePreprocessing(input="pixels", height=8, width=8, layout="flat", scale=1.0, max_value=16),
-        postprocessing=ClassifierPostprocessing(scores="probabilities", top_k=3)))
+    reg.register_version(
+        "digits",
+        img,
+        VersionMetadata(
+            task="classifier",
+            labels=[f"digit-{i}" for i in range(10)],
+            preprocessing=ImagePreprocessing(input="pixels", height=8, width=8, layout="flat", scale=1.0, max_value=16),
+            postprocessing=ClassifierPostprocessing(scores="probabilities", top_k=3),
+        ),
+    )
     return serve_store(store)
 
 
@@ -88,8 +94,14 @@ def test_cli_predict_errors_are_clear(url):
     env = {**os.environ, "PYTHONPATH": str(Path(modelbay.__file__).parents[1])}
 
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "modelbay", "--url", url, *args],
-                              capture_output=True, text=True, timeout=60, env=env, check=False)
+        return subprocess.run(
+            [sys.executable, "-m", "modelbay", "--url", url, *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+            check=False,
+        )
 
     # the caller's mistakes: exit 2, a message, no traceback
     r = cli("predict", "ghost", "--text", "hi")

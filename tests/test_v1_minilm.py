@@ -20,14 +20,14 @@ def served(tmp_path_factory):
     from modelbay.registry import Registry
     from modelbay.settings import Settings
     from modelbay.storage.local import LocalStore
-
     from tests.servers import running
 
     built = examples.build("minilm")  # cached after the first build
     tmp = tmp_path_factory.mktemp("minilm")
     store = LocalStore(tmp / "store")
-    Registry(store).register_version("minilm", built.onnx_path, built.metadata, built.side_files,
-                                     aliases=["production"])
+    Registry(store).register_version(
+        "minilm", built.onnx_path, built.metadata, built.side_files, aliases=["production"]
+    )
     with running(create_app(Settings(store_url=store.url, cache_dir=tmp / "cache", auth=False), store=store)) as url:
         yield url, built
 
@@ -51,7 +51,12 @@ def test_minilm_sentence_embeddings_over_v1(served):
     out = built.metadata.postprocessing.output
     for text, got in zip(texts, v):
         e = tok.encode(text)
-        feed = {i.name: np.array([{"input_ids": e.ids, "attention_mask": e.attention_mask,
-                                   "token_type_ids": e.type_ids}[i.name]], np.int64) for i in s.get_inputs()}
+        feed = {
+            i.name: np.array(
+                [{"input_ids": e.ids, "attention_mask": e.attention_mask, "token_type_ids": e.type_ids}[i.name]],
+                np.int64,
+            )
+            for i in s.get_inputs()
+        }
         want = s.run([out], feed)[0][0]
         assert float(got @ (want / np.linalg.norm(want))) > 0.995

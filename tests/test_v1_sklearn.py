@@ -10,22 +10,28 @@ from __future__ import annotations
 import httpx
 import numpy as np
 import pytest
+
 from modelbay.manifest import ClassifierPostprocessing, ImagePreprocessing, StringPreprocessing, VersionMetadata
 from modelbay.registry import Registry
 
 pytest.importorskip("skl2onnx")
 pytest.importorskip("sklearn")
 
-TEXTS = ["my ssn is 123-45-6789", "card number 4111 1111 1111 1111", "lunch at noon?", "see you tomorrow",
-         "password: hunter2", "the meeting moved to friday", "my iban is DE89 3704 0044", "nice weather today"]
+TEXTS = [
+    "my ssn is 123-45-6789",
+    "card number 4111 1111 1111 1111",
+    "lunch at noon?",
+    "see you tomorrow",
+    "password: hunter2",
+    "the meeting moved to friday",
+    "my iban is DE89 3704 0044",
+    "nice weather today",
+]
 SENSITIVE = [1, 1, 0, 0, 1, 0, 1, 0]
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    from modelbay.api.app import create_app
-    from modelbay.settings import Settings
-    from modelbay.storage.local import LocalStore
     from skl2onnx import to_onnx
     from skl2onnx.common.data_types import FloatTensorType, StringTensorType
     from sklearn.datasets import load_digits
@@ -33,32 +39,57 @@ def served(tmp_path_factory):
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
+    from modelbay.api.app import create_app
+    from modelbay.settings import Settings
+    from modelbay.storage.local import LocalStore
     from tests.servers import running
 
     tmp = tmp_path_factory.mktemp("sklearn")
     digits = load_digits()
     clf = LogisticRegression(max_iter=300).fit(digits.data[:1000], digits.target[:1000])
-    onx = to_onnx(clf, initial_types=[("pixels", FloatTensorType([None, 64]))],
-                  options={id(clf): {"zipmap": False}}, target_opset=17)
+    onx = to_onnx(
+        clf,
+        initial_types=[("pixels", FloatTensorType([None, 64]))],
+        options={id(clf): {"zipmap": False}},
+        target_opset=17,
+    )
     (tmp / "digits.onnx").write_bytes(onx.SerializeToString())
     text = make_pipeline(TfidfVectorizer(), LogisticRegression()).fit(TEXTS, SENSITIVE)
     # StringNormalizer defaults to the en_US.UTF-8 locale, which minimal images (this one, Lambda's
     # Amazon Linux 2023) lack: onnxruntime then refuses the model. C.UTF-8 is always there.
-    onx = to_onnx(text, initial_types=[("text", StringTensorType([None, 1]))],
-                  options={id(text.steps[-1][1]): {"zipmap": False}, id(text.steps[0][1]): {"locale": "C.UTF-8"}},
-                  target_opset=17)
+    onx = to_onnx(
+        text,
+        initial_types=[("text", StringTensorType([None, 1]))],
+        options={id(text.steps[-1][1]): {"zipmap": False}, id(text.steps[0][1]): {"locale": "C.UTF-8"}},
+        target_opset=17,
+    )
     (tmp / "sensitive.onnx").write_bytes(onx.SerializeToString())
 
     store = LocalStore(tmp / "store")
     reg = Registry(store)
-    reg.register_version("digits", tmp / "digits.onnx", VersionMetadata(
-        task="classifier", labels=[str(i) for i in range(10)],
-        preprocessing=ImagePreprocessing(input="pixels", height=8, width=8, channels=1, layout="flat", scale=1.0,
-                                         max_value=16.0),
-        postprocessing=ClassifierPostprocessing(scores="probabilities", top_k=3)), aliases=["production"])
-    reg.register_version("sensitive", tmp / "sensitive.onnx", VersionMetadata(
-        task="classifier", labels=["safe", "sensitive"], preprocessing=StringPreprocessing(input="text"),
-        postprocessing=ClassifierPostprocessing(scores="probabilities", top_k=2)))
+    reg.register_version(
+        "digits",
+        tmp / "digits.onnx",
+        VersionMetadata(
+            task="classifier",
+            labels=[str(i) for i in range(10)],
+            preprocessing=ImagePreprocessing(
+                input="pixels", height=8, width=8, channels=1, layout="flat", scale=1.0, max_value=16.0
+            ),
+            postprocessing=ClassifierPostprocessing(scores="probabilities", top_k=3),
+        ),
+        aliases=["production"],
+    )
+    reg.register_version(
+        "sensitive",
+        tmp / "sensitive.onnx",
+        VersionMetadata(
+            task="classifier",
+            labels=["safe", "sensitive"],
+            preprocessing=StringPreprocessing(input="text"),
+            postprocessing=ClassifierPostprocessing(scores="probabilities", top_k=2),
+        ),
+    )
     with running(create_app(Settings(store_url=store.url, cache_dir=tmp / "cache", auth=False), store=store)) as url:
         yield url, clf, text, digits
 

@@ -17,6 +17,7 @@ engine.prewarm_in_background()
 
 # imported after the prewarm has started, on purpose
 from mangum import Mangum
+
 from modelbay.api.app import create_app
 
 # inline: one request at a time per sandbox, so the engine runs on the loop (no thread hop)

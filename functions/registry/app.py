@@ -1,6 +1,7 @@
 """Lambda entry point of the management API: Mangum around modelbay's registry app."""
 
 from mangum import Mangum
+
 from modelbay.api.app import create_app
 from modelbay.settings import Settings
 

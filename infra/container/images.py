@@ -58,8 +58,15 @@ MMDEBSTRAP_OPTIONS = (
 BASE_CHANGES = ("ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "ENV LANG=C.UTF-8")
 
 # What the Containerfile copies (.dockerignore admits the same): the images' input hash covers it.
-CONTEXT = ("pyproject.toml", "README.md", "shared", "functions", "infra/container", "infra/layer/Makefile",
-           ".dockerignore")
+CONTEXT = (
+    "pyproject.toml",
+    "README.md",
+    "shared",
+    "functions",
+    "infra/container",
+    "infra/layer/Makefile",
+    ".dockerignore",
+)
 TARGETS = ("server", "lambda")
 CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
 
@@ -85,10 +92,13 @@ class Engine:
         # podman's --runtime is a global option; `podman build` then uses it for RUN steps too
         return [self.exe, *self.run_flags, *args]
 
-    def __call__(self, *args: str, timeout: float | None = 600, check: bool = True,
-                 **kw) -> subprocess.CompletedProcess:
+    def __call__(
+        self, *args: str, timeout: float | None = 600, check: bool = True, **kw
+    ) -> subprocess.CompletedProcess:
         kw.setdefault("capture_output", True)
-        r = subprocess.run(self.cmd(*args), env={**os.environ, **self.env}, text=True, timeout=timeout, check=False, **kw)
+        r = subprocess.run(
+            self.cmd(*args), env={**os.environ, **self.env}, text=True, timeout=timeout, check=False, **kw
+        )
         if check and r.returncode != 0:
             raise RuntimeError(f"{' '.join(self.cmd(*args))} failed ({r.returncode}):\n{(r.stderr or '')[-3000:]}")
         return r
@@ -105,9 +115,13 @@ def _podman() -> Engine | str:
     if not exe:
         return "podman is not installed"
     runc = shutil.which("runc") or ("/usr/sbin/runc" if os.access("/usr/sbin/runc", os.X_OK) else None)
-    engine = Engine("podman", exe, {"CONTAINERS_CONF": str(CONTAINERS_CONF)},
-                    run_flags=("--runtime", runc) if runc else (),
-                    build_flags=("--network", "host", "--format", "docker", "--layers"))
+    engine = Engine(
+        "podman",
+        exe,
+        {"CONTAINERS_CONF": str(CONTAINERS_CONF)},
+        run_flags=("--runtime", runc) if runc else (),
+        build_flags=("--network", "host", "--format", "docker", "--layers"),
+    )
     r = engine("info", check=False, timeout=60)
     return engine if r.returncode == 0 else f"`podman info` failed: {r.stderr.strip()[-300:]}"
 
@@ -132,8 +146,11 @@ def detect(environ: Mapping[str, str] | None = None) -> Engine:
         if isinstance(found, Engine):
             return found
         reasons.append(found)
-    raise NoEngine("no container engine works here: " + "; ".join(reasons)
-                   + " (on Debian/Ubuntu: `make container-tools`, i.e. apt-get install podman runc mmdebstrap)")
+    raise NoEngine(
+        "no container engine works here: "
+        + "; ".join(reasons)
+        + " (on Debian/Ubuntu: `make container-tools`, i.e. apt-get install podman runc mmdebstrap)"
+    )
 
 
 def _digest(*parts: object) -> str:
@@ -141,8 +158,11 @@ def _digest(*parts: object) -> str:
 
 
 def _arch() -> str:
-    return subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True, check=False).stdout.strip() \
-        if shutil.which("dpkg") else os.uname().machine
+    return (
+        subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True, check=False).stdout.strip()
+        if shutil.which("dpkg")
+        else os.uname().machine
+    )
 
 
 def base_tag() -> str:
@@ -193,13 +213,20 @@ def _run_logged(engine: Engine, name: str, *args: str, timeout: float) -> None:
 def build_base(engine: Engine, tag: str) -> None:
     """mmdebstrap a Debian root filesystem into a tarball and import it as `tag`."""
     if not shutil.which("mmdebstrap"):
-        raise NoEngine("mmdebstrap is not installed, so no base image can be made "
-                       "(`make container-tools`, or BASE=<an image with python3> where a registry is reachable)")
+        raise NoEngine(
+            "mmdebstrap is not installed, so no base image can be made "
+            "(`make container-tools`, or BASE=<an image with python3> where a registry is reachable)"
+        )
     with tempfile.TemporaryDirectory(prefix="modelbay-rootfs-") as d:
         tar = Path(d) / "rootfs.tar"
         with _log("base").open("w") as out:
-            r = subprocess.run(["mmdebstrap", *MMDEBSTRAP_OPTIONS, "--include=" + ",".join(PACKAGES), SUITE,
-                                str(tar), *MIRRORS], stdout=out, stderr=subprocess.STDOUT, timeout=1800, check=False)
+            r = subprocess.run(
+                ["mmdebstrap", *MMDEBSTRAP_OPTIONS, "--include=" + ",".join(PACKAGES), SUITE, str(tar), *MIRRORS],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=1800,
+                check=False,
+            )
         if r.returncode != 0:
             raise RuntimeError(f"mmdebstrap failed; log {_log('base')}:\n{_log('base').read_text()[-3000:]}")
         changes = [a for c in BASE_CHANGES for a in ("--change", c)]
@@ -211,8 +238,9 @@ def build_image(engine: Engine, target: str, base: str, tag: str) -> None:
     ca = os.environ.get("SSL_CERT_FILE") or next((c for c in CA_BUNDLES if os.path.exists(c)), None)
     if ca:  # lets pip inside the build trust what this host trusts (e.g. a TLS-inspecting proxy)
         args += ["--secret", f"id=ca,src={ca}"]
-    _run_logged(engine, target, "build", *args, "-t", tag, "-t", tag.rsplit(":", 1)[0] + ":latest", str(ROOT),
-                timeout=3600)
+    _run_logged(
+        engine, target, "build", *args, "-t", tag, "-t", tag.rsplit(":", 1)[0] + ":latest", str(ROOT), timeout=3600
+    )
 
 
 @dataclass
@@ -225,10 +253,19 @@ class Images:
     seconds: float
 
     def as_json(self) -> dict:
-        sizes = {t: self.engine.size(tag) for t, tag in (("base", self.base), ("server", self.server),
-                                                         ("lambda", self.lambda_))}
-        return {"engine": self.engine.name, "base": self.base, "server": self.server, "lambda": self.lambda_,
-                "built": self.built, "seconds": round(self.seconds, 1), "sizes": sizes}
+        sizes = {
+            t: self.engine.size(tag)
+            for t, tag in (("base", self.base), ("server", self.server), ("lambda", self.lambda_))
+        }
+        return {
+            "engine": self.engine.name,
+            "base": self.base,
+            "server": self.server,
+            "lambda": self.lambda_,
+            "built": self.built,
+            "seconds": round(self.seconds, 1),
+            "sizes": sizes,
+        }
 
 
 def ensure(engine: Engine | None = None, base: str | None = None) -> Images:

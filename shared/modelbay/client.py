@@ -60,8 +60,9 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _chunks(path: Path, start: int, length: int, sent: list[int], total: int,
-            progress: Progress | None) -> Iterator[bytes]:
+def _chunks(
+    path: Path, start: int, length: int, sent: list[int], total: int, progress: Progress | None
+) -> Iterator[bytes]:
     with open(path, "rb") as f:
         f.seek(start)
         left = length
@@ -77,8 +78,13 @@ def _chunks(path: Path, start: int, length: int, sent: list[int], total: int,
 
 
 class Client:
-    def __init__(self, url: str | None = None, api_key: str | None = None, timeout: float = 60.0,
-                 transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        url: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         from .settings import Settings
 
         settings = Settings.from_env()
@@ -162,11 +168,19 @@ class Client:
     def whoami(self) -> WhoAmI:
         return WhoAmI.model_validate(self._json("GET", "/registry/whoami"))
 
-    def create_key(self, scopes: list[str], *, tenant: str | None = None, name: str = "", root: bool = False,
-                   expires_in_days: float | None = None) -> NewKey:
+    def create_key(
+        self,
+        scopes: list[str],
+        *,
+        tenant: str | None = None,
+        name: str = "",
+        root: bool = False,
+        expires_in_days: float | None = None,
+    ) -> NewKey:
         """The answer's ``key`` is the secret, shown once."""
-        body = KeyCreate.model_construct(scopes=scopes, tenant=tenant, name=name, root=root,
-                                         expires_in_days=expires_in_days)
+        body = KeyCreate.model_construct(
+            scopes=scopes, tenant=tenant, name=name, root=root, expires_in_days=expires_in_days
+        )
         return NewKey.model_validate(self._json("POST", "/registry/keys", json=body.model_dump()))
 
     def keys(self, tenant: str | None = None, all_tenants: bool = False) -> list[KeyInfo]:
@@ -187,15 +201,23 @@ class Client:
         params = {k: v for k, v in {"tenant": tenant, "action": action, "limit": limit}.items() if v}
         return AuditList.model_validate(self._json("GET", "/registry/audit", params=params)).records
 
-    def push(self, path: str | Path, name: str, metadata: VersionMetadata | None = None,
-             side_files: Mapping[str, str | Path] | None = None, aliases: Sequence[str] = (),
-             progress: Progress | None = None) -> Manifest:
+    def push(
+        self,
+        path: str | Path,
+        name: str,
+        metadata: VersionMetadata | None = None,
+        side_files: Mapping[str, str | Path] | None = None,
+        aliases: Sequence[str] = (),
+        progress: Progress | None = None,
+    ) -> Manifest:
         """Upload straight to the store (presigned or local target), then register."""
         files = {"model.onnx": Path(path), **{f: Path(p) for f, p in (side_files or {}).items()}}
         decl = {f: FileDecl.model_construct(size=p.stat().st_size, sha256=_sha256(p)) for f, p in files.items()}
-        up = UploadSession.model_validate(self._json(
-            "POST", f"/registry/models/{name}/uploads",
-            json=UploadRequest.model_construct(files=decl).model_dump()))
+        up = UploadSession.model_validate(
+            self._json(
+                "POST", f"/registry/models/{name}/uploads", json=UploadRequest.model_construct(files=decl).model_dump()
+            )
+        )
         total = sum(d.size for d in decl.values())
         sent = [0]
         parts: dict[str, list[str]] = {}
@@ -203,13 +225,16 @@ class Client:
             if target.multipart_id:
                 parts[f] = self._put_parts(files[f], target, sent, total, progress)
             elif target.url:
-                self._put(target.url, target.headers, _chunks(files[f], 0, decl[f].size, sent, total, progress),
-                          decl[f].size)
+                self._put(
+                    target.url, target.headers, _chunks(files[f], 0, decl[f].size, sent, total, progress), decl[f].size
+                )
         # bodies are built unvalidated: the server is the one judge, and its 400 says what is wrong
-        body = RegisterRequest.model_construct(upload_id=up.upload_id, aliases=list(aliases),
-                                               metadata=metadata or VersionMetadata(), parts=parts or None)
-        return Manifest.model_validate(self._json("POST", f"/registry/models/{name}/versions",
-                                                  json=body.model_dump(mode="json"), timeout=600))
+        body = RegisterRequest.model_construct(
+            upload_id=up.upload_id, aliases=list(aliases), metadata=metadata or VersionMetadata(), parts=parts or None
+        )
+        return Manifest.model_validate(
+            self._json("POST", f"/registry/models/{name}/versions", json=body.model_dump(mode="json"), timeout=600)
+        )
 
     def _put(self, url: str, headers: dict[str, str], content: Iterator[bytes], size: int) -> httpx.Response:
         # Presigned URLs must not carry our API key: a fresh request, not self.http.
@@ -226,8 +251,9 @@ class Client:
             raise ApiError(r.status_code, {"error": f"upload rejected: {r.text[:300]}", "code": "upload_failed"})
         return r
 
-    def _put_parts(self, path: Path, target: UploadTarget, sent: list[int], total: int,
-                   progress: Progress | None) -> list[str]:
+    def _put_parts(
+        self, path: Path, target: UploadTarget, sent: list[int], total: int, progress: Progress | None
+    ) -> list[str]:
         size = path.stat().st_size
         step = target.part_size or size
         etags = []
@@ -248,8 +274,13 @@ class Client:
                 out[name] = float(dur)
         return out
 
-    def predict(self, name: str, ref: str | int | None = None, instances: list[Any] | None = None,
-                parameters: dict[str, Any] | None = None) -> Prediction:
+    def predict(
+        self,
+        name: str,
+        ref: str | int | None = None,
+        instances: list[Any] | None = None,
+        parameters: dict[str, Any] | None = None,
+    ) -> Prediction:
         """V1 predict on raw instances (texts, images as base64 or pixel lists, rows)."""
         if ref is None:
             path = f"/v1/models/{name}:predict"
@@ -261,33 +292,52 @@ class Client:
         if parameters:
             body["parameters"] = parameters
         r = self.request("POST", path, json=body)
-        return Prediction(r.json()["predictions"], name, int(r.headers.get("x-model-version", 0)),
-                          self._timing(r.headers.get("server-timing")))
+        return Prediction(
+            r.json()["predictions"],
+            name,
+            int(r.headers.get("x-model-version", 0)),
+            self._timing(r.headers.get("server-timing")),
+        )
 
-    def infer(self, name: str, inputs: dict[str, Any], ref: str | int | None = None,
-              outputs: list[str] | None = None, *, binary: bool = True, request_id: str | None = None,
-              parameters: dict[str, Any] | None = None) -> InferResult:
+    def infer(
+        self,
+        name: str,
+        inputs: dict[str, Any],
+        ref: str | int | None = None,
+        outputs: list[str] | None = None,
+        *,
+        binary: bool = True,
+        request_id: str | None = None,
+        parameters: dict[str, Any] | None = None,
+    ) -> InferResult:
         """Open Inference Protocol infer with numpy tensors (binary tensor extension by default)."""
         from .protocols import oip
 
-        body, headers = oip.encode_request(inputs, outputs, binary=binary, request_id=request_id,
-                                           parameters=parameters)
+        body, headers = oip.encode_request(inputs, outputs, binary=binary, request_id=request_id, parameters=parameters)
         path = f"/v2/models/{name}" + (f"/versions/{ref}" if ref is not None else "") + "/infer"
         r = self.request("POST", path, content=body, headers=headers)
         meta, arrays = oip.decode_response(r.content, r.headers.get(oip.HEADER))
-        return InferResult(arrays, name, int(meta["model_version"]), meta.get("id"),
-                           self._timing(r.headers.get("server-timing")))
+        return InferResult(
+            arrays, name, int(meta["model_version"]), meta.get("id"), self._timing(r.headers.get("server-timing"))
+        )
 
     def model_metadata(self, name: str, ref: str | int | None = None) -> dict[str, Any]:
         """OIP model metadata: platform, versions, inputs and outputs with datatype and shape."""
         return self._json("GET", f"/v2/models/{name}" + (f"/versions/{ref}" if ref is not None else ""))
+
     # ------------------------------------------------------------ metrics
     def metrics_overview(self, window: str = "1h") -> Overview:
         """Every model's requests, errors, error rate and p95 over the window."""
         return Overview.model_validate(self._json("GET", "/registry/metrics", params={"window": window}))
 
-    def metrics(self, name: str, window: str = "1h", step: str | None = None, ref: str | int | None = None,
-                by_version: bool = False) -> ModelMetrics:
+    def metrics(
+        self,
+        name: str,
+        window: str = "1h",
+        step: str | None = None,
+        ref: str | int | None = None,
+        by_version: bool = False,
+    ) -> ModelMetrics:
         """Time series for a model (or one version/alias with ``ref``); ``by_version`` adds each version's."""
         params: dict[str, Any] = {"window": window, "by_version": str(by_version).lower()}
         if step:

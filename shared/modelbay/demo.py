@@ -22,12 +22,18 @@ if TYPE_CHECKING:
 
         def models(self) -> Sequence[ModelSummary]: ...
 
+
 # registry name -> example name
 DEMO_MODELS = {"minilm": "minilm", "digits": "digits", "pii": "pii", "mlp": "mlp"}
 
 
-def seed(client: DemoTarget, cache_dir: str | Path | None = None, *, names: list[str] | None = None,
-         say: Callable[[str], None] = lambda _msg: None) -> dict[str, str]:
+def seed(
+    client: DemoTarget,
+    cache_dir: str | Path | None = None,
+    *,
+    names: list[str] | None = None,
+    say: Callable[[str], None] = lambda _msg: None,
+) -> dict[str, str]:
     """Push each missing demo model; return {name: what happened}."""
     try:
         from .convert import examples
@@ -44,8 +50,9 @@ def seed(client: DemoTarget, cache_dir: str | Path | None = None, *, names: list
         say(f"building {name} (cached after the first time)")
         try:
             r = examples.build(DEMO_MODELS[name], cache_dir)
-            m = push(client, r.onnx_path, name=name, metadata=r.metadata, side_files=r.side_files,
-                     aliases=["production"]).manifest
+            m = push(
+                client, r.onnx_path, name=name, metadata=r.metadata, side_files=r.side_files, aliases=["production"]
+            ).manifest
         except (ModelbayError, ImportError, OSError) as e:
             done[name] = f"skipped: {e}"
             say(f"{name}: skipped ({e})")

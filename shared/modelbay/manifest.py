@@ -81,7 +81,7 @@ class StringPreprocessing(_Model):
 
 
 Preprocessing = Annotated[
-    Union[TextPreprocessing, ImagePreprocessing, TabularPreprocessing, StringPreprocessing],
+    TextPreprocessing | ImagePreprocessing | TabularPreprocessing | StringPreprocessing,
     Field(discriminator="kind"),
 ]
 
@@ -102,7 +102,7 @@ class EmbedderPostprocessing(_Model):
 
 
 Postprocessing = Annotated[
-    Union[ClassifierPostprocessing, EmbedderPostprocessing],
+    ClassifierPostprocessing | EmbedderPostprocessing,
     Field(discriminator="kind"),
 ]
 

@@ -129,10 +129,15 @@ class Registry:
             visible = sorted(v for v, f in versions.items() if self._visible(f))
             if not visible:
                 continue
-            out.append(ModelSummary(
-                name=name, latest_version=visible[-1], version_count=len(visible),
-                aliases=self.aliases(name), updated_at=versions[visible[-1]][MANIFEST],
-            ))
+            out.append(
+                ModelSummary(
+                    name=name,
+                    latest_version=visible[-1],
+                    version_count=len(visible),
+                    aliases=self.aliases(name),
+                    updated_at=versions[visible[-1]][MANIFEST],
+                )
+            )
         return out
 
     def get_version(self, name: str, version: int | str) -> Manifest:
@@ -212,7 +217,7 @@ class Registry:
         out: dict[str, int] = {}
         prefix = self.layout.aliases(name)
         for info in self.store.list(prefix):
-            alias = info.key[len(prefix):].removesuffix(".json")
+            alias = info.key[len(prefix) :].removesuffix(".json")
             state = self._read_alias(name, alias)[0]
             if state and state.version is not None:
                 out[alias] = state.version
@@ -224,8 +229,16 @@ class Registry:
             raise NotFound(f"model {name!r} has no alias {alias!r}", model=name, alias=alias)
         return state
 
-    def set_alias(self, name: str, alias: str, version: int | None, *, expected: int | None | _Any = _ANY,
-                  actor: str | None = None, action: AliasAction = "set") -> AliasState:
+    def set_alias(
+        self,
+        name: str,
+        alias: str,
+        version: int | None,
+        *,
+        expected: int | _Any | None = _ANY,
+        actor: str | None = None,
+        action: AliasAction = "set",
+    ) -> AliasState:
         """Point ``alias`` at ``version`` (None deletes it) by compare-and-swap.
 
         ``expected`` (a version or None) makes the change conditional: a 412 if
@@ -241,16 +254,23 @@ class Registry:
             if not isinstance(expected, _Any) and current != expected:
                 raise PreconditionFailed(
                     f"alias {alias!r} of {name!r} points at {current}, not {expected}",
-                    current=current, expected=expected)
+                    current=current,
+                    expected=expected,
+                )
             if action == "delete" and current is None:
                 raise NotFound(f"model {name!r} has no alias {alias!r}", model=name, alias=alias)
             entry: AliasChange = {"at": now_iso(), "by": actor, "from": current, "to": version, "action": action}
             history = ((state.history if state else []) + [entry])[-HISTORY_LIMIT:]
-            new = AliasState(model=name, alias=alias, version=version, updated_at=entry["at"], updated_by=actor,
-                             history=history)
+            new = AliasState(
+                model=name, alias=alias, version=version, updated_at=entry["at"], updated_by=actor, history=history
+            )
             try:
-                self.store.put_bytes(self.layout.alias(name, alias), _dumps(new.model_dump(mode="json")),
-                                     if_match=etag, if_none_match=etag is None)
+                self.store.put_bytes(
+                    self.layout.alias(name, alias),
+                    _dumps(new.model_dump(mode="json")),
+                    if_match=etag,
+                    if_none_match=etag is None,
+                )
                 break
             except PreconditionFailed:
                 if not isinstance(expected, _Any):
@@ -273,8 +293,9 @@ class Registry:
         state = self.alias_state(name, alias)
         target = rollback_target(state.history)
         if target is None:
-            raise Conflict(f"alias {alias!r} of {name!r} has no earlier version to roll back to",
-                           model=name, alias=alias)
+            raise Conflict(
+                f"alias {alias!r} of {name!r} has no earlier version to roll back to", model=name, alias=alias
+            )
         try:
             self.get_version(name, target)
         except NotFound:
@@ -286,8 +307,10 @@ class Registry:
         v = check_version(version)
         self.get_version(name, v)
         if pointing := [a for a, av in self.aliases(name).items() if av == v]:
-            raise Conflict(f"version {v} of {name!r} is aliased by {', '.join(sorted(pointing))}; "
-                           "move those aliases first", aliases=sorted(pointing))
+            raise Conflict(
+                f"version {v} of {name!r} is aliased by {', '.join(sorted(pointing))}; move those aliases first",
+                aliases=sorted(pointing),
+            )
         tomb = self.layout.file(name, v, TOMBSTONE)
         try:
             self.store.put_bytes(tomb, _dumps({"at": now_iso(), "by": actor}), if_none_match=True)
@@ -295,13 +318,14 @@ class Registry:
             raise Conflict(f"version {v} of {name!r} is already being deleted") from None
         if pointing := [a for a, av in self.aliases(name).items() if av == v]:
             self.store.delete(tomb)
-            raise Conflict(f"version {v} of {name!r} was just aliased by {', '.join(pointing)}",
-                           aliases=sorted(pointing))
+            raise Conflict(
+                f"version {v} of {name!r} was just aliased by {', '.join(pointing)}", aliases=sorted(pointing)
+            )
         # Claim and tombstone stay: version numbers are never reused.
         prefix = self.layout.version(name, v)
         self.store.delete(prefix + MANIFEST)
         for info in list(self.store.list(prefix)):
-            if info.key[len(prefix):] not in (CLAIM, TOMBSTONE):
+            if info.key[len(prefix) :] not in (CLAIM, TOMBSTONE):
                 self.store.delete(info.key)
 
     # ------------------------------------------------------------- publishing
@@ -317,15 +341,23 @@ class Registry:
                 v += 1
         raise Conflict(f"could not allocate a version for {name!r}")
 
-    def register_version(self, name: str, model_path: Path, metadata: VersionMetadata | None = None,
-                         side_files: dict[str, Path] | None = None, aliases: Iterable[str] = (),
-                         *, actor: str | None = None) -> Manifest:
+    def register_version(
+        self,
+        name: str,
+        model_path: Path,
+        metadata: VersionMetadata | None = None,
+        side_files: dict[str, Path] | None = None,
+        aliases: Iterable[str] = (),
+        *,
+        actor: str | None = None,
+    ) -> Manifest:
         """Validate local files and publish them as the next version."""
         check_name(name, "model name")
         side_files = dict(side_files or {})
         self._check_side_files({f: Path(p).stat().st_size for f, p in side_files.items()})
-        return self._publish(name, Path(model_path), side_files, metadata or VersionMetadata(),
-                             list(aliases), actor, staged=None)
+        return self._publish(
+            name, Path(model_path), side_files, metadata or VersionMetadata(), list(aliases), actor, staged=None
+        )
 
     def _check_side_files(self, sizes: dict[str, int]) -> None:
         if len(sizes) > self.limits.max_side_files:
@@ -335,8 +367,16 @@ class Registry:
             if size > self.limits.max_side_file_bytes:
                 raise TooLarge(f"side file {f!r} is {size} bytes; the limit is {self.limits.max_side_file_bytes}")
 
-    def _publish(self, name: str, model_path: Path, side_files: dict[str, Path], metadata: VersionMetadata,
-                 aliases: list[str], actor: str | None, staged: dict[str, str] | None) -> Manifest:
+    def _publish(
+        self,
+        name: str,
+        model_path: Path,
+        side_files: dict[str, Path],
+        metadata: VersionMetadata,
+        aliases: list[str],
+        actor: str | None,
+        staged: dict[str, str] | None,
+    ) -> Manifest:
         for a in aliases:
             check_name(a, "alias")
         sig = inspect_onnx(model_path, self.limits.max_model_bytes)
@@ -345,14 +385,26 @@ class Registry:
         model_sha = sha256_file(model_path)
         v = self._claim_version(name, actor)
         manifest = Manifest(
-            **metadata.model_dump(), name=name, version=v, sha256=model_sha, size=model_path.stat().st_size,
-            created_at=now_iso(), created_by=actor, ir_version=sig.ir_version, opset=sig.opset,
-            producer=sig.producer, inputs=sig.inputs, outputs=sig.outputs, files=files,
+            **metadata.model_dump(),
+            name=name,
+            version=v,
+            sha256=model_sha,
+            size=model_path.stat().st_size,
+            created_at=now_iso(),
+            created_by=actor,
+            ir_version=sig.ir_version,
+            opset=sig.opset,
+            producer=sig.producer,
+            inputs=sig.inputs,
+            outputs=sig.outputs,
+            files=files,
         )
         written: list[str] = []
         try:
-            for fname, path, sha in [(MODEL_FILE, model_path, model_sha),
-                                     *((f, p, files[f].sha256) for f, p in side_files.items())]:
+            for fname, path, sha in [
+                (MODEL_FILE, model_path, model_sha),
+                *((f, p, files[f].sha256) for f, p in side_files.items()),
+            ]:
                 key = self.layout.file(name, v, fname)
                 written.append(key)
                 if staged and fname in staged:
@@ -366,7 +418,7 @@ class Registry:
             for key in written:
                 try:
                     self.store.delete(key)
-                except Exception as e:  # noqa: BLE001 - the sweep removes what is left; the claim keeps it invisible
+                except Exception as e:
                     log.warning("could not remove %s after a failed publish: %s", key, e)
             raise
         for alias in aliases:
@@ -374,8 +426,9 @@ class Registry:
         return manifest
 
     # --------------------------------------------------------------- uploads
-    def create_upload(self, name: str, files: dict[str, FileDecl] | dict[str, dict[str, Any]], *,
-                      actor: str | None = None) -> UploadSession:
+    def create_upload(
+        self, name: str, files: dict[str, FileDecl] | dict[str, dict[str, Any]], *, actor: str | None = None
+    ) -> UploadSession:
         """Reserve a staging area; ``files`` maps file name to its size and sha256.
 
         ``model.onnx`` is required. The returned targets are presigned S3 URLs
@@ -397,8 +450,10 @@ class Registry:
             sizes[f] = size
             decls[f] = FileDecl(size=size, sha256=sha)
         if sizes[MODEL_FILE] > self.limits.max_model_bytes:
-            raise TooLarge(f"model is {sizes[MODEL_FILE]} bytes; the limit is {self.limits.max_model_bytes}",
-                           limit=self.limits.max_model_bytes)
+            raise TooLarge(
+                f"model is {sizes[MODEL_FILE]} bytes; the limit is {self.limits.max_model_bytes}",
+                limit=self.limits.max_model_bytes,
+            )
         self._check_side_files({f: s for f, s in sizes.items() if f != MODEL_FILE})
         upload_id = secrets.token_hex(12)
         ttl = self.limits.upload_ttl_seconds
@@ -413,12 +468,18 @@ class Registry:
                 if t.multipart_id:
                     multipart[f] = t.multipart_id
         token = None if targets else secrets.token_urlsafe(24)
-        session = UploadSession(upload_id=upload_id, name=name, expires_at=time.time() + ttl, files=decls,
-                                targets=targets, token=token)
+        session = UploadSession(
+            upload_id=upload_id, name=name, expires_at=time.time() + ttl, files=decls, targets=targets, token=token
+        )
         record = {
-            "upload_id": upload_id, "name": name, "expires_at": session.expires_at,
-            "files": {f: d.model_dump() for f, d in decls.items()}, "multipart": multipart,
-            "token_sha256": _sha(token) if token else None, "created_by": actor, "created_at": now_iso(),
+            "upload_id": upload_id,
+            "name": name,
+            "expires_at": session.expires_at,
+            "files": {f: d.model_dump() for f, d in decls.items()},
+            "multipart": multipart,
+            "token_sha256": _sha(token) if token else None,
+            "created_by": actor,
+            "created_at": now_iso(),
         }
         self.store.put_bytes(self.layout.upload(upload_id) + "upload.json", _dumps(record), if_none_match=True)
         return session
@@ -447,9 +508,16 @@ class Registry:
             raise BadRequest(f"{file}: received {size} bytes, declared {record['files'][file]['size']}")
         self.store.put_file(self.layout.upload(upload_id) + "files/" + file, source_path)
 
-    def register_upload(self, name: str, upload_id: str, metadata: VersionMetadata | None = None,
-                        aliases: Iterable[str] = (), *, parts: dict[str, list[str]] | None = None,
-                        actor: str | None = None) -> Manifest:
+    def register_upload(
+        self,
+        name: str,
+        upload_id: str,
+        metadata: VersionMetadata | None = None,
+        aliases: Iterable[str] = (),
+        *,
+        parts: dict[str, list[str]] | None = None,
+        actor: str | None = None,
+    ) -> Manifest:
         """Publish a completed upload: check each file's declared sha256, then validate and publish."""
         record = self._upload_record(upload_id)
         if record["name"] != name:
@@ -469,12 +537,20 @@ class Registry:
                 except NotFound:
                     raise BadRequest(f"{f} was never uploaded to upload {upload_id}") from None
                 except IntegrityError:
-                    raise InvalidModel(f"{f}: the uploaded bytes do not match the declared sha256",
-                                       code="sha256_mismatch") from None
+                    raise InvalidModel(
+                        f"{f}: the uploaded bytes do not match the declared sha256", code="sha256_mismatch"
+                    ) from None
                 paths[f] = tmp / f
             model = paths.pop(MODEL_FILE)
-            manifest = self._publish(name, model, paths, metadata or VersionMetadata(), list(aliases), actor,
-                                     staged={f: base + f for f in record["files"]})
+            manifest = self._publish(
+                name,
+                model,
+                paths,
+                metadata or VersionMetadata(),
+                list(aliases),
+                actor,
+                staged={f: base + f for f in record["files"]},
+            )
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         self.store.delete_prefix(self.layout.upload(upload_id))
@@ -490,7 +566,7 @@ class Registry:
         removed = {"uploads": 0, "abandoned_files": 0}
         uploads: dict[str, float] = {}
         for info in self.store.list(self.layout.uploads):
-            uid = info.key[len(self.layout.uploads):].split("/")[0]
+            uid = info.key[len(self.layout.uploads) :].split("/")[0]
             uploads[uid] = max(uploads.get(uid, 0), info.last_modified)
         for uid, last in uploads.items():
             if last < cutoff:

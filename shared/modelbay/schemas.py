@@ -19,9 +19,16 @@ AliasAction = Literal["set", "delete", "rollback", "revert"]
 
 # One entry of an alias's history. A TypedDict rather than a model: its key ``from``
 # is a Python keyword, and the stored alias documents already use these keys.
-AliasChange = TypedDict("AliasChange", {
-    "at": str, "by": str | None, "from": int | None, "to": int | None, "action": AliasAction,
-})
+AliasChange = TypedDict(
+    "AliasChange",
+    {
+        "at": str,
+        "by": str | None,
+        "from": int | None,
+        "to": int | None,
+        "action": AliasAction,
+    },
+)
 
 
 class Schema(BaseModel):
@@ -95,7 +102,8 @@ class AliasList(Schema):
 class AliasSet(Schema):
     version: int = Field(ge=1)
     expected_version: int | None = Field(
-        None, description="compare-and-swap: change only if the alias points here now (null: alias must not exist)")
+        None, description="compare-and-swap: change only if the alias points here now (null: alias must not exist)"
+    )
 
 
 # ------------------------------------------------------------------ uploads

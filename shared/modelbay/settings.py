@@ -53,8 +53,9 @@ class Limits(_Section):
 
 class Settings(_Section):
     # ------------------------------------------------------------ storage
-    store_url: str = Field(default_factory=lambda: locations.default_store(_HOME_ENV),
-                           json_schema_extra={"env": "MODELBAY_STORE"})
+    store_url: str = Field(
+        default_factory=lambda: locations.default_store(_HOME_ENV), json_schema_extra={"env": "MODELBAY_STORE"}
+    )
     """The registry: a directory (the embedded store) or ``s3://bucket/prefix``. Default: $XDG_DATA_HOME/modelbay/store."""
     default_tenant: str = Field("default", json_schema_extra={"env": "MODELBAY_TENANT"})
     """Tenant of callers when API keys are off, and of the local server's own metrics."""

@@ -13,13 +13,25 @@ from .errors import InvalidModel, TooLarge
 from .manifest import TensorSpec
 
 # ONNX elem type -> numpy dtype name. STRING has no numpy dtype of its own.
-_DTYPES = {v: k for k, v in {
-    "float32": TensorProto.FLOAT, "float64": TensorProto.DOUBLE, "float16": TensorProto.FLOAT16,
-    "bfloat16": TensorProto.BFLOAT16, "int8": TensorProto.INT8, "int16": TensorProto.INT16,
-    "int32": TensorProto.INT32, "int64": TensorProto.INT64, "uint8": TensorProto.UINT8,
-    "uint16": TensorProto.UINT16, "uint32": TensorProto.UINT32, "uint64": TensorProto.UINT64,
-    "bool": TensorProto.BOOL, "string": TensorProto.STRING,
-}.items()}
+_DTYPES = {
+    v: k
+    for k, v in {
+        "float32": TensorProto.FLOAT,
+        "float64": TensorProto.DOUBLE,
+        "float16": TensorProto.FLOAT16,
+        "bfloat16": TensorProto.BFLOAT16,
+        "int8": TensorProto.INT8,
+        "int16": TensorProto.INT16,
+        "int32": TensorProto.INT32,
+        "int64": TensorProto.INT64,
+        "uint8": TensorProto.UINT8,
+        "uint16": TensorProto.UINT16,
+        "uint32": TensorProto.UINT32,
+        "uint64": TensorProto.UINT64,
+        "bool": TensorProto.BOOL,
+        "string": TensorProto.STRING,
+    }.items()
+}
 
 
 @dataclass
@@ -101,8 +113,9 @@ def _spec(vi: onnx.ValueInfoProto) -> TensorSpec:
             shape.append(None)
     dtype = _DTYPES.get(t.elem_type)
     if dtype is None:
-        raise InvalidModel(f"{vi.name!r} has element type {TensorProto.DataType.Name(t.elem_type)}, "
-                           "which modelbay does not serve")
+        raise InvalidModel(
+            f"{vi.name!r} has element type {TensorProto.DataType.Name(t.elem_type)}, which modelbay does not serve"
+        )
     return TensorSpec(name=vi.name, dtype=dtype, shape=shape)
 
 
@@ -129,8 +142,8 @@ def inspect_onnx(path: Path, max_bytes: int) -> Signature:
         if t.data_location == TensorProto.EXTERNAL or len(t.external_data):
             loc = next((e.value for e in t.external_data if e.key == "location"), "?")
             raise InvalidModel(
-                f"tensor {t.name!r} is stored as external data ({loc!r}); modelbay accepts only "
-                "self-contained models", tensor=t.name,
+                f"tensor {t.name!r} is stored as external data ({loc!r}); modelbay accepts only self-contained models",
+                tensor=t.name,
             )
     try:
         onnx.checker.check_model(model)
@@ -139,8 +152,11 @@ def inspect_onnx(path: Path, max_bytes: int) -> Signature:
     opset = {(o.domain or "ai.onnx"): o.version for o in model.opset_import}
     max_opset = ort_max_opset()
     if opset.get("ai.onnx", 0) > max_opset:
-        raise InvalidModel(f"opset {opset['ai.onnx']} is newer than onnxruntime supports ({max_opset})",
-                           opset=opset["ai.onnx"], max_opset=max_opset)
+        raise InvalidModel(
+            f"opset {opset['ai.onnx']} is newer than onnxruntime supports ({max_opset})",
+            opset=opset["ai.onnx"],
+            max_opset=max_opset,
+        )
     _try_session(path)
     init_names = {i.name for i in model.graph.initializer}
     return Signature(

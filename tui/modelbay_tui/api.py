@@ -18,9 +18,16 @@ class ApiMixin:
     results arriving after the screen has gone are dropped.
     """
 
-    def api(self: Any, fn: Callable[..., Any], *args: Any, then: Callable[[Any], None] | None = None,
-            group: str = "api", exclusive: bool = False, quiet: bool = False,
-            failed: Callable[[Exception], None] | None = None) -> None:
+    def api(
+        self: Any,
+        fn: Callable[..., Any],
+        *args: Any,
+        then: Callable[[Any], None] | None = None,
+        group: str = "api",
+        exclusive: bool = False,
+        quiet: bool = False,
+        failed: Callable[[Exception], None] | None = None,
+    ) -> None:
         node: DOMNode = self
         app = node.app
 
@@ -40,7 +47,7 @@ class ApiMixin:
                 if failed:
                     app.call_from_thread(deliver, failed, e)
                 return
-            except Exception as e:  # noqa: BLE001 - anything else is shown, never raised into Textual
+            except Exception as e:
                 message = e.message if isinstance(e, ModelbayError) else f"{type(e).__name__}: {e}"
                 app.call_from_thread(app.notify, message, severity="error", title="error", markup=False)
                 if failed:

@@ -38,9 +38,16 @@ class ModelbayApp(App[None]):
     ]
     online: reactive[bool] = reactive(True)
 
-    def __init__(self, url: str | None = None, api_key: str | None = None, profile: str | None = None,
-                 theme_name: str | None = None, profiles_path: Path | None = None, upload_root: Path | None = None,
-                 health_every: float = HEALTH_EVERY) -> None:
+    def __init__(
+        self,
+        url: str | None = None,
+        api_key: str | None = None,
+        profile: str | None = None,
+        theme_name: str | None = None,
+        profiles_path: Path | None = None,
+        upload_root: Path | None = None,
+        health_every: float = HEALTH_EVERY,
+    ) -> None:
         super().__init__()
         self.profiles_path = profiles_path
         try:
@@ -88,8 +95,11 @@ class ModelbayApp(App[None]):
     def watch_online(self, old: bool, new: bool) -> None:
         self._title()
         if old and not new:
-            self.notify(f"lost {self.profile.url}; retrying every {self.health_every:.0f}s", severity="error",
-                        title="disconnected")
+            self.notify(
+                f"lost {self.profile.url}; retrying every {self.health_every:.0f}s",
+                severity="error",
+                title="disconnected",
+            )
         elif new and not old:
             self.notify(f"reconnected to {self.profile.url}", title="connected")
             screen = self.screen
@@ -136,8 +146,7 @@ class ModelbayApp(App[None]):
         self.ui_errors.append(error)
         self.log.error(f"UI error: {error!r}")
         try:
-            self.notify(f"{type(error).__name__}: {error}", severity="error", title="UI error", timeout=8,
-                        markup=False)
+            self.notify(f"{type(error).__name__}: {error}", severity="error", title="UI error", timeout=8, markup=False)
         except Exception:
             super()._handle_exception(error)
 
@@ -160,8 +169,16 @@ class ModelbayApp(App[None]):
         from rich.console import Console
 
         width, height = self.size
-        console = Console(width=width, height=height, file=io.StringIO(), force_terminal=True, record=True,
-                          legacy_windows=False, safe_box=False, color_system="truecolor")
+        console = Console(
+            width=width,
+            height=height,
+            file=io.StringIO(),
+            force_terminal=True,
+            record=True,
+            legacy_windows=False,
+            safe_box=False,
+            color_system="truecolor",
+        )
         console.print(self.screen._compositor.render_update(full=True, screen_stack=self._background_screens))
         return console.export_text()
 
@@ -223,8 +240,9 @@ class ModelbayApp(App[None]):
         yield from super().get_system_commands(screen)
         yield SystemCommand("Upload a model", "Pick a file, name it, quantize, push", self.action_upload)
         yield SystemCommand("Connections", "Switch or add a server profile", self.action_connect)
-        yield SystemCommand("Toggle light/dark", "Switch between textual-light and textual-dark",
-                            self.action_toggle_theme)
+        yield SystemCommand(
+            "Toggle light/dark", "Switch between textual-light and textual-dark", self.action_toggle_theme
+        )
         for p in self.profiles.profiles.values():
             if p.name != self.profile.name:
                 yield SystemCommand(f"Connect to {p.name}", p.url, lambda n=p.name: self.switch_profile(n))

@@ -41,7 +41,7 @@ class Profiles:
     current: str | None = None
 
     @classmethod
-    def load(cls, path: Path | None = None) -> "Profiles":
+    def load(cls, path: Path | None = None) -> Profiles:
         path = path or config_path()
         try:
             raw = json.loads(path.read_text())
@@ -55,8 +55,10 @@ class Profiles:
     def save(self, path: Path | None = None) -> Path:
         path = path or config_path()
         path.parent.mkdir(parents=True, exist_ok=True)
-        body = {"current": self.current,
-                "profiles": {n: {k: v for k, v in asdict(p).items() if k != "name"} for n, p in self.profiles.items()}}
+        body = {
+            "current": self.current,
+            "profiles": {n: {k: v for k, v in asdict(p).items() if k != "name"} for n, p in self.profiles.items()},
+        }
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".profiles-")
         try:
             os.fchmod(fd, 0o600)

@@ -56,6 +56,7 @@ def gate(metrics: dict[str, Any] | None, width: int = 16) -> str:
     metric = g.get("metric")
     f, q = (g.get("fp32") or {}).get(metric), (g.get("int8") or {}).get(metric)
     if isinstance(f, (int, float)) and isinstance(q, (int, float)):
+
         def short(v: float) -> str:
             return f"{v:.3f}".removeprefix("0") if abs(v) < 1 else f"{v:.3g}"
 

@@ -77,11 +77,30 @@ def main(argv: list[str] | None = None) -> int:
     import modelbay
 
     # the child imports the same modelbay as this process (a checkout, not some other install)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(Path(modelbay.__file__).resolve().parents[1]), *filter(None, [os.environ.get("PYTHONPATH")])])}
-    proc = subprocess.Popen([sys.executable, "-m", "modelbay", "serve", "--store", str(store), "--host", args.host,
-                             "--port", str(args.port)], stdout=log, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, env=env)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            [str(Path(modelbay.__file__).resolve().parents[1]), *filter(None, [os.environ.get("PYTHONPATH")])]
+        ),
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "modelbay",
+            "serve",
+            "--store",
+            str(store),
+            "--host",
+            args.host,
+            "--port",
+            str(args.port),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=env,
+    )
     try:
         with Client(url, timeout=600.0) as client:
             wait_until_up(client, proc)

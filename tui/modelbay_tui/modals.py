@@ -81,8 +81,13 @@ class HistoryModal(ModalScreen[None]):
         t = self.query_one(DataTable)
         t.add_columns("when (UTC)", "action", "from", "to", "by")
         for e in reversed(self.state.history):
-            t.add_row(when(e["at"]), e["action"], "-" if e["from"] is None else str(e["from"]),
-                      "-" if e["to"] is None else str(e["to"]), escape(e["by"] or "-"))
+            t.add_row(
+                when(e["at"]),
+                e["action"],
+                "-" if e["from"] is None else str(e["from"]),
+                "-" if e["to"] is None else str(e["to"]),
+                escape(e["by"] or "-"),
+            )
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(None)

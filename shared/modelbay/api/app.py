@@ -19,9 +19,16 @@ if TYPE_CHECKING:
     from ..metrics import MetricsBackend
 
 
-def create_app(settings: Settings | None = None, store: ObjectStore | None = None, *,
-               engine: Engine | None = None, inline: bool | None = None, metrics: MetricsBackend | None = None,
-               management: bool = True, inference: bool = True) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    store: ObjectStore | None = None,
+    *,
+    engine: Engine | None = None,
+    inline: bool | None = None,
+    metrics: MetricsBackend | None = None,
+    management: bool = True,
+    inference: bool = True,
+) -> FastAPI:
     """Build an app.
 
     ``engine``: a running one (the Lambda entry starts its prewarm before FastAPI
@@ -61,8 +68,9 @@ def create_app(settings: Settings | None = None, store: ObjectStore | None = Non
 
         if engine is None:
             engine = Engine(store, settings)
-        include_inference(app, InferenceService(engine, metrics, settings),
-                          inline=settings.on_lambda if inline is None else inline)
+        include_inference(
+            app, InferenceService(engine, metrics, settings), inline=settings.on_lambda if inline is None else inline
+        )
         if settings.prewarm:
             engine.prewarm_in_background()  # no-op when the caller already started it
     return app

@@ -70,8 +70,13 @@ class BodyLimit:
 
     async def _refuse(self, send: Send) -> None:
         response = error_response(TooLarge(f"request body exceeds {self.limit} bytes", limit=self.limit))
-        await send({"type": "http.response.start", "status": response.status_code,
-                    "headers": response.raw_headers + [(b"connection", b"close")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status_code,
+                "headers": response.raw_headers + [(b"connection", b"close")],
+            }
+        )
         await send({"type": "http.response.body", "body": response.body})
 
 

@@ -26,6 +26,7 @@ def get_principal(request: Request) -> Principal:
 
 def require(scope: str) -> Callable[..., Principal]:
     """A route dependency: the caller, who must hold ``scope``."""
+
     def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
         return require_scope(principal, scope)
 

@@ -108,8 +108,7 @@ def served_headers(name: str, version: int | None, timings: Timings) -> dict[str
 
 def failure(request: Request, exc: BaseException, name: str, timings: Timings) -> JSONResponse:
     """The error answer of an inference call, with the same headers as a success."""
-    return error_response(exc, f"{request.method} {request.url.path}",
-                          served_headers(name, timings.version, timings))
+    return error_response(exc, f"{request.method} {request.url.path}", served_headers(name, timings.version, timings))
 
 
 class HotPaths:
@@ -122,8 +121,10 @@ class HotPaths:
     """
 
     OIP = re.compile(r"^/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?/infer$")
-    V1 = re.compile(r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+)|/labels/(?P<alias>[^/:]+))?"
-                    r":predict$")
+    V1 = re.compile(
+        r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+)|/labels/(?P<alias>[^/:]+))?"
+        r":predict$"
+    )
 
     def __init__(self, app: ASGIApp) -> None:
         from . import oip_routes, v1_routes
@@ -135,20 +136,27 @@ class HotPaths:
         if scope["type"] == "http" and scope["method"] == "POST":
             path, root = scope["path"], scope.get("root_path", "")
             if root and path.startswith(root):
-                path = path[len(root):]
+                path = path[len(root) :]
             response: Response | None = None
             m = self.OIP.match(path)
             if m:
                 name, version = m.group("name"), m.group("version")
                 request = Request(scope, receive)
-                response = await (self.oip.version_infer(name, version, request) if version is not None
-                                  else self.oip.model_infer(name, request))
+                response = await (
+                    self.oip.version_infer(name, version, request)
+                    if version is not None
+                    else self.oip.model_infer(name, request)
+                )
             elif (m := self.V1.match(path)) is not None:
                 request = Request(scope, receive)
                 name, version, alias = m.group("name", "version", "alias")
-                response = await (self.v1.version_predict(name, version, request) if version is not None
-                                  else self.v1.label_predict(name, alias, request) if alias is not None
-                                  else self.v1.model_predict(name, request))
+                response = await (
+                    self.v1.version_predict(name, version, request)
+                    if version is not None
+                    else self.v1.label_predict(name, alias, request)
+                    if alias is not None
+                    else self.v1.model_predict(name, request)
+                )
             if response is not None:
                 await response(scope, receive, send)
                 return

@@ -42,12 +42,18 @@ def _metadata(request: Request, name: str, ref: str | None) -> JSONResponse:
     service = service_of(request)
     m = service.resolve(tenant, name, ref)
     versions = [str(v) for v in service.versions(tenant, name)] if ref is None else [str(m.version)]
-    return JSONResponse({
-        "name": name, "versions": versions, "platform": PLATFORM,
-        "inputs": oip.tensor_metadata(m.inputs), "outputs": oip.tensor_metadata(m.outputs),
-        # not in the OIP schema; clients ignore it: what a bare name or an alias resolved to
-        "parameters": {"version": m.version, "task": m.task, "sha256": m.sha256},
-    }, headers={"x-model-version": str(m.version)})
+    return JSONResponse(
+        {
+            "name": name,
+            "versions": versions,
+            "platform": PLATFORM,
+            "inputs": oip.tensor_metadata(m.inputs),
+            "outputs": oip.tensor_metadata(m.outputs),
+            # not in the OIP schema; clients ignore it: what a bare name or an alias resolved to
+            "parameters": {"version": m.version, "task": m.task, "sha256": m.sha256},
+        },
+        headers={"x-model-version": str(m.version)},
+    )
 
 
 @router.get("/models/{name}", summary="Model metadata (the production alias, else the latest version)")
@@ -80,10 +86,18 @@ async def _infer(request: Request, name: str, ref: str | None) -> Response:
     try:
         tenant = invoker(request).tenant
         body = await read_body(request)
-        result = await call(request, service_of(request).infer, tenant, name, ref, body,
-                            header_length=request.headers.get(oip.HEADER), timings=timings)
+        result = await call(
+            request,
+            service_of(request).infer,
+            tenant,
+            name,
+            ref,
+            body,
+            header_length=request.headers.get(oip.HEADER),
+            timings=timings,
+        )
         payload, headers = oip.encode_response(result.payload)
-    except Exception as e:  # noqa: BLE001  (render logs what is not ours to expect)
+    except Exception as e:
         return failure(request, e, name, timings)
     return Response(payload, headers={**headers, **served_headers(name, result.version, timings)})
 

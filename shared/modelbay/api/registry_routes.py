@@ -9,6 +9,7 @@ from pathlib import Path
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
+from ..auth.principal import Principal
 from ..errors import ModelbayError, TooLarge
 from ..manifest import Manifest
 from ..registry import Registry
@@ -26,7 +27,6 @@ from ..schemas import (
     UploadTarget,
     VersionList,
 )
-from ..auth.principal import Principal
 from .deps import get_principal, manage_registry
 
 router = APIRouter(prefix="/registry", tags=["registry"])
@@ -48,31 +48,41 @@ def list_versions(name: str, reg: Registry = Depends(manage_registry)) -> Versio
     return VersionList(versions=reg.list_versions(name))
 
 
-@router.get("/models/{name}/versions/{ref}", response_model=Manifest,
-            description="A version number or an alias name.")
+@router.get("/models/{name}/versions/{ref}", response_model=Manifest, description="A version number or an alias name.")
 def get_version(name: str, ref: str, reg: Registry = Depends(manage_registry)) -> Manifest:
     return reg.resolve(name, ref)
 
 
-@router.get("/models/{name}/resolve", response_model=Resolution,
-            description="What a reference names, by the rule the inference routes use: a version number, an "
-                        "alias, or nothing (the 'production' alias when set, else the latest version).")
-def resolve(name: str, ref: str | None = Query(None, max_length=64, description="version or alias; empty: default"),
-            reg: Registry = Depends(manage_registry)) -> Resolution:
+@router.get(
+    "/models/{name}/resolve",
+    response_model=Resolution,
+    description="What a reference names, by the rule the inference routes use: a version number, an "
+    "alias, or nothing (the 'production' alias when set, else the latest version).",
+)
+def resolve(
+    name: str,
+    ref: str | None = Query(None, max_length=64, description="version or alias; empty: default"),
+    reg: Registry = Depends(manage_registry),
+) -> Resolution:
     return reg.resolution(name, ref)
 
 
 @router.delete("/models/{name}/versions/{version}", response_model=Deleted)
-def delete_version(name: str, version: str, principal: Principal = Depends(get_principal),
-                   reg: Registry = Depends(manage_registry)) -> Deleted:
+def delete_version(
+    name: str, version: str, principal: Principal = Depends(get_principal), reg: Registry = Depends(manage_registry)
+) -> Deleted:
     reg.delete_version(name, version, actor=principal.actor)
     return Deleted(model=name, version=int(version))
 
 
 @router.post("/models/{name}/uploads", response_model=UploadSession, status_code=201)
-def create_upload(name: str, body: UploadRequest, request: Request,
-                  principal: Principal = Depends(get_principal),
-                  reg: Registry = Depends(manage_registry)) -> UploadSession:
+def create_upload(
+    name: str,
+    body: UploadRequest,
+    request: Request,
+    principal: Principal = Depends(get_principal),
+    reg: Registry = Depends(manage_registry),
+) -> UploadSession:
     session = reg.create_upload(name, body.files, actor=principal.actor)
     if session.token:  # the store has no presigned URLs: this server receives the bytes
         for f in session.files:
@@ -81,8 +91,12 @@ def create_upload(name: str, body: UploadRequest, request: Request,
     return session
 
 
-@router.put("/uploads/{upload_id}/files/{file}", status_code=204, name="receive_upload",
-            description="Upload target of the local store (a presigned URL stands here on S3).")
+@router.put(
+    "/uploads/{upload_id}/files/{file}",
+    status_code=204,
+    name="receive_upload",
+    description="Upload target of the local store (a presigned URL stands here on S3).",
+)
 async def receive_upload(upload_id: str, file: str, request: Request, token: str = Query(...)) -> None:
     settings = request.app.state.settings
     reg = Registry(request.app.state.store, tenant=_upload_tenant(request), limits=settings.limits)
@@ -113,10 +127,15 @@ def _upload_tenant(request: Request) -> str:
 
 
 @router.post("/models/{name}/versions", response_model=Manifest, status_code=201)
-def register_version(name: str, body: RegisterRequest, principal: Principal = Depends(get_principal),
-                     reg: Registry = Depends(manage_registry)) -> Manifest:
-    return reg.register_upload(name, body.upload_id, body.metadata, body.aliases, parts=body.parts,
-                               actor=principal.actor)
+def register_version(
+    name: str,
+    body: RegisterRequest,
+    principal: Principal = Depends(get_principal),
+    reg: Registry = Depends(manage_registry),
+) -> Manifest:
+    return reg.register_upload(
+        name, body.upload_id, body.metadata, body.aliases, parts=body.parts, actor=principal.actor
+    )
 
 
 @router.get("/models/{name}/aliases", response_model=AliasList)
@@ -131,16 +150,22 @@ def get_alias(name: str, alias: str, reg: Registry = Depends(manage_registry)) -
 
 
 @router.put("/models/{name}/aliases/{alias}", response_model=AliasState)
-def set_alias(name: str, alias: str, body: AliasSet, principal: Principal = Depends(get_principal),
-              reg: Registry = Depends(manage_registry)) -> AliasState:
+def set_alias(
+    name: str,
+    alias: str,
+    body: AliasSet,
+    principal: Principal = Depends(get_principal),
+    reg: Registry = Depends(manage_registry),
+) -> AliasState:
     if "expected_version" in body.model_fields_set:
         return reg.set_alias(name, alias, body.version, actor=principal.actor, expected=body.expected_version)
     return reg.set_alias(name, alias, body.version, actor=principal.actor)
 
 
 @router.delete("/models/{name}/aliases/{alias}", response_model=AliasState)
-def delete_alias(name: str, alias: str, principal: Principal = Depends(get_principal),
-                 reg: Registry = Depends(manage_registry)) -> AliasState:
+def delete_alias(
+    name: str, alias: str, principal: Principal = Depends(get_principal), reg: Registry = Depends(manage_registry)
+) -> AliasState:
     return reg.delete_alias(name, alias, actor=principal.actor)
 
 
@@ -150,6 +175,7 @@ def alias_history(name: str, alias: str, reg: Registry = Depends(manage_registry
 
 
 @router.post("/models/{name}/aliases/{alias}/rollback", response_model=AliasState)
-def rollback(name: str, alias: str, principal: Principal = Depends(get_principal),
-             reg: Registry = Depends(manage_registry)) -> AliasState:
+def rollback(
+    name: str, alias: str, principal: Principal = Depends(get_principal), reg: Registry = Depends(manage_registry)
+) -> AliasState:
     return reg.rollback(name, alias, actor=principal.actor)

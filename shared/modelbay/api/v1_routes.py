@@ -33,7 +33,7 @@ async def _predict(request: Request, name: str, ref: str | None, *, version: boo
         body = await read_body(request)
         result = await call(request, service_of(request).predict, tenant, name, ref, body, timings=timings)
         payload = v1.encode_response(result.payload)
-    except Exception as e:  # noqa: BLE001  (render logs what is not ours to expect)
+    except Exception as e:
         return failure(request, e, name, timings)
     return Response(payload, media_type="application/json", headers=served_headers(name, result.version, timings))
 
@@ -56,12 +56,19 @@ async def label_predict(name: str, alias: str, request: Request) -> Response:
 def _status(request: Request, name: str, ref: str | None) -> JSONResponse:
     status = service_of(request).status(invoker(request).tenant, name, ref)
     version = status.manifest.version
-    return JSONResponse({
-        "name": name, "ready": True, "version": version, "loaded": status.loaded,
-        # TF Serving's GetModelStatus shape; a stateless server loads on demand, so AVAILABLE
-        "model_version_status": [{"version": str(version), "state": "AVAILABLE",
-                                  "status": {"error_code": "OK", "error_message": ""}}],
-    }, headers={"x-model-version": str(version)})
+    return JSONResponse(
+        {
+            "name": name,
+            "ready": True,
+            "version": version,
+            "loaded": status.loaded,
+            # TF Serving's GetModelStatus shape; a stateless server loads on demand, so AVAILABLE
+            "model_version_status": [
+                {"version": str(version), "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+            ],
+        },
+        headers={"x-model-version": str(version)},
+    )
 
 
 @router.get("/models/{name}", summary="Model status (production alias, else latest)")

@@ -6,5 +6,15 @@ from .keys import KeyRecord, KeyStore
 from .principal import SCOPES, Principal, require_scope
 from .tenants import Tenant, TenantStore
 
-__all__ = ["SCOPES", "AuditLog", "AuditedRegistry", "KeyRecord", "KeyStore", "Principal", "Tenant", "TenantStore",
-           "credentials", "require_scope"]
+__all__ = [
+    "SCOPES",
+    "AuditLog",
+    "AuditedRegistry",
+    "KeyRecord",
+    "KeyStore",
+    "Principal",
+    "Tenant",
+    "TenantStore",
+    "credentials",
+    "require_scope",
+]

@@ -29,8 +29,14 @@ class AuditLog:
     def record(self, tenant: str, actor: str | None, action: str, target: str, **details: Any) -> dict:
         t = time.time()
         day = datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d")
-        entry = {"at": datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds"),
-                 "tenant": tenant, "actor": actor, "action": action, "target": target, **details}
+        entry = {
+            "at": datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds"),
+            "tenant": tenant,
+            "actor": actor,
+            "action": action,
+            "target": target,
+            **details,
+        }
         key = f"{PREFIX}{check_name(tenant, 'tenant')}/{day}/{int(t * 1000):014d}-{secrets.token_hex(4)}.json"
         try:
             self.store.put_bytes(key, json.dumps(entry, sort_keys=True, default=str).encode(), if_none_match=True)

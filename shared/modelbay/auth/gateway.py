@@ -41,8 +41,12 @@ class UsagePlanKeys:
 
     def add(self, key_id: str, tenant: str, value: str) -> str:
         try:
-            gw = self.client.create_api_key(name=f"modelbay-{tenant}-{key_id}", value=value, enabled=True,
-                                            description=f"modelbay key {key_id} of tenant {tenant}")
+            gw = self.client.create_api_key(
+                name=f"modelbay-{tenant}-{key_id}",
+                value=value,
+                enabled=True,
+                description=f"modelbay key {key_id} of tenant {tenant}",
+            )
             self.client.create_usage_plan_key(usagePlanId=self.plan_id(), keyId=gw["id"], keyType="API_KEY")
         except StoreUnavailable:
             raise

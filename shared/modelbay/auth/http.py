@@ -40,17 +40,29 @@ from .tenants import TenantStore
 
 log = logging.getLogger("modelbay.auth")
 
-PUBLIC = frozenset({
-    "/health", "/v2/health/live", "/v2/health/ready", "/v1/health",
-    "/registry/uploads/{upload_id}/files/{file}",
-    "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json",
-})
+PUBLIC = frozenset(
+    {
+        "/health",
+        "/v2/health/live",
+        "/v2/health/ready",
+        "/v1/health",
+        "/registry/uploads/{upload_id}/files/{file}",
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/redoc",
+        "/openapi.json",
+    }
+)
 _PUBLIC_RE = re.compile("^(?:" + "|".join(re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(p)) for p in PUBLIC) + ")$")
 ANY_KEY = frozenset({"/registry/whoami"})
 # first match wins
 SCOPE_BY_PREFIX = (
-    ("/registry/keys", "admin"), ("/registry/tenants", "admin"), ("/registry/audit", "admin"),
-    ("/registry", "manage"), ("/v1", "invoke"), ("/v2", "invoke"),
+    ("/registry/keys", "admin"),
+    ("/registry/tenants", "admin"),
+    ("/registry/audit", "admin"),
+    ("/registry", "manage"),
+    ("/v1", "invoke"),
+    ("/v2", "invoke"),
 )
 BOOTSTRAP_ID = "bootstrap"
 
@@ -93,8 +105,11 @@ class Authenticator:
                 if not self._bootstrap_loaded:
                     import boto3
 
-                    value = boto3.client("secretsmanager").get_secret_value(
-                        SecretId=self.settings.bootstrap_key_secret)["SecretString"].strip()
+                    value = (
+                        boto3.client("secretsmanager")
+                        .get_secret_value(SecretId=self.settings.bootstrap_key_secret)["SecretString"]
+                        .strip()
+                    )
                     self._bootstrap = sha256_hex(value) if value else None
                     self._bootstrap_loaded = True
         return self._bootstrap
@@ -139,7 +154,7 @@ async def authenticate(auth: Callable[..., Any], request: Request) -> Principal:
 def _route_path(scope: Scope) -> str:
     path: str = scope["path"]
     root: str = scope.get("root_path", "")
-    return path[len(root):] if root and path.startswith(root) else path
+    return path[len(root) :] if root and path.startswith(root) else path
 
 
 class AuthGate:
@@ -159,7 +174,7 @@ class AuthGate:
             try:
                 principal = await authenticate(auth, request)
                 require_scope(principal, None if path in ANY_KEY else required_scope(path))
-            except Exception as e:  # noqa: BLE001  (outside Starlette's error middleware: render answers and logs)
+            except Exception as e:
                 return await error_response(e, f"{scope.get('method')} {path}")(scope, receive, send)
             request.state.principal = principal
         await self.app(scope, receive, send)

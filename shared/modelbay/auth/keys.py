@@ -93,8 +93,16 @@ class KeyStore:
     def _key(self, key_id: str) -> str:
         return f"{PREFIX}{check_key_id(key_id)}.json"
 
-    def create(self, tenant: str, scopes: Iterable[str], *, name: str = "", root: bool = False,
-               actor: str | None = None, expires_in: float | None = None) -> tuple[KeyRecord, str]:
+    def create(
+        self,
+        tenant: str,
+        scopes: Iterable[str],
+        *,
+        name: str = "",
+        root: bool = False,
+        actor: str | None = None,
+        expires_in: float | None = None,
+    ) -> tuple[KeyRecord, str]:
         """Mint a key; the plaintext is returned once and never stored."""
         check_name(tenant, "tenant")
         if len(name) > 128:
@@ -105,8 +113,17 @@ class KeyStore:
         for _ in range(5):
             key_id = secrets.token_hex(6)
             secret = secrets.token_urlsafe(32)
-            rec = KeyRecord(key_id, tenant, scopes, name, root, sha256_hex(secret), now(), actor,
-                            now() + expires_in if expires_in else None)
+            rec = KeyRecord(
+                key_id,
+                tenant,
+                scopes,
+                name,
+                root,
+                sha256_hex(secret),
+                now(),
+                actor,
+                now() + expires_in if expires_in else None,
+            )
             try:
                 self.store.put_bytes(self._key(key_id), _dumps(rec), if_none_match=True)
             except PreconditionFailed:
@@ -127,7 +144,7 @@ class KeyStore:
     def list(self, tenant: str | None = None) -> list[KeyRecord]:
         out = []
         for info in self.store.list(PREFIX):
-            key_id = info.key[len(PREFIX):].removesuffix(".json")
+            key_id = info.key[len(PREFIX) :].removesuffix(".json")
             if not KEY_ID_RE.match(key_id):
                 continue
             try:

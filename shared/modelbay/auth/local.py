@@ -22,8 +22,7 @@ class Bootstrap:
 
 def mint_admin(store: ObjectStore, tenant: str, urls: list[str], *, name: str = "local admin") -> Bootstrap:
     rec, plaintext = KeyStore(store).create(tenant, SCOPES, name=name, root=True, actor="modelbay serve")
-    AuditLog(store).record(tenant, "modelbay serve", "key.create", rec.key_id, scopes=rec.scopes, root=True,
-                           name=name)
+    AuditLog(store).record(tenant, "modelbay serve", "key.create", rec.key_id, scopes=rec.scopes, root=True, name=name)
     saved = credentials.save_key(urls, plaintext)
     return Bootstrap(True, rec.key_id, saved, True)
 

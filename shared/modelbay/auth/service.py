@@ -29,8 +29,9 @@ class Caller:
 
 
 class KeyAdmin:
-    def __init__(self, keys: KeyStore, tenants: TenantStore, audit: AuditLog,
-                 gateway: UsagePlanKeys | None = None) -> None:
+    def __init__(
+        self, keys: KeyStore, tenants: TenantStore, audit: AuditLog, gateway: UsagePlanKeys | None = None
+    ) -> None:
         self.keys, self.tenants, self.audit, self.gateway = keys, tenants, audit, gateway
 
     def _tenant_for(self, caller: Caller, tenant: str | None) -> str:
@@ -39,16 +40,25 @@ class KeyAdmin:
             raise Forbidden("only a root key manages other tenants", tenant=tenant)
         return tenant
 
-    def create_key(self, caller: Caller, *, tenant: str | None, scopes: Iterable[str], name: str = "",
-                   root: bool = False, expires_in: float | None = None) -> tuple[KeyRecord, str]:
+    def create_key(
+        self,
+        caller: Caller,
+        *,
+        tenant: str | None,
+        scopes: Iterable[str],
+        name: str = "",
+        root: bool = False,
+        expires_in: float | None = None,
+    ) -> tuple[KeyRecord, str]:
         tenant = self._tenant_for(caller, tenant)
         if root and not caller.root:
             raise Forbidden("only a root key can mint a root key")
         if expires_in is not None:
             expires_in = min(expires_in, MAX_EXPIRY)
         self.tenants.get(tenant)  # 404 for a tenant nobody created
-        rec, plaintext = self.keys.create(tenant, scopes, name=name, root=root, actor=caller.actor,
-                                          expires_in=expires_in)
+        rec, plaintext = self.keys.create(
+            tenant, scopes, name=name, root=root, actor=caller.actor, expires_in=expires_in
+        )
         if self.gateway is not None:
             try:
                 rec = self.keys.update(rec.key_id, gateway_key_id=self.gateway.add(rec.key_id, tenant, plaintext))
@@ -96,6 +106,7 @@ class KeyAdmin:
             return self.tenants.list()
         return [self.tenants.get(caller.tenant)]
 
-    def audit_log(self, caller: Caller, tenant: str | None = None, *, limit: int = 100,
-                  action: str | None = None) -> list[dict]:
+    def audit_log(
+        self, caller: Caller, tenant: str | None = None, *, limit: int = 100, action: str | None = None
+    ) -> list[dict]:
         return self.audit.list(self._tenant_for(caller, tenant), limit=limit, action=action)

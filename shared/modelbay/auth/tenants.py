@@ -34,8 +34,7 @@ class TenantStore:
     def _key(self, name: str) -> str:
         return f"{PREFIX}{check_name(name, 'tenant')}.json"
 
-    def create(self, name: str, *, description: str = "", actor: str | None = None,
-               exist_ok: bool = False) -> Tenant:
+    def create(self, name: str, *, description: str = "", actor: str | None = None, exist_ok: bool = False) -> Tenant:
         if len(description) > 512:
             raise BadRequest("description is longer than 512 characters", field="description")
         t = Tenant(name, description, now(), actor)
@@ -58,7 +57,7 @@ class TenantStore:
     def list(self) -> list[Tenant]:
         out = {self.default_tenant: Tenant(self.default_tenant, "default tenant")}
         for info in self.store.list(PREFIX):
-            name = info.key[len(PREFIX):].removesuffix(".json")
+            name = info.key[len(PREFIX) :].removesuffix(".json")
             try:
                 out[name] = self.get(name)
             except (NotFound, BadRequest):

@@ -18,13 +18,14 @@ app.add_typer(tenants_app, name="tenants")
 
 
 @keys_app.command("create")
-def create(ctx: typer.Context,
-           scope: list[str] = typer.Option(["invoke"], "--scope", "-s", help="invoke, manage or admin; repeatable."),
-           tenant: str | None = typer.Option(None, "--tenant", "-t", help="Default: your key's tenant."),
-           name: str = typer.Option("", "--name", "-n", help="What the key is for."),
-           root: bool = typer.Option(False, "--root", help="Operator key: manages tenants and all keys."),
-           expires_days: float | None = typer.Option(None, "--expires-days", help="Expire after N days.")
-           ) -> None:
+def create(
+    ctx: typer.Context,
+    scope: list[str] = typer.Option(["invoke"], "--scope", "-s", help="invoke, manage or admin; repeatable."),
+    tenant: str | None = typer.Option(None, "--tenant", "-t", help="Default: your key's tenant."),
+    name: str = typer.Option("", "--name", "-n", help="What the key is for."),
+    root: bool = typer.Option(False, "--root", help="Operator key: manages tenants and all keys."),
+    expires_days: float | None = typer.Option(None, "--expires-days", help="Expire after N days."),
+) -> None:
     """Create a key and print its secret (shown once)."""
     obj = ctx_obj(ctx)
     with obj.client() as c:
@@ -32,21 +33,29 @@ def create(ctx: typer.Context,
     if obj.as_json:
         emit(True, k)
         return
-    out().print(f"[green]created[/] key [bold]{k.key_id}[/] for tenant [bold]{escape(k.tenant)}[/] "
-                f"scopes {escape(show(k.scopes))}" + ("  [magenta]root[/]" if k.root else ""))
+    out().print(
+        f"[green]created[/] key [bold]{k.key_id}[/] for tenant [bold]{escape(k.tenant)}[/] "
+        f"scopes {escape(show(k.scopes))}" + ("  [magenta]root[/]" if k.root else "")
+    )
     note("the secret is shown once; store it now:")
     out().print(k.key, soft_wrap=True, markup=False)
 
 
 @keys_app.command("list")
-def list_(ctx: typer.Context, tenant: str | None = typer.Option(None, "--tenant", "-t"),
-          all_tenants: bool = typer.Option(False, "--all", help="Every tenant (root keys).")) -> None:
+def list_(
+    ctx: typer.Context,
+    tenant: str | None = typer.Option(None, "--tenant", "-t"),
+    all_tenants: bool = typer.Option(False, "--all", help="Every tenant (root keys)."),
+) -> None:
     """List keys (never their secrets)."""
     obj = ctx_obj(ctx)
     with obj.client() as c:
         rows = c.keys(tenant, all_tenants)
-    t = table("keys", ["key id", "tenant", "scopes", "state", "created", Col("name", flex=True)],
-              ([k.key_id, k.tenant, _scopes(k), _state(k), day(k.created_at), k.name] for k in rows))
+    t = table(
+        "keys",
+        ["key id", "tenant", "scopes", "state", "created", Col("name", flex=True)],
+        ([k.key_id, k.tenant, _scopes(k), _state(k), day(k.created_at), k.name] for k in rows),
+    )
     emit(obj.as_json, rows, t)
 
 
@@ -60,8 +69,9 @@ def _state(k: KeyInfo) -> str:
 
 
 @keys_app.command("revoke")
-def revoke(ctx: typer.Context,
-           key_id: str = typer.Argument(..., help="The key id (second part of mb_<id>_...).")) -> None:
+def revoke(
+    ctx: typer.Context, key_id: str = typer.Argument(..., help="The key id (second part of mb_<id>_...).")
+) -> None:
     """Revoke a key: it stops working within the key cache time (30 s on warm Lambdas)."""
     obj = ctx_obj(ctx)
     with obj.client() as c:
@@ -75,24 +85,37 @@ def whoami(ctx: typer.Context) -> None:
     obj = ctx_obj(ctx)
     with obj.client() as c:
         w = c.whoami()
-    emit(obj.as_json, w, f"key [bold]{show(w.key_id)}[/]  tenant [bold]{escape(w.tenant)}[/]  scopes "
-                         f"{escape(show(w.scopes))}" + ("  [magenta]root[/]" if w.root else ""))
+    emit(
+        obj.as_json,
+        w,
+        f"key [bold]{show(w.key_id)}[/]  tenant [bold]{escape(w.tenant)}[/]  scopes "
+        f"{escape(show(w.scopes))}" + ("  [magenta]root[/]" if w.root else ""),
+    )
 
 
 @keys_app.command("bootstrap")
-def bootstrap(ctx: typer.Context,
-              store: str | None = typer.Option(None, "--store", help="The store directory (or s3://bucket/prefix) "
-                                                  "of the server [default: MODELBAY_STORE, else the local store]."),
-              for_url: str = typer.Option("http://127.0.0.1:8080", "--for-url", help="Save the key for this server."),
-              tenant: str = typer.Option("default", "--tenant")) -> None:
+def bootstrap(
+    ctx: typer.Context,
+    store: str | None = typer.Option(
+        None,
+        "--store",
+        help="The store directory (or s3://bucket/prefix) "
+        "of the server [default: MODELBAY_STORE, else the local store].",
+    ),
+    for_url: str = typer.Option("http://127.0.0.1:8080", "--for-url", help="Save the key for this server."),
+    tenant: str = typer.Option("default", "--tenant"),
+) -> None:
     """Recovery: mint a root admin key straight in the store (needs write access to it, not a key)."""
     from ..auth.local import mint_admin
     from ..storage import open_store
 
     settings = Settings.from_env(store_url=store)
     b = mint_admin(open_store(settings.store_url), tenant, [for_url], name="bootstrap (cli)")
-    emit(ctx_obj(ctx).as_json, {"key_id": b.key_id, "saved_to": str(b.saved_to), "url": for_url},
-         f"[green]created[/] root admin key {b.key_id}; saved for {escape(for_url)} in {escape(str(b.saved_to))}")
+    emit(
+        ctx_obj(ctx).as_json,
+        {"key_id": b.key_id, "saved_to": str(b.saved_to), "url": for_url},
+        f"[green]created[/] root admin key {b.key_id}; saved for {escape(for_url)} in {escape(str(b.saved_to))}",
+    )
 
 
 @tenants_app.command("create")
@@ -110,20 +133,32 @@ def tenant_list(ctx: typer.Context) -> None:
     obj = ctx_obj(ctx)
     with obj.client() as c:
         rows = c.tenants()
-    emit(obj.as_json, rows, table("tenants", ["tenant", Col("description", flex=True), "created (UTC)", "by"],
-                                  ([r.name, r.description, when(r.created_at or None), r.created_by] for r in rows)))
+    emit(
+        obj.as_json,
+        rows,
+        table(
+            "tenants",
+            ["tenant", Col("description", flex=True), "created (UTC)", "by"],
+            ([r.name, r.description, when(r.created_at or None), r.created_by] for r in rows),
+        ),
+    )
 
 
 @app.command()
-def audit(ctx: typer.Context, tenant: str | None = typer.Option(None, "--tenant", "-t"),
-          action: str | None = typer.Option(None, "--action", help="Prefix, e.g. key. or alias."),
-          limit: int = typer.Option(50, "--limit", "-n")) -> None:
+def audit(
+    ctx: typer.Context,
+    tenant: str | None = typer.Option(None, "--tenant", "-t"),
+    action: str | None = typer.Option(None, "--action", help="Prefix, e.g. key. or alias."),
+    limit: int = typer.Option(50, "--limit", "-n"),
+) -> None:
     """Audit records (key, tenant, alias and version changes), newest first."""
     obj = ctx_obj(ctx)
     with obj.client() as c:
         rows = c.audit(tenant, action, limit)
     many = len({r.tenant for r in rows}) > 1  # a tenant column only when it tells something
-    t = table("audit" if many or not rows else f"audit of {rows[0].tenant}",
-              ["at (UTC)", *(["tenant"] if many else []), "actor", "action", "target", Col("details", flex=True)],
-              ([when(r.at), *([r.tenant] if many else []), r.actor, r.action, r.target, r.details] for r in rows))
+    t = table(
+        "audit" if many or not rows else f"audit of {rows[0].tenant}",
+        ["at (UTC)", *(["tenant"] if many else []), "actor", "action", "target", Col("details", flex=True)],
+        ([when(r.at), *([r.tenant] if many else []), r.actor, r.action, r.target, r.details] for r in rows),
+    )
     emit(obj.as_json, rows, t)

@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import typer.models
@@ -29,10 +29,16 @@ if TYPE_CHECKING:
 COMMON = ("url", "api_key", "as_json")
 _CTX = "_modelbay_ctx"
 
-Url = Annotated[Optional[str], typer.Option(  # noqa: UP045 - Typer reads Optional[...] at runtime
-    "--url", metavar="URL", help="Server URL (default: MODELBAY_URL, else http://127.0.0.1:8080).")]
-ApiKey = Annotated[Optional[str], typer.Option(  # noqa: UP045
-    "--api-key", metavar="KEY", help="API key (default: MODELBAY_API_KEY, else the one saved for the URL).")]
+Url = Annotated[
+    str | None,
+    typer.Option("--url", metavar="URL", help="Server URL (default: MODELBAY_URL, else http://127.0.0.1:8080)."),
+]
+ApiKey = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key", metavar="KEY", help="API key (default: MODELBAY_API_KEY, else the one saved for the URL)."
+    ),
+]
 Json = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 
 
@@ -62,8 +68,10 @@ def with_common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     sig = inspect.signature(fn, eval_str=True)
     params = list(sig.parameters.values())
     ctx_name = next((p.name for p in params if p.annotation is typer.Context), None)
-    extra = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d, annotation=a)
-             for n, d, a in (("url", None, Url), ("api_key", None, ApiKey), ("as_json", False, Json))]
+    extra = [
+        inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d, annotation=a)
+        for n, d, a in (("url", None, Url), ("api_key", None, ApiKey), ("as_json", False, Json))
+    ]
     if ctx_name is None:
         extra.append(inspect.Parameter(_CTX, inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context))
 
@@ -97,7 +105,7 @@ class Group(TyperGroup):
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
             raise typer.Exit(output.FAILURE) from None
-        except Exception as e:  # noqa: BLE001 - every failure leaves as a message and an exit code
+        except Exception as e:
             output.fail(e, ctx_obj(ctx).as_json)
 
 
@@ -111,7 +119,8 @@ class App(typer.Typer):
         super().__init__(**kw)
 
     def command(  # type: ignore[override]
-            self, name: str | None = None, **kw: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        self, name: str | None = None, **kw: Any
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         register = super().command(name, **kw)
 
         def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:

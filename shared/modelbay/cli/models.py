@@ -29,10 +29,20 @@ def models(ctx: typer.Context) -> None:
     obj = ctx_obj(ctx)
     with obj.client() as c:
         rows = c.models()
-    t = table("models", ["model", Col("latest", right=True), Col("versions", right=True), Col("aliases", flex=True),
-                         "updated (UTC)"],
-              ([m.name, m.latest_version, m.version_count,
-                ", ".join(f"{a}→{v}" for a, v in sorted(m.aliases.items())), when(m.updated_at)] for m in rows))
+    t = table(
+        "models",
+        ["model", Col("latest", right=True), Col("versions", right=True), Col("aliases", flex=True), "updated (UTC)"],
+        (
+            [
+                m.name,
+                m.latest_version,
+                m.version_count,
+                ", ".join(f"{a}→{v}" for a, v in sorted(m.aliases.items())),
+                when(m.updated_at),
+            ]
+            for m in rows
+        ),
+    )
     emit(obj.as_json, rows, t)
 
 
@@ -43,16 +53,26 @@ def versions(ctx: typer.Context, name: str) -> None:
     with obj.client() as c:
         detail = c.model(name)
     # sha256, task and the rest: `modelbay show NAME@VERSION` or --json
-    t = table(name, [Col("ver", right=True), "created (UTC)", Col("size", right=True), "precision", "aliases",
-                     Col("description", flex=True)],
-              ([m.version, when(m.created_at), size(m.size), precision(m), detail.aliases_of(m.version), m.description]
-               for m in detail.versions))
+    t = table(
+        name,
+        [
+            Col("ver", right=True),
+            "created (UTC)",
+            Col("size", right=True),
+            "precision",
+            "aliases",
+            Col("description", flex=True),
+        ],
+        (
+            [m.version, when(m.created_at), size(m.size), precision(m), detail.aliases_of(m.version), m.description]
+            for m in detail.versions
+        ),
+    )
     emit(obj.as_json, detail, t)
 
 
 @app.command("show")
-def show_manifest(ctx: typer.Context, ref: str = typer.Argument(..., help="NAME, NAME@VERSION or NAME:ALIAS")
-                  ) -> None:
+def show_manifest(ctx: typer.Context, ref: str = typer.Argument(..., help="NAME, NAME@VERSION or NAME:ALIAS")) -> None:
     """Show one version's manifest: the one the server serves for REF (a bare NAME: 'production', else the latest)."""
     obj = ctx_obj(ctx)
     name, r = parse_ref(ref)
@@ -65,8 +85,9 @@ def show_manifest(ctx: typer.Context, ref: str = typer.Argument(..., help="NAME,
 
 
 @app.command()
-def delete(ctx: typer.Context, name: str, version: int,
-           yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask.")) -> None:
+def delete(
+    ctx: typer.Context, name: str, version: int, yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask.")
+) -> None:
     """Delete a version that no alias points at."""
     obj = ctx_obj(ctx)
     if not yes and not obj.as_json:
@@ -84,9 +105,13 @@ def alias_line(s: AliasState) -> str:
 
 
 @alias_app.command("set")
-def alias_set(ctx: typer.Context, name: str, alias: str, version: int,
-              expect: int | None = typer.Option(None, help="Only if the alias points at this version now.")
-              ) -> None:
+def alias_set(
+    ctx: typer.Context,
+    name: str,
+    alias: str,
+    version: int,
+    expect: int | None = typer.Option(None, help="Only if the alias points at this version now."),
+) -> None:
     """Point ALIAS of NAME at VERSION."""
     obj = ctx_obj(ctx)
     with obj.client() as c:
@@ -118,9 +143,11 @@ def alias_history(ctx: typer.Context, name: str, alias: str) -> None:
     obj = ctx_obj(ctx)
     with obj.client() as c:
         s = c.alias_history(name, alias)
-    t = table(f"{name}:{alias}", ["when (UTC)", "action", Col("from", right=True), Col("to", right=True),
-                                  Col("by", flex=True)],
-              ([when(e["at"], seconds=True), e["action"], e["from"], e["to"], e["by"]] for e in s.history))
+    t = table(
+        f"{name}:{alias}",
+        ["when (UTC)", "action", Col("from", right=True), Col("to", right=True), Col("by", flex=True)],
+        ([when(e["at"], seconds=True), e["action"], e["from"], e["to"], e["by"]] for e in s.history),
+    )
     emit(obj.as_json, s, t)
 
 

@@ -101,12 +101,24 @@ class Col:
 def table(title: str | None, columns: Sequence[Col | str], rows: Iterable[Sequence[Any]]) -> Table:
     """One line per row at any width: key columns keep their full text, flexible ones are cut with '…'."""
     # as wide as its title, so the title never wraps
-    t = Table(title=escape(title) if title else None, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
-              collapse_padding=True, title_justify="left", min_width=len(title) if title else None)
+    t = Table(
+        title=escape(title) if title else None,
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
+        title_justify="left",
+        min_width=len(title) if title else None,
+    )
     for c in columns:
         col = c if isinstance(c, Col) else Col(c)
-        t.add_column(col.header, no_wrap=not col.flex, overflow="ellipsis", justify="right" if col.right else "left",
-                     min_width=min(len(col.header), 8) if col.flex else None)
+        t.add_column(
+            col.header,
+            no_wrap=not col.flex,
+            overflow="ellipsis",
+            justify="right" if col.right else "left",
+            min_width=min(len(col.header), 8) if col.flex else None,
+        )
     for row in rows:
         t.add_row(*(Text(show(v), no_wrap=True, overflow="ellipsis") for v in row))
     return t

@@ -60,30 +60,59 @@ def _short(v: Any, width: int = 40) -> str:
 def _table(shown: list[str], preds: list[Any], title: str) -> Table | None:
     first = preds[0] if preds else None
     if isinstance(first, dict) and "label" in first and "score" in first:
-        return table(title, [Col("#", right=True), Col("input", flex=True), "label", Col("score", right=True),
-                             Col("next best", flex=True)],
-                     ([i, x, p["label"], f"{p['score']:.4f}",
-                       ", ".join(f"{c['label']} {c['score']:.3f}" for c in p.get("top_k", [])[1:])]
-                      for i, (x, p) in enumerate(zip(shown, preds, strict=False))))
+        return table(
+            title,
+            [
+                Col("#", right=True),
+                Col("input", flex=True),
+                "label",
+                Col("score", right=True),
+                Col("next best", flex=True),
+            ],
+            (
+                [
+                    i,
+                    x,
+                    p["label"],
+                    f"{p['score']:.4f}",
+                    ", ".join(f"{c['label']} {c['score']:.3f}" for c in p.get("top_k", [])[1:]),
+                ]
+                for i, (x, p) in enumerate(zip(shown, preds, strict=False))
+            ),
+        )
     if isinstance(first, list) and first and all(isinstance(v, (int, float)) for v in first):
-        return table(title, [Col("#", right=True), Col("input", flex=True), Col("dim", right=True),
-                             Col("values", flex=True)],
-                     ([i, x, len(p), " ".join(f"{v:+.4f}" for v in p[:6]) + (" …" if len(p) > 6 else "")]
-                      for i, (x, p) in enumerate(zip(shown, preds, strict=False))))
+        return table(
+            title,
+            [Col("#", right=True), Col("input", flex=True), Col("dim", right=True), Col("values", flex=True)],
+            (
+                [i, x, len(p), " ".join(f"{v:+.4f}" for v in p[:6]) + (" …" if len(p) > 6 else "")]
+                for i, (x, p) in enumerate(zip(shown, preds, strict=False))
+            ),
+        )
     return None
 
 
 @app.command()
-def predict(ctx: typer.Context,
-            ref: str = typer.Argument(..., help="NAME, NAME@VERSION or NAME:ALIAS"),
-            data: str | None = typer.Option(None, "--data", "-d",
-                                               help="JSON: a list of instances, {\"instances\": [...]}, one "
-                                                    "instance, @file.json, or - for stdin."),
-            text: list[str] = typer.Option([], "--text", "-t", help="A text instance (repeatable)."),
-            file: list[Path] = typer.Option([], "--file", "-f", exists=True, dir_okay=False,
-                                            help="An image (sent base64), .json/.jsonl instances, or a text "
-                                                 "file with one instance per line (repeatable)."),
-            top_k: int | None = typer.Option(None, "--top-k", help="Classifiers: how many labels.")) -> None:
+def predict(
+    ctx: typer.Context,
+    ref: str = typer.Argument(..., help="NAME, NAME@VERSION or NAME:ALIAS"),
+    data: str | None = typer.Option(
+        None,
+        "--data",
+        "-d",
+        help='JSON: a list of instances, {"instances": [...]}, one instance, @file.json, or - for stdin.',
+    ),
+    text: list[str] = typer.Option([], "--text", "-t", help="A text instance (repeatable)."),
+    file: list[Path] = typer.Option(
+        [],
+        "--file",
+        "-f",
+        exists=True,
+        dir_okay=False,
+        help="An image (sent base64), .json/.jsonl instances, or a text file with one instance per line (repeatable).",
+    ),
+    top_k: int | None = typer.Option(None, "--top-k", help="Classifiers: how many labels."),
+) -> None:
     """Predict on raw instances with a model's preprocessing and postprocessing."""
     obj = ctx_obj(ctx)
     name, r = parse_ref(ref)
@@ -107,6 +136,8 @@ def predict(ctx: typer.Context,
         res = c.predict(name, r, instances, params or None)
     timing = res.server_timing
     payload = {"model": res.model, "version": res.version, "predictions": res.predictions, "server_timing": timing}
-    title = (f"{res.model} v{res.version} · inference {timing.get('inference', 0):.2f} ms, "
-             f"total {timing.get('total', 0):.2f} ms")
+    title = (
+        f"{res.model} v{res.version} · inference {timing.get('inference', 0):.2f} ms, "
+        f"total {timing.get('total', 0):.2f} ms"
+    )
     emit(obj.as_json, payload, _table(shown, res.predictions, title))

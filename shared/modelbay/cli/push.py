@@ -27,8 +27,9 @@ app = App()
 MARKS = {"done": "[green]✓[/]", "skipped": "[dim]-[/]", "failed": "[red]✗[/]"}
 
 
-def load_metadata(path: Path | None, *, description: str = "", task: str | None = None,
-                  labels: str | None = None) -> VersionMetadata:
+def load_metadata(
+    path: Path | None, *, description: str = "", task: str | None = None, labels: str | None = None
+) -> VersionMetadata:
     """``--metadata`` (a VersionMetadata JSON file) with the flags that override it."""
     base = read_json(path, "--metadata") if path is not None else {}
     if not isinstance(base, dict):
@@ -36,8 +37,9 @@ def load_metadata(path: Path | None, *, description: str = "", task: str | None 
     updates: dict[str, Any] = {k: v for k, v in {"description": description, "task": task}.items() if v}
     if labels:
         p = Path(labels)
-        updates["labels"] = read_text(p, "--labels").split() if p.is_file() else [
-            x.strip() for x in labels.split(",") if x.strip()]
+        updates["labels"] = (
+            read_text(p, "--labels").split() if p.is_file() else [x.strip() for x in labels.split(",") if x.strip()]
+        )
     try:
         return VersionMetadata.model_validate({**base, **updates})
     except ValidationError as e:
@@ -51,8 +53,14 @@ class StageDisplay:
     """Typed pipeline events on stderr: a line per finished stage, a live line (and a byte bar) while running."""
 
     def __init__(self, enabled: bool) -> None:
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), console=err(),
-                            transient=True, disable=not enabled)
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            console=err(),
+            transient=True,
+            disable=not enabled,
+        )
         self.task = self.bar.add_task("starting", total=None)
         self.enabled = enabled
 
@@ -78,48 +86,67 @@ class StageDisplay:
 
 
 @app.command()
-def push(ctx: typer.Context,
-         model: str = typer.Argument(..., help="model: .onnx, .pt2, TorchScript .pt, sklearn .pkl/.joblib, "
-                                               "or module:factory with --state-dict"),
-         name: str = typer.Option(..., "--name", "-n", help="Model name."),
-         alias: list[str] = typer.Option([], "--alias", "-a", help="Point these aliases at the new version."),
-         quantize: str | None = typer.Option(
-             None, "--quantize", "-q", help="none | dynamic | static | auto (default: auto with --eval, else none)"),
-         eval_data: Path | None = typer.Option(None, "--eval", exists=True,
-                                                  help="Evaluation data for the gate (.npz/.npy/folder; "
-                                                       "a 'labels' array gives accuracy)."),
-         calibration: Path | None = typer.Option(None, "--calibration", exists=True,
-                                                    help="Calibration samples for static int8."),
-         input_spec: str | None = typer.Option(None, "--input-spec", "-i",
-                                                  help="e.g. 'x:float32:[batch,100]' (';' between inputs)"),
-         state_dict: Path | None = typer.Option(None, "--state-dict", exists=True,
-                                                   help="Weights for module:factory."),
-         target: str = typer.Option("arm64", "--target", help="arm64 | x86_64: per-CPU quantization options."),
-         with_fp32: bool = typer.Option(False, "--with-fp32", help="Also register the fp32 twin (first)."),
-         max_accuracy_drop: float = typer.Option(0.5, help="Classifier gate, percentage points."),
-         min_cosine: float = typer.Option(0.99, help="Embedder gate: minimum cosine similarity."),
-         max_abs_error: float | None = typer.Option(None, help="Raw-output gate (default: 1% of the output range)."),
-         description: str = typer.Option("", "--description", "-d"),
-         task: str | None = typer.Option(None, help="classifier, embedder or raw."),
-         labels: str | None = typer.Option(None, help="Class labels: comma-separated, or a file."),
-         metadata: Path | None = typer.Option(None, exists=True, dir_okay=False,
-                                                 help="VersionMetadata as a JSON file."),
-         side_file: list[Path] = typer.Option([], "--file", exists=True, dir_okay=False,
-                                              help="Side file (e.g. tokenizer.json).")) -> None:
+def push(
+    ctx: typer.Context,
+    model: str = typer.Argument(
+        ..., help="model: .onnx, .pt2, TorchScript .pt, sklearn .pkl/.joblib, or module:factory with --state-dict"
+    ),
+    name: str = typer.Option(..., "--name", "-n", help="Model name."),
+    alias: list[str] = typer.Option([], "--alias", "-a", help="Point these aliases at the new version."),
+    quantize: str | None = typer.Option(
+        None, "--quantize", "-q", help="none | dynamic | static | auto (default: auto with --eval, else none)"
+    ),
+    eval_data: Path | None = typer.Option(
+        None,
+        "--eval",
+        exists=True,
+        help="Evaluation data for the gate (.npz/.npy/folder; a 'labels' array gives accuracy).",
+    ),
+    calibration: Path | None = typer.Option(
+        None, "--calibration", exists=True, help="Calibration samples for static int8."
+    ),
+    input_spec: str | None = typer.Option(
+        None, "--input-spec", "-i", help="e.g. 'x:float32:[batch,100]' (';' between inputs)"
+    ),
+    state_dict: Path | None = typer.Option(None, "--state-dict", exists=True, help="Weights for module:factory."),
+    target: str = typer.Option("arm64", "--target", help="arm64 | x86_64: per-CPU quantization options."),
+    with_fp32: bool = typer.Option(False, "--with-fp32", help="Also register the fp32 twin (first)."),
+    max_accuracy_drop: float = typer.Option(0.5, help="Classifier gate, percentage points."),
+    min_cosine: float = typer.Option(0.99, help="Embedder gate: minimum cosine similarity."),
+    max_abs_error: float | None = typer.Option(None, help="Raw-output gate (default: 1% of the output range)."),
+    description: str = typer.Option("", "--description", "-d"),
+    task: str | None = typer.Option(None, help="classifier, embedder or raw."),
+    labels: str | None = typer.Option(None, help="Class labels: comma-separated, or a file."),
+    metadata: Path | None = typer.Option(None, exists=True, dir_okay=False, help="VersionMetadata as a JSON file."),
+    side_file: list[Path] = typer.Option(
+        [], "--file", exists=True, dir_okay=False, help="Side file (e.g. tokenizer.json)."
+    ),
+) -> None:
     """Upload a model (converting and quantizing it when asked), register it and print the new version."""
     from ..convert.gate import GateThresholds
     from ..convert.pipeline import push as run_push
 
     obj = ctx_obj(ctx)
     meta = load_metadata(metadata, description=description, task=task, labels=labels)
-    thresholds = GateThresholds(max_accuracy_drop=max_accuracy_drop, min_cosine=min_cosine,
-                                max_abs_error=max_abs_error)
+    thresholds = GateThresholds(max_accuracy_drop=max_accuracy_drop, min_cosine=min_cosine, max_abs_error=max_abs_error)
     with obj.client() as c, StageDisplay(enabled=not obj.as_json) as display:
-        result = run_push(c, model, name=name, aliases=alias, metadata=meta, side_files={p.name: p for p in side_file},
-                          quantize_mode=cast("QuantizeMode | None", quantize), eval_data=eval_data,
-                          with_fp32_twin=with_fp32, events=display,
-                          calibration=calibration, input_spec=input_spec, state_dict=state_dict, target=target,
-                          thresholds=thresholds)
+        result = run_push(
+            c,
+            model,
+            name=name,
+            aliases=alias,
+            metadata=meta,
+            side_files={p.name: p for p in side_file},
+            quantize_mode=cast("QuantizeMode | None", quantize),
+            eval_data=eval_data,
+            with_fp32_twin=with_fp32,
+            events=display,
+            calibration=calibration,
+            input_spec=input_spec,
+            state_dict=state_dict,
+            target=target,
+            thresholds=thresholds,
+        )
     manifests = result.manifests
     if obj.as_json:
         typer.echo(json.dumps([m.model_dump(mode="json") for m in manifests], indent=2))
@@ -129,8 +156,10 @@ def push(ctx: typer.Context,
     for m in manifests:
         q = m.quantization.method if m.quantization else "none"
         extra = f"  aliases: {', '.join(alias)}" if alias and m is manifests[-1] else ""
-        out().print(f"[green]registered[/] [bold]{escape(m.name)}[/] version [bold]{m.version}[/]  {q}  "
-                    f"sha256 {m.sha256[:12]}  {size(m.size)}{escape(extra)}")
+        out().print(
+            f"[green]registered[/] [bold]{escape(m.name)}[/] version [bold]{m.version}[/]  {q}  "
+            f"sha256 {m.sha256[:12]}  {size(m.size)}{escape(extra)}"
+        )
 
 
 @app.command()
@@ -138,8 +167,9 @@ def convert(
     ctx: typer.Context,
     model: str = typer.Argument(..., help="model file (.onnx, .pt2, TorchScript .pt, .pkl/.joblib) or module:factory"),
     out_dir: Path = typer.Option(Path("converted"), "--out", "-o", help="output folder"),
-    input_spec: str | None = typer.Option(None, "--input-spec", "-i",
-                                             help="e.g. 'x:float32:[batch,100]' (';' between inputs) or a .json"),
+    input_spec: str | None = typer.Option(
+        None, "--input-spec", "-i", help="e.g. 'x:float32:[batch,100]' (';' between inputs) or a .json"
+    ),
     state_dict: Path | None = typer.Option(None, "--state-dict", help="weights for module:factory"),
     output_name: list[str] = typer.Option([], "--output-name", help="ONNX output names (repeatable)"),
     quantize: str = typer.Option("none", "--quantize", "-q", help="none | dynamic | static | auto"),
@@ -166,24 +196,45 @@ def convert(
     meta = load_metadata(metadata, task=task, labels=labels)
     with StageDisplay(enabled=not obj.as_json) as display:
         res = prepare(
-            model, name=out_dir.name, workdir=out_dir, quantize_mode=cast("QuantizeMode", quantize),
-            eval_data=eval_data, calibration=calibration, metadata=meta, input_spec=input_spec,
-            output_names=output_name or None, state_dict=state_dict, target=target, mixed_precision=mixed_precision,
-            compact_kept=compact_kept, check_atol=atol, check_rtol=rtol, events=display,
-            thresholds=GateThresholds(max_accuracy_drop=max_accuracy_drop, min_agreement=min_agreement,
-                                      min_cosine=min_cosine, max_abs_error=max_abs_error),
+            model,
+            name=out_dir.name,
+            workdir=out_dir,
+            quantize_mode=cast("QuantizeMode", quantize),
+            eval_data=eval_data,
+            calibration=calibration,
+            metadata=meta,
+            input_spec=input_spec,
+            output_names=output_name or None,
+            state_dict=state_dict,
+            target=target,
+            mixed_precision=mixed_precision,
+            compact_kept=compact_kept,
+            check_atol=atol,
+            check_rtol=rtol,
+            events=display,
+            thresholds=GateThresholds(
+                max_accuracy_drop=max_accuracy_drop,
+                min_agreement=min_agreement,
+                min_cosine=min_cosine,
+                max_abs_error=max_abs_error,
+            ),
         )
     (out_dir / "metadata.json").write_text(res.metadata.model_dump_json(indent=1))
     if res.int8_path:
         (out_dir / "metadata.fp32.json").write_text(res.fp32_metadata.model_dump_json(indent=1))
-    paths = {"fp32": str(res.fp32_path), "int8": str(res.int8_path) if res.int8_path else None,
-             "metadata": str(out_dir / "metadata.json")}
+    paths = {
+        "fp32": str(res.fp32_path),
+        "int8": str(res.int8_path) if res.int8_path else None,
+        "metadata": str(out_dir / "metadata.json"),
+    }
     if not obj.as_json:
         console = err()
         chk = res.metadata.metrics.get("conversion", {})
         error = chk.get("max_abs_error")
-        console.print(f"converted with {escape(str(chk.get('exporter', '-')))}: max abs error "
-                      f"{'n/a' if error is None else f'{error:.3g}'}")
+        console.print(
+            f"converted with {escape(str(chk.get('exporter', '-')))}: max abs error "
+            f"{'n/a' if error is None else f'{error:.3g}'}"
+        )
         if res.gate:
             console.print(gate_table(res.gate.as_dict()))
         q = res.metadata.quantization

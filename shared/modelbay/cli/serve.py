@@ -15,12 +15,14 @@ app = App()
 
 
 @app.command()
-def serve(host: str = typer.Option("127.0.0.1", help="Interface to bind."),
-          port: int = typer.Option(8080, help="Port."),
-          store: str | None = typer.Option(None, help="Store: a directory or s3://bucket/prefix "
-                                                         "(default: MODELBAY_STORE, else the local store)"),
-          no_auth: bool = typer.Option(False, "--no-auth", help="Accept every request without a key (unsafe).")
-          ) -> None:
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to bind."),
+    port: int = typer.Option(8080, help="Port."),
+    store: str | None = typer.Option(
+        None, help="Store: a directory or s3://bucket/prefix (default: MODELBAY_STORE, else the local store)"
+    ),
+    no_auth: bool = typer.Option(False, "--no-auth", help="Accept every request without a key (unsafe)."),
+) -> None:
     """Run the local server (management + inference) on a store."""
     import uvicorn
 
@@ -32,27 +34,34 @@ def serve(host: str = typer.Option("127.0.0.1", help="Interface to bind."),
     api = create_app(settings)
     _announce_auth(api.state.store, settings, host, port)
     _start_sweeper(api.state.store, settings)
-    err().print(f"[bold]modelbay[/] serving store [cyan]{escape(settings.store_url)}[/] on http://{host}:{port}  "
-                f"(API docs: http://{host}:{port}/docs)")
+    err().print(
+        f"[bold]modelbay[/] serving store [cyan]{escape(settings.store_url)}[/] on http://{host}:{port}  "
+        f"(API docs: http://{host}:{port}/docs)"
+    )
     uvicorn.run(api, host=host, port=port, log_level="warning")
 
 
 def _announce_auth(store: ObjectStore, settings: Settings, host: str, port: int) -> None:
     console = err()
     if not settings.auth:
-        console.print("[bold red]WARNING: --no-auth: anyone who reaches this port can read, change and delete "
-                      "every model.[/]")
+        console.print(
+            "[bold red]WARNING: --no-auth: anyone who reaches this port can read, change and delete every model.[/]"
+        )
         return
     from ..auth.credentials import local_urls
     from ..auth.local import ensure_local_admin
 
     b = ensure_local_admin(store, settings.default_tenant, local_urls(host, port))
     if b.created:
-        console.print(f"[green]created the admin key {b.key_id}[/] and saved it in {escape(str(b.saved_to))}: "
-                      "the modelbay CLI and TUI of this user use it. Other users: `modelbay keys create`.")
+        console.print(
+            f"[green]created the admin key {b.key_id}[/] and saved it in {escape(str(b.saved_to))}: "
+            "the modelbay CLI and TUI of this user use it. Other users: `modelbay keys create`."
+        )
     elif not b.have_credentials:
-        console.print("[yellow]API keys are required and none is saved for this server: pass --api-key, or mint "
-                      "one with `modelbay keys bootstrap --store <store>`.[/]")
+        console.print(
+            "[yellow]API keys are required and none is saved for this server: pass --api-key, or mint "
+            "one with `modelbay keys bootstrap --store <store>`.[/]"
+        )
 
 
 def _start_sweeper(store: ObjectStore, settings: Settings) -> None:
@@ -62,7 +71,7 @@ def _start_sweeper(store: ObjectStore, settings: Settings) -> None:
         while True:
             try:
                 sweep_all(store, settings.limits)
-            except Exception as e:  # noqa: BLE001 - a failed sweep must not stop the server
+            except Exception as e:
                 err().print(f"[yellow]sweep failed: {escape(str(e))}[/]")
             stop.wait(600)
 
@@ -71,9 +80,11 @@ def _start_sweeper(store: ObjectStore, settings: Settings) -> None:
 
 
 @app.command()
-def tui(ctx: typer.Context,
-        profile: str | None = typer.Option(None, "--profile", "-p", help="A saved connection profile."),
-        theme: str | None = typer.Option(None, help="A Textual theme, e.g. textual-light.")) -> None:
+def tui(
+    ctx: typer.Context,
+    profile: str | None = typer.Option(None, "--profile", "-p", help="A saved connection profile."),
+    theme: str | None = typer.Option(None, help="A Textual theme, e.g. textual-light."),
+) -> None:
     """Open the terminal UI (on --url, a saved profile, or the last used one)."""
     try:
         from modelbay_tui.app import ModelbayApp

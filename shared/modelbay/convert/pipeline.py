@@ -69,9 +69,15 @@ Events = Callable[[StageEvent], None]
 class Uploader(Protocol):
     """What ``push`` needs of a client: ``modelbay.client.Client.push``."""
 
-    def push(self, path: str | Path, name: str, metadata: VersionMetadata | None = None,
-             side_files: Mapping[str, str | Path] | None = None, aliases: Sequence[str] = (),
-             progress: Callable[[int, int], None] | None = None) -> Any: ...
+    def push(
+        self,
+        path: str | Path,
+        name: str,
+        metadata: VersionMetadata | None = None,
+        side_files: Mapping[str, str | Path] | None = None,
+        aliases: Sequence[str] = (),
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Any: ...
 
 
 class Reporter:
@@ -169,20 +175,55 @@ def prepare(
     """
     rep = Reporter(events, progress)
     try:
-        return _prepare(model, name, workdir, quantize_mode, eval_data, calibration, metadata, input_spec, example,
-                        output_names, state_dict, side_files, target, thresholds, mixed_precision, compact_kept,
-                        measure, check_atol, check_rtol, rep)
+        return _prepare(
+            model,
+            name,
+            workdir,
+            quantize_mode,
+            eval_data,
+            calibration,
+            metadata,
+            input_spec,
+            example,
+            output_names,
+            state_dict,
+            side_files,
+            target,
+            thresholds,
+            mixed_precision,
+            compact_kept,
+            measure,
+            check_atol,
+            check_rtol,
+            rep,
+        )
     except BaseException:
         rep.fail()
         raise
 
 
-def _prepare(model: Any, name: str, workdir: str | Path, quantize_mode: QuantizeMode,
-             eval_data: str | Path | Dataset | None, calibration: str | Path | Dataset | list[Feed] | None,
-             metadata: VersionMetadata | None, input_spec: str | list | None, example: Feed | None,
-             output_names: list[str] | None, state_dict: str | Path | None, side_files: dict[str, Path] | None,
-             target: str, thresholds: GateThresholds | None, mixed_precision: bool, compact_kept: bool,
-             measure: bool, check_atol: float, check_rtol: float, rep: Reporter) -> Prepared:
+def _prepare(
+    model: Any,
+    name: str,
+    workdir: str | Path,
+    quantize_mode: QuantizeMode,
+    eval_data: str | Path | Dataset | None,
+    calibration: str | Path | Dataset | list[Feed] | None,
+    metadata: VersionMetadata | None,
+    input_spec: str | list | None,
+    example: Feed | None,
+    output_names: list[str] | None,
+    state_dict: str | Path | None,
+    side_files: dict[str, Path] | None,
+    target: str,
+    thresholds: GateThresholds | None,
+    mixed_precision: bool,
+    compact_kept: bool,
+    measure: bool,
+    check_atol: float,
+    check_rtol: float,
+    rep: Reporter,
+) -> Prepared:
     say = rep.say
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
@@ -197,21 +238,34 @@ def _prepare(model: Any, name: str, workdir: str | Path, quantize_mode: Quantize
     # with a spec we know the input names, so the eval data can feed the conversion check too
     pre_eval = _dataset(eval_data, names_hint) if names_hint or isinstance(eval_data, Dataset) else None
     samples = pre_eval.batches[:2] if pre_eval is not None else None
-    conv = convert(model, fp32, input_spec=input_spec, example=example, output_names=output_names,
-                   state_dict=state_dict, samples=samples, atol=check_atol, rtol=check_rtol)
+    conv = convert(
+        model,
+        fp32,
+        input_spec=input_spec,
+        example=example,
+        output_names=output_names,
+        state_dict=state_dict,
+        samples=samples,
+        atol=check_atol,
+        rtol=check_rtol,
+    )
     input_names = names_hint or [s.name for s in conv.inputs]
     evals = pre_eval if pre_eval is not None else _dataset(eval_data, input_names)
     calib = _dataset(calibration, input_names)
-    meta.metrics["conversion"] = {"source": conv.kind, "exporter": conv.exporter,
-                                  **(conv.check.as_dict() if conv.check else {"note": "; ".join(conv.notes)})}
+    meta.metrics["conversion"] = {
+        "source": conv.kind,
+        "exporter": conv.exporter,
+        **(conv.check.as_dict() if conv.check else {"note": "; ".join(conv.notes)}),
+    }
     fp32_meta = meta.model_copy(deep=True)
     fp32_meta.quantization = QuantizationInfo(method="none")
     side = dict(side_files or {})
     rep.done(Stage.CONVERT, f"converted with {conv.exporter}")
 
     # (with "none" the method is never used: that branch returns below)
-    method: Method = choose_method(fp32) if quantize_mode == "auto" else (
-        "static" if quantize_mode == "static" else "dynamic")
+    method: Method = (
+        choose_method(fp32) if quantize_mode == "auto" else ("static" if quantize_mode == "static" else "dynamic")
+    )
     if quantize_mode == "auto" and not quantizable_nodes(fp32, method):
         # e.g. skl2onnx TF-IDF + LinearClassifier: ai.onnx.ml ops onnxruntime does not quantize
         quantize_mode = "none"
@@ -254,21 +308,38 @@ def _prepare(model: Any, name: str, workdir: str | Path, quantize_mode: Quantize
         if not report.passed and mixed_precision:
             say("plain int8 failed the gate; searching mixed precision", None)
             first = report
-            res = search(base, method, opts, gate, int8, int8, tmp, calib_batches, say,
-                         first_margin=first.margin if gate.task == "embedder" else 0.0)
+            res = search(
+                base,
+                method,
+                opts,
+                gate,
+                int8,
+                int8,
+                tmp,
+                calib_batches,
+                say,
+                first_margin=first.margin if gate.task == "embedder" else 0.0,
+            )
             if res is None:
                 _refuse(first, "mixed precision (up to half the nodes in fp32) did not pass either")
             report, kept = res.report, res.kept_fp32
-            mixed_info = {"plain_int8": first.int8, "kept_fp32": kept, "tries": res.tries,
-                          "ranking": [(n, round(d, 6)) for n, d in res.ranking[: max(len(kept), 5)]]}
+            mixed_info = {
+                "plain_int8": first.int8,
+                "kept_fp32": kept,
+                "tries": res.tries,
+                "ranking": [(n, round(d, 6)) for n, d in res.ranking[: max(len(kept), 5)]],
+            }
         elif not report.passed:
             _refuse(report, "mixed precision disabled")
         if kept and compact_kept:
             say("storing kept fp32 weights as 8-bit blocks", None)
             done = compact_kept_weights(int8, kept, tmp / "compact.onnx")
             compact_report = gate.check(tmp / "compact.onnx") if done else None
-            mixed_info["compact_kept"] = {"nodes": done, "gate": compact_report.int8 if compact_report else None,
-                                          "used": bool(compact_report and compact_report.passed)}
+            mixed_info["compact_kept"] = {
+                "nodes": done,
+                "gate": compact_report.int8 if compact_report else None,
+                "used": bool(compact_report and compact_report.passed),
+            }
             if compact_report and compact_report.passed:
                 shutil.copyfile(tmp / "compact.onnx", int8)
                 report = compact_report
@@ -276,9 +347,13 @@ def _prepare(model: Any, name: str, workdir: str | Path, quantize_mode: Quantize
     if not report.passed:
         _refuse(report, "")
     meta.quantization = QuantizationInfo(
-        method="mixed" if kept else method, kept_fp32_nodes=kept,
-        extra={"base_method": method, "preprocessing": pre_note,
-               **({"calibration_samples": len(calib)} if calib else {})},
+        method="mixed" if kept else method,
+        kept_fp32_nodes=kept,
+        extra={
+            "base_method": method,
+            "preprocessing": pre_note,
+            **({"calibration_samples": len(calib)} if calib else {}),
+        },
         **opts.info(method),
     )
     meta.metrics["gate"] = report.as_dict()
@@ -340,8 +415,16 @@ def publish(
     return out
 
 
-def _upload(client: Uploader, rep: Reporter, path: Path, name: str, meta: VersionMetadata | None,
-            side_files: Mapping[str, Path], aliases: Sequence[str], what: str = "") -> Any:
+def _upload(
+    client: Uploader,
+    rep: Reporter,
+    path: Path,
+    name: str,
+    meta: VersionMetadata | None,
+    side_files: Mapping[str, Path],
+    aliases: Sequence[str],
+    what: str = "",
+) -> Any:
     rep.start(Stage.UPLOAD, f"uploading {what}".strip())
 
     def sent(done: int, total: int) -> None:
@@ -369,8 +452,13 @@ class PushResult:
 
 def is_plain_upload(model: Any, quantize_mode: QuantizeMode, eval_data: Any) -> bool:
     """An ONNX file with nothing to quantize or evaluate goes straight to the registry (no torch needed)."""
-    return (isinstance(model, (str, Path)) and str(model).lower().endswith(".onnx") and quantize_mode == "none"
-            and eval_data is None and Path(model).is_file())
+    return (
+        isinstance(model, (str, Path))
+        and str(model).lower().endswith(".onnx")
+        and quantize_mode == "none"
+        and eval_data is None
+        and Path(model).is_file()
+    )
 
 
 def push(
@@ -410,14 +498,24 @@ def push(
             raise
     with tempfile.TemporaryDirectory(prefix="modelbay-push-") as work:
         try:
-            prepared = prepare(model, name=name, workdir=work, quantize_mode=mode, eval_data=eval_data,
-                               metadata=metadata, side_files=side, progress=progress, events=events,
-                               **prepare_options)
+            prepared = prepare(
+                model,
+                name=name,
+                workdir=work,
+                quantize_mode=mode,
+                eval_data=eval_data,
+                metadata=metadata,
+                side_files=side,
+                progress=progress,
+                events=events,
+                **prepare_options,
+            )
         except ImportError as e:  # torch, transformers or scikit-learn missing: a slim install
-            raise BadRequest(f"converting {model} needs the convert extra (pip install 'modelbay[convert]'): {e}. "
-                             "Plain ONNX files push without it.") from None
-        manifests = publish(prepared, client=client, aliases=aliases, with_fp32_twin=with_fp32_twin,
-                            events=events)
+            raise BadRequest(
+                f"converting {model} needs the convert extra (pip install 'modelbay[convert]'): {e}. "
+                "Plain ONNX files push without it."
+            ) from None
+        manifests = publish(prepared, client=client, aliases=aliases, with_fp32_twin=with_fp32_twin, events=events)
     return PushResult(manifests, prepared.gate)
 
 

@@ -44,9 +44,13 @@ class EngineConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EngineConfig:
-        return cls(alias_ttl=settings.alias_ttl, session_cache_bytes=settings.session_cache_bytes,
-                   disk_cache_bytes=settings.disk_cache_mb * MB, session=SessionConfig.from_settings(settings),
-                   inference_timeout_ms=settings.inference_timeout_ms)
+        return cls(
+            alias_ttl=settings.alias_ttl,
+            session_cache_bytes=settings.session_cache_bytes,
+            disk_cache_bytes=settings.disk_cache_mb * MB,
+            session=SessionConfig.from_settings(settings),
+            inference_timeout_ms=settings.inference_timeout_ms,
+        )
 
 
 class Engine:
@@ -66,8 +70,7 @@ class Engine:
     def resolve(self, tenant: str, name: str, ref: str | int | None = None) -> Manifest:
         return self.resolver.resolve(tenant, name, ref)
 
-    def get(self, tenant: str, name: str, ref: str | int | None = None,
-            timings: Timings | None = None) -> LoadedModel:
+    def get(self, tenant: str, name: str, ref: str | int | None = None, timings: Timings | None = None) -> LoadedModel:
         """The servable model for a reference; loads it if cold."""
         t0 = time.perf_counter()
         manifest = self.resolver.resolve(tenant, name, ref)
@@ -118,41 +121,71 @@ class Engine:
         layout = Layout(tenant)
         t0 = time.perf_counter()
         try:
-            path, _ = self.disk.fetch(self.store, layout.file(manifest.name, manifest.version, MODEL_FILE),
-                                      manifest.sha256)
-            files = {f: self.disk.fetch(self.store, layout.file(manifest.name, manifest.version, f), info.sha256)[0]
-                     for f, info in manifest.files.items()}
+            path, _ = self.disk.fetch(
+                self.store, layout.file(manifest.name, manifest.version, MODEL_FILE), manifest.sha256
+            )
+            files = {
+                f: self.disk.fetch(self.store, layout.file(manifest.name, manifest.version, f), info.sha256)[0]
+                for f, info in manifest.files.items()
+            }
         except NotFound:
-            raise LoadFailure(f"{manifest.name} version {manifest.version}: its files are missing from the store",
-                              model=manifest.name, version=manifest.version) from None
+            raise LoadFailure(
+                f"{manifest.name} version {manifest.version}: its files are missing from the store",
+                model=manifest.name,
+                version=manifest.version,
+            ) from None
         except (IntegrityError, StoreUnavailable) as e:
-            raise LoadFailure(f"{manifest.name} version {manifest.version}: {e.message}",
-                              model=manifest.name, version=manifest.version) from None
+            raise LoadFailure(
+                f"{manifest.name} version {manifest.version}: {e.message}",
+                model=manifest.name,
+                version=manifest.version,
+            ) from None
         t1 = time.perf_counter()
         try:
             session = build_session(path, self.config.session)
-        except Exception as e:  # noqa: BLE001  (onnxruntime's errors are plain Exceptions)
+        except Exception as e:
             log.warning("%s/%s v%d: session build failed: %s", tenant, manifest.name, manifest.version, e)
-            raise LoadFailure(f"{manifest.name} version {manifest.version}: onnxruntime cannot load it: "
-                              f"{library_message(e)}", model=manifest.name, version=manifest.version) from None
+            raise LoadFailure(
+                f"{manifest.name} version {manifest.version}: onnxruntime cannot load it: {library_message(e)}",
+                model=manifest.name,
+                version=manifest.version,
+            ) from None
         try:
             pre = build_preprocessor(manifest, files)
             post = build_postprocessor(manifest)
         except ModelbayError as e:
-            raise LoadFailure(f"{manifest.name} version {manifest.version}: {e.message}",
-                              model=manifest.name, version=manifest.version) from None
+            raise LoadFailure(
+                f"{manifest.name} version {manifest.version}: {e.message}",
+                model=manifest.name,
+                version=manifest.version,
+            ) from None
         t2 = time.perf_counter()
         self.loads += 1
         size = manifest.size + sum(f.size for f in manifest.files.values())
         timeout = self.config.inference_timeout_ms
-        model = LoadedModel(manifest, session, files, pre, post, size=size, fetch_ms=(t1 - t0) * 1000,
-                            load_ms=(t2 - t1) * 1000, timeout_s=timeout / 1000 if timeout else None)
+        model = LoadedModel(
+            manifest,
+            session,
+            files,
+            pre,
+            post,
+            size=size,
+            fetch_ms=(t1 - t0) * 1000,
+            load_ms=(t2 - t1) * 1000,
+            timeout_s=timeout / 1000 if timeout else None,
+        )
         if timings is not None:
             timings.cold_start = True
             timings.fetch_ms = (t1 - t0) * 1000
             timings.load_ms = (t2 - t1) * 1000
-        log.info("loaded %s/%s v%d: fetch %.1f ms, session %.1f ms", tenant, manifest.name, manifest.version,
-                 (t1 - t0) * 1000, (t2 - t1) * 1000)
+        log.info(
+            "loaded %s/%s v%d: fetch %.1f ms, session %.1f ms",
+            tenant,
+            manifest.name,
+            manifest.version,
+            (t1 - t0) * 1000,
+            (t2 - t1) * 1000,
+        )
         return model
 
     # -------------------------------------------------------------- warm-up
@@ -164,8 +197,9 @@ class Engine:
         if self._prewarm is not None:
             return
         result: dict[str, int | str] = {}
-        thread = threading.Thread(target=lambda: result.update(self.prewarm(refs, tenant)),
-                                  name="modelbay-prewarm", daemon=True)
+        thread = threading.Thread(
+            target=lambda: result.update(self.prewarm(refs, tenant)), name="modelbay-prewarm", daemon=True
+        )
         self._prewarm = (thread, result)
         thread.start()
 
@@ -205,5 +239,8 @@ def check_instances(n: int, settings: Settings) -> None:
     if n == 0:
         raise BadRequest("no instances: send at least one")
     if n > settings.limits.max_instances:
-        raise TooLarge(f"{n} instances; the limit is {settings.limits.max_instances} per request",
-                       instances=n, limit=settings.limits.max_instances)
+        raise TooLarge(
+            f"{n} instances; the limit is {settings.limits.max_instances} per request",
+            instances=n,
+            limit=settings.limits.max_instances,
+        )

@@ -60,18 +60,17 @@ class LoadedModel:
             if n <= 1 or not self._single:
                 results = self.session.run(names, feeds, options)
                 return dict(zip(names, results))
-            parts = [self.session.run(names, {k: v[i:i + 1] for k, v in feeds.items()}, options)
-                     for i in range(n)]
+            parts = [self.session.run(names, {k: v[i : i + 1] for k, v in feeds.items()}, options) for i in range(n)]
             return {name: np.concatenate([p[j] for p in parts]) for j, name in enumerate(names)}
-        except Exception as e:  # noqa: BLE001  (onnxruntime's errors are plain Exceptions)
+        except Exception as e:
             if timeout_s and options is not None and options.terminate:
-                raise InferenceTimeout(f"inference took longer than {timeout_s * 1000:.0f} ms",
-                                       limit_ms=timeout_s * 1000) from None
+                raise InferenceTimeout(
+                    f"inference took longer than {timeout_s * 1000:.0f} ms", limit_ms=timeout_s * 1000
+                ) from None
             raise self._ort_error(e) from None
         finally:
             if timer is not None:
                 timer.cancel()
-
 
     def _ort_error(self, e: Exception) -> ModelbayError:
         # InvalidArgument is onnxruntime refusing the inputs themselves: the client may fix them
@@ -79,5 +78,8 @@ class LoadedModel:
             return BadRequest(f"onnxruntime rejected the inputs: {library_message(e, 400)}")
         # anything else is ours to fix: the details go to the log, the client learns what failed
         log.error("%s v%d: session.run failed: %s: %s", self.name, self.version, type(e).__name__, e)
-        return InferenceFailed(f"{self.name} version {self.version}: onnxruntime failed while running it",
-                               model=self.name, version=self.version)
+        return InferenceFailed(
+            f"{self.name} version {self.version}: onnxruntime failed while running it",
+            model=self.name,
+            version=self.version,
+        )

@@ -25,8 +25,9 @@ MAX_MANIFESTS = 4096
 
 
 class Resolver:
-    def __init__(self, store: ObjectStore, limits: Limits, alias_ttl: float = 5.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, store: ObjectStore, limits: Limits, alias_ttl: float = 5.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.store = store
         self.limits = limits
         self.alias_ttl = alias_ttl
@@ -60,8 +61,10 @@ class Resolver:
         """An explicit version: its manifest never changes, but it can be deleted; re-checked once per TTL."""
         if (tenant, name, version) in self._manifests:
             reg = self.registry(tenant)
-            if self.store.head(reg.layout.file(name, version, TOMBSTONE)) is not None or \
-                    self.store.head(reg.layout.file(name, version, MANIFEST)) is None:
+            if (
+                self.store.head(reg.layout.file(name, version, TOMBSTONE)) is not None
+                or self.store.head(reg.layout.file(name, version, MANIFEST)) is None
+            ):
                 self._manifests.pop((tenant, name, version), None)
                 raise NotFound(f"model {name!r} version {version} was deleted", model=name, version=version)
 

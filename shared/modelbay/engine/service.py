@@ -69,9 +69,16 @@ class InferenceService:
         self.settings = settings or engine.settings
 
     # ------------------------------------------------------------ inference
-    def infer(self, tenant: str, name: str, ref: str | int | None, request: oip.InferRequest | bytes, *,
-              header_length: str | int | None = None, timings: Timings | None = None
-              ) -> Inference[oip.InferResponse]:
+    def infer(
+        self,
+        tenant: str,
+        name: str,
+        ref: str | int | None,
+        request: oip.InferRequest | bytes,
+        *,
+        header_length: str | int | None = None,
+        timings: Timings | None = None,
+    ) -> Inference[oip.InferResponse]:
         """OIP: tensors in, the requested outputs (all by default) out.
 
         ``header_length``: the JSON part's length when ``request`` is a body with binary tensors.
@@ -83,8 +90,9 @@ class InferenceService:
             response = self._infer(tenant, name, ref, req, timings)
         return Inference(response, response.model_version, timings)
 
-    def _infer(self, tenant: str, name: str, ref: str | int | None, req: oip.InferRequest,
-               timings: Timings) -> oip.InferResponse:
+    def _infer(
+        self, tenant: str, name: str, ref: str | int | None, req: oip.InferRequest, timings: Timings
+    ) -> oip.InferResponse:
         model = self.engine.get(tenant, name, ref, timings)
         check_feeds(model.manifest.inputs, req.inputs)
         for spec in model.manifest.inputs:  # a dynamic first axis is the batch: the instance limit applies
@@ -104,8 +112,15 @@ class InferenceService:
         timings.inference_ms = (time.perf_counter() - t0) * 1000
         return oip.InferResponse(name, model.version, _outputs(model, req, results), req.id)
 
-    def predict(self, tenant: str, name: str, ref: str | int | None, request: v1.PredictRequest | bytes, *,
-                timings: Timings | None = None) -> Inference[list[Any]]:
+    def predict(
+        self,
+        tenant: str,
+        name: str,
+        ref: str | int | None,
+        request: v1.PredictRequest | bytes,
+        *,
+        timings: Timings | None = None,
+    ) -> Inference[list[Any]]:
         """V1: raw instances -> preprocessing -> one batched run -> postprocessing -> predictions."""
         timings = timings or Timings.start()
         with _Accounted(self, tenant, name, timings) as call:
@@ -116,8 +131,9 @@ class InferenceService:
             model, predictions = self._predict(tenant, name, ref, req, timings)
         return Inference(predictions, model.version, timings)
 
-    def _predict(self, tenant: str, name: str, ref: str | int | None, req: v1.PredictRequest,
-                 timings: Timings) -> tuple[LoadedModel, list[Any]]:
+    def _predict(
+        self, tenant: str, name: str, ref: str | int | None, req: v1.PredictRequest, timings: Timings
+    ) -> tuple[LoadedModel, list[Any]]:
         check_instances(len(req.instances), self.settings)
         if not isinstance(req.parameters, Mapping):
             raise BadRequest("'parameters' must be an object")
@@ -173,16 +189,22 @@ class _Accounted:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-                 ) -> None:
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         if exc is None or isinstance(exc, Exception):  # not on KeyboardInterrupt or SystemExit
             self.service._record(self.tenant, self.name, self.instances, self.timings, exc)
 
 
-def _outputs(model: LoadedModel, req: oip.InferRequest,
-             results: dict[str, np.ndarray]) -> list[tuple[str, np.ndarray, bool]]:
+def _outputs(
+    model: LoadedModel, req: oip.InferRequest, results: dict[str, np.ndarray]
+) -> list[tuple[str, np.ndarray, bool]]:
     if req.outputs is None:
         return [(n, results[n], req.binary_output) for n in model.output_names]
     labels = model.manifest.labels
-    return [(o.name, oip.classify(results[o.name], o.class_count, labels) if o.class_count else results[o.name],
-             o.binary or req.binary_output) for o in req.outputs]
+    return [
+        (
+            o.name,
+            oip.classify(results[o.name], o.class_count, labels) if o.class_count else results[o.name],
+            o.binary or req.binary_output,
+        )
+        for o in req.outputs
+    ]

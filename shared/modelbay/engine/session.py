@@ -40,8 +40,11 @@ class SessionConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SessionConfig:
-        return cls(intra_op_threads=settings.ort_threads or usable_cpus(), optimization=settings.ort_opt,
-                   spinning=settings.ort_spin)
+        return cls(
+            intra_op_threads=settings.ort_threads or usable_cpus(),
+            optimization=settings.ort_opt,
+            spinning=settings.ort_spin,
+        )
 
     def __post_init__(self) -> None:
         if self.optimization not in OPT_LEVELS:

@@ -30,8 +30,10 @@ def check_feeds(inputs: list[TensorSpec], feeds: Mapping[str, np.ndarray]) -> No
     for spec in inputs:
         array = feeds.get(spec.name)
         if array is None:
-            raise BadRequest(f"missing input {spec.name!r} ({MANIFEST_TO_OIP.get(spec.dtype, spec.dtype)} "
-                             f"{_shape(spec)})", input=spec.name)
+            raise BadRequest(
+                f"missing input {spec.name!r} ({MANIFEST_TO_OIP.get(spec.dtype, spec.dtype)} {_shape(spec)})",
+                input=spec.name,
+            )
         want = spec.dtype
         if array.dtype.kind in "OUS":
             got = "string"
@@ -40,12 +42,21 @@ def check_feeds(inputs: list[TensorSpec], feeds: Mapping[str, np.ndarray]) -> No
         else:
             got = array.dtype.name
         if got != want:
-            raise BadRequest(f"input {spec.name!r} is {MANIFEST_TO_OIP.get(got, got)}; the model takes "
-                             f"{MANIFEST_TO_OIP.get(want, want)}", input=spec.name)
+            raise BadRequest(
+                f"input {spec.name!r} is {MANIFEST_TO_OIP.get(got, got)}; the model takes "
+                f"{MANIFEST_TO_OIP.get(want, want)}",
+                input=spec.name,
+            )
         if array.ndim != len(spec.shape):
-            raise BadRequest(f"input {spec.name!r} has shape {list(array.shape)}; the model takes "
-                             f"{_shape(spec)} (rank {len(spec.shape)})", input=spec.name)
+            raise BadRequest(
+                f"input {spec.name!r} has shape {list(array.shape)}; the model takes "
+                f"{_shape(spec)} (rank {len(spec.shape)})",
+                input=spec.name,
+            )
         for axis, (n, d) in enumerate(zip(array.shape, spec.shape)):
             if isinstance(d, int) and d > 0 and n != d and not (axis == 0 and d == 1):
-                raise BadRequest(f"input {spec.name!r} has shape {list(array.shape)}; the model takes "
-                                 f"{_shape(spec)} (dimension {axis} must be {d})", input=spec.name)
+                raise BadRequest(
+                    f"input {spec.name!r} has shape {list(array.shape)}; the model takes "
+                    f"{_shape(spec)} (dimension {axis} must be {d})",
+                    input=spec.name,
+                )

@@ -31,15 +31,27 @@ class Timings:
         parts = [f"resolve;dur={self.resolve_ms:.3f}", f"fetch;dur={self.fetch_ms:.3f}"]
         if self.load_ms is not None:
             parts.append(f"load;dur={self.load_ms:.3f}")
-        parts += [f"preprocess;dur={self.preprocess_ms:.3f}", f"inference;dur={self.inference_ms:.3f}",
-                  f"postprocess;dur={self.postprocess_ms:.3f}", f"total;dur={self.total_ms():.3f}"]
+        parts += [
+            f"preprocess;dur={self.preprocess_ms:.3f}",
+            f"inference;dur={self.inference_ms:.3f}",
+            f"postprocess;dur={self.postprocess_ms:.3f}",
+            f"total;dur={self.total_ms():.3f}",
+        ]
         return ", ".join(parts)
 
     def event(self, model: str, version: int | None, instances: int, error: ErrorType | None) -> InferenceEvent:
         return InferenceEvent(
-            model=model, version=version, instances=instances, error=error, total_ms=self.total_ms(),
+            model=model,
+            version=version,
+            instances=instances,
+            error=error,
+            total_ms=self.total_ms(),
             # resolving is reading the store too: one number for "getting the model"
-            fetch_ms=self.resolve_ms + self.fetch_ms, preprocess_ms=self.preprocess_ms,
-            inference_ms=self.inference_ms, postprocess_ms=self.postprocess_ms,
-            cold_start=self.cold_start, load_ms=self.load_ms, timestamp=time.time(),
+            fetch_ms=self.resolve_ms + self.fetch_ms,
+            preprocess_ms=self.preprocess_ms,
+            inference_ms=self.inference_ms,
+            postprocess_ms=self.postprocess_ms,
+            cold_start=self.cold_start,
+            load_ms=self.load_ms,
+            timestamp=time.time(),
         )

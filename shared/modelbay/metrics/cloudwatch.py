@@ -46,8 +46,12 @@ def _unavailable(operation: str, exc: Exception) -> StoreUnavailable:
 
 def event_metrics(event: InferenceEvent) -> list[tuple[str, str, float]]:
     """(name, unit, value) for one inference."""
-    out = [("Requests", "Count", 1.0), ("Instances", "Count", float(event.instances)),
-           ("Errors", "Count", 1.0 if event.error else 0.0), ("Latency", MS, event.total_ms)]
+    out = [
+        ("Requests", "Count", 1.0),
+        ("Instances", "Count", float(event.instances)),
+        ("Errors", "Count", 1.0 if event.error else 0.0),
+        ("Latency", MS, event.total_ms),
+    ]
     if event.error:
         out.append((ERROR_METRIC[event.error], "Count", 1.0))
     for p in PHASES:
@@ -101,19 +105,30 @@ class CloudWatchReader:
             self._cache[key] = (now + self.CACHE_SECONDS, value)
         return value
 
-    def _query(self, queries: list[tuple[str, str, str, list[dict[str, str]]]], start: float, end: float,
-               period: int) -> dict[str, dict[float, float]]:
+    def _query(
+        self, queries: list[tuple[str, str, str, list[dict[str, str]]]], start: float, end: float, period: int
+    ) -> dict[str, dict[float, float]]:
         """(id, metric, stat, dims) -> id -> {timestamp: value}; missing points are absent."""
         out: dict[str, dict[float, float]] = {q[0]: {} for q in queries}
-        body = [{"Id": qid, "ReturnData": True,
-                 "MetricStat": {"Metric": {"Namespace": self.namespace, "MetricName": metric, "Dimensions": dims},
-                                "Period": period, "Stat": stat}}
-                for qid, metric, stat, dims in queries]
+        body = [
+            {
+                "Id": qid,
+                "ReturnData": True,
+                "MetricStat": {
+                    "Metric": {"Namespace": self.namespace, "MetricName": metric, "Dimensions": dims},
+                    "Period": period,
+                    "Stat": stat,
+                },
+            }
+            for qid, metric, stat, dims in queries
+        ]
         try:
             for i in range(0, len(body), 500):
-                kw: dict[str, Any] = {"MetricDataQueries": body[i:i + 500],
-                                      "StartTime": datetime.fromtimestamp(start, UTC),
-                                      "EndTime": datetime.fromtimestamp(end, UTC)}
+                kw: dict[str, Any] = {
+                    "MetricDataQueries": body[i : i + 500],
+                    "StartTime": datetime.fromtimestamp(start, UTC),
+                    "EndTime": datetime.fromtimestamp(end, UTC),
+                }
                 while True:
                     r = self.client.get_metric_data(**kw)
                     for res in r["MetricDataResults"]:
@@ -123,19 +138,22 @@ class CloudWatchReader:
                     if not r.get("NextToken"):
                         break
                     kw["NextToken"] = r["NextToken"]
-        except Exception as e:  # noqa: BLE001  (botocore's errors: the metrics service, not the caller, failed)
+        except Exception as e:
             raise _unavailable("GetMetricData", e) from None
         return out
 
     @staticmethod
     def _plan(dims) -> list[tuple[str, str, str, list[dict[str, str]]]]:
         q = [(f"c{i}", name, "Sum", dims) for i, name in enumerate(COUNTS)]
-        q += [(f"a{i}", name, "Average", dims) for i, name in
-              enumerate(("Latency", *PHASE_METRIC.values(), "ModelLoadTime", "FeedbackScore"))]
+        q += [
+            (f"a{i}", name, "Average", dims)
+            for i, name in enumerate(("Latency", *PHASE_METRIC.values(), "ModelLoadTime", "FeedbackScore"))
+        ]
         return q
 
-    def _percentiles(self, dims, start: float, end: float, period: int,
-                     warnings: list[str]) -> dict[str, dict[float, float]]:
+    def _percentiles(
+        self, dims, start: float, end: float, period: int, warnings: list[str]
+    ) -> dict[str, dict[float, float]]:
         """Percentile statistics in their own call: emulators (moto) reject them, and
         then the counts and means are still worth showing."""
         q = [(f"p{p}", "Latency", f"p{p}", dims) for p in (50, 95, 99)]
@@ -153,19 +171,18 @@ class CloudWatchReader:
                 log.warning(msg)
             return {qid: {} for qid, *_ in q}
 
-    def series(self, tenant: str, model: str, version: int | None, start: float, end: float,
-               step: int) -> Series:
+    def series(self, tenant: str, model: str, version: int | None, start: float, end: float, step: int) -> Series:
         key = ("series", tenant, model, version, start, end, step)
         return self._cached(key, lambda: self._series(tenant, model, version, start, end, step)).model_copy(deep=True)
 
-    def _series(self, tenant: str, model: str, version: int | None, start: float, end: float,
-                step: int) -> Series:
+    def _series(self, tenant: str, model: str, version: int | None, start: float, end: float, step: int) -> Series:
         dims = _dims(tenant, model, version)
         q = self._plan(dims)
         warnings: list[str] = []
         per_step = self._query(q, start, end, step) | self._percentiles(dims, start, end, step, warnings)
-        whole = self._query(q, start, end, int(end - start)) | self._percentiles(dims, start, end,
-                                                                                 int(end - start), warnings)
+        whole = self._query(q, start, end, int(end - start)) | self._percentiles(
+            dims, start, end, int(end - start), warnings
+        )
         s = empty_series(model, version, start, end, step)
         s.warnings = warnings
         n = len(s.timestamps)
@@ -207,14 +224,22 @@ class CloudWatchReader:
 
         req = total("Requests")
         s.totals = Totals(
-            requests=req, instances=total("Instances"), errors=total("Errors"),
+            requests=req,
+            instances=total("Instances"),
+            errors=total("Errors"),
             errors_by_type={t: total(ERROR_METRIC[t]) for t in ERROR_TYPES},
-            error_rate=ratio(total("Errors"), req), rate_per_s=req / (end - start),
-            p50_ms=one("p50"), p95_ms=one("p95"), p99_ms=one("p99"),
+            error_rate=ratio(total("Errors"), req),
+            rate_per_s=req / (end - start),
+            p50_ms=one("p50"),
+            p95_ms=one("p95"),
+            p99_ms=one("p99"),
             mean_ms={"total": one("a0"), **{p: one(f"a{1 + i}") for i, p in enumerate(PHASES)}},
-            cold_starts=total("ColdStarts"), load_ms=one(f"a{avg_names.index('ModelLoadTime')}"),
-            feedback=total("Feedback"), accuracy=ratio(total("Correct"), total("Labelled")),
-            score=one(f"a{avg_names.index('FeedbackScore')}"))
+            cold_starts=total("ColdStarts"),
+            load_ms=one(f"a{avg_names.index('ModelLoadTime')}"),
+            feedback=total("Feedback"),
+            accuracy=ratio(total("Correct"), total("Labelled")),
+            score=one(f"a{avg_names.index('FeedbackScore')}"),
+        )
         return s
 
     def versions(self, tenant: str, model: str, start: float, end: float) -> list[int]:
@@ -224,14 +249,16 @@ class CloudWatchReader:
         found: set[int] = set()
         try:
             pages = self.client.get_paginator("list_metrics").paginate(
-                Namespace=self.namespace, MetricName="Requests",
-                Dimensions=[{"Name": "Tenant", "Value": tenant}, {"Name": "Model", "Value": model}])
+                Namespace=self.namespace,
+                MetricName="Requests",
+                Dimensions=[{"Name": "Tenant", "Value": tenant}, {"Name": "Model", "Value": model}],
+            )
             for page in pages:
                 for m in page["Metrics"]:
                     for d in m.get("Dimensions", []):
                         if d["Name"] == "Version" and d["Value"].isdigit():
                             found.add(int(d["Value"]))
-        except Exception as e:  # noqa: BLE001  (botocore's errors)
+        except Exception as e:
             raise _unavailable("ListMetrics", e) from None
         return sorted(found)
 
@@ -247,15 +274,19 @@ class CloudWatchReader:
         data = self._query(q, start, end, int(end - start)) if q else {}
         warnings: list[str] = []
         for i, m in enumerate(models):
-            data[f"p{i}"] = self._percentiles(_dims(tenant, m, None), start, end, int(end - start),
-                                              warnings)["p95"]
+            data[f"p{i}"] = self._percentiles(_dims(tenant, m, None), start, end, int(end - start), warnings)["p95"]
         out = {}
         for i, m in enumerate(models):
             req = int(sum(data[f"r{i}"].values()))
             err = int(sum(data[f"e{i}"].values()))
             p95 = list(data[f"p{i}"].values())
-            out[m] = ModelTotals(requests=req, errors=err, error_rate=ratio(err, req),
-                                 rate_per_s=req / (end - start), p95_ms=p95[0] if p95 else None)
+            out[m] = ModelTotals(
+                requests=req,
+                errors=err,
+                error_rate=ratio(err, req),
+                rate_per_s=req / (end - start),
+                p95_ms=p95[0] if p95 else None,
+            )
         return out
 
 
@@ -279,8 +310,13 @@ class _CloudWatchBacked:
 EMF_MAX_METRICS = 100  # per document
 
 
-def emf_document(namespace: str, dimensions: dict[str, str], dimension_sets: list[list[str]],
-                 metrics: list[tuple[str, str, float]], timestamp_ms: int) -> dict[str, Any]:
+def emf_document(
+    namespace: str,
+    dimensions: dict[str, str],
+    dimension_sets: list[list[str]],
+    metrics: list[tuple[str, str, float]],
+    timestamp_ms: int,
+) -> dict[str, Any]:
     """One document of the published CloudWatch Embedded Metric Format.
 
     The metadata (``_aws``: Timestamp and one MetricDirective) names the
@@ -291,10 +327,16 @@ def emf_document(namespace: str, dimensions: dict[str, str], dimension_sets: lis
     if len(metrics) > EMF_MAX_METRICS:
         raise ValueError(f"an EMF document holds at most {EMF_MAX_METRICS} metrics, not {len(metrics)}")
     return {
-        "_aws": {"Timestamp": timestamp_ms, "CloudWatchMetrics": [{
-            "Namespace": namespace, "Dimensions": dimension_sets,
-            "Metrics": [{"Name": name, "Unit": unit, "StorageResolution": 60} for name, unit, _ in metrics],
-        }]},
+        "_aws": {
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": [
+                {
+                    "Namespace": namespace,
+                    "Dimensions": dimension_sets,
+                    "Metrics": [{"Name": name, "Unit": unit, "StorageResolution": 60} for name, unit, _ in metrics],
+                }
+            ],
+        },
         **dimensions,
         **{name: value for name, _, value in metrics},
     }
@@ -303,13 +345,19 @@ def emf_document(namespace: str, dimensions: dict[str, str], dimension_sets: lis
 class EmfSink(_CloudWatchBacked):
     """One EMF JSON line on stdout per event: Lambda ships it to CloudWatch Logs, which makes the metrics."""
 
-    def __init__(self, namespace: str = "modelbay", default_tenant: str = "default",
-                 reader: CloudWatchReader | None = None, stream: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        namespace: str = "modelbay",
+        default_tenant: str = "default",
+        reader: CloudWatchReader | None = None,
+        stream: TextIO | None = None,
+    ) -> None:
         super().__init__(namespace, default_tenant, reader)
         self.stream = stream
 
-    def _emit(self, tenant: str | None, model: str, version: int | None, ts: float,
-              metrics: list[tuple[str, str, float]]) -> None:
+    def _emit(
+        self, tenant: str | None, model: str, version: int | None, ts: float, metrics: list[tuple[str, str, float]]
+    ) -> None:
         dims = {"Tenant": tenant or self.default_tenant, "Model": model}
         sets = [["Tenant", "Model"]]
         if version is not None:
@@ -322,14 +370,12 @@ class EmfSink(_CloudWatchBacked):
 
     def record(self, event: InferenceEvent) -> None:
         try:
-            self._emit(event.tenant, event.model, event.version, event.timestamp or time.time(),
-                       event_metrics(event))
+            self._emit(event.tenant, event.model, event.version, event.timestamp or time.time(), event_metrics(event))
         except Exception:  # metrics must never fail a prediction
             log.exception("EMF metrics for %s failed", event.model)
 
     def record_feedback(self, event: FeedbackEvent) -> None:
-        self._emit(event.tenant, event.model, event.version, event.timestamp or time.time(),
-                   feedback_metrics(event))
+        self._emit(event.tenant, event.model, event.version, event.timestamp or time.time(), feedback_metrics(event))
 
     def flush(self) -> None:
         return None
@@ -345,8 +391,14 @@ class PutMetricDataSink(_CloudWatchBacked):
     MAX_DATUMS = 500  # per call; CloudWatch accepts 1000 and 1 MB
     MAX_VALUES = 150  # distinct values per datum
 
-    def __init__(self, namespace: str = "modelbay", default_tenant: str = "default",
-                 reader: CloudWatchReader | None = None, interval_s: float = 10.0, client: Any = None) -> None:
+    def __init__(
+        self,
+        namespace: str = "modelbay",
+        default_tenant: str = "default",
+        reader: CloudWatchReader | None = None,
+        interval_s: float = 10.0,
+        client: Any = None,
+    ) -> None:
         super().__init__(namespace, default_tenant, reader)
         self._client = client
         self._lock = threading.Lock()
@@ -390,7 +442,7 @@ class PutMetricDataSink(_CloudWatchBacked):
     def _flush_at_exit(self) -> None:
         try:
             self.flush()
-        except Exception as e:  # noqa: BLE001  (the process is ending; say what was lost, no traceback)
+        except Exception as e:
             log.warning("final PutMetricData flush failed: %s", e)
 
     def flush(self) -> None:
@@ -411,14 +463,18 @@ class PutMetricDataSink(_CloudWatchBacked):
                         merged[(dims, minute, name, unit)][round(value, 3)] += 1
         datums = []
         for (dims, minute, name, unit), values in merged.items():
-            base = {"MetricName": name, "Dimensions": _dims(*dims), "Unit": unit,
-                    "Timestamp": datetime.fromtimestamp(minute, UTC)}
+            base = {
+                "MetricName": name,
+                "Dimensions": _dims(*dims),
+                "Unit": unit,
+                "Timestamp": datetime.fromtimestamp(minute, UTC),
+            }
             if unit == "Count":
                 datums.append({**base, "Value": values[0.0]})
                 continue
             items = sorted(values.items())
             for i in range(0, len(items), self.MAX_VALUES):
-                chunk = items[i:i + self.MAX_VALUES]
+                chunk = items[i : i + self.MAX_VALUES]
                 datums.append({**base, "Values": [v for v, _ in chunk], "Counts": [c for _, c in chunk]})
         for i in range(0, len(datums), self.MAX_DATUMS):
-            self.client.put_metric_data(Namespace=self.namespace, MetricData=datums[i:i + self.MAX_DATUMS])
+            self.client.put_metric_data(Namespace=self.namespace, MetricData=datums[i : i + self.MAX_DATUMS])

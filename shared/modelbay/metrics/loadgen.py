@@ -25,16 +25,29 @@ class PredictClient(Protocol):
 
     def __enter__(self) -> Self: ...
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None: ...
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
 
     def resolve(self, name: str, ref: str | int | None = None) -> Resolution: ...
 
-    def predict(self, name: str, ref: str | int | None = None, instances: list[Any] | None = None,
-                parameters: dict[str, Any] | None = None) -> Any: ...
+    def predict(
+        self,
+        name: str,
+        ref: str | int | None = None,
+        instances: list[Any] | None = None,
+        parameters: dict[str, Any] | None = None,
+    ) -> Any: ...
 
-_LOREM = ("the model answers quickly", "a terrible slow day", "what a wonderful result", "the service is down again",
-          "fast and accurate predictions", "nothing works and I am upset")
+
+_LOREM = (
+    "the model answers quickly",
+    "a terrible slow day",
+    "what a wonderful result",
+    "the service is down again",
+    "fast and accurate predictions",
+    "nothing works and I am upset",
+)
 
 
 def sample_instance(m: Manifest, rng: random.Random) -> Any:
@@ -85,14 +98,31 @@ class LoadReport:
         return {"p50_ms": p50, "p95_ms": p95, "p99_ms": p99}
 
     def as_dict(self) -> dict[str, Any]:
-        return {"sent": self.sent, "ok": self.ok, "errors": dict(self.errors), "elapsed_s": round(self.elapsed_s, 3),
-                "rate_per_s": round(self.rate, 2), **self.latency()}
+        return {
+            "sent": self.sent,
+            "ok": self.ok,
+            "errors": dict(self.errors),
+            "elapsed_s": round(self.elapsed_s, 3),
+            "rate_per_s": round(self.rate, 2),
+            **self.latency(),
+        }
 
 
-def run_load(client_factory: Callable[[], PredictClient], name: str, ref: str | int | None, *, rate: float = 10.0,
-             duration_s: float = 10.0, concurrency: int = 4, batch: int = 1, bad_fraction: float = 0.0,
-             instances: list[Any] | None = None, seed: int = 0, stop: threading.Event | None = None,
-             on_tick: Callable[[LoadReport], None] | None = None) -> LoadReport:
+def run_load(
+    client_factory: Callable[[], PredictClient],
+    name: str,
+    ref: str | int | None,
+    *,
+    rate: float = 10.0,
+    duration_s: float = 10.0,
+    concurrency: int = 4,
+    batch: int = 1,
+    bad_fraction: float = 0.0,
+    instances: list[Any] | None = None,
+    seed: int = 0,
+    stop: threading.Event | None = None,
+    on_tick: Callable[[LoadReport], None] | None = None,
+) -> LoadReport:
     """Send ``rate`` requests/s for ``duration_s`` from ``concurrency`` threads (rate <= 0: as fast as possible).
 
     ``bad_fraction`` of the requests are deliberately malformed, so error charts have something to show.
@@ -117,8 +147,11 @@ def run_load(client_factory: Callable[[], PredictClient], name: str, ref: str | 
         with lock:
             k = issued[0]
             t = start + k * interval
-            if stop.is_set() or (budget is not None and k >= budget) or (budget is None and
-                                                                         time.perf_counter() >= deadline):
+            if (
+                stop.is_set()
+                or (budget is not None and k >= budget)
+                or (budget is None and time.perf_counter() >= deadline)
+            ):
                 return None
             issued[0] = k + 1
             return t

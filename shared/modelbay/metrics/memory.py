@@ -16,8 +16,21 @@ from .series import ModelTotals, Series, Totals, empty_series, ratio
 
 
 class Bucket:
-    __slots__ = ("cold_starts", "correct", "errors", "feedback", "hist", "instances", "labelled", "load_ms", "loads",
-                 "requests", "score_sum", "scored", "sum_ms")
+    __slots__ = (
+        "cold_starts",
+        "correct",
+        "errors",
+        "feedback",
+        "hist",
+        "instances",
+        "labelled",
+        "load_ms",
+        "loads",
+        "requests",
+        "score_sum",
+        "scored",
+        "sum_ms",
+    )
 
     def __init__(self) -> None:
         self.requests = 0
@@ -56,8 +69,7 @@ Key = tuple[str, str, "int | None", int]
 
 
 class MemoryMetrics:
-    def __init__(self, retention_s: float = 24 * 3600, default_tenant: str = "default",
-                 clock=time.time) -> None:
+    def __init__(self, retention_s: float = 24 * 3600, default_tenant: str = "default", clock=time.time) -> None:
         self.retention_s = retention_s
         self.default_tenant = default_tenant
         self.clock = clock
@@ -120,8 +132,9 @@ class MemoryMetrics:
         return None
 
     # ------------------------------------------------------------ reading
-    def _collect(self, tenant: str, model: str, version: int | None, start: float, end: float,
-                 step: int) -> dict[int, Bucket]:
+    def _collect(
+        self, tenant: str, model: str, version: int | None, start: float, end: float, step: int
+    ) -> dict[int, Bucket]:
         """Step index -> summed bucket, for the matching keys (all versions when version is None)."""
         lo, hi = int(start // 60), int(end // 60)
         out: dict[int, Bucket] = defaultdict(Bucket)
@@ -134,8 +147,7 @@ class MemoryMetrics:
                 out[int((minute * 60 - start) // step)].add(b)
         return out
 
-    def series(self, tenant: str, model: str, version: int | None, start: float, end: float,
-               step: int) -> Series:
+    def series(self, tenant: str, model: str, version: int | None, start: float, end: float, step: int) -> Series:
         s = empty_series(model, version, start, end, step)
         steps = self._collect(tenant, model, version, start, end, step)
         total = Bucket()
@@ -148,8 +160,11 @@ class MemoryMetrics:
     def versions(self, tenant: str, model: str, start: float, end: float) -> list[int]:
         lo, hi = int(start // 60), int(end // 60)
         with self._lock:
-            found = {v for (t, m, v, minute) in self._buckets
-                     if t == tenant and m == model and v is not None and lo <= minute < hi}
+            found = {
+                v
+                for (t, m, v, minute) in self._buckets
+                if t == tenant and m == model and v is not None and lo <= minute < hi
+            }
         return sorted(found)
 
     def overview(self, tenant: str, models: list[str], start: float, end: float) -> dict[str, ModelTotals]:
@@ -164,8 +179,13 @@ class MemoryMetrics:
         for m, b in acc.items():
             errors = sum(b.errors.values())
             p95 = percentiles(b.hist, [95])[0]
-            out[m] = ModelTotals(requests=b.requests, errors=errors, error_rate=ratio(errors, b.requests),
-                                 rate_per_s=b.requests / (end - start), p95_ms=p95)
+            out[m] = ModelTotals(
+                requests=b.requests,
+                errors=errors,
+                error_rate=ratio(errors, b.requests),
+                rate_per_s=b.requests / (end - start),
+                p95_ms=p95,
+            )
         return out
 
 
@@ -194,10 +214,20 @@ def _fill(s: Series, i: int, b: Bucket, step: int) -> None:
 def _totals(b: Bucket, span: float) -> Totals:
     errors = sum(b.errors.values())
     p50, p95, p99 = percentiles(b.hist, (50, 95, 99))
-    return Totals(requests=b.requests, instances=b.instances, errors=errors,
-                  errors_by_type={t: b.errors.get(t, 0) for t in ERROR_TYPES},
-                  error_rate=ratio(errors, b.requests), rate_per_s=b.requests / span if span else 0.0,
-                  p50_ms=p50, p95_ms=p95, p99_ms=p99,
-                  mean_ms={k: ratio(v, b.requests) for k, v in b.sum_ms.items()},
-                  cold_starts=b.cold_starts, load_ms=ratio(b.load_ms, b.loads), feedback=b.feedback,
-                  accuracy=ratio(b.correct, b.labelled), score=ratio(b.score_sum, b.scored))
+    return Totals(
+        requests=b.requests,
+        instances=b.instances,
+        errors=errors,
+        errors_by_type={t: b.errors.get(t, 0) for t in ERROR_TYPES},
+        error_rate=ratio(errors, b.requests),
+        rate_per_s=b.requests / span if span else 0.0,
+        p50_ms=p50,
+        p95_ms=p95,
+        p99_ms=p99,
+        mean_ms={k: ratio(v, b.requests) for k, v in b.sum_ms.items()},
+        cold_starts=b.cold_starts,
+        load_ms=ratio(b.load_ms, b.loads),
+        feedback=b.feedback,
+        accuracy=ratio(b.correct, b.labelled),
+        score=ratio(b.score_sum, b.scored),
+    )

@@ -31,8 +31,9 @@ def parse_duration(text: str, what: str = "window") -> int:
     return seconds
 
 
-def plan(window: str, step: str | None = None, now: float | None = None,
-         max_window: int = 86400) -> tuple[float, float, int]:
+def plan(
+    window: str, step: str | None = None, now: float | None = None, max_window: int = 86400
+) -> tuple[float, float, int]:
     """A window such as '1h' -> (start, end, step) aligned to whole minutes.
 
     The default step keeps a chart at <= 60 points; steps are whole minutes because
@@ -116,12 +117,29 @@ def empty_series(model: str, version: int | None, start: float, end: float, step
     n = max(0, int((end - start) // step))
     z = [0] * n
     none = [None] * n
-    return Series(model=model, version=version, start=start, end=end, step=step,
-                  timestamps=[start + i * step for i in range(n)], requests=list(z), instances=list(z),
-                  rate_per_s=[0.0] * n, errors={t: list(z) for t in ERROR_TYPES}, error_rate=list(none),
-                  p50_ms=list(none), p95_ms=list(none), p99_ms=list(none),
-                  mean_ms={p: list(none) for p in ("total", *PHASES)}, cold_starts=list(z), load_ms=list(none),
-                  feedback=list(z), accuracy=list(none), score=list(none), totals=Totals())
+    return Series(
+        model=model,
+        version=version,
+        start=start,
+        end=end,
+        step=step,
+        timestamps=[start + i * step for i in range(n)],
+        requests=list(z),
+        instances=list(z),
+        rate_per_s=[0.0] * n,
+        errors={t: list(z) for t in ERROR_TYPES},
+        error_rate=list(none),
+        p50_ms=list(none),
+        p95_ms=list(none),
+        p99_ms=list(none),
+        mean_ms={p: list(none) for p in ("total", *PHASES)},
+        cold_starts=list(z),
+        load_ms=list(none),
+        feedback=list(z),
+        accuracy=list(none),
+        score=list(none),
+        totals=Totals(),
+    )
 
 
 def settle_rates(s: Series, now: float) -> Series:

@@ -33,8 +33,16 @@ class Overview(BaseModel):
     models: dict[str, ModelTotals]
 
 
-def model_metrics(backend: MetricsBackend, reg: Registry, name: str, window: str = "1h", step: str | None = None,
-                  ref: str | None = None, by_version: bool = False, now: float | None = None) -> ModelMetrics:
+def model_metrics(
+    backend: MetricsBackend,
+    reg: Registry,
+    name: str,
+    window: str = "1h",
+    step: str | None = None,
+    ref: str | None = None,
+    by_version: bool = False,
+    now: float | None = None,
+) -> ModelMetrics:
     now = clock() if now is None else now
     start, end, step_s = plan(window, step, now)
     version = None
@@ -47,8 +55,7 @@ def model_metrics(backend: MetricsBackend, reg: Registry, name: str, window: str
     if by_version and version is None:
         seen = backend.versions(reg.tenant, name, start, end)[-MAX_VERSIONS_SIDE_BY_SIDE:]
         per = {str(v): settle_rates(backend.series(reg.tenant, name, v, start, end, step_s), now) for v in seen}
-    return ModelMetrics(model=name, window=window, start=start, end=end, step=step_s, overall=overall,
-                        versions=per)
+    return ModelMetrics(model=name, window=window, start=start, end=end, step=step_s, overall=overall, versions=per)
 
 
 def overview(backend: MetricsBackend, reg: Registry, window: str = "1h", now: float | None = None) -> Overview:
@@ -102,8 +109,9 @@ class FeedbackResult(BaseModel):
     labelled: int
 
 
-def record_feedback(backend: MetricsBackend, reg: Registry, name: str, body: FeedbackRequest,
-                    now: float) -> FeedbackResult:
+def record_feedback(
+    backend: MetricsBackend, reg: Registry, name: str, body: FeedbackRequest, now: float
+) -> FeedbackResult:
     version = reg.resolve(name, body.ref).version
     correct = labelled = 0
     for item in body.items:
@@ -111,8 +119,16 @@ def record_feedback(backend: MetricsBackend, reg: Registry, name: str, body: Fee
         if not now - 14 * 86400 <= ts <= now + 300:
             raise BadRequest("feedback timestamp must be within the last 14 days", field="timestamp")
     for item in body.items:
-        backend.record_feedback(FeedbackEvent(model=name, version=version, correct=item.correct, score=item.score,
-                                              timestamp=item.timestamp or now, tenant=reg.tenant))
+        backend.record_feedback(
+            FeedbackEvent(
+                model=name,
+                version=version,
+                correct=item.correct,
+                score=item.score,
+                timestamp=item.timestamp or now,
+                tenant=reg.tenant,
+            )
+        )
         if item.correct is not None:
             labelled += 1
             correct += int(item.correct)

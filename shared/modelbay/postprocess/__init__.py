@@ -14,8 +14,9 @@ from ..manifest import ClassifierPostprocessing, EmbedderPostprocessing, Manifes
 class Postprocessor(Protocol):
     outputs: list[str]  # the outputs session.run must compute
 
-    def __call__(self, outputs: Mapping[str, np.ndarray], feeds: Mapping[str, np.ndarray], n: int,
-                 parameters: Mapping[str, Any]) -> list[Any]: ...
+    def __call__(
+        self, outputs: Mapping[str, np.ndarray], feeds: Mapping[str, np.ndarray], n: int, parameters: Mapping[str, Any]
+    ) -> list[Any]: ...
 
 
 def build_postprocessor(manifest: Manifest) -> Postprocessor:
@@ -30,8 +31,13 @@ def build_postprocessor(manifest: Manifest) -> Postprocessor:
 
 def _jsonable(a: np.ndarray) -> Any:
     if a.dtype.kind in "OS":
-        return np.vectorize(lambda v: v.decode("utf-8", "replace") if isinstance(v, bytes) else v,
-                            otypes=[object])(a).tolist() if a.size else a.tolist()
+        return (
+            np.vectorize(lambda v: v.decode("utf-8", "replace") if isinstance(v, bytes) else v, otypes=[object])(
+                a
+            ).tolist()
+            if a.size
+            else a.tolist()
+        )
     return a.tolist()
 
 

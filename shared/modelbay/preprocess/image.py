@@ -70,8 +70,11 @@ class ImagePreprocessor:
             return arr.transpose(1, 2, 0)
         if arr.shape == (h * w * c,):
             return arr.reshape(h, w, c)
-        raise instance_error(i, f"pixel array of shape {list(arr.shape)}; expected [{h}, {w}], [{h}, {w}, {c}], "
-                                f"[{c}, {h}, {w}] or {h * w * c} values")
+        raise instance_error(
+            i,
+            f"pixel array of shape {list(arr.shape)}; expected [{h}, {w}], [{h}, {w}, {c}], "
+            f"[{c}, {h}, {w}] or {h * w * c} values",
+        )
 
     def __call__(self, instances: list[Any]) -> dict[str, np.ndarray]:
         images = []

@@ -25,8 +25,11 @@ def as_array(values: Any, dtype: np.dtype, what: str) -> np.ndarray:
         raise BadRequest(f"{what}: instances must all have the same shape (ragged nested lists)") from None
     if arr.dtype == object or arr.dtype.kind in "USV":
         raise BadRequest(f"{what}: expected numbers of the same shape, got {arr.dtype.name!s} values")
-    if dtype.kind in "iu" and arr.dtype.kind == "f" and (
-            not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr))):
+    if (
+        dtype.kind in "iu"
+        and arr.dtype.kind == "f"
+        and (not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)))
+    ):
         raise BadRequest(f"{what}: expected integers")
     if dtype.kind == "b" and arr.dtype.kind != "b":
         raise BadRequest(f"{what}: expected true/false values")
@@ -53,8 +56,10 @@ class RawPreprocessor:
             missing = [n for n in names if n not in inst]
             if missing:
                 raise instance_error(i, f"missing {missing}")
-        return {s.name: as_array([inst[s.name] for inst in instances], numpy_dtype(s.dtype), f"input {s.name!r}")
-                for s in self.inputs}
+        return {
+            s.name: as_array([inst[s.name] for inst in instances], numpy_dtype(s.dtype), f"input {s.name!r}")
+            for s in self.inputs
+        }
 
 
 class TabularPreprocessor:
@@ -89,8 +94,6 @@ class TabularPreprocessor:
         if arr.ndim != 2:
             raise BadRequest(f"rows must be flat lists of numbers (got {arr.ndim - 1}-D rows)")
         return {self.spec.name: arr}
-
-
 
 
 class StringPreprocessor:

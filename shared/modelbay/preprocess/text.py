@@ -22,7 +22,7 @@ class TextPreprocessor:
 
         try:
             tok = Tokenizer.from_file(str(tokenizer_path))
-        except Exception as e:  # noqa: BLE001  (tokenizers raises plain Exceptions)
+        except Exception as e:
             raise BadRequest(f"cannot read the tokenizer {pre.tokenizer!r}: {library_message(e, 200)}") from None
         tok.enable_truncation(max_length=pre.max_length)
         pad_id, pad_token = self._pad(tok)

@@ -66,8 +66,7 @@ def _bad(msg: str, **details: Any) -> BadRequest:
 
 def _shape(t: dict[str, Any], name: str) -> list[int]:
     shape = t.get("shape")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
-                                              for d in shape):
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         raise _bad(f"input {name!r}: shape must be a list of non-negative integers", input=name)
     return shape
 
@@ -76,8 +75,9 @@ def _dtype(t: dict[str, Any], name: str) -> np.dtype:
     datatype = t.get("datatype")
     if datatype not in OIP_TO_NUMPY:
         hint = " (BF16 cannot be fed through onnxruntime's Python API)" if datatype == "BF16" else ""
-        raise _bad(f"input {name!r}: unsupported datatype {datatype!r}{hint}; use one of "
-                   f"{sorted(OIP_TO_NUMPY)}", input=name)
+        raise _bad(
+            f"input {name!r}: unsupported datatype {datatype!r}{hint}; use one of {sorted(OIP_TO_NUMPY)}", input=name
+        )
     return OIP_TO_NUMPY[datatype]
 
 
@@ -92,10 +92,11 @@ def _decode_bytes_elements(buf: memoryview, count: int, name: str) -> np.ndarray
         if pos + n > len(buf):
             raise _bad(f"input {name!r}: BYTES element {i} claims {n} bytes past the end of its data", input=name)
         try:
-            out[i] = bytes(buf[pos:pos + n]).decode("utf-8")
+            out[i] = bytes(buf[pos : pos + n]).decode("utf-8")
         except UnicodeDecodeError:
-            raise _bad(f"input {name!r}: BYTES element {i} is not UTF-8 (onnxruntime strings are text)",
-                       input=name) from None
+            raise _bad(
+                f"input {name!r}: BYTES element {i} is not UTF-8 (onnxruntime strings are text)", input=name
+            ) from None
         pos += n
     if pos != len(buf):
         raise _bad(f"input {name!r}: {len(buf) - pos} bytes after the last BYTES element", input=name)
@@ -108,8 +109,10 @@ def _from_binary(buf: memoryview, dtype: np.dtype, shape: list[int], name: str) 
         return _decode_bytes_elements(buf, count, name).reshape(shape)
     want = count * dtype.itemsize
     if len(buf) != want:
-        raise _bad(f"input {name!r}: binary_data_size is {len(buf)} bytes; shape {shape} of "
-                   f"{dtype.name} needs {want}", input=name)
+        raise _bad(
+            f"input {name!r}: binary_data_size is {len(buf)} bytes; shape {shape} of {dtype.name} needs {want}",
+            input=name,
+        )
     return np.frombuffer(buf, dtype=dtype.newbyteorder("<")).reshape(shape)
 
 
@@ -192,9 +195,11 @@ def decode_request(body: bytes, header_length: str | int | None = None) -> Infer
             if "data" in t:
                 raise _bad(f"input {name!r} has both 'data' and binary_data_size", input=name)
             if not isinstance(size, int) or size < 0 or offset + size > len(binary):
-                raise _bad(f"input {name!r}: binary_data_size {size!r} runs past the {len(binary)} bytes of "
-                           f"binary data", input=name)
-            arrays[name] = _from_binary(binary[offset:offset + size], dtype, shape, name)
+                raise _bad(
+                    f"input {name!r}: binary_data_size {size!r} runs past the {len(binary)} bytes of binary data",
+                    input=name,
+                )
+            arrays[name] = _from_binary(binary[offset : offset + size], dtype, shape, name)
             offset += size
         elif "data" in t:
             arrays[name] = _from_json(t["data"], dtype, shape, name)
@@ -202,8 +207,13 @@ def decode_request(body: bytes, header_length: str | int | None = None) -> Infer
             raise _bad(f"input {name!r} has neither 'data' nor binary_data_size", input=name)
     if offset != len(binary):
         raise _bad(f"{len(binary) - offset} bytes of binary data that no input claims")
-    return InferRequest(inputs=arrays, id=rid, parameters=params, outputs=_outputs(req.get("outputs")),
-                        binary_output=bool(params.get("binary_data_output", False)))
+    return InferRequest(
+        inputs=arrays,
+        id=rid,
+        parameters=params,
+        outputs=_outputs(req.get("outputs")),
+        binary_output=bool(params.get("binary_data_output", False)),
+    )
 
 
 def _outputs(outputs: Any) -> list[RequestedOutput] | None:
@@ -259,8 +269,11 @@ def _tensor(name: str, arr: np.ndarray, binary: bool, blobs: list[bytes]) -> dic
     """One tensor's JSON description; with ``binary`` its bytes are appended to ``blobs`` (little-endian)."""
     t: dict[str, Any] = {"name": name, "datatype": oip_datatype(arr), "shape": list(arr.shape)}
     if binary:
-        blob = _bytes_payload(arr) if arr.dtype.kind in "OSU" else np.ascontiguousarray(
-            arr, dtype=arr.dtype.newbyteorder("<")).tobytes()
+        blob = (
+            _bytes_payload(arr)
+            if arr.dtype.kind in "OSU"
+            else np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes()
+        )
         t["parameters"] = {"binary_data_size": len(blob)}
         blobs.append(blob)
     else:
@@ -285,13 +298,24 @@ def encode_response(response: InferResponse) -> tuple[bytes, dict[str, str]]:
 
 
 def tensor_metadata(specs: Iterable[TensorSpec]) -> list[dict[str, Any]]:
-    return [{"name": s.name, "datatype": MANIFEST_TO_OIP.get(s.dtype, s.dtype),
-             "shape": [d if isinstance(d, int) and d > 0 else -1 for d in s.shape]} for s in specs]
+    return [
+        {
+            "name": s.name,
+            "datatype": MANIFEST_TO_OIP.get(s.dtype, s.dtype),
+            "shape": [d if isinstance(d, int) and d > 0 else -1 for d in s.shape],
+        }
+        for s in specs
+    ]
 
 
-def encode_request(inputs: dict[str, np.ndarray], outputs: list[str] | None = None, *, binary: bool = True,
-                   request_id: str | None = None, parameters: dict[str, Any] | None = None
-                   ) -> tuple[bytes, dict[str, str]]:
+def encode_request(
+    inputs: dict[str, np.ndarray],
+    outputs: list[str] | None = None,
+    *,
+    binary: bool = True,
+    request_id: str | None = None,
+    parameters: dict[str, Any] | None = None,
+) -> tuple[bytes, dict[str, str]]:
     """The client side (modelbay's Client and benchmarks): an infer request body and its headers."""
     blobs: list[bytes] = []
     tensors = [_tensor(name, np.asarray(arr), binary, blobs) for name, arr in inputs.items()]
@@ -311,8 +335,9 @@ def encode_request(inputs: dict[str, np.ndarray], outputs: list[str] | None = No
     return header + b"".join(blobs), {"content-type": "application/octet-stream", HEADER: str(len(header))}
 
 
-def decode_response(body: bytes, header_length: str | int | None = None
-                    ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def decode_response(
+    body: bytes, header_length: str | int | None = None
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The client side: the response JSON and its outputs as arrays."""
     hl = int(header_length) if header_length not in (None, "") else len(body)
     meta = json.loads(body[:hl])
@@ -322,7 +347,7 @@ def decode_response(body: bytes, header_length: str | int | None = None
         dtype = OIP_TO_NUMPY[t["datatype"]]
         size = (t.get("parameters") or {}).get("binary_data_size")
         if size is not None:
-            out[t["name"]] = _from_binary(binary[offset:offset + size], dtype, t["shape"], t["name"])
+            out[t["name"]] = _from_binary(binary[offset : offset + size], dtype, t["shape"], t["name"])
             offset += size
         else:
             out[t["name"]] = np.array(t["data"], dtype=dtype).reshape(t["shape"])

@@ -21,8 +21,7 @@ COLORS = ("cyan", "magenta", "green", "yellow", "red", "blue", "orange", "white"
 class Chart(PlotextPlot):
     """A line chart over 'minutes ago'; ``lines`` is [(label, [values or None])]."""
 
-    def show(self, title: str, xs: list[float], lines: list[tuple[str, list[float | None]]],
-             unit: str = "") -> None:
+    def show(self, title: str, xs: list[float], lines: list[tuple[str, list[float | None]]], unit: str = "") -> None:
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
@@ -33,8 +32,13 @@ class Chart(PlotextPlot):
             pts = [(x, y) for x, y in zip(xs, ys, strict=False) if y is not None]
             if pts:
                 any_data = True
-                plt.plot([p[0] for p in pts], [p[1] for p in pts], label=label, color=COLORS[i % len(COLORS)],
-                         marker="braille")
+                plt.plot(
+                    [p[0] for p in pts],
+                    [p[1] for p in pts],
+                    label=label,
+                    color=COLORS[i % len(COLORS)],
+                    marker="braille",
+                )
         if not any_data:
             plt.scatter([xs[0] if xs else 0], [0], marker=" ")
             plt.title(f"{title} — no data")
@@ -87,8 +91,13 @@ class MetricsScreen(BaseScreen):
         self.query_one("#metrics-head", Static).update(f"[b]{self.model}[/]  window {windows}  ·  {mode}")
 
     def refresh_data(self, quiet: bool = False) -> None:
-        self.api(lambda: self.client.metrics(self.model, self.window, by_version=True), then=self._show,
-                 group="metrics", exclusive=True, quiet=quiet)
+        self.api(
+            lambda: self.client.metrics(self.model, self.window, by_version=True),
+            then=self._show,
+            group="metrics",
+            exclusive=True,
+            quiet=quiet,
+        )
 
     def _show(self, data: ModelMetrics) -> None:
         self.data = data
@@ -116,16 +125,24 @@ class MetricsScreen(BaseScreen):
         def num(v: float | None) -> str:
             return "-" if v is None else f"{v:.1f}"
 
-        phases = " ".join(f"{label} {num(tot.mean_ms.get(k))}" for label, k in (
-            ("fetch", "fetch"), ("pre", "preprocess"), ("infer", "inference"), ("post", "postprocess")))
+        phases = " ".join(
+            f"{label} {num(tot.mean_ms.get(k))}"
+            for label, k in (("fetch", "fetch"), ("pre", "preprocess"), ("infer", "inference"), ("post", "postprocess"))
+        )
         errs = ", ".join(f"{k} {n}" for k, n in tot.errors_by_type.items() if n) or "no errors"
         self.query_one("#metrics-phases", Static).update(f"mean ms: {phases} load {num(tot.load_ms)} · {errs}")
         t = self.query_one(DataTable)
         t.clear()
         for label, s in [("all", o)] + [(f"v{v}", s) for v, s in versions]:
             tt = s.totals
-            t.add_row(label, str(tt.requests), fmt.pct(tt.error_rate), fmt.ms(tt.p95_ms), fmt.pct(tt.accuracy),
-                      str(tt.cold_starts))
+            t.add_row(
+                label,
+                str(tt.requests),
+                fmt.pct(tt.error_rate),
+                fmt.ms(tt.p95_ms),
+                fmt.pct(tt.accuracy),
+                str(tt.cold_starts),
+            )
         for w in o.warnings:
             if w not in self._warned:
                 self._warned.add(w)

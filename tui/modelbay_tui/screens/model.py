@@ -45,9 +45,15 @@ class ModelScreen(BaseScreen):
 
     def on_mount(self) -> None:
         t = self.query_one(DataTable)
-        for label, key, width in [("ver", "ver", 3), ("created UTC", "created", 11), ("size", "size", 6),
-                                  ("prec", "prec", 8), ("gate", "gate", 16), ("sha256", "sha", 8),
-                                  ("aliases", "aliases", 12)]:
+        for label, key, width in [
+            ("ver", "ver", 3),
+            ("created UTC", "created", 11),
+            ("size", "size", 6),
+            ("prec", "prec", 8),
+            ("gate", "gate", 16),
+            ("sha256", "sha", 8),
+            ("aliases", "aliases", 12),
+        ]:
             t.add_column(label, key=key, width=width)
         t.focus()
         super().on_mount()
@@ -66,9 +72,16 @@ class ModelScreen(BaseScreen):
         t.clear()
         versions = sorted(detail.versions, key=lambda m: -m.version)
         for m in versions:
-            t.add_row(str(m.version), fmt.when(m.created_at), fmt.size(m.size), fmt.precision(m.quantization),
-                      fmt.gate(m.metrics), m.sha256[:8], ",".join(detail.aliases_of(m.version)) or "-",
-                      key=str(m.version))
+            t.add_row(
+                str(m.version),
+                fmt.when(m.created_at),
+                fmt.size(m.size),
+                fmt.precision(m.quantization),
+                fmt.gate(m.metrics),
+                m.sha256[:8],
+                ",".join(detail.aliases_of(m.version)) or "-",
+                key=str(m.version),
+            )
         if versions:
             t.move_cursor(row=min(keep, len(versions) - 1))
         aliases = "  ".join(f"[b]{a}[/]→{v}" for a, v in sorted(detail.aliases.items())) or "no aliases"
@@ -115,11 +128,14 @@ class ModelScreen(BaseScreen):
                 return
             current = self.aliases.get(alias)
             # compare-and-swap against what this screen showed: a concurrent change is refused, not lost
-            self.api(lambda: self.client.set_alias(self.model, alias, m.version, expected_version=current),
-                     then=self._done(f"{self.model}:{alias} → v{m.version} (was {fmt.version(current)})"))
+            self.api(
+                lambda: self.client.set_alias(self.model, alias, m.version, expected_version=current),
+                then=self._done(f"{self.model}:{alias} → v{m.version} (was {fmt.version(current)})"),
+            )
 
-        self.app.push_screen(PromptModal(f"Promote {self.model} v{m.version}", "alias to point at it:",
-                                         "production"), chosen)
+        self.app.push_screen(
+            PromptModal(f"Promote {self.model} v{m.version}", "alias to point at it:", "production"), chosen
+        )
 
     def action_rollback(self) -> None:
         aliases = self.aliases
@@ -144,8 +160,12 @@ class ModelScreen(BaseScreen):
 
         def answer(ok: bool) -> None:
             if ok:
-                self.api(self.client.rollback, self.model, state.alias,
-                         then=self._done(f"rolled back {state.alias}: {frm} → {to}"))
+                self.api(
+                    self.client.rollback,
+                    self.model,
+                    state.alias,
+                    then=self._done(f"rolled back {state.alias}: {frm} → {to}"),
+                )
 
         self.app.push_screen(ConfirmModal("Roll back?", body, "Roll back"), answer)
 
@@ -155,18 +175,27 @@ class ModelScreen(BaseScreen):
             return
         pointing = self.detail.aliases_of(m.version) if self.detail else []
         if pointing:
-            self.notify(f"v{m.version} is aliased by {', '.join(pointing)}: move the alias first",
-                        severity="warning")
+            self.notify(f"v{m.version} is aliased by {', '.join(pointing)}: move the alias first", severity="warning")
             return
 
         def answer(ok: bool) -> None:
             if ok:
-                self.api(self.client.delete_version, self.model, m.version,
-                         then=self._done(f"deleted {self.model} v{m.version}"))
+                self.api(
+                    self.client.delete_version,
+                    self.model,
+                    m.version,
+                    then=self._done(f"deleted {self.model} v{m.version}"),
+                )
 
-        self.app.push_screen(ConfirmModal("Delete version?", f"{self.model} v{m.version} "
-                                          f"({fmt.size(m.size)}, {m.sha256[:12]}) — this cannot be undone",
-                                          "Delete", danger=True), answer)
+        self.app.push_screen(
+            ConfirmModal(
+                "Delete version?",
+                f"{self.model} v{m.version} ({fmt.size(m.size)}, {m.sha256[:12]}) — this cannot be undone",
+                "Delete",
+                danger=True,
+            ),
+            answer,
+        )
 
     def action_history(self) -> None:
         aliases = self.aliases

@@ -91,8 +91,16 @@ class ModelsScreen(BaseScreen):
         for m in shown:
             tr = self.traffic.get(m.name, ModelTotals())
             aliases = " ".join(f"{a}→{v}" for a, v in sorted(m.aliases.items())) or "-"
-            t.add_row(m.name, aliases, str(m.latest_version), str(m.version_count), str(tr.requests),
-                      fmt.pct(tr.error_rate), fmt.ms(tr.p95_ms), key=m.name)
+            t.add_row(
+                m.name,
+                aliases,
+                str(m.latest_version),
+                str(m.version_count),
+                str(tr.requests),
+                fmt.pct(tr.error_rate),
+                fmt.ms(tr.p95_ms),
+                key=m.name,
+            )
         if shown:
             t.move_cursor(row=min(keep, len(shown) - 1))
         total = len(self.rows)

@@ -114,9 +114,11 @@ class PlaygroundScreen(BaseScreen):
         text, grid, js = (self.query_one(w) for w in ("#pg-text", "#pg-grid", "#pg-json"))
         text.display, grid.display, js.display = self.kind == "text", self.kind == "grid", self.kind == "json"
         labels = f" → {', '.join(m.labels[:4])}{'…' if m.labels and len(m.labels) > 4 else ''}" if m.labels else ""
-        hint = {"text": f"{m.task}: type a sentence{labels}",
-                "grid": "draw: arrows + space, or the mouse; x clears",
-                "json": "instances as JSON (^e: a fresh example)"}[self.kind]
+        hint = {
+            "text": f"{m.task}: type a sentence{labels}",
+            "grid": "draw: arrows + space, or the mouse; x clears",
+            "json": "instances as JSON (^e: a fresh example)",
+        }[self.kind]
         self.query_one("#pg-hint", Static).update(f"v{m.version} {hint}")
         if self.kind == "grid":
             pre = m.preprocessing
@@ -176,8 +178,7 @@ class PlaygroundScreen(BaseScreen):
             return {"model": p.model, "version": p.version, "predictions": p.predictions}, total, p.server_timing
 
         self.query_one("#pg-latency", Static).update("sending…")
-        self.api(call, then=self._result, group="pg-send", exclusive=True,
-                 failed=lambda e: self._failed(e))
+        self.api(call, then=self._result, group="pg-send", exclusive=True, failed=lambda e: self._failed(e))
 
     def _failed(self, e: Exception) -> None:
         head = f"{getattr(e, 'status', '')} {getattr(e, 'code', type(e).__name__)}".strip()

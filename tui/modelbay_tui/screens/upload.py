@@ -23,14 +23,17 @@ from .. import format as fmt
 from .base import BaseScreen
 
 MODEL_SUFFIXES = (".onnx", ".pt2", ".pt", ".pth", ".ts", ".torchscript")
-MARKS = {Status.DONE: "[green]✓[/]", Status.RUNNING: "[yellow]…[/]", Status.FAILED: "[red]✗[/]",
-         Status.SKIPPED: "[dim]-[/]"}
+MARKS = {
+    Status.DONE: "[green]✓[/]",
+    Status.RUNNING: "[yellow]…[/]",
+    Status.FAILED: "[red]✗[/]",
+    Status.SKIPPED: "[dim]-[/]",
+}
 
 
 class ModelTree(DirectoryTree):
     def filter_paths(self, paths: Iterable[Path]) -> Iterable[Path]:
-        return [p for p in paths if not p.name.startswith(".")
-                and (p.is_dir() or p.suffix.lower() in MODEL_SUFFIXES)]
+        return [p for p in paths if not p.name.startswith(".") and (p.is_dir() or p.suffix.lower() in MODEL_SUFFIXES)]
 
 
 class UploadScreen(BaseScreen):
@@ -57,10 +60,18 @@ class UploadScreen(BaseScreen):
                 yield Label("aliases (comma separated)", classes="field")
                 yield Input(placeholder="aliases, e.g. production", id="up-aliases", compact=True)
                 yield Label("quantization", classes="field")
-                yield Select([("fp32 (no quantization)", "none"), ("int8, method chosen by model", "auto"),
-                              ("int8 dynamic", "dynamic"), ("int8 static (needs calibration)", "static")],
-                             value="none", allow_blank=False,
-                             id="up-quant", compact=True)
+                yield Select(
+                    [
+                        ("fp32 (no quantization)", "none"),
+                        ("int8, method chosen by model", "auto"),
+                        ("int8 dynamic", "dynamic"),
+                        ("int8 static (needs calibration)", "static"),
+                    ],
+                    value="none",
+                    allow_blank=False,
+                    id="up-quant",
+                    compact=True,
+                )
                 yield Label("evaluation data", classes="field")
                 yield Input(placeholder="evaluation data (.npz/.json), optional", id="up-eval", compact=True)
                 yield Label("state_dict factory (module:fn) · input spec", classes="field")
@@ -88,7 +99,8 @@ class UploadScreen(BaseScreen):
 
     def _render_stages(self) -> None:
         self.query_one("#up-stages", Static).update(
-            " ".join(f"{MARKS.get(self.stages.get(s), '[dim]·[/]')} {s.value}" for s in Stage))
+            " ".join(f"{MARKS.get(self.stages.get(s), '[dim]·[/]')} {s.value}" for s in Stage)
+        )
 
     def on_stage(self, event: StageEvent) -> None:
         """A typed event from the push pipeline (on the UI thread)."""
@@ -128,9 +140,17 @@ class UploadScreen(BaseScreen):
         app = self.app
 
         def job() -> PushResult:
-            return push(self.client, factory or file, name=name, aliases=aliases, quantize_mode=quant,  # type: ignore[arg-type]
-                        eval_data=eval_data, state_dict=file if factory else None, input_spec=spec,
-                        events=lambda e: app.call_from_thread(self.on_stage, e))
+            return push(
+                self.client,
+                factory or file,
+                name=name,
+                aliases=aliases,
+                quantize_mode=quant,  # type: ignore[arg-type]
+                eval_data=eval_data,
+                state_dict=file if factory else None,
+                input_spec=spec,
+                events=lambda e: app.call_from_thread(self.on_stage, e),
+            )
 
         self.api(job, then=self._done, failed=self._failed, group="upload", exclusive=True)
 
@@ -140,7 +160,8 @@ class UploadScreen(BaseScreen):
         gate_txt = f"\ngate: {escape(_numbers(res.gate.as_dict()))}" if res.gate is not None else ""
         self.query_one("#up-result", Static).update(
             f"[green]registered[/] [b]{escape(m.name)}[/] v{m.version}  {fmt.size(m.size)}  sha256 {m.sha256[:12]}"
-            f"  {fmt.precision(m.quantization)}{gate_txt}")
+            f"  {fmt.precision(m.quantization)}{gate_txt}"
+        )
         self.notify(f"registered {m.name} v{m.version}")
         self.query_one("#up-form").scroll_end(animate=False)
 
@@ -164,8 +185,14 @@ def _numbers(d: dict[str, Any]) -> str:
         f = (d.get("fp32") or {}).get(k)
         lines.append(f"{k}: fp32 {f:.4f} → int8 {v:.4f}" if isinstance(f, (int, float)) else f"{k}: int8 {v:.4f}")
     if d.get("thresholds"):
-        lines.append("thresholds: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                                                for k, v in d["thresholds"].items() if v is not None))
+        lines.append(
+            "thresholds: "
+            + ", ".join(
+                f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                for k, v in d["thresholds"].items()
+                if v is not None
+            )
+        )
     lines += [f"✗ {f}" for f in d.get("failures") or []]
     if d.get("samples"):
         lines.append(f"{d['samples']} samples, {d.get('task', '')} {d.get('metric', '')}".strip())
