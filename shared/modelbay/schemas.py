@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from typing_extensions import TypedDict
+from typing_extensions import NotRequired, TypedDict
 
 from .manifest import Manifest, VersionMetadata
 
@@ -19,6 +19,7 @@ AliasAction = Literal["set", "delete", "rollback", "revert"]
 
 # One entry of an alias's history. A TypedDict rather than a model: its key ``from``
 # is a Python keyword, and the stored alias documents already use these keys.
+# ``id`` names the change, so a retried change is recognised (older entries have none).
 AliasChange = TypedDict(
     "AliasChange",
     {
@@ -27,6 +28,7 @@ AliasChange = TypedDict(
         "from": int | None,
         "to": int | None,
         "action": AliasAction,
+        "id": NotRequired[str],
     },
 )
 
