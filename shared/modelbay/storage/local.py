@@ -147,8 +147,10 @@ class LocalStore(ObjectStore):
                 st = tmp.stat()
                 new: _Record = {"sha256": sha, "size": size, "etag": etag, "ino": st.st_ino, "mtime_ns": st.st_mtime_ns}
                 doc = {"records": [new, current] if current is not None else [new]}
-                # the record first: until the bytes are renamed, the old record still describes the file
-                self._publish(self._meta_path(key), lambda p: self._write_json(p, doc))
+                # The record first: until the bytes are renamed, the old record still describes the
+                # file. Its rename is synced so that even a power cut cannot keep the bytes' rename
+                # without it (contents are synced before their renames).
+                self._publish(self._meta_path(key), lambda p: self._write_json(p, doc), sync=True)
                 self._publish(path, lambda p: os.replace(tmp, p))
         finally:
             tmp.unlink(missing_ok=True)  # still there only when the write did not happen
@@ -162,7 +164,8 @@ class LocalStore(ObjectStore):
         os.replace(f.name, dest)
 
     @staticmethod
-    def _publish(dest: Path, rename: Callable[[Path], None]) -> None:
+    def _publish(dest: Path, rename: Callable[[Path], None], *, sync: bool = False) -> None:
+        """``rename`` the new file to ``dest``; ``sync``: make the rename durable before going on."""
         # a delete of a sibling may prune the directory between our mkdir and rename: make it again
         for attempt in range(5):
             dest.parent.mkdir(parents=True, exist_ok=True)
@@ -172,7 +175,8 @@ class LocalStore(ObjectStore):
             except FileNotFoundError:
                 if attempt == 4:
                     raise
-        _fsync_dir(dest.parent)
+        if sync:
+            _fsync_dir(dest.parent)
 
     def _tmpfile(self) -> IO[bytes]:
         return tempfile.NamedTemporaryFile(dir=self.scratch_root, prefix="put-", delete=False)
