@@ -27,8 +27,8 @@ MUTATING_S3 = ("PutObject", "CopyObject", "DeleteObject", "DeleteObjects", "Comp
 _FS_CALLS = ("replace", "rename", "unlink", "remove", "rmdir", "mkdir", "fsync")
 
 
-class Crash(BaseException):  # noqa: N818 - not an error of the code under test: the process ended here
-    """The process died here."""
+class Crash(BaseException):
+    """The process died here (a BaseException: no ``except Exception`` of the code under test stops it)."""
 
 
 class CrashPlan:

@@ -48,9 +48,13 @@ def violations(store: ObjectStore) -> list[str]:
                     where = f"{tenant}/{name}@{v}"
                     try:
                         m = reg.get_version(name, v)
-                        reg.store.get_file(reg.layout.file(name, v, MODEL_FILE), Path(tmp) / "m", expected_sha256=m.sha256)
+                        reg.store.get_file(
+                            reg.layout.file(name, v, MODEL_FILE), Path(tmp) / "m", expected_sha256=m.sha256
+                        )
                         for f, info in m.files.items():
-                            reg.store.get_file(reg.layout.file(name, v, f), Path(tmp) / "f", expected_sha256=info.sha256)
+                            reg.store.get_file(
+                                reg.layout.file(name, v, f), Path(tmp) / "f", expected_sha256=info.sha256
+                            )
                     except Exception as e:
                         out.append(f"visible version {where} does not read back whole: {type(e).__name__}: {e}")
         try:

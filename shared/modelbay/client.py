@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -97,6 +98,23 @@ def _error_body(r: httpx.Response) -> dict[str, Any]:
     return body if isinstance(body, dict) else {"error": str(body)}
 
 
+S3_RETRYABLE = {"InternalError", "SlowDown", "ServiceUnavailable", "RequestTimeout", "RequestTimeTooSkewed"}
+
+
+def _upload_error_body(r: httpx.Response) -> dict[str, Any]:
+    """An upload target's refusal: our server's JSON, or S3's XML ``<Error>`` read into words."""
+    if "xml" not in r.headers.get("content-type", "") and "<Error>" not in r.text[:200]:
+        body = _error_body(r)
+        return {**body, "error": f"upload rejected: {body.get('error')}", "code": body.get("code", "upload_failed")}
+    found = {k: re.search(rf"<{k}>(.*?)</{k}>", r.text, re.S) for k in ("Code", "Message")}
+    code, message = (m.group(1).strip() if m else "" for m in found.values())
+    return {
+        "error": f"the object store refused the upload ({r.status_code} {code}: {message})"[:400],
+        "code": "upload_failed",
+        "retryable": r.status_code >= 500 or code in S3_RETRYABLE,
+    }
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -173,7 +191,13 @@ class Client:
             idempotent = method.upper() != "POST"
         return self._retrying(lambda: self.http.request(method, path, **kw), idempotent, self.url)
 
-    def _retrying(self, send: Callable[[], httpx.Response], idempotent: bool, where: str) -> httpx.Response:
+    def _retrying(
+        self,
+        send: Callable[[], httpx.Response],
+        idempotent: bool,
+        where: str,
+        error_body: Callable[[httpx.Response], dict[str, Any]] = _error_body,
+    ) -> httpx.Response:
         start = time.monotonic()
         attempt = 0
         while True:
@@ -188,7 +212,7 @@ class Client:
             else:
                 if r.status_code < 400:
                     return r
-                err = ApiError(r.status_code, _error_body(r))
+                err = ApiError(r.status_code, error_body(r))
                 again = idempotent and err.retryable
                 wait = _retry_after(r)
             pause = wait if wait is not None else random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt))
@@ -354,16 +378,8 @@ class Client:
             content = _chunks(path, start, size, sent, total, progress)
             return httpx.put(url, content=content, headers=hdrs, timeout=600)
 
-        where = url.split("?", 1)[0].rsplit("/", 1)[0] if not own else self.url
-        try:
-            r = self._retrying(send, idempotent=True, where=where)
-        except ApiError as e:
-            if e.code != "unreachable":
-                e.message = f"upload rejected: {e.message}"[:400]
-                e.args = (e.message,)
-                e.code = "upload_failed"
-            raise
-        return r
+        where = self.url if own else httpx.URL(url).copy_with(query=None, path="/").__str__()
+        return self._retrying(send, idempotent=True, where=where, error_body=_upload_error_body)
 
     def _put_parts(
         self, path: Path, target: UploadTarget, sent: list[int], total: int, progress: Progress | None

@@ -647,7 +647,7 @@ class Registry:
             for f, spec in record["files"].items():
                 try:
                     self.store.copy(base + f, self.layout.file(name, v, f), sha256=spec["sha256"], if_match=etags[f])
-                except PreconditionFailed:
+                except (PreconditionFailed, IntegrityError):
                     raise Conflict(
                         f"{f} of upload {upload_id} changed while it was being registered: register again",
                         retryable=True,
