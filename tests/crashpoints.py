@@ -64,7 +64,8 @@ def crashing_filesystem(plan: CrashPlan, *roots: Path) -> Iterator[None]:
     def wrap(name: str, real: Callable[..., Any]) -> Callable[..., Any]:
         def call(*args: Any, **kw: Any) -> Any:
             if name == "fsync" or kw.get("dir_fd") is not None or any(_under(a, prefixes) for a in args[:2]):
-                plan.step(f"{name} {os.fspath(args[0]) if not isinstance(args[0], int) else 'fd'}")
+                paths = [os.fspath(a) for a in args[:2] if isinstance(a, str | os.PathLike)]
+                plan.step(f"{name} {' -> '.join(paths) or 'fd'}")
             return real(*args, **kw)
 
         return call

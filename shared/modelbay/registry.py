@@ -98,6 +98,10 @@ def rollback_target(history: list[AliasChange]) -> int | None:
     return None
 
 
+class _StagedGone(BadRequest):
+    """A staged file is not (or no longer) there: never uploaded, or another registration finished."""
+
+
 def _new_id() -> str:
     return secrets.token_hex(8)
 
@@ -617,12 +621,35 @@ class Registry:
         v = self._bound_version(upload_id)
         if v is not None and (done := self._published(name, v)) is not None:
             return self._finish_upload(upload_id, done, aliases, actor)
+        try:
+            manifest = self._publish_upload(name, upload_id, record, v, metadata or VersionMetadata(), parts, actor)
+        except _StagedGone as gone:
+            # another registration of this upload finished meanwhile, and removed the staged bytes
+            v = self._bound_version(upload_id)
+            if v is None or (published := self._published(name, v)) is None:
+                raise BadRequest(gone.message) from None
+            manifest = published
+        return self._finish_upload(upload_id, manifest, aliases, actor)
+
+    def _publish_upload(
+        self,
+        name: str,
+        upload_id: str,
+        record: dict[str, Any],
+        v: int | None,
+        metadata: VersionMetadata,
+        parts: dict[str, list[str]] | None,
+        actor: str | None,
+    ) -> Manifest:
         base = self.layout.upload(upload_id) + "files/"
         for f, mp_id in record.get("multipart", {}).items():
             if self.store.head(base + f) is None:
                 if not parts or f not in parts:
-                    raise BadRequest(f"{f} was a multipart upload: send the ETags of its parts")
-                self.store.complete_multipart(base + f, mp_id, parts[f])
+                    raise _StagedGone(f"{f} was a multipart upload: send the ETags of its parts")
+                try:
+                    self.store.complete_multipart(base + f, mp_id, parts[f])
+                except NotFound:
+                    raise _StagedGone(f"{f} of upload {upload_id} is not there to complete") from None
         with self.store.scratch() as tmp:
             paths: dict[str, Path] = {}
             etags: dict[str, str] = {}
@@ -630,7 +657,7 @@ class Registry:
                 try:
                     etags[f] = self.store.get_file(base + f, tmp / f, expected_sha256=spec["sha256"]).etag
                 except NotFound:
-                    raise BadRequest(f"{f} was never uploaded to upload {upload_id}") from None
+                    raise _StagedGone(f"{f} was never uploaded to upload {upload_id}") from None
                 except IntegrityError:
                     raise InvalidModel(
                         f"{f}: the uploaded bytes do not match the declared sha256", code="sha256_mismatch"
@@ -638,7 +665,7 @@ class Registry:
                 paths[f] = tmp / f
             model = paths.pop(MODEL_FILE)
             self._check_side_files({f: p.stat().st_size for f, p in paths.items()})
-            checked = self._validate(model, paths, metadata or VersionMetadata())
+            checked = self._validate(model, paths, metadata)
             if v is None:
                 v = self._bind(name, upload_id, actor)
             manifest = checked.manifest(name, v, actor)
@@ -647,6 +674,8 @@ class Registry:
             for f, spec in record["files"].items():
                 try:
                     self.store.copy(base + f, self.layout.file(name, v, f), sha256=spec["sha256"], if_match=etags[f])
+                except NotFound:
+                    raise _StagedGone(f"{f} of upload {upload_id} is gone") from None
                 except (PreconditionFailed, IntegrityError):
                     raise Conflict(
                         f"{f} of upload {upload_id} changed while it was being registered: register again",
@@ -656,7 +685,7 @@ class Registry:
                 self._put_manifest(manifest)
             except PreconditionFailed:  # another registration of this upload published the version first
                 manifest = self.get_version(name, v)
-        return self._finish_upload(upload_id, manifest, aliases, actor)
+        return manifest
 
     def _bound_version(self, upload_id: str) -> int | None:
         try:
