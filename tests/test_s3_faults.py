@@ -275,11 +275,16 @@ def _fault_run(store: Any, client: Any, models: list[Path], tally: Tally, n: int
     [t.join() for t in threads]
 
 
-@pytest.mark.parametrize("rate", [0.10, 0.25])
-def test_random_faults_lose_and_corrupt_nothing(s3, models, rate, serve_store):
+@pytest.mark.parametrize(
+    ("rate", "attempts"),
+    [(0.10, 8), (0.25, 8), (0.25, 2)],
+    ids=["10%", "25%", "25%-short-retry-budget"],  # the last one makes failures happen: they must be clear
+)
+def test_random_faults_lose_and_corrupt_nothing(s3, models, rate, attempts, serve_store):
     from modelbay.client import Client
 
-    proxy, store, direct = s3(FaultPlan(rate=rate, seed=int(rate * 100), delay_seconds=0.2))
+    plan = FaultPlan(rate=rate, seed=int(rate * 100) + attempts, delay_seconds=0.2)
+    proxy, store, direct = s3(plan, s3_retry_attempts=attempts)
     tally = Tally()
     for m in models[:2]:  # something to alias and read from the start
         got = Registry(direct).register_version("m0", m)
@@ -293,6 +298,7 @@ def test_random_faults_lose_and_corrupt_nothing(s3, models, rate, serve_store):
     lost_changes = [c for c in tally.changes if recorded[c] != 1]
     report = {
         "rate": rate,
+        "S3 attempts per call": attempts,
         "ops": dict(tally.ops),
         "faults injected": dict(proxy.injected),
         "requests": sum(proxy.requests.values()),

@@ -60,8 +60,8 @@ _TRANSIENT = {
 }
 _DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken", "403"}
 _TRANSIENT_ERRORS = (BotoConnectionError, HTTPClientError, IncompleteReadError)
-BACKOFF_BASE = 0.05
-BACKOFF_CAP = 2.0
+BACKOFF_BASE = 0.1
+BACKOFF_CAP = 4.0
 
 
 def _code(e: ClientError) -> str:
