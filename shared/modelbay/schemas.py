@@ -8,10 +8,10 @@ lives in ``modelbay.manifest``; metrics types in ``modelbay.metrics.service``.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, NotRequired
 
 from pydantic import BaseModel, ConfigDict, Field
-from typing_extensions import NotRequired, TypedDict
+from typing_extensions import TypedDict
 
 from .manifest import Manifest, VersionMetadata
 
