@@ -92,6 +92,10 @@ def test_alias_changes_with_the_same_id_are_applied_once(reg, models):
     assert [e["id"] for e in reg.alias_state("m", "production").history] == ["a", "b", "c", "r"]
     with pytest.raises(BadRequest):
         reg.set_alias("m", "production", 1, change_id="../../x")
+    # an upload's alias changes are named after it: the longest alias still makes a valid id
+    up = reg.create_upload("m", {"model.onnx": {"size": models[0].stat().st_size, "sha256": _sha(models[0])}})
+    _upload(reg, up, models[0])
+    assert reg.register_upload("m", up.upload_id, aliases=["a" * 64]).version == 4
 
 
 # ---------------------------------------------------------------- B9: the alias cache hears changes
@@ -226,15 +230,8 @@ def test_conflicting_registrations_of_one_upload_publish_one_version(reg, models
     """Two registrations of the same upload at once (a client retrying while the first still runs)."""
     import threading
 
-    sha = hashlib.sha256(models[0].read_bytes()).hexdigest()
-    up = reg.create_upload("m", {"model.onnx": {"size": models[0].stat().st_size, "sha256": sha}})
-    if up.targets:
-        import httpx
-
-        t = up.targets["model.onnx"]
-        httpx.put(t.url, content=models[0].read_bytes(), headers=t.headers).raise_for_status()
-    else:
-        reg.receive_upload(up.upload_id, "model.onnx", up.token, models[0])
+    up = reg.create_upload("m", {"model.onnx": {"size": models[0].stat().st_size, "sha256": _sha(models[0])}})
+    _upload(reg, up, models[0])
     results, errors = [], []
 
     def register():
@@ -249,3 +246,17 @@ def test_conflicting_registrations_of_one_upload_publish_one_version(reg, models
     assert errors == [] and len(results) == 4 and len(set(results)) == 1
     assert reg.version_numbers("m") == results[:1]
     assert len(reg.alias_state("m", "production").history) == 1
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _upload(reg: Registry, up, path: Path) -> None:
+    if up.targets:
+        import httpx
+
+        t = up.targets["model.onnx"]
+        httpx.put(t.url, content=path.read_bytes(), headers=t.headers).raise_for_status()
+    else:
+        reg.receive_upload(up.upload_id, "model.onnx", up.token, path)
