@@ -190,6 +190,23 @@ def test_every_call_keeps_its_retries_through_a_burst_of_503s(s3):
     assert [proxy.attempts("GET", rf"/k{i}$") for i in range(12)] == [4] * 12
 
 
+def test_an_unavailable_store_is_a_503_in_words_over_http(s3, tmp_path):
+    from modelbay.api.app import create_app
+    from modelbay.client import ApiError, Client
+    from tests.servers import running
+
+    _, store, _ = s3(FaultPlan(rate=1.0, kinds=("503",)), s3_retry_attempts=2)
+    settings = Settings(store_url=store.url, cache_dir=tmp_path / "server-cache", auth=False)
+    with running(create_app(settings, store=store)) as url:
+        r = httpx.get(f"{url}/registry/models")
+        assert r.status_code == 503 and int(r.headers["Retry-After"]) >= 1
+        assert r.json()["code"] == "store_unavailable" and r.json()["retryable"] is True
+        with Client(url, api_key="", retry_attempts=2) as c, pytest.raises(ApiError) as failed:
+            c.models()
+    assert _clear(failed.value) and failed.value.status == 503
+    assert "the model store is not answering" in str(failed.value) and "2 attempts" in str(failed.value)
+
+
 # ---------------------------------------------------------------- random faults: the figures
 @dataclass
 class Tally:
