@@ -89,7 +89,7 @@ class Settings(_Section):
     ort_threads: int | None = Field(None, ge=1)
     """onnxruntime intra-op threads. Default: the CPUs this process may really use."""
     ort_opt: Literal["disable", "basic", "extended", "all"] = "basic"
-    """onnxruntime graph optimisation level."""
+    """onnxruntime graph optimisation level (at least extended on x86-64 without VNNI: exact int8 needs it)."""
     ort_spin: bool = False
     """Let onnxruntime's worker threads spin (dedicated hosts); off suits Lambda's fractional vCPUs."""
 
