@@ -156,13 +156,13 @@ def test_key_lifecycle_over_http(client, server):
         with pytest.raises(ApiError) as e:
             c.keys()
         assert (e.value.status, e.value.code) == (403, "forbidden")
-    ids = {k.key_id: k for k in client.keys()}
+    ids = {k.key_id: k for k in client.keys()}  # noqa: SIM118  (Client.keys(): API keys, not a dict)
     assert ids[made.key_id].active and ids[made.key_id].name == "deployer"
     revoked = client.revoke_key(made.key_id)
     assert revoked.active is False and revoked.revoked_by == client.whoami().key_id
-    with Client(server, made.key) as c:  # the local server's cache is 30 s; revocation clears it
-        with pytest.raises(ApiError) as e:
-            c.models()
+    # the local server's cache is 30 s; revocation clears it
+    with Client(server, made.key) as c, pytest.raises(ApiError) as e:
+        c.models()
     assert (e.value.status, e.value.code) == (401, "unauthorized")
     for bad, status in ([["root"]], 400), ([[]], 400):
         with pytest.raises(ApiError) as e:

@@ -292,7 +292,7 @@ def test_playground_json_text_and_digit_grid(local, tmp_path, mlp_path):
     from modelbay.manifest import ClassifierPostprocessing, ImagePreprocessing, StringPreprocessing, VersionMetadata
     from tests.inference_models import image_classifier, string_classifier
 
-    api, url, c = local
+    _api, url, c = local
     img, weights = image_classifier(tmp_path / "digits8.onnx")
     c.push(
         img,
