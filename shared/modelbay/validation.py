@@ -13,7 +13,7 @@ from .errors import InvalidModel, TooLarge
 from .manifest import TensorSpec
 
 # ONNX elem type -> numpy dtype name. STRING has no numpy dtype of its own.
-_DTYPES = {
+_DTYPES: dict[int, str] = {
     v: k
     for k, v in {
         "float32": TensorProto.FLOAT,
