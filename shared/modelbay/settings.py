@@ -30,10 +30,6 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_assignment=True)
 
 
-def _env(name: str) -> Any:
-    return Field(json_schema_extra={"env": name})
-
-
 class Limits(_Section):
     """Resource limits: each has a safe default and answers a clear 4xx when hit."""
 
@@ -179,18 +175,6 @@ class Settings(_Section):
             return cls(**values)
         except ValidationError as e:
             raise _named(e, env) from None
-
-    @classmethod
-    def documented(cls) -> list[tuple[str, str, str]]:
-        """(variable, default, description) for every setting, for help and the README."""
-        rows = []
-        for model in (cls, Limits):
-            names = env_names(model)
-            for field, info in model.model_fields.items():
-                if field in names:
-                    default = "" if info.default_factory is not None else repr(info.default)
-                    rows.append((names[field], default, (info.description or "").strip()))
-        return rows
 
 
 def env_names(model: type[BaseModel]) -> dict[str, str]:

@@ -66,13 +66,6 @@ class DigitGrid(Widget, can_focus=True):
     def values(self) -> list[list[int]]:
         return [[self.max_value if c else 0 for c in row] for row in self.cells]
 
-    def set_pattern(self, rows: list[str]) -> None:
-        """For tests and demos: '#' is ink."""
-        for y, row in enumerate(rows[: self.rows]):
-            for x, ch in enumerate(row[: self.cols]):
-                self.cells[y][x] = int(ch == "#")
-        self.refresh()
-
     def action_move(self, dx: int, dy: int) -> None:
         x, y = self.cursor
         self.cursor = ((x + dx) % self.cols, (y + dy) % self.rows)
