@@ -14,15 +14,16 @@ V1 predict and both readiness probes. Last run: kserve 0.21.0, all passing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 
 def serve(port: int) -> None:
     root = Path(__file__).resolve().parents[1]
     sys.path[:0] = [str(root / "shared"), str(root)]
-    import uvicorn
     from starlette.applications import Starlette
     from starlette.routing import Mount
 
@@ -33,6 +34,7 @@ def serve(port: int) -> None:
     from modelbay.storage.local import LocalStore
     from tests.inference_models import string_classifier
     from tests.onnx_models import make_mlp
+    from tests.servers import running
 
     d = Path(tempfile.mkdtemp(prefix="kserve-interop-"))
     store = LocalStore(d / "store")
@@ -49,13 +51,12 @@ def serve(port: int) -> None:
             postprocessing=ClassifierPostprocessing(scores="probabilities"),
         ),
     )
-    app = create_app(Settings(store_url=str(d / "store"), cache_dir=d / "cache"), store=store)
-    uvicorn.run(
-        Starlette(routes=[Mount("/serving", app=app), Mount("", app=app)]),
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-    )
+    # keys off: a protocol check (KServe's client sends none); keys are tested in test_auth/test_tenants
+    app = create_app(Settings(store_url=str(d / "store"), cache_dir=d / "cache", auth=False), store=store)
+    with running(Starlette(routes=[Mount("/serving", app=app), Mount("", app=app)]), port=port) as url:
+        print(f"modelbay on {url} and {url}/serving; ctrl-c stops it", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            threading.Event().wait()
 
 
 async def check(url: str) -> None:
