@@ -28,11 +28,10 @@ def serve(port: int) -> None:
     from starlette.routing import Mount
 
     from modelbay.api.app import create_app
-    from modelbay.manifest import ClassifierPostprocessing, StringPreprocessing, VersionMetadata
     from modelbay.registry import Registry
     from modelbay.settings import Settings
     from modelbay.storage.local import LocalStore
-    from tests.inference_models import string_classifier
+    from tests.inference_models import spam_metadata, string_classifier
     from tests.onnx_models import make_mlp
     from tests.servers import running
 
@@ -41,16 +40,7 @@ def serve(port: int) -> None:
     reg = Registry(store)
     reg.register_version("mlp", make_mlp(d / "mlp.onnx"), aliases=["production"])
     path, _ = string_classifier(d / "spam.onnx", ["free", "money", "meeting"])
-    reg.register_version(
-        "spam",
-        path,
-        VersionMetadata(
-            task="classifier",
-            labels=["ham", "spam"],
-            preprocessing=StringPreprocessing(input="text"),
-            postprocessing=ClassifierPostprocessing(scores="probabilities"),
-        ),
-    )
+    reg.register_version("spam", path, spam_metadata())
     # keys off: a protocol check (KServe's client sends none); keys are tested in test_auth/test_tenants
     app = create_app(Settings(store_url=str(d / "store"), cache_dir=d / "cache", auth=False), store=store)
     with running(Starlette(routes=[Mount("/serving", app=app), Mount("", app=app)]), port=port) as url:

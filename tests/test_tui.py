@@ -290,35 +290,13 @@ def test_upload_refuses_clearly_what_it_cannot_do(local, tmp_path, monkeypatch):
 def test_playground_json_text_and_digit_grid(local, tmp_path, mlp_path):
     import numpy as np
 
-    from modelbay.manifest import ClassifierPostprocessing, ImagePreprocessing, StringPreprocessing, VersionMetadata
-    from tests.inference_models import image_classifier, string_classifier
+    from tests.inference_models import digits_metadata, image_classifier, spam_metadata, string_classifier
 
     _api, url, c = local
     img, weights = image_classifier(tmp_path / "digits8.onnx")
-    c.push(
-        img,
-        "pixels",
-        VersionMetadata(
-            task="classifier",
-            labels=[str(i) for i in range(10)],
-            preprocessing=ImagePreprocessing(
-                input="pixels", height=8, width=8, channels=1, layout="flat", scale=1.0, max_value=16.0
-            ),
-            postprocessing=ClassifierPostprocessing(scores="probabilities", top_k=3),
-        ),
-        aliases=["production"],
-    )
+    c.push(img, "pixels", digits_metadata(), aliases=["production"])
     spam, _ = string_classifier(tmp_path / "spam.onnx", ["free", "money", "meeting", "lunch", "winner"])
-    c.push(
-        spam,
-        "spam",
-        VersionMetadata(
-            task="classifier",
-            labels=["ham", "spam"],
-            preprocessing=StringPreprocessing(input="text"),
-            postprocessing=ClassifierPostprocessing(scores="probabilities"),
-        ),
-    )
+    c.push(spam, "spam", spam_metadata())
 
     c.push(mlp_path, "ranked", aliases=["canary"])
     c.push(mlp_path, "ranked")  # no production: the server serves the latest, v2, not the canary
