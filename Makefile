@@ -100,9 +100,9 @@ emulators:
 test: lint install sam-install localstack-install emulators
 	SAM_CLI_TELEMETRY=0 $(PY) -m pytest -q -n 2
 
-# everything but the deploy checks (sam build, CloudFormation on LocalStack)
+# everything but the deploy checks (sam build, CloudFormation on LocalStack) and the container images
 test-fast: install localstack-install
-	$(PY) -m pytest -q -n 2 -m "not deploy"
+	$(PY) -m pytest -q -n 2 -m "not deploy and not container"
 
 # Not part of `make test`: latency (raw vs Lambda handler vs HTTP), cold start, peak RSS.
 bench: install

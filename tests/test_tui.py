@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import stat
 import time
@@ -289,35 +290,13 @@ def test_upload_refuses_clearly_what_it_cannot_do(local, tmp_path, monkeypatch):
 def test_playground_json_text_and_digit_grid(local, tmp_path, mlp_path):
     import numpy as np
 
-    from modelbay.manifest import ClassifierPostprocessing, ImagePreprocessing, StringPreprocessing, VersionMetadata
-    from tests.inference_models import image_classifier, string_classifier
+    from tests.inference_models import digits_metadata, image_classifier, spam_metadata, string_classifier
 
-    api, url, c = local
+    _api, url, c = local
     img, weights = image_classifier(tmp_path / "digits8.onnx")
-    c.push(
-        img,
-        "pixels",
-        VersionMetadata(
-            task="classifier",
-            labels=[str(i) for i in range(10)],
-            preprocessing=ImagePreprocessing(
-                input="pixels", height=8, width=8, channels=1, layout="flat", scale=1.0, max_value=16.0
-            ),
-            postprocessing=ClassifierPostprocessing(scores="probabilities", top_k=3),
-        ),
-        aliases=["production"],
-    )
+    c.push(img, "pixels", digits_metadata(), aliases=["production"])
     spam, _ = string_classifier(tmp_path / "spam.onnx", ["free", "money", "meeting", "lunch", "winner"])
-    c.push(
-        spam,
-        "spam",
-        VersionMetadata(
-            task="classifier",
-            labels=["ham", "spam"],
-            preprocessing=StringPreprocessing(input="text"),
-            postprocessing=ClassifierPostprocessing(scores="probabilities"),
-        ),
-    )
+    c.push(spam, "spam", spam_metadata())
 
     c.push(mlp_path, "ranked", aliases=["canary"])
     c.push(mlp_path, "ranked")  # no production: the server serves the latest, v2, not the canary
@@ -411,56 +390,38 @@ def test_connections_are_saved_and_switched(local, tmp_path, mlp_path):
 
 
 def test_server_going_away_is_shown_and_the_ui_reconnects(tmp_path, mlp_path):
-    import threading
-
-    import uvicorn
-
     from modelbay.api.app import create_app
     from modelbay.settings import Settings
     from modelbay.storage.local import LocalStore
-    from tests.servers import free_port
+    from tests import servers
 
     store = LocalStore(tmp_path / "store")
-    port = free_port()
 
-    def start():
-        api = create_app(Settings(store_url=store.url, cache_dir=tmp_path / "cache"), store=store)
-        server = uvicorn.Server(uvicorn.Config(api, host="127.0.0.1", port=port, log_level="warning"))
-        t = threading.Thread(target=server.run, daemon=True)
-        t.start()
-        while not server.started:
-            time.sleep(0.02)
-        return server, t
+    def api():
+        return create_app(Settings(store_url=store.url, cache_dir=tmp_path / "cache"), store=store)
 
-    server, thread = start()
-    url = f"http://127.0.0.1:{port}"
-    from modelbay.auth import SCOPES, KeyStore, credentials
+    with contextlib.ExitStack() as up:
+        url = up.enter_context(running(api()))  # a key minted and saved for the URL
+        with Client(url) as c:
+            c.push(mlp_path, "iris")
 
-    credentials.save_key([url], KeyStore(store).create("default", SCOPES, name="tests", root=True)[1])
-    with Client(url) as c:
-        c.push(mlp_path, "iris")
+        async def script(pilot):
+            app = pilot.app
+            table = app.screen.query_one("#models", DataTable)
+            await until(pilot, lambda: table.row_count == 1)
+            await asyncio.to_thread(up.close)  # the server stops
+            await until(pilot, lambda: not app.online, what="offline state")
+            assert "unreachable" in app.sub_title and "disconnected: lost" in notes(app)
+            await pilot.press("enter")  # the UI keeps working while the server is gone
+            await pilot.press("escape")
+            # back on the same URL, with the same store (and so the same key)
+            port = int(url.rsplit(":", 1)[1])
+            await asyncio.to_thread(up.enter_context, servers.running(api(), port=port))
+            await until(pilot, lambda: app.online, what="reconnection")
+            assert "● connected" in app.sub_title
+            await until(pilot, lambda: table.row_count == 1)
 
-    async def script(pilot):
-        nonlocal server, thread
-        app = pilot.app
-        table = app.screen.query_one("#models", DataTable)
-        await until(pilot, lambda: table.row_count == 1)
-        server.should_exit = True
-        await asyncio.to_thread(thread.join, 10)
-        await until(pilot, lambda: not app.online, what="offline state")
-        assert "unreachable" in app.sub_title and "disconnected: lost" in notes(app)
-        await pilot.press("enter")  # the UI keeps working while the server is gone
-        await pilot.press("escape")
-        server, thread = await asyncio.to_thread(start)
-        await until(pilot, lambda: app.online, what="reconnection")
-        assert "● connected" in app.sub_title
-        await until(pilot, lambda: table.row_count == 1)
-
-    try:
         drive(make_app(url, tmp_path), script)
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def test_help_palette_and_themes(local, tmp_path):

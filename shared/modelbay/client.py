@@ -152,7 +152,7 @@ class Client:
 
     def set_alias(self, name: str, alias: str, version: int, **expected: int | None) -> AliasState:
         """Pass ``expected_version=`` (a version, or None: the alias must not exist) for compare-and-swap."""
-        body = AliasSet.model_construct(version=version, **expected).model_dump(include={"version", *expected})
+        body = AliasSet.model_construct(None, version=version, **expected).model_dump(include={"version", *expected})
         return AliasState.model_validate(self._json("PUT", f"/registry/models/{name}/aliases/{alias}", json=body))
 
     def delete_alias(self, name: str, alias: str) -> AliasState:

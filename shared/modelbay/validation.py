@@ -13,7 +13,7 @@ from .errors import InvalidModel, TooLarge
 from .manifest import TensorSpec
 
 # ONNX elem type -> numpy dtype name. STRING has no numpy dtype of its own.
-_DTYPES = {
+_DTYPES: dict[int, str] = {
     v: k
     for k, v in {
         "float32": TensorProto.FLOAT,
@@ -171,10 +171,11 @@ def inspect_onnx(path: Path, max_bytes: int) -> Signature:
 def _try_session(path: Path) -> None:
     import onnxruntime as ort
 
-    opts = ort.SessionOptions()
-    # Only proving the model loads: skip optimisation work the server does later.
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    opts.intra_op_num_threads = 1
+    from .engine.session import SessionConfig, session_options
+
+    # the serving options (one thread: only proving the model loads), so that a model whose
+    # session the server could not build (e.g. the int8 weight rewrite failing) is refused here
+    opts = session_options(SessionConfig(intra_op_threads=1))
     try:
         ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     except Exception as e:

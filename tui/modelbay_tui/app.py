@@ -50,13 +50,12 @@ class ModelbayApp(App[None]):
     ) -> None:
         super().__init__()
         self.profiles_path = profiles_path
+        self._startup_error: str | None = None
         try:
             self.profiles = Profiles.load(profiles_path)
         except ModelbayError as e:  # a broken config file must not stop the UI
             self.profiles = Profiles({}, None)
             self._startup_error = e.message
-        else:
-            self._startup_error = None
         if url:
             self.profile = Profile(profile or "cli", url.rstrip("/"), api_key)
         else:

@@ -17,7 +17,7 @@ class DigitGrid(Widget, can_focus=True):
         Binding("down", "move(0,1)", "Down", show=False),
         Binding("left", "move(-1,0)", "Left", show=False),
         Binding("right", "move(1,0)", "Right", show=False),
-        Binding("space", "toggle", "Ink"),
+        Binding("space", "ink", "Ink"),
         Binding("x", "clear", "Clear"),
     ]
     COMPONENT_CLASSES = {"digit--ink", "digit--blank", "digit--cursor"}
@@ -66,18 +66,11 @@ class DigitGrid(Widget, can_focus=True):
     def values(self) -> list[list[int]]:
         return [[self.max_value if c else 0 for c in row] for row in self.cells]
 
-    def set_pattern(self, rows: list[str]) -> None:
-        """For tests and demos: '#' is ink."""
-        for y, row in enumerate(rows[: self.rows]):
-            for x, ch in enumerate(row[: self.cols]):
-                self.cells[y][x] = int(ch == "#")
-        self.refresh()
-
     def action_move(self, dx: int, dy: int) -> None:
         x, y = self.cursor
         self.cursor = ((x + dx) % self.cols, (y + dy) % self.rows)
 
-    def action_toggle(self) -> None:
+    def action_ink(self) -> None:  # not action_toggle: DOMNode has one (toggles an attribute)
         x, y = self.cursor
         self.cells[y][x] ^= 1
         self.refresh()

@@ -73,7 +73,6 @@ def main(argv: list[str] | None = None) -> int:
             if e.code != "unreachable":
                 print(f"something already answers on {url}; stop it or choose another PORT=", file=sys.stderr)
                 return 1
-    log = open(store / "server.log", "ab")
     import modelbay
 
     # the child imports the same modelbay as this process (a checkout, not some other install)
@@ -83,24 +82,26 @@ def main(argv: list[str] | None = None) -> int:
             [str(Path(modelbay.__file__).resolve().parents[1]), *filter(None, [os.environ.get("PYTHONPATH")])]
         ),
     }
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "modelbay",
-            "serve",
-            "--store",
-            str(store),
-            "--host",
-            args.host,
-            "--port",
-            str(args.port),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        env=env,
-    )
+    # the child holds its own descriptor of the log: ours closes once it has started
+    with open(store / "server.log", "ab") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "modelbay",
+                "serve",
+                "--store",
+                str(store),
+                "--host",
+                args.host,
+                "--port",
+                str(args.port),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
     try:
         with Client(url, timeout=600.0) as client:
             wait_until_up(client, proc)
@@ -111,7 +112,6 @@ def main(argv: list[str] | None = None) -> int:
         ModelbayApp(url=url, profile="local", theme_name=args.theme).run()
     finally:
         stop(proc)
-        log.close()
     return 0
 
 

@@ -517,8 +517,3 @@ def push(
             ) from None
         manifests = publish(prepared, client=client, aliases=aliases, with_fp32_twin=with_fp32_twin, events=events)
     return PushResult(manifests, prepared.gate)
-
-
-def copy_side_files(side: dict[str, Path], dest: Path) -> dict[str, Path]:
-    dest.mkdir(parents=True, exist_ok=True)
-    return {k: Path(shutil.copyfile(v, dest / k)) for k, v in side.items()}

@@ -108,7 +108,8 @@ class ModelScreen(BaseScreen):
             if not quiet:
                 self.notify("no version selected", severity="warning")
             return None
-        return self.detail.manifest(int(t.coordinate_to_cell_key(t.cursor_coordinate).row_key.value))
+        key = t.coordinate_to_cell_key(t.cursor_coordinate).row_key.value
+        return None if key is None else self.detail.manifest(int(key))
 
     def _done(self, message: str):
         def then(_: Any) -> None:
@@ -158,7 +159,7 @@ class ModelScreen(BaseScreen):
         frm, to = fmt.version(state.version), fmt.version(target)
         body = f"{self.model}:{state.alias}   {frm}  →  {to}"
 
-        def answer(ok: bool) -> None:
+        def answer(ok: bool | None) -> None:
             if ok:
                 self.api(
                     self.client.rollback,
@@ -178,7 +179,7 @@ class ModelScreen(BaseScreen):
             self.notify(f"v{m.version} is aliased by {', '.join(pointing)}: move the alias first", severity="warning")
             return
 
-        def answer(ok: bool) -> None:
+        def answer(ok: bool | None) -> None:
             if ok:
                 self.api(
                     self.client.delete_version,

@@ -23,7 +23,7 @@ from .. import format as fmt
 from .base import BaseScreen
 
 MODEL_SUFFIXES = (".onnx", ".pt2", ".pt", ".pth", ".ts", ".torchscript")
-MARKS = {
+MARKS: dict[Status | None, str] = {  # None: not reached yet
     Status.DONE: "[green]✓[/]",
     Status.RUNNING: "[yellow]…[/]",
     Status.FAILED: "[red]✗[/]",
