@@ -265,7 +265,7 @@ def test_upload_refuses_clearly_what_it_cannot_do(local, tmp_path, monkeypatch):
     def no_torch(*args, **kw):  # what a slim install (no convert extra) meets when it converts
         raise ImportError("No module named 'torch'")
 
-    monkeypatch.setattr("modelbay.convert.pipeline.convert", no_torch)
+    monkeypatch.setattr("modelbay.convert.pipeline.load_source", no_torch)
 
     async def script(pilot):
         app = pilot.app

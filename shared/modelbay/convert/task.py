@@ -15,9 +15,11 @@ a mistake costs a second, not a conversion and an upload.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from modelbay.errors import BadRequest
 from modelbay.manifest import (
@@ -32,6 +34,34 @@ from modelbay.validation import Signature, check_metadata
 
 # Output names that hold per-class scores, by exporter: skl2onnx, common torch/HF names.
 SCORE_NAMES = ("probabilities", "probs", "scores", "logits")
+
+
+def user_metadata(
+    base: Mapping[str, Any] | None = None,
+    *,
+    description: str = "",
+    task: str | None = None,
+    labels: str | None = None,
+    source: str = "metadata",
+) -> VersionMetadata:
+    """What the user said: a metadata object (``--metadata``) and the flags that override it. ``labels`` is
+    comma-separated, or a file with one label per line."""
+    updates: dict[str, Any] = {k: v for k, v in {"description": description, "task": task}.items() if v}
+    if labels:
+        p = Path(labels).expanduser()
+        if p.is_file():
+            try:
+                updates["labels"] = [line.strip() for line in p.read_text().splitlines() if line.strip()]
+            except (OSError, UnicodeDecodeError) as e:
+                raise BadRequest(f"--labels {p}: {getattr(e, 'strerror', None) or e}") from None
+        else:
+            updates["labels"] = [x.strip() for x in labels.split(",") if x.strip()]
+    try:
+        return VersionMetadata.model_validate({**(base or {}), **updates})
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(x) for x in first.get("loc", ())) or "metadata"
+        raise BadRequest(f"{source if base else 'metadata'}: {where}: {first.get('msg', 'invalid')}") from None
 
 
 def spec_text(t: TensorSpec) -> str:
