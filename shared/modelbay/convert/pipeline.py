@@ -244,10 +244,11 @@ def _prepare(
     rep.start(Stage.CONVERT, "converting")
     src = load_source(model, state_dict=state_dict)
     specs = parse_input_spec(input_spec)
+    inferred = ""
     if specs is None and example is None and src.kind == "sklearn":
         specs = sklearn_input_spec(src.obj)
         if specs is not None:
-            say(f"input spec from the model: {'; '.join(task.spec_text(s) for s in specs)}", None)
+            inferred = f" (input spec from the model: {'; '.join(task.spec_text(s) for s in specs)})"
     if specs is not None:
         # the metadata against what is known already: a mistake costs a second, not a conversion
         meta = task.fit_to_inputs(meta, specs)
@@ -268,13 +269,19 @@ def _prepare(
         atol=check_atol,
         rtol=check_rtol,
     )
+    rep.done(Stage.CONVERT, f"converted with {conv.exporter}{inferred}")
     input_names = names_hint or [s.name for s in conv.inputs]
     evals = pre_eval if pre_eval is not None else _dataset(eval_data, input_names)
     calib = _dataset(calibration, input_names)
     sig = onnx_signature(fp32)
     classes = getattr(src.obj, "classes_", None) if src.kind == "sklearn" else None
     meta = _complete(fp32, sig, meta, evals, use_output, classes)
-    task.check(meta, *sig, side, "after conversion")
+    try:
+        task.check(meta, *sig, side, "after conversion")
+    except BadRequest as e:
+        if src.kind == "onnx" or not str(e.details.get("field", "")).startswith("postprocessing"):
+            raise
+        raise BadRequest(f"{e.message}, or name the exported outputs with --output-name", **e.details) from None
     meta.metrics["conversion"] = {
         "source": conv.kind,
         "exporter": conv.exporter,
@@ -282,7 +289,6 @@ def _prepare(
     }
     fp32_meta = meta.model_copy(deep=True)
     fp32_meta.quantization = QuantizationInfo(method="none")
-    rep.done(Stage.CONVERT, f"converted with {conv.exporter}")
 
     # (with "none" the method is never used: that branch returns below)
     method: Method = (
