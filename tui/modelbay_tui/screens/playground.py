@@ -39,7 +39,8 @@ class PlaygroundScreen(BaseScreen):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("ctrl+s", "send", "Send", priority=True),
-        Binding("ctrl+e", "example", "Example"),
+        # priority: the text box and the JSON editor bind ^e to end-of-line, which hid the example there
+        Binding("ctrl+e", "example", "Example", priority=True),
     ]
 
     def __init__(self, model: str, ref: str | None = None) -> None:
