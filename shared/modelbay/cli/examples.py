@@ -89,6 +89,26 @@ def build(
     )
 
 
+@examples_app.command("files")
+def files(
+    ctx: typer.Context,
+    dest: Path = typer.Argument(Path("."), help="Folder to write into (default: the current one)."),
+) -> None:
+    """Write files to try push and predict with: model.onnx, iris.pkl, my_pkg/ + w.pt + eval.npz, seven.png."""
+    from ..convert.examples import starter
+
+    written = starter.write(dest)
+    emit(
+        ctx_obj(ctx).as_json,
+        [str(p) for p in written],
+        table(
+            "files to try",
+            [Col("file", flex=True), Col("size", right=True)],
+            ([p, size(p.stat().st_size)] for p in written),
+        ),
+    )
+
+
 class SeedDisplay:
     """Seeding progress: JSON lines on stdout (``--events``), else a live line and a line per model on stderr."""
 
