@@ -77,7 +77,7 @@ def test_sklearn_classifier_with_task_and_eval_answers_labels(modelbay_cli, clie
     r = modelbay_cli("push", str(folder / "clf.pkl"), "--name", "digits357", "--task", "classifier", "--eval",
                      str(folder / "eval.npz"))  # fmt: skip
     assert r.returncode == 0, r.stderr
-    assert "Traceback" not in r.stderr and "(input spec from the model: x:float32:[batch,64])" in r.stderr
+    assert "Traceback" not in r.stderr and "(input x:float32:[batch,64] read from the model)" in r.stderr
     assert "predictions: label, score and top 5 from output 'probabilities'; 3 labels" in r.stderr
     m = client.version("digits357", 1)
     assert m.task == "classifier" and m.labels == ["3", "5", "7"]

@@ -248,7 +248,7 @@ def _prepare(
     if specs is None and example is None and src.kind == "sklearn":
         specs = sklearn_input_spec(src.obj)
         if specs is not None:
-            inferred = f" (input spec from the model: {'; '.join(task.spec_text(s) for s in specs)})"
+            inferred = f" (input {'; '.join(task.spec_text(s) for s in specs)} read from the model)"
     if specs is not None:
         # the metadata against what is known already: a mistake costs a second, not a conversion
         meta = task.fit_to_inputs(meta, specs)
