@@ -63,7 +63,7 @@ class ModelbayApp(App[None]):
             self.profiles = Profiles.load(profiles_path)
         except ModelbayError as e:  # a broken config file must not stop the UI
             self.profiles = Profiles({}, None)
-            self._startup_error = e.message
+            self._startup_error: str | None = e.message
         else:
             self._startup_error = None
         if url:

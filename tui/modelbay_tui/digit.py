@@ -31,7 +31,7 @@ class DigitGrid(Widget, can_focus=True):
         Binding("down", "move(0,1)", "Down", show=False),
         Binding("left", "move(-1,0)", "Left", show=False),
         Binding("right", "move(1,0)", "Right", show=False),
-        Binding("space", "toggle", "Ink"),
+        Binding("space", "ink", "Ink"),
         Binding("x", "clear", "Clear"),
     ]
     COMPONENT_CLASSES = {"digit--ink", "digit--blank", "digit--cursor"}
@@ -104,7 +104,7 @@ class DigitGrid(Widget, can_focus=True):
         x, y = self.cursor
         self.cursor = ((x + dx) % self.cols, (y + dy) % self.rows)
 
-    def action_toggle(self) -> None:
+    def action_ink(self) -> None:
         x, y = self.cursor
         self.cells[y][x] ^= 1
         self.refresh()

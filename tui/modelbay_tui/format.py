@@ -7,7 +7,7 @@ from typing import Any
 from modelbay.manifest import Dim, QuantizationInfo
 
 
-def size(n: int | None) -> str:
+def size(n: float | None) -> str:
     if n is None:
         return "-"
     for unit in ("B", "K", "M", "G"):

@@ -1,8 +1,15 @@
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, cast
+
 from textual.screen import Screen
 
 from ..api import ApiMixin
+
+if TYPE_CHECKING:
+    from modelbay.client import Client
+
+    from ..app import ModelbayApp
 
 
 class BaseScreen(ApiMixin, Screen):
@@ -11,14 +18,18 @@ class BaseScreen(ApiMixin, Screen):
 
     AUTO_REFRESH: float | None = None
 
-    def __init__(self, *args, **kw) -> None:
+    def __init__(self, *args: Any, **kw: Any) -> None:
         super().__init__(*args, **kw)
         self._shown_before = False
+
+    @property
+    def app(self) -> ModelbayApp:  # type: ignore[override]
+        return cast("ModelbayApp", super().app)
 
     def on_mount(self) -> None:
         self.refresh_data()
         if self.AUTO_REFRESH:
-            self.set_interval(self.AUTO_REFRESH, self.auto_refresh)
+            self.set_interval(self.AUTO_REFRESH, self.timed_refresh)
 
     def on_screen_resume(self) -> None:
         # the first resume is the screen's first showing, which on_mount already loads
@@ -26,7 +37,8 @@ class BaseScreen(ApiMixin, Screen):
             self.refresh_data(quiet=True)
         self._shown_before = True
 
-    def auto_refresh(self) -> None:
+    def timed_refresh(self) -> None:
+        # (not ``auto_refresh``: that name is Textual's own repaint interval on every widget)
         if self.app.online and self.app.screen is self:
             self.refresh_data(quiet=True)
 
@@ -34,5 +46,5 @@ class BaseScreen(ApiMixin, Screen):
         return None
 
     @property
-    def client(self):
+    def client(self) -> Client:
         return self.app.client

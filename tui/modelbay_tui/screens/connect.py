@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -10,11 +12,18 @@ from textual.widgets import Button, DataTable, Input, Label
 
 from modelbay.errors import ModelbayError
 
+if TYPE_CHECKING:
+    from ..app import ModelbayApp
+
 
 class ConnectScreen(ModalScreen["str | None"]):
     """Dismissed with the profile to switch to (the app switches once the dialog is gone)."""
 
     BINDINGS = [Binding("escape", "close", "Close"), Binding("delete", "remove", "Remove")]
+
+    @property
+    def app(self) -> ModelbayApp:  # type: ignore[override]
+        return cast("ModelbayApp", super().app)
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog wide", id="connect"):

@@ -16,7 +16,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Footer, Header, Input, Select, Static, TextArea
 
-from modelbay.manifest import Manifest
+from modelbay.manifest import ImagePreprocessing, Manifest
 from modelbay.metrics.loadgen import sample_instance
 from modelbay.schemas import ModelDetail, Resolution
 
@@ -124,9 +124,9 @@ class PlaygroundScreen(BaseScreen):
             "json": "instances as JSON (^e: a fresh example)",
         }[self.kind]
         self.query_one("#pg-hint", Static).update(escape(f"v{m.version} {hint}"))
-        if self.kind == "grid":
+        if self.kind == "grid" and isinstance(m.preprocessing, ImagePreprocessing):
             pre = m.preprocessing
-            grid.resize(pre.height, pre.width, int(pre.max_value))
+            self.query_one("#pg-grid", DigitGrid).resize(pre.height, pre.width, int(pre.max_value))
             grid.focus()
         elif self.kind == "json":
             self.action_example()

@@ -135,7 +135,7 @@ class UploadScreen(BaseScreen):
 
     def _render_stages(self) -> None:
         self.query_one("#up-stages", Static).update(
-            " ".join(f"{MARKS.get(self.stages.get(s), '[dim]·[/]')} {s.value}" for s in Stage)
+            " ".join(f"{MARKS[st] if (st := self.stages.get(s)) else '[dim]·[/]'} {s.value}" for s in Stage)
         )
 
     def on_stage(self, event: StageEvent) -> None:
