@@ -12,6 +12,7 @@ import pytest
 from modelbay.client import Client
 from modelbay.metrics import InferenceEvent
 from tests.onnx_models import make_mlp
+from tests.pilot import until
 from tests.servers import running_keyed as running
 
 pytest.importorskip("textual")
@@ -55,18 +56,6 @@ def drive(app: ModelbayApp, script, size=(80, 24)) -> None:
             assert app.ui_errors == [], app.ui_errors  # caught and shown, but still a bug
 
     asyncio.run(main())
-
-
-async def until(pilot, cond, timeout: float = 10.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if cond():
-                return
-        except Exception:
-            pass
-        await pilot.pause(0.05)
-    raise AssertionError(f"timed out waiting for {what}\n{pilot.app.export_text()}")
 
 
 def rows(table: DataTable) -> list[list[str]]:

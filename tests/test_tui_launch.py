@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from modelbay.client import ApiError, Client
+from tests.pilot import until
 from tests.servers import free_port
 
 pytest.importorskip("textual")
@@ -100,18 +101,6 @@ def headless(monkeypatch, script) -> dict:
 
     monkeypatch.setattr(ModelbayApp, "run", run)
     return seen
-
-
-async def until(pilot, cond, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if cond():
-                return
-        except Exception:
-            pass
-        await pilot.pause(0.1)
-    raise AssertionError(f"timed out waiting for {what}\n{pilot.app.export_text()}")
 
 
 def names(app) -> list[str]:
