@@ -144,6 +144,11 @@ class Client:
         params = {"ref": str(ref)} if ref not in (None, "") else {}
         return Resolution.model_validate(self._json("GET", f"/registry/models/{name}/resolve", params=params))
 
+    def metadata_schema(self) -> dict[str, Any]:
+        """The JSON Schema of version metadata (``push --metadata``), as the server validates it."""
+        schema: dict[str, Any] = self._json("GET", "/registry/schemas/metadata")
+        return schema
+
     def delete_version(self, name: str, version: int) -> Deleted:
         return Deleted.model_validate(self._json("DELETE", f"/registry/models/{name}/versions/{version}"))
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from textual.dom import DOMNode
 
@@ -32,7 +32,7 @@ class ApiMixin:
         failed: Callable[[Exception], None] | None = None,
     ) -> None:
         node: DOMNode = self
-        app: ModelbayApp = self.app
+        app = cast("ModelbayApp", node.app)
 
         def deliver(cb: Callable[[Any], None], value: Any) -> None:
             if node.is_attached:

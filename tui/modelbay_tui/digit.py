@@ -10,6 +10,20 @@ from textual.reactive import reactive
 from textual.strip import Strip
 from textual.widget import Widget
 
+# Example digits, 8x8 like scikit-learn's load_digits (which the demo CNN learnt): bright ink on a dark ground.
+EXAMPLES = {
+    "0": ["..####..", ".##..##.", ".##..##.", ".##..##.", ".##..##.", ".##..##.", "..####..", "........"],
+    "1": ["...##...", "..###...", "...##...", "...##...", "...##...", "...##...", "..####..", "........"],
+    "2": ["..####..", ".##..##.", ".....##.", "....##..", "...##...", "..##....", ".######.", "........"],
+    "3": ["..####..", ".##..##.", ".....##.", "...###..", ".....##.", ".##..##.", "..####..", "........"],
+    "4": ["....##..", "...###..", "..#.##..", ".#..##..", ".######.", "....##..", "....##..", "........"],
+    "5": [".######.", ".##.....", ".#####..", ".....##.", ".....##.", ".##..##.", "..####..", "........"],
+    "6": ["...###..", "..##....", ".##.....", ".#####..", ".##..##.", ".##..##.", "..####..", "........"],
+    "7": [".######.", ".....##.", "....##..", "...##...", "...##...", "..##....", "..##....", "........"],
+    "8": ["..####..", ".##..##.", ".##..##.", "..####..", ".##..##.", ".##..##.", "..####..", "........"],
+    "9": ["..####..", ".##..##.", ".##..##.", "..#####.", ".....##.", "....##..", "..###...", "........"],
+}
+
 
 class DigitGrid(Widget, can_focus=True):
     BINDINGS = [
@@ -66,11 +80,31 @@ class DigitGrid(Widget, can_focus=True):
     def values(self) -> list[list[int]]:
         return [[self.max_value if c else 0 for c in row] for row in self.cells]
 
+    def set_pattern(self, rows: list[str]) -> None:
+        """For tests and demos: '#' is ink."""
+        for y, row in enumerate(rows[: self.rows]):
+            for x, ch in enumerate(row[: self.cols]):
+                self.cells[y][x] = int(ch == "#")
+        self.refresh()
+
+    @property
+    def empty(self) -> bool:
+        return not any(any(row) for row in self.cells)
+
+    def draw_example(self, digit: str) -> None:
+        """One of ``EXAMPLES``, scaled to this grid."""
+        src = EXAMPLES[digit]
+        rows = [
+            "".join(src[y * len(src) // self.rows][x * len(src[0]) // self.cols] for x in range(self.cols))
+            for y in range(self.rows)
+        ]
+        self.set_pattern(rows)
+
     def action_move(self, dx: int, dy: int) -> None:
         x, y = self.cursor
         self.cursor = ((x + dx) % self.cols, (y + dy) % self.rows)
 
-    def action_ink(self) -> None:  # not action_toggle: DOMNode has one (toggles an attribute)
+    def action_ink(self) -> None:
         x, y = self.cursor
         self.cells[y][x] ^= 1
         self.refresh()
