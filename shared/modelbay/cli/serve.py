@@ -51,6 +51,15 @@ def _announce_auth(store: ObjectStore, settings: Settings, host: str, port: int)
     from ..auth.credentials import local_urls
     from ..auth.local import ensure_local_admin
 
+    if settings.bootstrap_key or settings.bootstrap_key_secret:
+        # the operator holds a root key already: minting another would leave a second, unasked-for one
+        via = "MODELBAY_BOOTSTRAP_KEY" if settings.bootstrap_key else "MODELBAY_BOOTSTRAP_KEY_SECRET"
+        console.print(
+            f"{via} is set: no admin key minted. Call with that key (--api-key or MODELBAY_API_KEY), "
+            "and create others with `modelbay keys create`.",
+            markup=False,
+        )
+        return
     b = ensure_local_admin(store, settings.default_tenant, local_urls(host, port))
     if b.created:
         console.print(

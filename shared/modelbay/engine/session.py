@@ -11,6 +11,8 @@
   the noise of a shared machine of each other. Basic keeps the cheap,
   always-safe rewrites (fewer nodes, smaller graphs) without the fusions.
   ``MODELBAY_ORT_OPT`` (disable/basic/extended/all) overrides it per deployment.
+* int8 exact on every CPU, as the gate measured it (``cpu_features.exact_int8``):
+  on x86-64 without VNNI that needs at least the extended level, which then wins.
 * thread spinning off by default: on Lambda's fractional vCPUs, spinning
   workers burn the quota the request thread needs (``MODELBAY_ORT_SPIN=1``
   turns it on for dedicated hosts).
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..cpu_features import exact_int8
 from .cpus import usable_cpus
 
 if TYPE_CHECKING:
@@ -69,6 +72,8 @@ def session_options(config: SessionConfig) -> ort.SessionOptions:
     spin = "1" if config.spinning else "0"
     opts.add_session_config_entry("session.intra_op.allow_spinning", spin)
     opts.add_session_config_entry("session.inter_op.allow_spinning", spin)
+    # what the gate measured: int8 products exact on every CPU (may raise the level, see exact_int8)
+    exact_int8(opts)
     return opts
 
 
