@@ -35,7 +35,8 @@ def render(exc: BaseException, where: str = "") -> tuple[int, dict[str, Any], di
     if isinstance(exc, ModelbayError):
         if exc.status >= 500:  # ours to look at; the body already says what failed
             log.error("%s failed: %s", where or "request", exc.message)
-        return exc.status, exc.to_body(), {}
+        retry_after = exc.details.get("retry_after")
+        return exc.status, exc.to_body(), {"Retry-After": str(retry_after)} if retry_after else {}
     if isinstance(exc, RequestValidationError):
         errors = list(exc.errors())
         first = errors[0] if errors else {}
