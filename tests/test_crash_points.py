@@ -238,6 +238,8 @@ def test_a_crash_at_any_write_step_breaks_nothing(places, files, op):
         step = plan.steps[at] if at is not None else "after the last step"
         if problems := _check_after_crash(place, files, op, finished, template.ctx):
             found[f"crash at step {at} ({step})"] = problems
+    kind = "S3" if isinstance(template.where, str) else "local"
+    print(f"crash points: {op} on {kind}: {steps + 1} points, {len(found)} broke invariants")
     assert not found, f"{len(found)} of {steps + 1} crash points of {op} broke invariants:\n" + "\n".join(
         f"{where}:\n  " + "\n  ".join(p) for where, p in found.items()
     )
