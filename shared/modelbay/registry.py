@@ -38,7 +38,17 @@ from .errors import (
     PreconditionFailed,
     TooLarge,
 )
-from .layout import CLAIM, MANIFEST, MODEL_FILE, TOMBSTONE, Layout, check_file_name, check_name, check_version
+from .layout import (
+    CLAIM,
+    MANIFEST,
+    MODEL_FILE,
+    TOMBSTONE,
+    Layout,
+    check_alias,
+    check_file_name,
+    check_name,
+    check_version,
+)
 from .manifest import FileInfo, Manifest, VersionMetadata
 from .schemas import (
     AliasAction,
@@ -244,7 +254,7 @@ class Registry:
         ``expected`` (a version or None) makes the change conditional: a 412 if
         the alias moved meanwhile. Without it, lost races are retried.
         """
-        check_name(alias, "alias")
+        check_alias(alias)
         if version is not None:
             version = check_version(version)
             self.get_version(name, version)  # must be visible now
@@ -378,7 +388,7 @@ class Registry:
         staged: dict[str, str] | None,
     ) -> Manifest:
         for a in aliases:
-            check_name(a, "alias")
+            check_alias(a)
         sig = inspect_onnx(model_path, self.limits.max_model_bytes)
         files = {f: FileInfo(sha256=sha256_file(p), size=p.stat().st_size) for f, p in side_files.items()}
         check_metadata(metadata, sig, set(files))
@@ -496,16 +506,26 @@ class Registry:
             raise NotFound(f"upload {upload_id!r} expired")
         return record
 
-    def receive_upload(self, upload_id: str, file: str, token: str, source_path: Path) -> None:
-        """The local server's stand-in for a presigned PUT."""
+    def upload_target(self, upload_id: str, file: str, token: str) -> int:
+        """The declared size of ``file`` in a local upload, once its id, token and name check out.
+
+        The local upload URL asks this before it reads a byte of the body: a
+        caller without the session's token cannot make the server store anything.
+        """
         record = self._upload_record(upload_id)
         if not record.get("token_sha256") or not hmac.compare_digest(record["token_sha256"], _sha(token or "")):
             raise Forbidden("bad upload token")
         if file not in record["files"]:
             raise BadRequest(f"file {file!r} is not part of upload {upload_id}")
+        size: int = record["files"][file]["size"]
+        return size
+
+    def receive_upload(self, upload_id: str, file: str, token: str, source_path: Path) -> None:
+        """The local server's stand-in for a presigned PUT."""
+        declared = self.upload_target(upload_id, file, token)
         size = source_path.stat().st_size
-        if size != record["files"][file]["size"]:
-            raise BadRequest(f"{file}: received {size} bytes, declared {record['files'][file]['size']}")
+        if size != declared:
+            raise BadRequest(f"{file}: received {size} bytes, declared {declared}")
         self.store.put_file(self.layout.upload(upload_id) + "files/" + file, source_path)
 
     def register_upload(

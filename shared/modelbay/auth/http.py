@@ -5,6 +5,8 @@ routing, a fast path or a mounted app before it has checked the key and the
 scope its path needs (``SCOPE_BY_PREFIX``: ``/v1`` and ``/v2`` need
 ``invoke``, ``/registry`` needs ``manage``, key/tenant/audit routes need
 ``admin``), so a route that forgets ``require(scope)`` is still protected.
+One path under ``/registry`` needs ``invoke`` alone (``SCOPE_BY_PATH``):
+feedback, the ground truth an application sends for its own predictions.
 Route-level ``require`` may only narrow this. The exceptions are listed in
 ``PUBLIC``: health probes, the API docs, and the local upload URL, which its
 session token authorises as a presigned URL would.
@@ -53,8 +55,10 @@ PUBLIC = frozenset(
         "/openapi.json",
     }
 )
-_PUBLIC_RE = re.compile("^(?:" + "|".join(re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(p)) for p in PUBLIC) + ")$")
+_PUBLIC_RE = re.compile("|".join(re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(p)) for p in PUBLIC))
 ANY_KEY = frozenset({"/registry/whoami"})
+# Paths under /registry that an invoking application uses: ground truth for its own predictions.
+SCOPE_BY_PATH = ((re.compile(r"/registry/models/[^/]+/feedback"), "invoke"),)
 # first match wins
 SCOPE_BY_PREFIX = (
     ("/registry/keys", "admin"),
@@ -68,6 +72,9 @@ BOOTSTRAP_ID = "bootstrap"
 
 
 def required_scope(path: str) -> str | None:
+    for pattern, scope in SCOPE_BY_PATH:
+        if pattern.fullmatch(path):
+            return scope
     for prefix, scope in SCOPE_BY_PREFIX:
         if path == prefix or path.startswith(prefix + "/"):
             return scope
@@ -170,7 +177,7 @@ class AuthGate:
         path = _route_path(scope)
         request = Request(scope)
         auth = getattr(request.app.state, "authenticate", None)
-        if auth is not None and not _PUBLIC_RE.match(path):
+        if auth is not None and not _PUBLIC_RE.fullmatch(path):
             try:
                 principal = await authenticate(auth, request)
                 require_scope(principal, None if path in ANY_KEY else required_scope(path))

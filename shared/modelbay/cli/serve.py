@@ -38,7 +38,10 @@ def serve(
         f"[bold]modelbay[/] serving store [cyan]{escape(settings.store_url)}[/] on http://{host}:{port}  "
         f"(API docs: http://{host}:{port}/docs)"
     )
-    uvicorn.run(api, host=host, port=port, log_level="warning")
+    # on SIGTERM, open requests get shutdown_grace_seconds; then the app's shutdown terminates runs still going
+    uvicorn.run(
+        api, host=host, port=port, log_level="warning", timeout_graceful_shutdown=settings.shutdown_grace_seconds
+    )
 
 
 def _announce_auth(store: ObjectStore, settings: Settings, host: str, port: int) -> None:
