@@ -19,6 +19,7 @@ from .runs import Runs
 log = logging.getLogger("modelbay.engine")
 # onnxruntime's arena refusing an allocation: "requested buffer of size N" / "requested bytes of N"
 _ALLOCATION = re.compile(r"requested (?:buffer of size|bytes of) (\d+)")
+_ORT_ERRORS = "onnxruntime.capi.onnxruntime_pybind11_state"  # the module of every error a run raises
 
 
 @dataclass
@@ -54,7 +55,7 @@ class LoadedModel:
         Within the engine's time limit, and refused when the outputs exceed ``max_output_bytes``.
         """
         names = outputs or self.output_names
-        n = next(iter(feeds.values())).shape[0] if feeds and self._single else 1
+        n = self._instances(feeds) if self._single else 1
         run, options = self.runs.start()
         try:
             if n <= 1 or not self._single:
@@ -65,11 +66,20 @@ class LoadedModel:
                 ]
                 results = {name: np.concatenate([p[j] for p in parts]) for j, name in enumerate(names)}
         except Exception as e:
+            if type(e).__module__ != _ORT_ERRORS:
+                raise  # not onnxruntime refusing a run: a bug of ours, a 500 with its traceback in the log
             raise self._run_error(e, options.terminate) from None
         finally:
             self.runs.finish(run)
         self._check_output_size(results)
         return results
+
+    @staticmethod
+    def _instances(feeds: Mapping[str, np.ndarray]) -> int:
+        """Rows to run one by one: the common first axis of every input (1 if any is a scalar or they differ)."""
+        firsts = {v.shape[0] if v.ndim else None for v in feeds.values()}
+        n = firsts.pop() if len(firsts) == 1 else None
+        return n if n is not None else 1
 
     def _check_output_size(self, results: Mapping[str, np.ndarray]) -> None:
         if self.max_output_bytes is None:
