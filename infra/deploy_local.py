@@ -63,21 +63,44 @@ def deploy(stack: str, template_path: Path = ROOT / "template.yaml") -> dict[str
     return {o["OutputKey"]: o["OutputValue"] for o in outputs}
 
 
+# `make run` serves on 8080: a server on the LocalStack bucket takes the next port, so both can run.
+SERVE_PORT = 8081
+
+
+def bootstrap_key(stack: str) -> str:
+    """The bootstrap (root) key: the value of the stack's Secrets Manager secret."""
+    cfn = boto3.client("cloudformation")
+    outputs = cfn.describe_stacks(StackName=stack)["Stacks"][0].get("Outputs", [])
+    arn = next(o["OutputValue"] for o in outputs if o["OutputKey"] == "BootstrapKeySecretArn")
+    return str(boto3.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--stack", default="modelbay")
+    ap.add_argument("--print-key", action="store_true", help="print the deployed stack's bootstrap key and exit")
     args = ap.parse_args()
     if not os.environ.get("AWS_ENDPOINT_URL"):
         sys.exit("set AWS_ENDPOINT_URL to LocalStack's endpoint (infra/localstack.sh does)")
+    if args.print_key:
+        print(bootstrap_key(args.stack))
+        return
+    print(f"deploying the storage stack {args.stack!r} through LocalStack's CloudFormation…", file=sys.stderr)
     out = deploy(args.stack)
     print(json.dumps(out, indent=1))
     endpoint = os.environ["AWS_ENDPOINT_URL"]
+    aws = f"AWS_ENDPOINT_URL={endpoint} AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=us-east-1"
     print(
         f"""
-Serve modelbay on this bucket (management + inference, keys required):
-  AWS_ENDPOINT_URL={endpoint} AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=us-east-1 \\
+Serve modelbay on this bucket (management + inference, keys required; port {SERVE_PORT}, as `make run` uses 8080):
+  {aws} \\
     MODELBAY_BOOTSTRAP_KEY_SECRET={out["BootstrapKeySecretArn"]} \\
-    .venv/bin/modelbay serve --store s3://{out["BucketName"]}/
+    .venv/bin/modelbay serve --store s3://{out["BucketName"]}/ --port {SERVE_PORT}
+
+Then, in another shell, call it with the bootstrap key (the secret's value):
+  export MODELBAY_URL=http://127.0.0.1:{SERVE_PORT}
+  export MODELBAY_API_KEY=$({aws} .venv-sam/bin/python infra/deploy_local.py --stack {args.stack} --print-key)
+  .venv/bin/modelbay models
 """,
         file=sys.stderr,
     )

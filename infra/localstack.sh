@@ -30,6 +30,7 @@ healthy() { curl -sf "$ENDPOINT/_localstack/health" >/dev/null 2>&1; }
 install_core() {
   [ -x "$LS_VENV/bin/python" ] && [ -f "$LS_VENV/.installed-stamp" ] && return
   [ -n "$LS_PYTHON" ] || { echo "LocalStack's core needs Python >= 3.13 (pyenv install 3.13)"; exit 1; }
+  echo "localstack: installing LocalStack's core into $LS_VENV (Python 3.13, a few minutes, once)" >&2
   "$LS_PYTHON" -m venv "$LS_VENV"
   "$LS_VENV/bin/python" -m pip install -q --upgrade pip
   # the pins that make localstack-core's runtime install and start outside Docker
@@ -54,6 +55,7 @@ start() {
     echo docker > "$STATE/mode"
   else
     install_core
+    echo "localstack: starting LocalStack's core on $ENDPOINT (log $STATE/localstack.log)" >&2
     # OVERRIDE_IN_DOCKER=0: the core runs on the host; no DNS server, hypercorn gateway;
     # its files under $STATE (FILESYSTEM_ROOT), not in the venv's site-packages.
     # setsid + exec chain (setsid, nohup, python) keep one pid: the one stop kills.
@@ -87,6 +89,7 @@ stop() {
 deploy() {
   start
   if [ "$(cat "$STATE/mode")" = docker ]; then
+    echo "localstack: sam validate and sam build, then sam deploy of the whole template" >&2
     make -s sam-check
     AWS_ENDPOINT_URL=$ENDPOINT PATH="$ROOT/.venv-sam/bin:$PATH" SAM_CLI_TELEMETRY=0 \
       "$ROOT/.venv-sam/bin/sam" deploy --config-file infra/samconfig.toml --stack-name "$STACK" \

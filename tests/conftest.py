@@ -35,6 +35,8 @@ _FIRST = (
     "tests/test_v1_minilm.py",
     "tests/test_examples_small.py",
     "tests/test_demo.py",
+    "tests/test_tui_launch.py",
+    "tests/test_readme.py",
     "tests/test_package_size.py",
     "tests/test_localstack.py",
 )

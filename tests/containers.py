@@ -124,6 +124,7 @@ class RuntimeAPI:
                     except queue.Empty:
                         continue
                     deadline = int((time.time() + 60) * 1000)
+                    trace = f"Root=1-{uuid.uuid4().hex[:8]}-{uuid.uuid4().hex[:24]};Sampled=0"
                     return self._reply(
                         200,
                         body,
@@ -132,7 +133,7 @@ class RuntimeAPI:
                             "Lambda-Runtime-Aws-Request-Id": rid,
                             "Lambda-Runtime-Deadline-Ms": str(deadline),
                             "Lambda-Runtime-Invoked-Function-Arn": api.arn,
-                            "Lambda-Runtime-Trace-Id": f"Root=1-{uuid.uuid4().hex[:8]}-{uuid.uuid4().hex[:24]};Sampled=0",
+                            "Lambda-Runtime-Trace-Id": trace,
                         },
                     )
                 self.close_connection = True  # shut down: the container polling here is gone

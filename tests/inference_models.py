@@ -8,6 +8,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from modelbay.manifest import ClassifierPostprocessing, ImagePreprocessing, StringPreprocessing, VersionMetadata
+
 CORPUS = [
     "the cat sat on the mat",
     "a dog ate my homework",
@@ -158,3 +160,25 @@ def fixed_batch_mlp(path: Path) -> Path:
         vi.type.tensor_type.shape.dim[0].dim_value = 1
     onnx.save(model, str(path))
     return path
+
+
+def digits_metadata() -> VersionMetadata:
+    """How ``image_classifier``'s 8x8 digits model is published: flat 0..16 pixels in, the top 3 digits out."""
+    return VersionMetadata(
+        task="classifier",
+        labels=[str(i) for i in range(10)],
+        preprocessing=ImagePreprocessing(
+            input="pixels", height=8, width=8, channels=1, layout="flat", scale=1.0, max_value=16.0
+        ),
+        postprocessing=ClassifierPostprocessing(scores="probabilities", top_k=3),
+    )
+
+
+def spam_metadata() -> VersionMetadata:
+    """How ``string_classifier``'s two classes are published: raw strings in, ham or spam out."""
+    return VersionMetadata(
+        task="classifier",
+        labels=["ham", "spam"],
+        preprocessing=StringPreprocessing(input="text"),
+        postprocessing=ClassifierPostprocessing(scores="probabilities"),
+    )

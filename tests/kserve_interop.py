@@ -14,48 +14,39 @@ V1 predict and both readiness probes. Last run: kserve 0.21.0, all passing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 
 def serve(port: int) -> None:
     root = Path(__file__).resolve().parents[1]
     sys.path[:0] = [str(root / "shared"), str(root)]
-    import uvicorn
     from starlette.applications import Starlette
     from starlette.routing import Mount
 
     from modelbay.api.app import create_app
-    from modelbay.manifest import ClassifierPostprocessing, StringPreprocessing, VersionMetadata
     from modelbay.registry import Registry
     from modelbay.settings import Settings
     from modelbay.storage.local import LocalStore
-    from tests.inference_models import string_classifier
+    from tests.inference_models import spam_metadata, string_classifier
     from tests.onnx_models import make_mlp
+    from tests.servers import running
 
     d = Path(tempfile.mkdtemp(prefix="kserve-interop-"))
     store = LocalStore(d / "store")
     reg = Registry(store)
     reg.register_version("mlp", make_mlp(d / "mlp.onnx"), aliases=["production"])
     path, _ = string_classifier(d / "spam.onnx", ["free", "money", "meeting"])
-    reg.register_version(
-        "spam",
-        path,
-        VersionMetadata(
-            task="classifier",
-            labels=["ham", "spam"],
-            preprocessing=StringPreprocessing(input="text"),
-            postprocessing=ClassifierPostprocessing(scores="probabilities"),
-        ),
-    )
-    app = create_app(Settings(store_url=str(d / "store"), cache_dir=d / "cache"), store=store)
-    uvicorn.run(
-        Starlette(routes=[Mount("/serving", app=app), Mount("", app=app)]),
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-    )
+    reg.register_version("spam", path, spam_metadata())
+    # keys off: a protocol check (KServe's client sends none); keys are tested in test_auth/test_tenants
+    app = create_app(Settings(store_url=str(d / "store"), cache_dir=d / "cache", auth=False), store=store)
+    with running(Starlette(routes=[Mount("/serving", app=app), Mount("", app=app)]), port=port) as url:
+        print(f"modelbay on {url} and {url}/serving; ctrl-c stops it", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            threading.Event().wait()
 
 
 async def check(url: str) -> None:

@@ -107,18 +107,24 @@ def _stop(proc: subprocess.Popen[bytes], grace: float = 15.0) -> None:
 
 @contextlib.contextmanager
 def modelbay_serve(
-    store: str | Path, *args: str, env: dict[str, str] | None = None, timeout: float = 60.0
+    store: str | Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 60.0,
+    log: Path | None = None,
 ) -> Iterator[str]:
     """``python -m modelbay serve --store STORE`` on a free port; yields its URL, then stops it.
 
     The child imports the same modelbay as the tests (``PYTHONPATH`` = this ``sys.path``);
-    its output goes to ``serve.log`` beside a directory store.
+    its output goes to ``log``, by default ``serve-<port>.log`` beside a directory store.
     """
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = (
-        Path(store).parent if "://" not in str(store) else Path(os.environ.get("TMPDIR", "/tmp"))
-    ) / f"serve-{port}.log"
+        log
+        or (Path(store).parent if "://" not in str(store) else Path(os.environ.get("TMPDIR", "/tmp")))
+        / f"serve-{port}.log"
+    )
     child_env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), **(env or {})}
     with open(log, "wb") as out:
         proc = subprocess.Popen(

@@ -156,13 +156,13 @@ def test_key_lifecycle_over_http(client, server):
         with pytest.raises(ApiError) as e:
             c.keys()
         assert (e.value.status, e.value.code) == (403, "forbidden")
-    ids = {k.key_id: k for k in client.keys()}
+    ids = {k.key_id: k for k in client.keys()}  # noqa: SIM118  (Client.keys(): API keys, not a dict)
     assert ids[made.key_id].active and ids[made.key_id].name == "deployer"
     revoked = client.revoke_key(made.key_id)
     assert revoked.active is False and revoked.revoked_by == client.whoami().key_id
-    with Client(server, made.key) as c:  # the local server's cache is 30 s; revocation clears it
-        with pytest.raises(ApiError) as e:
-            c.models()
+    # the local server's cache is 30 s; revocation clears it
+    with Client(server, made.key) as c, pytest.raises(ApiError) as e:
+        c.models()
     assert (e.value.status, e.value.code) == (401, "unauthorized")
     for bad, status in ([["root"]], 400), ([[]], 400):
         with pytest.raises(ApiError) as e:
@@ -235,34 +235,24 @@ def test_usage_plan_mirror_on_api_gateway(tmp_path, s3_endpoint):
     assert api
 
 
-def test_serve_first_run_saves_a_key_the_client_uses(tmp_path, monkeypatch):
-    import uvicorn
-    from typer.testing import CliRunner
+def test_serve_first_run_saves_a_key_the_client_uses(tmp_path):
+    """The real ``modelbay serve``: its first start on a store mints a root key, saves it for its URL and says so."""
+    from modelbay.auth import credentials
+    from tests.servers import modelbay_serve
 
-    from modelbay.cli import app as cli
-    from tests.servers import running
-
-    apps = []
-    monkeypatch.setattr(uvicorn, "run", lambda api, **kw: apps.append(api))
-    monkeypatch.setattr("modelbay.cli.serve._start_sweeper", lambda *a: None)
-    r = CliRunner().invoke(cli, ["serve", "--store", str(tmp_path / "s"), "--port", "18080"])
-    assert r.exit_code == 0, r.output
-    assert "created the admin key" in r.output
-    with running(apps[0]) as url:
-        # the running port differs from --port: point a saved credential at it as serve did for 18080
-        from modelbay.auth import credentials
-
-        credentials.save_key([url], credentials.load_key("http://127.0.0.1:18080"))
-        with Client(url) as c:  # no key given: it comes from the credentials file
-            assert c.whoami().root is True
+    log = tmp_path / "serve.log"
+    with modelbay_serve(tmp_path / "s", log=log) as url, Client(url) as c:
+        assert c.whoami().root is True  # no key given: it comes from the credentials file
+    assert "created the admin key" in log.read_text()
     assert oct(credentials.path().stat().st_mode & 0o777) == "0o600"
-    r = CliRunner().invoke(cli, ["serve", "--store", str(tmp_path / "s"), "--port", "18080"])
-    assert "created the admin key" not in r.output and len(list(LocalStore(tmp_path / "s").list("system/keys/"))) == 1
+    with modelbay_serve(tmp_path / "s", log=log):  # a restart: the store has its key
+        pass
+    assert "created the admin key" not in log.read_text()
+    assert len(list(LocalStore(tmp_path / "s").list("system/keys/"))) == 1
 
-    r = CliRunner().invoke(cli, ["serve", "--store", str(tmp_path / "s2"), "--no-auth"])
-    assert "WARNING: --no-auth" in r.output
-    with TestClient(apps[-1]) as c:
-        assert c.get("/registry/models").status_code == 200
+    with modelbay_serve(tmp_path / "s2", "--no-auth", log=log) as url:
+        assert httpx.get(f"{url}/registry/models").status_code == 200
+    assert "WARNING: --no-auth" in log.read_text()
 
 
 def test_keys_cli(client, server):

@@ -168,7 +168,7 @@ def test_every_listing_fits_80_columns(run, mlp_path, client):
     assert len(re.findall(r"\d{4}-\d\d-\d\d \d\d:\d\d", out)) == 2 and "…" in out  # dates whole, text cut
     assert "production" in out and "staging" in out
     keys = run("keys", "list", columns=80).output
-    assert all(k.key_id in keys for k in client.keys())  # ids whole: a user copies them
+    assert all(k.key_id in keys for k in client.keys(None))  # ids whole: a user copies them
 
 
 def test_user_text_is_not_read_as_markup(run, mlp_path):
@@ -225,4 +225,42 @@ def test_only_the_cli_imports_the_cli_and_the_core_imports_no_client_or_tui():
         assert not any(m == "modelbay.cli" or m.startswith("modelbay.cli.") for m in imported), path
         if rel.parts[0] == "modelbay":  # the core: no HTTP client, no terminal UI
             assert not any(m == "modelbay.client" or m.startswith("modelbay_tui") for m in imported), path
+    for path in (root.parent / "functions").rglob("*.py"):  # the Lambda entry points: adapters of the core
+        assert not any(m.startswith("modelbay.cli") or m.startswith("modelbay_tui") for m in _imports(path, "")), path
+        checked += 1
     assert checked > 80
+
+
+_ENV = {"environ", "environb", "getenv", "getenvb", "putenv", "unsetenv"}
+# the one reader of the process environment (Lambda-specific adapters would join it here)
+ENV_READERS = {("modelbay", "settings")}
+
+
+def _touches_env(node: object) -> bool:
+    import ast
+
+    if isinstance(node, ast.Attribute):
+        return node.attr in _ENV and isinstance(node.value, ast.Name) and node.value.id == "os"
+    if isinstance(node, ast.ImportFrom):
+        return node.module == "os" and bool({a.name for a in node.names} & {*_ENV, "*"})
+    return False
+
+
+def _env_uses(path: Path) -> list[int]:
+    """Lines that touch the process environment: os.environ / os.getenv ..., or such names imported from os."""
+    import ast
+
+    return sorted(n.lineno for n in ast.walk(ast.parse(path.read_text())) if _touches_env(n))
+
+
+def test_only_the_settings_module_reads_the_environment(tmp_path):
+    root = Path(SHARED)
+    readers = {}
+    for path in (root / "modelbay").rglob("*.py"):
+        uses = _env_uses(path)
+        if uses:
+            readers[path.relative_to(root).with_suffix("").parts] = uses
+    assert set(readers) == ENV_READERS, readers  # and settings does read it: the check sees what it looks for
+    probe = tmp_path / "probe.py"
+    probe.write_text("import os\nfrom os import getenv\nx = os.environ.get('A')\ny = os.getenv('B')\n")
+    assert _env_uses(probe) == [2, 3, 4]

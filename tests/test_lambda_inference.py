@@ -19,6 +19,8 @@ from modelbay.registry import Registry
 from modelbay.storage.s3 import S3Store
 from tests.apigw import event as _event
 from tests.apigw import invoke, load_function
+from tests.servers import running
+from tests.test_v1 import register_text
 
 KEY = "lambda-inference-bootstrap-key-0123456789"  # the stack's bootstrap key (MODELBAY_BOOTSTRAP_KEY)
 
@@ -26,10 +28,6 @@ KEY = "lambda-inference-bootstrap-key-0123456789"  # the stack's bootstrap key (
 def event(*args, headers=None, **kw):
     """Every request carries a key, as a client's would (Authorization and x-api-key)."""
     return _event(*args, headers={"x-api-key": KEY, **(headers or {})}, **kw)
-
-
-from tests.servers import running
-from tests.test_v1 import register_text
 
 
 @pytest.fixture(scope="module")

@@ -57,9 +57,13 @@ def test_bench_load_traffic_shows_up_in_metrics(served):
     )
     assert r.exit_code == 0, r.output
     rep = json.loads(r.output[r.output.index("{") :])
+    # paced, not timed: exactly rate x duration requests, the last one not sent before its slot at 59/40 s
+    # (a bound the pacing guarantees on any machine; how fast a loaded machine keeps up is not asserted)
     assert rep["sent"] == 60 and rep["ok"] + sum(rep["errors"].values()) == 60
+    assert rep["elapsed_s"] >= 59 / 40
+    # the workers' seeded draws put 8..17 bad requests among 60 whichever worker sends which
     assert set(rep["errors"]) <= {"bad_request"} and 5 <= rep["errors"].get("bad_request", 0) <= 25
-    assert rep["p50_ms"] is not None and rep["rate_per_s"] > 20
+    assert rep["p50_ms"] is not None
 
     m = c.metrics("iris", "5m", by_version=True)
     t = m.overall.totals

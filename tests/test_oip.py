@@ -185,7 +185,8 @@ def test_codec_nested_and_flat_json_data_are_equal():
         (b'{"inputs": []}', "abc", "must be an integer"),
         (
             (
-                b'{"inputs": [{"name": "s", "datatype": "BYTES", "shape": [1], "parameters": {"binary_data_size": 6}}]}',
+                b'{"inputs": [{"name": "s", "datatype": "BYTES", "shape": [1],'
+                b' "parameters": {"binary_data_size": 6}}]}',
                 b"\x05\x00\x00\x00ab",
             ),
             "auto",
@@ -193,7 +194,8 @@ def test_codec_nested_and_flat_json_data_are_equal():
         ),
         (
             (
-                b'{"inputs": [{"name": "s", "datatype": "BYTES", "shape": [1], "parameters": {"binary_data_size": 6}}]}',
+                b'{"inputs": [{"name": "s", "datatype": "BYTES", "shape": [1],'
+                b' "parameters": {"binary_data_size": 6}}]}',
                 b"\x02\x00\x00\x00\xff\xfe",
             ),
             "auto",

@@ -86,6 +86,45 @@ def test_plain_sessions_saturate_only_full_range_u8s8_on_cpus_without_vnni(
         assert error > 0.1  # saturated: the reason the gate must not use plain sessions
 
 
+@pytest.mark.parametrize("method, reduce_range, weights", SETTINGS)
+def test_served_int8_equals_the_gate_session(model_and_inputs, tmp_path, method, reduce_range, weights):
+    """What the engine serves is what the gate measured, on this CPU whatever it is (qemu's Haswell below)."""
+    from modelbay.engine import Engine
+    from modelbay.registry import Registry
+    from modelbay.settings import Settings
+    from modelbay.storage.local import LocalStore
+
+    d, x = model_and_inputs
+    q = _quantized(d, x, method, reduce_range, weights)
+    store = LocalStore(tmp_path / "store")
+    Registry(store).register_version("sat", q)
+    engine = Engine(store, Settings(store_url=store.url, cache_dir=tmp_path / "cache"))
+    served = engine.get("default", "sat").run({"x": x})["y"]
+    gate = session(q).run(None, {"x": x})[0]
+    np.testing.assert_allclose(served, gate, atol=1e-5)
+    np.testing.assert_allclose(served, _exact(q, x), atol=1e-5)
+
+
+def test_serving_sessions_ask_for_exact_int8_where_it_matters():
+    """CPU-dependent, so both CPUs are described: the rewrite needs the extended level where U8S8 saturates."""
+    import onnxruntime as ort
+
+    from modelbay.cpu_features import exact_int8
+    from modelbay.engine.session import SessionConfig, session_options
+
+    level = ort.GraphOptimizationLevel
+    opts = session_options(SessionConfig(optimization="basic"))
+    assert opts.get_session_config_entry("session.x64quantprecision") == "1"
+    rome, graviton = (parse_cpuinfo(CPUINFO[n][1], CPUINFO[n][0]) for n in ("epyc-rome", "graviton2"))
+    for cpu, basic_becomes in [(rome, level.ORT_ENABLE_EXTENDED), (graviton, level.ORT_ENABLE_BASIC)]:
+        for chosen, want in [(level.ORT_ENABLE_BASIC, basic_becomes), (level.ORT_ENABLE_ALL, level.ORT_ENABLE_ALL)]:
+            o = ort.SessionOptions()
+            o.graph_optimization_level = chosen
+            exact_int8(o, cpu)
+            assert o.graph_optimization_level == want, (cpu.model, chosen)
+            assert o.get_session_config_entry("session.x64quantprecision") == "1"
+
+
 def test_x86_64_target_is_exact_without_session_options():
     opts = options_for("x86_64")
     assert opts.reduce_range and opts.static_reduce_range and opts.dynamic_weight_type == "QInt8"
@@ -116,13 +155,15 @@ def test_gate_verdict_is_the_same_on_an_emulated_cpu_without_vnni(model_and_inpu
 
     There plain sessions saturate with full-range int8 weights (what the old gate
     measured) and are exact with 7-bit or uint8 weights, while the gate's numbers
-    equal those of this machine, whatever its CPU, for every setting.
+    equal those of this machine, whatever its CPU, for every setting, and the
+    engine's serving sessions compute the exact result there too.
     """
     d, x = model_and_inputs
     models = {setting: _quantized(d, x, *setting) for setting in SETTINGS}
+    (d / "haswell.cpuinfo").write_text(CPUINFO["epyc-rome"][1])  # AVX2 without VNNI, as qemu's Haswell
     r = subprocess.run(
-        [QEMU, "-cpu", "Haswell", sys.executable, "-m", "tests.int8_probe", str(d / "fp32.onnx"), str(d / "x.npy"),
-         *map(str, models.values())],
+        [QEMU, "-cpu", "Haswell", sys.executable, "-m", "tests.int8_probe", "--cpuinfo", str(d / "haswell.cpuinfo"),
+         str(d / "fp32.onnx"), str(d / "x.npy"), *map(str, models.values())],
         capture_output=True, text=True, timeout=900, env={"PYTHONPATH": ":".join(sys.path), "PATH": "/usr/bin:/bin"},
     )  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
@@ -133,6 +174,7 @@ def test_gate_verdict_is_the_same_on_an_emulated_cpu_without_vnni(model_and_inpu
         assert (there["plain_vs_exact"] > 0.1) if saturates else (there["plain_vs_exact"] < 1e-5), q.name
         assert there["gate_int8"]["max_abs_error"] == pytest.approx(here["gate_int8"]["max_abs_error"], abs=1e-6)
         assert there["passed"] == here["passed"]
+        assert there["served_vs_exact"] < 1e-5, q.name  # the engine's sessions too, at its default level
 
 
 CPUINFO = {

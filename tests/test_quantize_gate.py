@@ -222,10 +222,11 @@ def test_quantize_without_calibration_is_bad_request(tmp_path, classifier):
 
 
 def test_metadata_naming_a_missing_output_is_a_clear_error(tmp_path, classifier):
-    from modelbay.errors import InvalidModel
+    """Refused after the export and before quantization, saying the outputs there are and how to name them."""
+    from modelbay.errors import BadRequest
 
     model, meta, data = classifier
-    with pytest.raises(InvalidModel, match="outputs are"):
+    with pytest.raises(BadRequest, match=r"outputs are \['.+'\]; .* or name the exported outputs with --output-name"):
         prepare(
             model,
             name="c",

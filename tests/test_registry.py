@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import threading
 from pathlib import Path
 
@@ -92,7 +93,7 @@ def test_concurrent_alias_changes_are_all_recorded(reg, mlp_path):
     assert sorted(e["by"] for e in history) == sorted(f"w{i}" for i in range(24))
     # the history is a chain: each change starts where the previous one ended
     assert history[0]["from"] is None
-    assert all(a["to"] == b["from"] for a, b in zip(history, history[1:], strict=False))
+    assert all(a["to"] == b["from"] for a, b in itertools.pairwise(history))
     assert reg.alias_version("m", "production") == history[-1]["to"]
 
 

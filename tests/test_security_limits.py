@@ -391,9 +391,9 @@ def test_error_bodies_name_no_server_path(served, tmp_path):
     assert r.status_code == 503 and r.json()["code"] == "load_failure"
     _no_internals(r.text, tmp_path)
 
-    status, body, _ = render(ModelbayError(f"failed at {tmp_path}/cache/blobs/ab/abcdef and /usr/lib/x.so"))
+    _, body, _ = render(ModelbayError(f"failed at {tmp_path}/cache/blobs/ab/abcdef and /usr/lib/x.so"))
     assert body["error"] == "failed at abcdef and x.so"
-    status, body, _ = render(BadRequest("invalid version 'latest': use /labels/latest for an alias"))
+    _, body, _ = render(BadRequest("invalid version 'latest': use /labels/latest for an alias"))
     assert body["error"].endswith("use /labels/latest for an alias")  # this API's own paths stay
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import stat
 import time
@@ -12,6 +13,7 @@ import pytest
 from modelbay.client import Client
 from modelbay.metrics import InferenceEvent
 from tests.onnx_models import make_mlp
+from tests.pilot import until
 from tests.servers import running_keyed as running
 
 pytest.importorskip("textual")
@@ -55,18 +57,6 @@ def drive(app: ModelbayApp, script, size=(80, 24)) -> None:
             assert app.ui_errors == [], app.ui_errors  # caught and shown, but still a bug
 
     asyncio.run(main())
-
-
-async def until(pilot, cond, timeout: float = 10.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if cond():
-                return
-        except Exception:
-            pass
-        await pilot.pause(0.05)
-    raise AssertionError(f"timed out waiting for {what}\n{pilot.app.export_text()}")
 
 
 def rows(table: DataTable) -> list[list[str]]:
@@ -265,7 +255,7 @@ def test_upload_refuses_clearly_what_it_cannot_do(local, tmp_path, monkeypatch):
     def no_torch(*args, **kw):  # what a slim install (no convert extra) meets when it converts
         raise ImportError("No module named 'torch'")
 
-    monkeypatch.setattr("modelbay.convert.pipeline.convert", no_torch)
+    monkeypatch.setattr("modelbay.convert.pipeline.load_source", no_torch)
 
     async def script(pilot):
         app = pilot.app
@@ -289,35 +279,13 @@ def test_upload_refuses_clearly_what_it_cannot_do(local, tmp_path, monkeypatch):
 def test_playground_json_text_and_digit_grid(local, tmp_path, mlp_path):
     import numpy as np
 
-    from modelbay.manifest import ClassifierPostprocessing, ImagePreprocessing, StringPreprocessing, VersionMetadata
-    from tests.inference_models import image_classifier, string_classifier
+    from tests.inference_models import digits_metadata, image_classifier, spam_metadata, string_classifier
 
-    api, url, c = local
+    _, url, c = local
     img, weights = image_classifier(tmp_path / "digits8.onnx")
-    c.push(
-        img,
-        "pixels",
-        VersionMetadata(
-            task="classifier",
-            labels=[str(i) for i in range(10)],
-            preprocessing=ImagePreprocessing(
-                input="pixels", height=8, width=8, channels=1, layout="flat", scale=1.0, max_value=16.0
-            ),
-            postprocessing=ClassifierPostprocessing(scores="probabilities", top_k=3),
-        ),
-        aliases=["production"],
-    )
+    c.push(img, "pixels", digits_metadata(), aliases=["production"])
     spam, _ = string_classifier(tmp_path / "spam.onnx", ["free", "money", "meeting", "lunch", "winner"])
-    c.push(
-        spam,
-        "spam",
-        VersionMetadata(
-            task="classifier",
-            labels=["ham", "spam"],
-            preprocessing=StringPreprocessing(input="text"),
-            postprocessing=ClassifierPostprocessing(scores="probabilities"),
-        ),
-    )
+    c.push(spam, "spam", spam_metadata())
 
     c.push(mlp_path, "ranked", aliases=["canary"])
     c.push(mlp_path, "ranked")  # no production: the server serves the latest, v2, not the canary
@@ -411,56 +379,38 @@ def test_connections_are_saved_and_switched(local, tmp_path, mlp_path):
 
 
 def test_server_going_away_is_shown_and_the_ui_reconnects(tmp_path, mlp_path):
-    import threading
-
-    import uvicorn
-
     from modelbay.api.app import create_app
     from modelbay.settings import Settings
     from modelbay.storage.local import LocalStore
-    from tests.servers import free_port
+    from tests import servers
 
     store = LocalStore(tmp_path / "store")
-    port = free_port()
 
-    def start():
-        api = create_app(Settings(store_url=store.url, cache_dir=tmp_path / "cache"), store=store)
-        server = uvicorn.Server(uvicorn.Config(api, host="127.0.0.1", port=port, log_level="warning"))
-        t = threading.Thread(target=server.run, daemon=True)
-        t.start()
-        while not server.started:
-            time.sleep(0.02)
-        return server, t
+    def api():
+        return create_app(Settings(store_url=store.url, cache_dir=tmp_path / "cache"), store=store)
 
-    server, thread = start()
-    url = f"http://127.0.0.1:{port}"
-    from modelbay.auth import SCOPES, KeyStore, credentials
+    with contextlib.ExitStack() as up:
+        url = up.enter_context(running(api()))  # a key minted and saved for the URL
+        with Client(url) as c:
+            c.push(mlp_path, "iris")
 
-    credentials.save_key([url], KeyStore(store).create("default", SCOPES, name="tests", root=True)[1])
-    with Client(url) as c:
-        c.push(mlp_path, "iris")
+        async def script(pilot):
+            app = pilot.app
+            table = app.screen.query_one("#models", DataTable)
+            await until(pilot, lambda: table.row_count == 1)
+            await asyncio.to_thread(up.close)  # the server stops
+            await until(pilot, lambda: not app.online, what="offline state")
+            assert "unreachable" in app.sub_title and "disconnected: lost" in notes(app)
+            await pilot.press("enter")  # the UI keeps working while the server is gone
+            await pilot.press("escape")
+            # back on the same URL, with the same store (and so the same key)
+            port = int(url.rsplit(":", 1)[1])
+            await asyncio.to_thread(up.enter_context, servers.running(api(), port=port))
+            await until(pilot, lambda: app.online, what="reconnection")
+            assert "● connected" in app.sub_title
+            await until(pilot, lambda: table.row_count == 1)
 
-    async def script(pilot):
-        nonlocal server, thread
-        app = pilot.app
-        table = app.screen.query_one("#models", DataTable)
-        await until(pilot, lambda: table.row_count == 1)
-        server.should_exit = True
-        await asyncio.to_thread(thread.join, 10)
-        await until(pilot, lambda: not app.online, what="offline state")
-        assert "unreachable" in app.sub_title and "disconnected: lost" in notes(app)
-        await pilot.press("enter")  # the UI keeps working while the server is gone
-        await pilot.press("escape")
-        server, thread = await asyncio.to_thread(start)
-        await until(pilot, lambda: app.online, what="reconnection")
-        assert "● connected" in app.sub_title
-        await until(pilot, lambda: table.row_count == 1)
-
-    try:
         drive(make_app(url, tmp_path), script)
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def test_help_palette_and_themes(local, tmp_path):
@@ -520,3 +470,195 @@ def test_upload_state_dict_through_the_convert_pipeline(local, tmp_path):
         assert m.quantization.method in ("dynamic", "mixed") and m.metrics["gate"]["passed"] is True
 
     drive(make_app(url, tmp_path, root=root), script)
+
+
+# ------------------------------------------------------------------ frictions a new user met (issue 10)
+def test_upload_by_path_a_pickle_with_task_and_labels(local, tmp_path):
+    """The path entry reaches files outside the tree's folder and moves the tree; .pkl files show; task and
+    labels make a classifier that answers labels."""
+    pytest.importorskip("skl2onnx")
+    import pickle
+
+    import numpy as np
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+    from textual.widgets import Select
+
+    from modelbay_tui.screens.upload import SPEC_PLACEHOLDER
+
+    _, url, c = local
+    root = tmp_path / "tree"
+    root.mkdir()
+    (root / "empty.txt").write_text("not a model")
+    elsewhere = tmp_path / "elsewhere [v2]"
+    elsewhere.mkdir()
+    iris = load_iris()
+    clf = LogisticRegression(max_iter=500).fit(iris.data.astype(np.float32), iris.target)
+    with open(elsewhere / "flowers.pkl", "wb") as f:
+        pickle.dump(clf, f)
+
+    async def script(pilot):
+        app = pilot.app
+        await pilot.press("u")
+        s = app.screen
+        await until(pilot, lambda: s.query_one("#up-tree"))
+        # the placeholder is one the program accepts
+        from modelbay.convert.spec import parse_input_spec
+
+        assert s.query_one("#up-spec", Input).placeholder == SPEC_PLACEHOLDER
+        assert parse_input_spec(SPEC_PLACEHOLDER)[0].shape == ["batch", 4]
+        # a folder: the tree moves there, and the pickle is listed
+        s.query_one("#up-path", Input).value = str(elsewhere)
+        s.query_one("#up-path", Input).focus()
+        await pilot.press("enter")
+        tree = s.query_one("#up-tree")
+        await until(pilot, lambda: [n.label.plain for n in tree.root.children] == ["flowers.pkl"], what="the pickle")
+        # a file: chosen, named after it; brackets in its folder's name are not markup
+        s.query_one("#up-path", Input).value = str(elsewhere / "flowers.pkl")
+        s.query_one("#up-path", Input).focus()
+        await pilot.press("enter")
+        await until(pilot, lambda: s.query_one("#up-name", Input).value == "flowers")
+        assert "file: flowers.pkl" in app.export_text()
+        s.query_one("#up-task", Select).value = "classifier"
+        s.query_one("#up-labels", Input).value = "setosa, versicolor, virginica"
+        await pilot.press("ctrl+u")
+        result = s.query_one("#up-result", Static)
+        await until(pilot, lambda: "registered" in str(result.render()), timeout=120, what="the upload")
+
+    drive(make_app(url, tmp_path, root=root), script)
+    m = c.version("flowers", 1)
+    assert m.task == "classifier" and m.labels == ["setosa", "versicolor", "virginica"]
+    out = c.predict("flowers", None, iris.data[:3].tolist()).predictions
+    assert [p["label"] for p in out] == [["setosa", "versicolor", "virginica"][i] for i in clf.predict(iris.data[:3])]
+
+
+def test_upload_refuses_missing_data_paths_by_name(local, tmp_path):
+    _, url, _ = local
+    root = tmp_path / "models"
+    root.mkdir()
+    make_mlp(root / "m.onnx")
+
+    async def script(pilot):
+        app = pilot.app
+        await pilot.press("u")
+        s = app.screen
+        await until(pilot, lambda: len(s.query_one("#up-tree").root.children) == 1)
+        await pilot.press("down", "enter")
+        await until(pilot, lambda: s.query_one("#up-name", Input).value == "m")
+        s.query_one("#up-calib", Input).value = str(tmp_path / "calib[1].npz")
+        await pilot.press("ctrl+u")
+        await until(pilot, lambda: "no such calibration data" in notes(app))
+        assert f"{tmp_path}/calib[1].npz" in notes(app)  # the path as typed: brackets survive
+
+    drive(make_app(url, tmp_path, root=root), script)
+
+
+def test_lists_refresh_on_coming_back_to_a_screen(local, tmp_path, mlp_path, monkeypatch):
+    from modelbay_tui.screens.models import ModelsScreen
+
+    monkeypatch.setattr(ModelsScreen, "AUTO_REFRESH", 3600.0)  # so only coming back can refresh it
+    _, url, c = local
+
+    async def script(pilot):
+        app = pilot.app
+        table = app.screen.query_one("#models", DataTable)
+        await until(pilot, lambda: table.row_count == 2)
+        await pilot.press("u")
+        await until(pilot, lambda: type(app.screen).__name__ == "UploadScreen")
+        c.push(mlp_path, "arrived")  # e.g. uploaded from the upload screen, or by a colleague
+        await pilot.press("escape")
+        await until(pilot, lambda: table.row_count == 3, timeout=5, what="the new model after coming back")
+        assert "Open arrived" in [cmd.title for cmd in app.get_system_commands(app.screen)]  # and in the palette
+
+    drive(make_app(url, tmp_path), script)
+
+
+def test_lists_refresh_on_a_timer(local, tmp_path, mlp_path, monkeypatch):
+    from modelbay_tui.screens.models import ModelsScreen
+
+    monkeypatch.setattr(ModelsScreen, "AUTO_REFRESH", 0.3)
+    api, url, c = local
+
+    async def script(pilot):
+        app = pilot.app
+        table = app.screen.query_one("#models", DataTable)
+        await until(pilot, lambda: table.row_count == 2)
+        for _ in range(30):
+            api.state.metrics.record(InferenceEvent("digits", 1, 1, total_ms=4.0))
+        c.push(mlp_path, "late")
+        await until(pilot, lambda: table.row_count == 3, timeout=10, what="the new model without pressing r")
+        await until(pilot, lambda: {r[0]: r[4] for r in rows(table)}["digits"] == "30", timeout=10, what="traffic")
+
+    drive(make_app(url, tmp_path), script)
+
+
+def test_playground_examples_empty_grid_polarity_and_embeddings(local, tmp_path):
+    from modelbay.manifest import (
+        ClassifierPostprocessing,
+        EmbedderPostprocessing,
+        ImagePreprocessing,
+        StringPreprocessing,
+        TextPreprocessing,
+        VersionMetadata,
+    )
+    from tests.inference_models import image_classifier, make_tokenizer, string_classifier, text_embedder
+
+    _, url, c = local
+    img, _ = image_classifier(tmp_path / "digits8.onnx")
+    image = ImagePreprocessing(input="pixels", height=8, width=8, channels=1, layout="flat", scale=1.0, max_value=16.0)
+    scores = ClassifierPostprocessing(scores="probabilities", top_k=3)
+    digits = [str(i) for i in range(10)]
+    c.push(img, "pixels", VersionMetadata(task="classifier", labels=digits, preprocessing=image, postprocessing=scores))
+    spam, _ = string_classifier(tmp_path / "spam.onnx", ["free", "money", "meeting", "lunch", "winner"])
+    strings = StringPreprocessing(input="text")
+    c.push(
+        spam,
+        "spam",
+        VersionMetadata(
+            task="classifier",
+            labels=["[ham]", "spam"],
+            preprocessing=strings,
+            postprocessing=ClassifierPostprocessing(scores="probabilities"),
+        ),
+    )
+    tok = make_tokenizer(tmp_path / "tokenizer.json")
+    emb, _, _ = text_embedder(tmp_path / "emb.onnx", vocab_size=64, hidden=48)
+    embedder = VersionMetadata(
+        task="embedder",
+        preprocessing=TextPreprocessing(),
+        postprocessing=EmbedderPostprocessing(output="last_hidden_state"),
+    )
+    c.push(emb, "emb", embedder, side_files={"tokenizer.json": tok})
+
+    async def script(pilot):
+        app = pilot.app
+        await until(pilot, lambda: app.screen.query_one("#models", DataTable).row_count == 5)
+        app.open_playground("pixels")
+        await until(pilot, lambda: type(app.screen).__name__ == "PlaygroundScreen" and app.screen.kind == "grid")
+        screen = app.screen
+        await until(pilot, lambda: "bright ink on black" in app.export_text(), what="the polarity the model wants")
+        await pilot.press("ctrl+s")  # an empty grid is not sent
+        await until(pilot, lambda: "draw a digit first" in notes(app))
+        assert not screen.last_timing
+        await pilot.press("ctrl+e")  # an example digit
+        grid = screen.query_one("#pg-grid", DigitGrid)
+        assert not grid.empty and sum(map(sum, grid.values())) > 10 * 16
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: screen.last_timing, what="the example's prediction")
+        await pilot.press("escape")
+
+        app.open_playground("spam")
+        await until(pilot, lambda: type(app.screen).__name__ == "PlaygroundScreen" and app.screen.kind == "text")
+        await until(pilot, lambda: "[ham], spam" in app.export_text(), what="the labels (text, not markup)")
+        await pilot.press("ctrl+e")
+        assert app.screen.query_one("#pg-text", Input).value  # an example sentence
+        await pilot.press("escape")
+
+        app.open_playground("emb")
+        await until(pilot, lambda: type(app.screen).__name__ == "PlaygroundScreen" and app.screen.kind == "text")
+        await pilot.press("ctrl+e", "enter")
+        await until(pilot, lambda: app.screen.last_timing, what="the embedding")
+        shown = str(app.screen.query_one("#pg-result", Static).render())
+        assert "48 dims" in shown and "norm 1.000" in shown and shown.count("\n") < 6  # summarised, not 48 lines
+
+    drive(make_app(url, tmp_path), script)

@@ -14,17 +14,21 @@ import numpy as np
 import pytest
 
 from modelbay.manifest import (
-    ClassifierPostprocessing,
     EmbedderPostprocessing,
-    ImagePreprocessing,
-    StringPreprocessing,
     TabularPreprocessing,
     TextPreprocessing,
     VersionMetadata,
 )
 from modelbay.registry import Registry
 from modelbay.settings import Settings
-from tests.inference_models import image_classifier, make_tokenizer, string_classifier, text_embedder
+from tests.inference_models import (
+    digits_metadata,
+    image_classifier,
+    make_tokenizer,
+    spam_metadata,
+    string_classifier,
+    text_embedder,
+)
 from tests.servers import running
 
 WORDS = ["free", "money", "meeting", "lunch", "winner"]
@@ -52,29 +56,9 @@ def serve(store, tmp_path: Path, mlp_path: Path):
     reg = Registry(store)
     tok, table = register_text(reg, tmp_path)
     img, weights = image_classifier(tmp_path / "digits.onnx")
-    reg.register_version(
-        "digits",
-        img,
-        VersionMetadata(
-            task="classifier",
-            labels=[str(i) for i in range(10)],
-            preprocessing=ImagePreprocessing(
-                input="pixels", height=8, width=8, channels=1, layout="flat", scale=1.0, max_value=16.0
-            ),
-            postprocessing=ClassifierPostprocessing(scores="probabilities", top_k=3),
-        ),
-    )
+    reg.register_version("digits", img, digits_metadata())
     spam, spam_w = string_classifier(tmp_path / "spam.onnx", WORDS)
-    reg.register_version(
-        "spam",
-        spam,
-        VersionMetadata(
-            task="classifier",
-            labels=["ham", "spam"],
-            preprocessing=StringPreprocessing(input="text"),
-            postprocessing=ClassifierPostprocessing(scores="probabilities"),
-        ),
-    )
+    reg.register_version("spam", spam, spam_metadata())
     reg.register_version(
         "iris", mlp_path, VersionMetadata(preprocessing=TabularPreprocessing(input="x", columns=["a", "b", "c", "d"]))
     )

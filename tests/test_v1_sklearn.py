@@ -11,8 +11,9 @@ import httpx
 import numpy as np
 import pytest
 
-from modelbay.manifest import ClassifierPostprocessing, ImagePreprocessing, StringPreprocessing, VersionMetadata
+from modelbay.manifest import ClassifierPostprocessing, StringPreprocessing, VersionMetadata
 from modelbay.registry import Registry
+from tests.inference_models import digits_metadata
 
 pytest.importorskip("skl2onnx")
 pytest.importorskip("sklearn")
@@ -67,19 +68,7 @@ def served(tmp_path_factory):
 
     store = LocalStore(tmp / "store")
     reg = Registry(store)
-    reg.register_version(
-        "digits",
-        tmp / "digits.onnx",
-        VersionMetadata(
-            task="classifier",
-            labels=[str(i) for i in range(10)],
-            preprocessing=ImagePreprocessing(
-                input="pixels", height=8, width=8, channels=1, layout="flat", scale=1.0, max_value=16.0
-            ),
-            postprocessing=ClassifierPostprocessing(scores="probabilities", top_k=3),
-        ),
-        aliases=["production"],
-    )
+    reg.register_version("digits", tmp / "digits.onnx", digits_metadata(), aliases=["production"])
     reg.register_version(
         "sensitive",
         tmp / "sensitive.onnx",

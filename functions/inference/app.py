@@ -16,9 +16,9 @@ engine = Engine(store, settings)
 engine.prewarm_in_background()
 
 # imported after the prewarm has started, on purpose
-from mangum import Mangum
+from mangum import Mangum  # noqa: E402
 
-from modelbay.api.app import create_app
+from modelbay.api.app import create_app  # noqa: E402
 
 # inline: one request at a time per sandbox, so the engine runs on the loop (no thread hop)
 app = create_app(settings, store, engine=engine, inline=True, management=False)

@@ -166,7 +166,8 @@ def _arch() -> str:
 
 
 def base_tag() -> str:
-    return f"localhost/modelbay-base:{SUITE}-{_digest(SUITE, MIRRORS, PACKAGES, MMDEBSTRAP_OPTIONS, BASE_CHANGES, _arch())}"
+    digest = _digest(SUITE, MIRRORS, PACKAGES, MMDEBSTRAP_OPTIONS, BASE_CHANGES, _arch())
+    return f"localhost/modelbay-base:{SUITE}-{digest}"
 
 
 def context_digest(root: Path = ROOT) -> str:

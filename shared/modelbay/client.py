@@ -144,6 +144,11 @@ class Client:
         params = {"ref": str(ref)} if ref not in (None, "") else {}
         return Resolution.model_validate(self._json("GET", f"/registry/models/{name}/resolve", params=params))
 
+    def metadata_schema(self) -> dict[str, Any]:
+        """The JSON Schema of version metadata (``push --metadata``), as the server validates it."""
+        schema: dict[str, Any] = self._json("GET", "/registry/schemas/metadata")
+        return schema
+
     def delete_version(self, name: str, version: int) -> Deleted:
         return Deleted.model_validate(self._json("DELETE", f"/registry/models/{name}/versions/{version}"))
 
@@ -152,7 +157,7 @@ class Client:
 
     def set_alias(self, name: str, alias: str, version: int, **expected: int | None) -> AliasState:
         """Pass ``expected_version=`` (a version, or None: the alias must not exist) for compare-and-swap."""
-        body = AliasSet.model_construct(version=version, **expected).model_dump(include={"version", *expected})
+        body = AliasSet.model_construct(None, version=version, **expected).model_dump(include={"version", *expected})
         return AliasState.model_validate(self._json("PUT", f"/registry/models/{name}/aliases/{alias}", json=body))
 
     def delete_alias(self, name: str, alias: str) -> AliasState:

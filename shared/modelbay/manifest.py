@@ -8,14 +8,14 @@ written for a version, so its existence is what makes a version visible.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 MANIFEST_SCHEMA = 1
 
 Task = Literal["classifier", "embedder", "raw"]
-Dim = Union[int, str, None]  # int: fixed, str: symbolic (e.g. "batch"), None: unknown
+Dim = int | str | None  # int: fixed, str: symbolic (e.g. "batch"), None: unknown
 
 
 class _Model(BaseModel):

@@ -30,15 +30,11 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_assignment=True)
 
 
-def _env(name: str) -> Any:
-    return Field(json_schema_extra={"env": name})
-
-
 class Limits(_Section):
     """Resource limits: each has a safe default and answers a clear 4xx when hit."""
 
     max_model_bytes: int = Field(2 * 1024**3 - 1, ge=1)
-    """Largest model.onnx accepted (bytes). ONNX protobufs cannot exceed 2 GiB without external data, which is refused."""
+    """Largest model.onnx accepted (bytes): a protobuf cannot exceed 2 GiB without external data, which is refused."""
     max_side_file_bytes: int = Field(64 * MB, ge=1)
     """Largest side file (e.g. tokenizer.json) accepted, in bytes."""
     max_side_files: int = Field(8, ge=0)
@@ -58,7 +54,7 @@ class Settings(_Section):
     store_url: str = Field(
         default_factory=lambda: locations.default_store(_HOME_ENV), json_schema_extra={"env": "MODELBAY_STORE"}
     )
-    """The registry: a directory (the embedded store) or ``s3://bucket/prefix``. Default: $XDG_DATA_HOME/modelbay/store."""
+    """The registry: a directory (embedded store) or ``s3://bucket/prefix``; default $XDG_DATA_HOME/modelbay/store."""
     default_tenant: str = Field("default", json_schema_extra={"env": "MODELBAY_TENANT"})
     """Tenant of callers when API keys are off, and of the local server's own metrics."""
     cache_dir: Path = Field(default_factory=lambda: locations.cache_dir(_HOME_ENV))
@@ -104,7 +100,7 @@ class Settings(_Section):
     ort_threads: int | None = Field(None, ge=1)
     """onnxruntime intra-op threads. Default: the CPUs this process may really use."""
     ort_opt: Literal["disable", "basic", "extended", "all"] = "basic"
-    """onnxruntime graph optimisation level."""
+    """onnxruntime graph optimisation level (at least extended on x86-64 without VNNI: exact int8 needs it)."""
     ort_spin: bool = False
     """Let onnxruntime's worker threads spin (dedicated hosts); off suits Lambda's fractional vCPUs."""
 
@@ -202,18 +198,6 @@ class Settings(_Section):
             return cls(**values)
         except ValidationError as e:
             raise _named(e, env) from None
-
-    @classmethod
-    def documented(cls) -> list[tuple[str, str, str]]:
-        """(variable, default, description) for every setting, for help and the README."""
-        rows = []
-        for model in (cls, Limits):
-            names = env_names(model)
-            for field, info in model.model_fields.items():
-                if field in names:
-                    default = "" if info.default_factory is not None else repr(info.default)
-                    rows.append((names[field], default, (info.description or "").strip()))
-        return rows
 
 
 def env_names(model: type[BaseModel]) -> dict[str, str]:

@@ -17,7 +17,7 @@ from .errors import InvalidModel, TooLarge, library_message
 from .manifest import TensorSpec
 
 # ONNX elem type -> numpy dtype name. STRING has no numpy dtype of its own.
-_DTYPES = {
+_DTYPES: dict[int, str] = {
     v: k
     for k, v in {
         "float32": TensorProto.FLOAT,
@@ -185,38 +185,58 @@ def _try_session(path: Path) -> None:
     from .engine.session import SessionConfig, build_session
 
     try:
-        # only proving the model loads: skip optimisation work the server does later
-        build_session(path, SessionConfig(intra_op_threads=1, optimization="disable"))
+        # the serving options (one thread: only proving the model loads), so that a model whose
+        # session the server could not build (e.g. the int8 weight rewrite failing) is refused here
+        build_session(path, SessionConfig(intra_op_threads=1))
     except Exception as e:
         raise InvalidModel(f"onnxruntime cannot load the model: {library_message(e)}") from None
 
 
-def check_metadata(metadata, sig: Signature, side_files: set[str]) -> None:
-    """The publisher's metadata must name tensors and files the version really has."""
+def check_metadata(metadata, sig: Signature, side_files: set[str] | None) -> None:
+    """The publisher's metadata must name tensors and files the version really has.
+
+    Also run before a conversion, on what is known by then: ``sig.outputs`` empty means the outputs are not known
+    yet, ``side_files`` None that the files are not.
+    """
     from .errors import BadRequest
 
     inputs = {t.name for t in sig.inputs}
     outputs = {t.name for t in sig.outputs}
     pre, post = metadata.preprocessing, metadata.postprocessing
 
-    def need(names, have, what):
-        for n in names:
+    def need(fields: dict[str, str | None], have: set[str], what: str, kind: str) -> None:
+        for field, n in fields.items():
             if n is not None and n not in have:
-                raise BadRequest(f"{what} names {n!r}, which the model does not have (it has {sorted(have)})")
+                hint = f' (or "{field}": null if the model takes none)' if field in _OPTIONAL_TEXT_INPUTS else ""
+                raise BadRequest(
+                    f"{what}.{field} names {kind} {n!r}, which the model does not have: its {kind}s are "
+                    f"{sorted(have)}; set {what}.{field} to one of them{hint}",
+                    field=f"{what}.{field}",
+                )
 
     if pre is not None:
         if pre.kind == "text":
-            need([pre.input_ids, pre.attention_mask, pre.token_type_ids], inputs, "text preprocessing")
-            if pre.tokenizer not in side_files:
-                raise BadRequest(f"text preprocessing needs the side file {pre.tokenizer!r}")
+            fields = {"input_ids": pre.input_ids, "attention_mask": pre.attention_mask}
+            need({**fields, "token_type_ids": pre.token_type_ids}, inputs, "preprocessing", "input")
+            if side_files is not None and pre.tokenizer not in side_files:
+                raise BadRequest(
+                    f"text preprocessing needs the side file {pre.tokenizer!r} (push it with --file)",
+                    field="preprocessing.tokenizer",
+                )
         else:
-            need([pre.input], inputs, f"{pre.kind} preprocessing")
+            need({"input": pre.input}, inputs, "preprocessing", "input")
     if post is not None:
-        need([post.scores if post.kind == "classifier" else post.output], outputs, f"{post.kind} postprocessing")
         if metadata.task != post.kind:
-            raise BadRequest(f"task {metadata.task!r} does not match {post.kind} postprocessing")
-    if metadata.labels is not None and post is not None and post.kind == "classifier":
+            raise BadRequest(f"task {metadata.task!r} does not match {post.kind} postprocessing", field="task")
+        if outputs:
+            field = "scores" if post.kind == "classifier" else "output"
+            need({field: getattr(post, field)}, outputs, "postprocessing", "output")
+    if metadata.labels is not None and post is not None and post.kind == "classifier" and outputs:
         spec = next(t for t in sig.outputs if t.name == post.scores)
         last = spec.shape[-1] if spec.shape else None
         if isinstance(last, int) and last != len(metadata.labels):
-            raise BadRequest(f"{len(metadata.labels)} labels for {last} classes in {post.scores!r}")
+            raise BadRequest(f"{len(metadata.labels)} labels for {last} classes in {post.scores!r}", field="labels")
+
+
+# text inputs a tokenizer may or may not feed, depending on the model
+_OPTIONAL_TEXT_INPUTS = ("attention_mask", "token_type_ids")

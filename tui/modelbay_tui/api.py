@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from textual.dom import DOMNode
 
 from modelbay.client import ApiError
 from modelbay.errors import ModelbayError
+
+if TYPE_CHECKING:
+    from .app import ModelbayApp
 
 
 class ApiMixin:
@@ -29,7 +32,7 @@ class ApiMixin:
         failed: Callable[[Exception], None] | None = None,
     ) -> None:
         node: DOMNode = self
-        app = node.app
+        app = cast("ModelbayApp", node.app)
 
         def deliver(cb: Callable[[Any], None], value: Any) -> None:
             if node.is_attached:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
@@ -21,6 +24,11 @@ from .screens.model import ModelScreen
 from .screens.models import ModelsScreen
 from .screens.playground import PlaygroundScreen
 from .screens.upload import UploadScreen
+
+if TYPE_CHECKING:
+    from modelbay.demo import SeedStatus
+
+    from .seeding import DemoSeeding
 
 HEALTH_EVERY = 3.0
 
@@ -47,6 +55,7 @@ class ModelbayApp(App[None]):
         profiles_path: Path | None = None,
         upload_root: Path | None = None,
         health_every: float = HEALTH_EVERY,
+        seeding: DemoSeeding | None = None,
     ) -> None:
         super().__init__()
         self.profiles_path = profiles_path
@@ -54,7 +63,7 @@ class ModelbayApp(App[None]):
             self.profiles = Profiles.load(profiles_path)
         except ModelbayError as e:  # a broken config file must not stop the UI
             self.profiles = Profiles({}, None)
-            self._startup_error = e.message
+            self._startup_error: str | None = e.message
         else:
             self._startup_error = None
         if url:
@@ -69,6 +78,10 @@ class ModelbayApp(App[None]):
         self._checking = False
         self.ui_errors: list[Exception] = []
         self.notification_log: list[tuple[str, str, str]] = []
+        # the demo models landing while the UI is open (``make run``): the latest status and when it came
+        self.seeding = seeding
+        self.seed_status: SeedStatus | None = None
+        self._seed_status_at = 0.0
 
     # ------------------------------------------------------------ lifecycle
     def on_mount(self) -> None:
@@ -83,6 +96,40 @@ class ModelbayApp(App[None]):
         self.push_screen(ModelsScreen())
         if self.health_every:
             self.set_interval(self.health_every, self.check_health)
+        if self.seeding is not None:
+            self.seeding.start(self._from_seeding)
+
+    def _from_seeding(self, status: SeedStatus) -> None:
+        # the seeding reader thread; after the UI is gone there is nobody to tell
+        if self.is_running:
+            with contextlib.suppress(RuntimeError):
+                self.call_from_thread(self.on_seed_status, status)
+
+    def on_seed_status(self, status: SeedStatus) -> None:
+        """A demo model is building, has landed, or was skipped: say so, and list what landed at once."""
+        self.seed_status = status
+        self._seed_status_at = time.monotonic()
+        if status.state == "ready":
+            self.notify(f"{status.model} is ready: {status.detail}", title="demo models")
+        elif status.state == "skipped":
+            self.notify(status.line(), title="demo models", severity="warning", timeout=10)
+        elif status.state == "done":
+            self.notify(status.line(), title="demo models")
+        if status.state in ("ready", "done"):
+            for screen in self.screen_stack:
+                if isinstance(screen, ModelsScreen):
+                    screen.refresh_data(quiet=True)
+        for screen in self.screen_stack:
+            if isinstance(screen, ModelsScreen):
+                screen.show_activity()
+
+    def seeding_line(self) -> str | None:
+        """What the demo seeding is doing, with its estimate counting down; None once it is over."""
+        st = self.seed_status
+        if st is None or st.state not in ("building", "pushing"):
+            return None
+        left = None if st.remaining_s is None else st.remaining_s - (time.monotonic() - self._seed_status_at)
+        return st.line(None if left is None else max(left, 0.0))
 
     def on_unmount(self) -> None:
         self.client.close()
@@ -133,10 +180,11 @@ class ModelbayApp(App[None]):
         self.run_worker(job, thread=True, group="health", exclusive=True, exit_on_error=False)
 
     def notify(self, message: str, *, title: str = "", severity="information", timeout=None, markup: bool = True):
-        # toasts vanish after seconds; the log keeps the last ones (tests read it, a user could page it)
+        # toasts vanish after seconds; the log keeps the last ones (tests read it, a user could page it).
+        # Messages are plain text, always: they carry names, paths and the server's words ('x[batch,4]').
         self.notification_log.append((severity, title, str(message)))
         del self.notification_log[:-200]
-        return super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+        return super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
 
     def _handle_exception(self, error: Exception) -> None:
         # Textual exits on any exception in a handler. One broken widget must not take the

@@ -10,6 +10,20 @@ from textual.reactive import reactive
 from textual.strip import Strip
 from textual.widget import Widget
 
+# Example digits, 8x8 like scikit-learn's load_digits (which the demo CNN learnt): bright ink on a dark ground.
+EXAMPLES = {
+    "0": ["..####..", ".##..##.", ".##..##.", ".##..##.", ".##..##.", ".##..##.", "..####..", "........"],
+    "1": ["...##...", "..###...", "...##...", "...##...", "...##...", "...##...", "..####..", "........"],
+    "2": ["..####..", ".##..##.", ".....##.", "....##..", "...##...", "..##....", ".######.", "........"],
+    "3": ["..####..", ".##..##.", ".....##.", "...###..", ".....##.", ".##..##.", "..####..", "........"],
+    "4": ["....##..", "...###..", "..#.##..", ".#..##..", ".######.", "....##..", "....##..", "........"],
+    "5": [".######.", ".##.....", ".#####..", ".....##.", ".....##.", ".##..##.", "..####..", "........"],
+    "6": ["...###..", "..##....", ".##.....", ".#####..", ".##..##.", ".##..##.", "..####..", "........"],
+    "7": [".######.", ".....##.", "....##..", "...##...", "...##...", "..##....", "..##....", "........"],
+    "8": ["..####..", ".##..##.", ".##..##.", "..####..", ".##..##.", ".##..##.", "..####..", "........"],
+    "9": ["..####..", ".##..##.", ".##..##.", "..#####.", ".....##.", "....##..", "..###...", "........"],
+}
+
 
 class DigitGrid(Widget, can_focus=True):
     BINDINGS = [
@@ -17,7 +31,7 @@ class DigitGrid(Widget, can_focus=True):
         Binding("down", "move(0,1)", "Down", show=False),
         Binding("left", "move(-1,0)", "Left", show=False),
         Binding("right", "move(1,0)", "Right", show=False),
-        Binding("space", "toggle", "Ink"),
+        Binding("space", "ink", "Ink"),
         Binding("x", "clear", "Clear"),
     ]
     COMPONENT_CLASSES = {"digit--ink", "digit--blank", "digit--cursor"}
@@ -73,11 +87,24 @@ class DigitGrid(Widget, can_focus=True):
                 self.cells[y][x] = int(ch == "#")
         self.refresh()
 
+    @property
+    def empty(self) -> bool:
+        return not any(any(row) for row in self.cells)
+
+    def draw_example(self, digit: str) -> None:
+        """One of ``EXAMPLES``, scaled to this grid."""
+        src = EXAMPLES[digit]
+        rows = [
+            "".join(src[y * len(src) // self.rows][x * len(src[0]) // self.cols] for x in range(self.cols))
+            for y in range(self.rows)
+        ]
+        self.set_pattern(rows)
+
     def action_move(self, dx: int, dy: int) -> None:
         x, y = self.cursor
         self.cursor = ((x + dx) % self.cols, (y + dy) % self.rows)
 
-    def action_toggle(self) -> None:
+    def action_ink(self) -> None:
         x, y = self.cursor
         self.cells[y][x] ^= 1
         self.refresh()

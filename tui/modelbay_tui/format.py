@@ -1,32 +1,27 @@
-"""Short, fixed-width renderings of registry and metrics values for tables."""
+"""Short, fixed-width renderings of registry and metrics values for tables.
+
+Units (sizes, shares, times, precisions) are modelbay.units', in their compact forms.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from modelbay.manifest import Dim, QuantizationInfo
+from modelbay import units
+from modelbay.manifest import Dim
+from modelbay.units import ms, precision, truncate
+from modelbay.units import percent as pct
+
+__all__ = ["gate", "ms", "pct", "precision", "rate", "shape", "size", "version", "when"]
 
 
 def size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "K", "M", "G"):
-        if n < 1024 or unit == "G":
-            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
-        n /= 1024
-    return str(n)
+    return units.size(n, compact=True)
 
 
 def when(iso: str | None) -> str:
     """'2026-11-22T16:20:31.123Z' -> '11-22 16:20' (UTC)."""
-    return iso[5:16].replace("T", " ") if iso else "-"
-
-
-def precision(q: QuantizationInfo | None) -> str:
-    if q is None or q.method == "none":
-        return "fp32"
-    wt = (q.weight_type or "int8").lower().removeprefix("q")  # onnxruntime says "QInt8"
-    return {"dynamic": f"{wt} dyn", "static": f"{wt} st", "mixed": f"{wt} mix"}.get(q.method, q.method)
+    return units.when(iso, year=False)
 
 
 def version(v: int | None) -> str:
@@ -37,14 +32,6 @@ def version(v: int | None) -> str:
 def shape(dims: list[Dim]) -> str:
     """[batch,4] rather than a Python list's repr; '?' for an unknown dimension."""
     return "[" + ",".join("?" if d is None else str(d) for d in dims) + "]"
-
-
-def _num(v: Any) -> str:
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, float):
-        return f"{v:.3g}"
-    return str(v)
 
 
 def gate(metrics: dict[str, Any] | None, width: int = 16) -> str:
@@ -63,17 +50,7 @@ def gate(metrics: dict[str, Any] | None, width: int = 16) -> str:
         text = f"{mark} {str(metric)[:3]} {short(f)}→{short(q)}"
     else:
         text = mark
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def pct(v: float | None) -> str:
-    return "-" if v is None else f"{v * 100:.1f}%"
-
-
-def ms(v: float | None) -> str:
-    if v is None:
-        return "-"
-    return f"{v:.0f}ms" if v >= 100 else f"{v:.1f}ms"
+    return truncate(text, width)
 
 
 def rate(requests: int, seconds: float) -> str:

@@ -1,45 +1,59 @@
-"""``make run``: a local server on the store, the demo models, and the TUI on it; quitting stops the server.
+"""``make run``: a local server on the store, the TUI on it, and the demo models landing while it is open.
 
-The server runs as a child process with its output in ``<store>/server.log``, so
-nothing it prints lands on the TUI's screen.
+The server runs as a child process with its output in ``<store>/server.log``;
+the demo models are built and pushed by another child (log in
+``<store>/demo.log``) whose progress the TUI shows. Quitting the TUI stops both.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from modelbay.auth import credentials
 from modelbay.client import ApiError, Client
+from modelbay.settings import Settings
 
 
-def wait_until_up(client: Client, proc: subprocess.Popen, timeout: float = 30.0) -> None:
+def wait_until_up(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    """Until the server answers its (keyless) health probe; by then it has saved any key it minted."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the server exited with code {proc.returncode}; see its log")
-        try:
-            client.request("GET", "/v2/health/live")
-            return
-        except ApiError as e:
-            if e.code != "unreachable":
+    with Client(url, api_key="", timeout=5.0) as probe:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise SystemExit(f"the server exited with code {proc.returncode}; see its log")
+            try:
+                probe.request("GET", "/v2/health/live")
                 return
-        time.sleep(0.1)
-    raise SystemExit(f"the server did not answer within {timeout:.0f}s")
+            except ApiError as e:
+                if e.code != "unreachable":
+                    return
+            time.sleep(0.1)
+    raise SystemExit(f"the server did not answer within {timeout:.0f}s; see its log")
 
 
-def seed_demo(client: Client) -> str:
-    """``modelbay.demo.seed(client)`` when the demo package exists; it decides what is already there."""
-    try:
-        demo = importlib.import_module("modelbay.demo")
-    except ImportError:
-        return "no demo models in this build (modelbay.demo is missing)"
-    result = demo.seed(client, say=lambda msg: print(f".. {msg}", file=sys.stderr, flush=True))
-    return "demo models: " + (", ".join(f"{k} {v}" for k, v in result.items()) or "none built")
+def local_key(url: str, store: Path, host: str, port: int) -> str | None:
+    """The key this launcher and its TUI use.
+
+    MODELBAY_API_KEY, else the key saved for this URL (the server saves the one it mints on a new
+    store), else MODELBAY_BOOTSTRAP_KEY. A store that has keys but none saved for this URL (another
+    port, another user's credentials) gets a new root key: the launcher owns the store, as
+    ``modelbay keys bootstrap`` does.
+    """
+    settings = Settings.from_env()
+    key = settings.api_key or credentials.load_key(url, settings.credentials_file) or settings.bootstrap_key
+    if key:
+        return key
+    from modelbay.auth.local import mint_admin
+    from modelbay.storage import open_store
+
+    b = mint_admin(open_store(str(store)), settings.default_tenant, credentials.local_urls(host, port), name="make run")
+    print(f"created the admin key {b.key_id} for {url}; saved in {b.saved_to}", file=sys.stderr)
+    return credentials.load_key(url, settings.credentials_file)
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -50,6 +64,23 @@ def stop(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def child_env() -> dict[str, str]:
+    """The children import the same modelbay as this process (this checkout, not some other install)."""
+    import modelbay
+
+    shared = str(Path(modelbay.__file__).resolve().parents[1])
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([shared, *filter(None, [os.environ.get("PYTHONPATH")])])}
+
+
+def answers(url: str) -> bool:
+    with Client(url, api_key="", timeout=5.0) as probe:
+        try:
+            probe.request("GET", "/v2/health/live")
+        except ApiError as e:
+            return e.code != "unreachable"
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,54 +95,42 @@ def main(argv: list[str] | None = None) -> int:
     store = Path(args.store)
     store.mkdir(parents=True, exist_ok=True)
     url = f"http://{args.host}:{args.port}"
-    with Client(url, timeout=5.0) as probe:
-        try:
-            probe.request("GET", "/v2/health/live")
-            print(f"something already answers on {url}; stop it or choose another PORT=", file=sys.stderr)
-            return 1
-        except ApiError as e:
-            if e.code != "unreachable":
-                print(f"something already answers on {url}; stop it or choose another PORT=", file=sys.stderr)
-                return 1
-    log = open(store / "server.log", "ab")
-    import modelbay
-
-    # the child imports the same modelbay as this process (a checkout, not some other install)
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(
-            [str(Path(modelbay.__file__).resolve().parents[1]), *filter(None, [os.environ.get("PYTHONPATH")])]
-        ),
-    }
+    if answers(url):
+        print(f"something already answers on {url}; stop it or choose another PORT=", file=sys.stderr)
+        return 1
+    env = child_env()
+    log = open(store / "server.log", "ab")  # noqa: SIM115 - closed in the finally below
+    serve = ["serve", "--store", str(store), "--host", args.host, "--port", str(args.port)]
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "modelbay",
-            "serve",
-            "--store",
-            str(store),
-            "--host",
-            args.host,
-            "--port",
-            str(args.port),
-        ],
+        [sys.executable, "-m", "modelbay", *serve],
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         env=env,
     )
+    seeding = None
     try:
-        with Client(url, timeout=600.0) as client:
-            wait_until_up(client, proc)
-            note = "demo seeding skipped" if args.no_demo else seed_demo(client)
-        print(f"modelbay on {url} (store {store}, log {store / 'server.log'}): {note}", file=sys.stderr)
+        wait_until_up(url, proc)
+        key = local_key(url, store, args.host, args.port)
+        if not args.no_demo:
+            from .seeding import DemoSeeding
+
+            seeding = DemoSeeding(url, key, store / "demo.log", env)
+        print(
+            f"modelbay on {url} (store {store}, log {store / 'server.log'})"
+            + ("" if seeding is None else f"; demo models build in the background (log {store / 'demo.log'})"),
+            file=sys.stderr,
+        )
         from .app import ModelbayApp
 
-        ModelbayApp(url=url, profile="local", theme_name=args.theme).run()
+        ModelbayApp(url=url, api_key=key, profile="local", theme_name=args.theme, seeding=seeding).run()
     finally:
+        if seeding is not None:
+            seeding.stop()
         stop(proc)
         log.close()
+    if seeding is not None and not seeding.finished:
+        print("demo seeding was stopped; the next `make run` finishes it (built models are cached)", file=sys.stderr)
     return 0
 
 

@@ -24,8 +24,8 @@ class ConfirmModal(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(self.title_text, classes="dialog-title")
-            yield Label(self.body, id="confirm-body")
+            yield Label(escape(self.title_text), classes="dialog-title")
+            yield Label(escape(self.body), id="confirm-body")
             with Horizontal(classes="buttons"):
                 yield Button(f"{self.yes} (y)", id="yes", variant="error" if self.danger else "primary")
                 yield Button("Cancel (n)", id="no")
@@ -46,8 +46,8 @@ class PromptModal(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(self.title_text, classes="dialog-title")
-            yield Label(self.label)
+            yield Label(escape(self.title_text), classes="dialog-title")
+            yield Label(escape(self.label))
             yield Input(self.value, placeholder=self.placeholder, id="prompt-input")
             with Horizontal(classes="buttons"):
                 yield Button("OK (enter)", id="ok", variant="primary")

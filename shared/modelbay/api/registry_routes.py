@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from ..auth.principal import Principal
 from ..errors import BadRequest, ModelbayError, TooLarge
-from ..manifest import Manifest
+from ..manifest import Manifest, VersionMetadata
 from ..registry import Registry
 from ..schemas import (
     AliasList,
@@ -30,6 +31,15 @@ from ..schemas import (
 from .deps import get_principal, manage_registry
 
 router = APIRouter(prefix="/registry", tags=["registry"])
+
+
+@router.get(
+    "/schemas/metadata",
+    description="JSON Schema of a version's metadata: the file `modelbay push --metadata` takes, and the "
+    "`metadata` of a registration.",
+)
+def metadata_schema() -> dict[str, Any]:
+    return VersionMetadata.model_json_schema()
 
 
 @router.get("/models", response_model=ModelList)

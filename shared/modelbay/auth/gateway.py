@@ -7,6 +7,7 @@ usage plan and modelbay's own check (which still decides scopes and tenant).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from ..errors import StoreUnavailable
@@ -57,11 +58,8 @@ class UsagePlanKeys:
 
     def remove(self, gateway_key_id: str) -> None:
         missing = self.client.exceptions.NotFoundException
-        try:  # AWS drops plan keys with their API key; emulators may not, so say it
+        # AWS drops plan keys with their API key; emulators may not, so say it
+        with contextlib.suppress(missing):
             self.client.delete_usage_plan_key(usagePlanId=self.plan_id(), keyId=gateway_key_id)
-        except missing:
-            pass
-        try:
+        with contextlib.suppress(missing):
             self.client.delete_api_key(apiKey=gateway_key_id)
-        except missing:
-            pass

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from ..auth.keys import SCOPES
+from ..errors import BadRequest, NotFound
 from ..schemas import KeyInfo
 from ..settings import Settings
 from .base import App, ctx_obj
 from .output import Col, day, emit, escape, note, out, show, table, when
+
+if TYPE_CHECKING:
+    from ..client import Client
 
 app = App()
 keys_app = App(help="API keys: create, list, revoke (needs an admin key).")
@@ -68,14 +74,45 @@ def _state(k: KeyInfo) -> str:
     return f"until {day(k.expires_at)}" if k.active and k.expires_at else k.state
 
 
+KEY_ID_LENGTH = 12  # hex characters of a key id (mb_<id>_<secret>)
+
+
+def find_key(c: Client, given: str) -> str:
+    """A whole key id as is; a unique prefix of one (what a narrow table shows) as the key it starts;
+    ``mb_<id>_…`` (a key or its masked form) as its id."""
+    from ..client import ApiError
+
+    ref = given.strip()
+    if ref.startswith("mb_"):
+        ref = ref[3:].split("_", 1)[0]
+    ref = ref.rstrip("…").lower()
+    if len(ref) >= KEY_ID_LENGTH:
+        return ref
+    if not ref:
+        raise BadRequest("give a key id (or the first characters of one)")
+    try:
+        rows = c.keys(all_tenants=True)
+    except ApiError as e:
+        if e.status != 403:
+            raise
+        rows = c.keys()  # not a root key: its own tenant's keys
+    matches = sorted(k.key_id for k in rows if k.key_id.startswith(ref))
+    if not matches:
+        raise NotFound(f"no key starts with {ref!r} (`modelbay keys list` shows them)")
+    if len(matches) > 1:
+        raise BadRequest(f"{ref!r} starts {len(matches)} keys ({', '.join(matches)}): give more characters")
+    return matches[0]
+
+
 @keys_app.command("revoke")
 def revoke(
-    ctx: typer.Context, key_id: str = typer.Argument(..., help="The key id (second part of mb_<id>_...).")
+    ctx: typer.Context,
+    key_id: str = typer.Argument(..., help="The key id (mb_<id>_...), or its first characters if they are unique."),
 ) -> None:
     """Revoke a key: it stops working within the key cache time (30 s on warm Lambdas)."""
     obj = ctx_obj(ctx)
     with obj.client() as c:
-        k = c.revoke_key(key_id)
+        k = c.revoke_key(find_key(c, key_id))
     emit(obj.as_json, k, f"[yellow]revoked[/] key [bold]{k.key_id}[/] of tenant {escape(k.tenant)}")
 
 

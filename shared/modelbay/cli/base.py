@@ -131,11 +131,18 @@ class App(typer.Typer):
 
 
 def escape_help(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Help is plain text: '[batch,100]' must not be read as Rich markup."""
+    """Help is plain text: '[batch,100]' must not be read as Rich markup.
+
+    Options declared once (``Annotated``) and shared by several commands are escaped once.
+    """
     if fn.__doc__:
         fn.__doc__ = escape(fn.__doc__)
-    for p in inspect.signature(fn).parameters.values():
+    for p in inspect.signature(fn, eval_str=True).parameters.values():
         for info in [p.default, *getattr(p.annotation, "__metadata__", ())]:
-            if isinstance(info, typer.models.ParameterInfo) and info.help:
+            if isinstance(info, typer.models.ParameterInfo) and info.help and not getattr(info, _ESCAPED, False):
                 info.help = escape(info.help)
+                setattr(info, _ESCAPED, True)
     return fn
+
+
+_ESCAPED = "_modelbay_escaped"

@@ -10,7 +10,7 @@ from rich.live import Live
 from ..metrics.loadgen import LoadReport, run_load
 from ..refs import parse_ref
 from .base import App, ctx_obj
-from .output import Col, emit, err, escape, number, percent, read_json, show, table
+from .output import Col, emit, err, escape, note, number, percent, read_json, show, table
 
 app = App()
 
@@ -101,6 +101,10 @@ def _line(rep: LoadReport) -> str:
     )
 
 
+def _progress(rep: LoadReport, duration: float) -> str:
+    return f"{min(rep.elapsed_s, duration):.0f}/{duration:g} s  {_line(rep)}"
+
+
 @app.command("bench-load")
 def bench_load(
     ctx: typer.Context,
@@ -127,9 +131,22 @@ def bench_load(
         "bad_fraction": bad,
         "instances": pool,
     }
-    if obj.as_json or not console.is_terminal:
+    if obj.as_json:
         rep = run_load(obj.client, name, r, **kw)  # type: ignore[arg-type]
     else:
-        with Live("starting…", console=console, transient=True) as live:
-            rep = run_load(obj.client, name, r, on_tick=lambda x: live.update(_line(x)), **kw)  # type: ignore[arg-type]
+        pace = "as fast as it answers" if rate <= 0 else f"{rate:g} req/s"
+        note(f"sending {pace} to {escape(ref)} for {duration:g} s from {concurrency} threads (ctrl-c stops)")
+        if console.is_terminal:
+            with Live("starting…", console=console, transient=True) as live:
+                tick = lambda x: live.update(_progress(x, duration))  # noqa: E731
+                rep = run_load(obj.client, name, r, on_tick=tick, **kw)  # type: ignore[arg-type]
+        else:  # a log or a pipe: a line every few seconds, not a redrawn one
+            last = [0.0]
+
+            def every_5s(x: LoadReport) -> None:
+                if x.elapsed_s - last[0] >= 5.0:
+                    last[0] = x.elapsed_s
+                    note(_progress(x, duration))
+
+            rep = run_load(obj.client, name, r, on_tick=every_5s, **kw)  # type: ignore[arg-type]
     emit(obj.as_json, rep.as_dict(), _line(rep) + (f"  by code: {escape(show(rep.errors))}" if rep.errors else ""))

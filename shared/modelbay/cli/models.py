@@ -4,23 +4,15 @@ from __future__ import annotations
 
 import typer
 
-from ..manifest import Manifest
 from ..refs import parse_ref
 from ..schemas import AliasState
+from ..units import precision
 from .base import App, ctx_obj
 from .output import Col, emit, escape, note, show, size, table, when
 
 app = App()
 alias_app = App(help="Point aliases such as 'production' at versions.")
 app.add_typer(alias_app, name="alias")
-
-
-def precision(m: Manifest) -> str:
-    q = m.quantization
-    if q is None or q.method == "none":
-        return "fp32"
-    weights = (q.weight_type or "int8").lower().removeprefix("q")  # onnxruntime says "QInt8"
-    return f"{weights} {q.method[:3]}"  # int8 dyn, int8 sta, int8 mix
 
 
 @app.command()
@@ -64,7 +56,14 @@ def versions(ctx: typer.Context, name: str) -> None:
             Col("description", flex=True),
         ],
         (
-            [m.version, when(m.created_at), size(m.size), precision(m), detail.aliases_of(m.version), m.description]
+            [
+                m.version,
+                when(m.created_at),
+                size(m.size),
+                precision(m.quantization),
+                detail.aliases_of(m.version),
+                m.description,
+            ]
             for m in detail.versions
         ),
     )

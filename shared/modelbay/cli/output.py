@@ -24,13 +24,15 @@ from rich.table import Table
 from rich.text import Text
 
 from ..errors import BadRequest, ModelbayError
+from ..units import percent, size, truncate, when
 
 # One exit-code policy for every command.
 OK = 0
 FAILURE = 1  # the server or the environment: a 5xx, an unreachable server, a store error
 USAGE = 2  # the caller's mistake: bad flags, bad files, a 4xx answer (click uses 2 for bad flags too)
 
-__all__ = ["escape"]
+# used by the command modules; sizes, times and shares are modelbay.units', shared with the TUI
+__all__ = ["escape", "percent", "size", "truncate", "when"]
 
 
 def out() -> Console:
@@ -58,36 +60,12 @@ def show(v: Any) -> str:
     return str(v)
 
 
-def when(ts: float | str | None, *, seconds: bool = False) -> str:
-    """Epoch seconds or ISO 8601 as 'YYYY-MM-DD HH:MM' (UTC)."""
-    if ts is None or ts == "":
-        return "-"
-    n = 19 if seconds else 16
-    if isinstance(ts, (int, float)):
-        return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")[:n]
-    return ts.replace("T", " ")[:n]
-
-
 def day(ts: float | None) -> str:
     return "-" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
 
 
-def size(n: float | None) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
-
-
 def number(v: float | None, unit: str = "", digits: int = 1) -> str:
     return "-" if v is None else f"{v:.{digits}f}{unit}"
-
-
-def percent(v: float | None) -> str:
-    return "-" if v is None else f"{v * 100:.1f}%"
 
 
 # ------------------------------------------------------------------ tables
@@ -122,10 +100,6 @@ def table(title: str | None, columns: Sequence[Col | str], rows: Iterable[Sequen
     for row in rows:
         t.add_row(*(Text(show(v), no_wrap=True, overflow="ellipsis") for v in row))
     return t
-
-
-def truncate(s: str, width: int) -> str:
-    return s if len(s) <= width else s[: width - 1] + "…"
 
 
 # ------------------------------------------------------------------ emitting

@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self, cast
+from typing import TYPE_CHECKING, Annotated, Any, Self, cast
 
 import typer
-from pydantic import ValidationError
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 
 from ..errors import BadRequest
 from ..manifest import VersionMetadata
 from .base import App, ctx_obj
-from .output import err, escape, gate_table, out, read_json, read_text, size
+from .output import err, escape, gate_table, note, out, read_json, size
 
 if TYPE_CHECKING:
     from ..convert.pipeline import QuantizeMode
@@ -31,22 +30,12 @@ def load_metadata(
     path: Path | None, *, description: str = "", task: str | None = None, labels: str | None = None
 ) -> VersionMetadata:
     """``--metadata`` (a VersionMetadata JSON file) with the flags that override it."""
+    from ..convert.task import user_metadata
+
     base = read_json(path, "--metadata") if path is not None else {}
     if not isinstance(base, dict):
         raise BadRequest(f"--metadata {path} must hold a JSON object (task, preprocessing, labels, ...)")
-    updates: dict[str, Any] = {k: v for k, v in {"description": description, "task": task}.items() if v}
-    if labels:
-        p = Path(labels)
-        updates["labels"] = (
-            read_text(p, "--labels").split() if p.is_file() else [x.strip() for x in labels.split(",") if x.strip()]
-        )
-    try:
-        return VersionMetadata.model_validate({**base, **updates})
-    except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(x) for x in first.get("loc", ())) or "metadata"
-        source = f"--metadata {path}" if path is not None else "metadata"
-        raise BadRequest(f"{source}: {where}: {first.get('msg', 'invalid')}") from None
+    return user_metadata(base, description=description, task=task, labels=labels, source=f"--metadata {path}")
 
 
 class StageDisplay:
@@ -85,6 +74,84 @@ class StageDisplay:
         self.bar.console.print(f"{MARKS[status]} {stage:<9}{escape(event.message)}", highlight=False)
 
 
+# Options push and convert share: one definition each.
+InputSpec = Annotated[
+    str | None,
+    typer.Option(
+        "--input-spec",
+        "-i",
+        help="Inputs as name:dtype:[dims], ';' between inputs, e.g. 'x:float32:[batch,100]', or a .json file. "
+        "Needed for torch models; scikit-learn models say it themselves.",
+    ),
+]
+StateDict = Annotated[
+    Path | None, typer.Option("--state-dict", exists=True, dir_okay=False, help="Weights for module:factory.")
+]
+OutputName = Annotated[
+    list[str], typer.Option("--output-name", help="Names for the exported ONNX outputs, in order (repeatable).")
+]
+UseOutput = Annotated[
+    str | None,
+    typer.Option(
+        "--output",
+        help="The output predictions and the gate read (a classifier's scores, an embedder's vectors). "
+        "Default: inferred (skl2onnx's 'probabilities', else the first float output).",
+    ),
+]
+Quantize = Annotated[
+    str | None,
+    typer.Option("--quantize", "-q", help="none | dynamic | static | auto (default: auto with --eval, else none)."),
+]
+EvalData = Annotated[
+    Path | None,
+    typer.Option(
+        "--eval",
+        exists=True,
+        help="Evaluation data for the gate (.npz/.npy/folder); a 'labels' array makes it a classifier and "
+        "measures accuracy.",
+    ),
+]
+Calibration = Annotated[
+    Path | None, typer.Option("--calibration", exists=True, help="Calibration samples for static int8 (.npz/.npy).")
+]
+Target = Annotated[str, typer.Option("--target", help="arm64 | x86_64: per-CPU quantization options.")]
+Task = Annotated[
+    str | None,
+    typer.Option("--task", help="classifier, embedder or raw (default: classifier with --labels or eval labels)."),
+]
+Labels = Annotated[
+    str | None, typer.Option("--labels", help="Class labels, in score order: comma-separated, or a file.")
+]
+Metadata = Annotated[
+    Path | None,
+    typer.Option(
+        "--metadata",
+        exists=True,
+        dir_okay=False,
+        help="VersionMetadata as a JSON file (its JSON Schema: GET /registry/schemas/metadata).",
+    ),
+]
+MaxDrop = Annotated[float, typer.Option("--max-accuracy-drop", help="Classifier gate, percentage points.")]
+MinAgreement = Annotated[
+    float, typer.Option("--min-agreement", help="Classifier gate without labels: top-1 agreement with fp32.")
+]
+MinCosine = Annotated[float, typer.Option("--min-cosine", help="Embedder gate: minimum cosine similarity.")]
+MaxAbsError = Annotated[
+    float | None, typer.Option("--max-abs-error", help="Raw-output gate (default: 1% of the output range).")
+]
+Mixed = Annotated[
+    bool, typer.Option("--mixed-precision/--no-mixed-precision", help="On gate failure, keep sensitive nodes fp32.")
+]
+
+
+def thresholds(max_drop: float, min_agreement: float, min_cosine: float, max_abs_error: float | None) -> Any:
+    from ..convert.gate import GateThresholds
+
+    return GateThresholds(
+        max_accuracy_drop=max_drop, min_agreement=min_agreement, min_cosine=min_cosine, max_abs_error=max_abs_error
+    )
+
+
 @app.command()
 def push(
     ctx: typer.Context,
@@ -93,42 +160,33 @@ def push(
     ),
     name: str = typer.Option(..., "--name", "-n", help="Model name."),
     alias: list[str] = typer.Option([], "--alias", "-a", help="Point these aliases at the new version."),
-    quantize: str | None = typer.Option(
-        None, "--quantize", "-q", help="none | dynamic | static | auto (default: auto with --eval, else none)"
-    ),
-    eval_data: Path | None = typer.Option(
-        None,
-        "--eval",
-        exists=True,
-        help="Evaluation data for the gate (.npz/.npy/folder; a 'labels' array gives accuracy).",
-    ),
-    calibration: Path | None = typer.Option(
-        None, "--calibration", exists=True, help="Calibration samples for static int8."
-    ),
-    input_spec: str | None = typer.Option(
-        None, "--input-spec", "-i", help="e.g. 'x:float32:[batch,100]' (';' between inputs)"
-    ),
-    state_dict: Path | None = typer.Option(None, "--state-dict", exists=True, help="Weights for module:factory."),
-    target: str = typer.Option("arm64", "--target", help="arm64 | x86_64: per-CPU quantization options."),
+    quantize: Quantize = None,
+    eval_data: EvalData = None,
+    calibration: Calibration = None,
+    input_spec: InputSpec = None,
+    state_dict: StateDict = None,
+    output_name: OutputName = [],  # noqa: B006 - typer reads the default, never mutates it
+    use_output: UseOutput = None,
+    target: Target = "arm64",
     with_fp32: bool = typer.Option(False, "--with-fp32", help="Also register the fp32 twin (first)."),
-    max_accuracy_drop: float = typer.Option(0.5, help="Classifier gate, percentage points."),
-    min_cosine: float = typer.Option(0.99, help="Embedder gate: minimum cosine similarity."),
-    max_abs_error: float | None = typer.Option(None, help="Raw-output gate (default: 1% of the output range)."),
+    max_accuracy_drop: MaxDrop = 0.5,
+    min_agreement: MinAgreement = 0.99,
+    min_cosine: MinCosine = 0.99,
+    max_abs_error: MaxAbsError = None,
+    mixed_precision: Mixed = True,
     description: str = typer.Option("", "--description", "-d"),
-    task: str | None = typer.Option(None, help="classifier, embedder or raw."),
-    labels: str | None = typer.Option(None, help="Class labels: comma-separated, or a file."),
-    metadata: Path | None = typer.Option(None, exists=True, dir_okay=False, help="VersionMetadata as a JSON file."),
+    task: Task = None,
+    labels: Labels = None,
+    metadata: Metadata = None,
     side_file: list[Path] = typer.Option(
         [], "--file", exists=True, dir_okay=False, help="Side file (e.g. tokenizer.json)."
     ),
 ) -> None:
     """Upload a model (converting and quantizing it when asked), register it and print the new version."""
-    from ..convert.gate import GateThresholds
     from ..convert.pipeline import push as run_push
 
     obj = ctx_obj(ctx)
     meta = load_metadata(metadata, description=description, task=task, labels=labels)
-    thresholds = GateThresholds(max_accuracy_drop=max_accuracy_drop, min_cosine=min_cosine, max_abs_error=max_abs_error)
     with obj.client() as c, StageDisplay(enabled=not obj.as_json) as display:
         result = run_push(
             c,
@@ -144,8 +202,11 @@ def push(
             calibration=calibration,
             input_spec=input_spec,
             state_dict=state_dict,
+            output_names=output_name or None,
+            use_output=use_output,
             target=target,
-            thresholds=thresholds,
+            mixed_precision=mixed_precision,
+            thresholds=thresholds(max_accuracy_drop, min_agreement, min_cosine, max_abs_error),
         )
     manifests = result.manifests
     if obj.as_json:
@@ -160,36 +221,48 @@ def push(
             f"[green]registered[/] [bold]{escape(m.name)}[/] version [bold]{m.version}[/]  {q}  "
             f"sha256 {m.sha256[:12]}  {size(m.size)}{escape(extra)}"
         )
+    if line := serves(manifests[-1]):
+        note(escape(line))
+
+
+def serves(m: Any) -> str | None:
+    """What predictions of the version look like, said once at push: the inferred parts are no surprise."""
+    post = m.postprocessing
+    if post is None:
+        return None
+    if post.kind == "classifier":
+        labels = f"{len(m.labels)} labels" if m.labels else "class indices as labels (give --labels)"
+        softmax = " with a softmax" if post.apply_softmax else ""
+        return f"predictions: label, score and top {post.top_k} from output {post.scores!r}{softmax}; {labels}"
+    return f"predictions: vectors from output {post.output!r} (pooling {post.pooling})"
 
 
 @app.command()
 def convert(
     ctx: typer.Context,
     model: str = typer.Argument(..., help="model file (.onnx, .pt2, TorchScript .pt, .pkl/.joblib) or module:factory"),
-    out_dir: Path = typer.Option(Path("converted"), "--out", "-o", help="output folder"),
-    input_spec: str | None = typer.Option(
-        None, "--input-spec", "-i", help="e.g. 'x:float32:[batch,100]' (';' between inputs) or a .json"
-    ),
-    state_dict: Path | None = typer.Option(None, "--state-dict", help="weights for module:factory"),
-    output_name: list[str] = typer.Option([], "--output-name", help="ONNX output names (repeatable)"),
-    quantize: str = typer.Option("none", "--quantize", "-q", help="none | dynamic | static | auto"),
-    eval_data: Path | None = typer.Option(None, "--eval", help=".npz/.npy/folder; 'labels' array for accuracy"),
-    calibration: Path | None = typer.Option(None, "--calibration", help="samples for static calibration"),
-    target: str = typer.Option("arm64", "--target", help="arm64 | x86_64: picks per-CPU quantization options"),
-    metadata: Path | None = typer.Option(None, "--metadata", help="VersionMetadata JSON (task, pre/post...)"),
-    task: str | None = typer.Option(None, "--task", help="classifier | embedder | raw"),
-    labels: str | None = typer.Option(None, "--labels", help="comma-separated, or a file with one per line"),
-    max_accuracy_drop: float = typer.Option(0.5, help="classifier gate, percentage points"),
-    min_agreement: float = typer.Option(0.99, help="classifier gate without labels"),
-    min_cosine: float = typer.Option(0.99, help="embedder gate, minimum cosine"),
-    max_abs_error: float | None = typer.Option(None, help="raw gate (default 1% of the output range)"),
-    mixed_precision: bool = typer.Option(True, help="on gate failure, keep sensitive nodes in fp32"),
-    compact_kept: bool = typer.Option(False, help="store kept fp32 weights as 8-bit blocks (smaller, slower)"),
-    atol: float = typer.Option(1e-4, help="conversion check tolerance (absolute)"),
-    rtol: float = typer.Option(1e-3, help="conversion check tolerance (relative)"),
+    out_dir: Path = typer.Option(Path("converted"), "--out", "-o", help="Output folder."),
+    input_spec: InputSpec = None,
+    state_dict: StateDict = None,
+    output_name: OutputName = [],  # noqa: B006 - typer reads the default, never mutates it
+    use_output: UseOutput = None,
+    quantize: Quantize = None,
+    eval_data: EvalData = None,
+    calibration: Calibration = None,
+    target: Target = "arm64",
+    metadata: Metadata = None,
+    task: Task = None,
+    labels: Labels = None,
+    max_accuracy_drop: MaxDrop = 0.5,
+    min_agreement: MinAgreement = 0.99,
+    min_cosine: MinCosine = 0.99,
+    max_abs_error: MaxAbsError = None,
+    mixed_precision: Mixed = True,
+    compact_kept: bool = typer.Option(False, help="Store kept fp32 weights as 8-bit blocks (smaller, slower)."),
+    atol: float = typer.Option(1e-4, help="Conversion check tolerance (absolute)."),
+    rtol: float = typer.Option(1e-3, help="Conversion check tolerance (relative)."),
 ) -> None:
     """Convert MODEL to ONNX (checked against the original) and optionally quantize it behind the gate."""
-    from ..convert.gate import GateThresholds
     from ..convert.pipeline import prepare
 
     obj = ctx_obj(ctx)
@@ -199,12 +272,13 @@ def convert(
             model,
             name=out_dir.name,
             workdir=out_dir,
-            quantize_mode=cast("QuantizeMode", quantize),
+            quantize_mode=cast("QuantizeMode", quantize or ("auto" if eval_data is not None else "none")),
             eval_data=eval_data,
             calibration=calibration,
             metadata=meta,
             input_spec=input_spec,
             output_names=output_name or None,
+            use_output=use_output,
             state_dict=state_dict,
             target=target,
             mixed_precision=mixed_precision,
@@ -212,12 +286,7 @@ def convert(
             check_atol=atol,
             check_rtol=rtol,
             events=display,
-            thresholds=GateThresholds(
-                max_accuracy_drop=max_accuracy_drop,
-                min_agreement=min_agreement,
-                min_cosine=min_cosine,
-                max_abs_error=max_abs_error,
-            ),
+            thresholds=thresholds(max_accuracy_drop, min_agreement, min_cosine, max_abs_error),
         )
     (out_dir / "metadata.json").write_text(res.metadata.model_dump_json(indent=1))
     if res.int8_path:
@@ -241,3 +310,11 @@ def convert(
         if q and q.kept_fp32_nodes:
             console.print(f"kept in fp32: {escape(', '.join(q.kept_fp32_nodes))}")
     typer.echo(json.dumps(paths))
+
+
+@app.command("metadata-schema")
+def metadata_schema(ctx: typer.Context) -> None:
+    """Print the JSON Schema of --metadata files, as the server validates them (GET /registry/schemas/metadata)."""
+    with ctx_obj(ctx).client() as c:
+        schema = c.metadata_schema()
+    typer.echo(json.dumps(schema, indent=2))

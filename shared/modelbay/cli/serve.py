@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import signal
 import threading
 from collections.abc import Callable
@@ -48,7 +49,7 @@ def serve(
     grace = settings.shutdown_grace_seconds
     api.router.on_startup.append(_terminate_runs_after(api, grace))
     # uvicorn waits for open requests a little longer than the runs get: they answer 503 before it cancels them
-    uvicorn.run(api, host=host, port=port, log_level="warning", timeout_graceful_shutdown=grace + 5)
+    uvicorn.run(api, host=host, port=port, log_level="warning", timeout_graceful_shutdown=math.ceil(grace) + 5)
 
 
 def _terminate_runs_after(api: FastAPI, grace: float) -> Callable[[], None]:
@@ -88,6 +89,15 @@ def _announce_auth(store: ObjectStore, settings: Settings, host: str, port: int)
     from ..auth.credentials import local_urls
     from ..auth.local import ensure_local_admin
 
+    if settings.bootstrap_key or settings.bootstrap_key_secret:
+        # the operator holds a root key already: minting another would leave a second, unasked-for one
+        via = "MODELBAY_BOOTSTRAP_KEY" if settings.bootstrap_key else "MODELBAY_BOOTSTRAP_KEY_SECRET"
+        console.print(
+            f"{via} is set: no admin key minted. Call with that key (--api-key or MODELBAY_API_KEY), "
+            "and create others with `modelbay keys create`.",
+            markup=False,
+        )
+        return
     b = ensure_local_admin(store, settings.default_tenant, local_urls(host, port))
     if b.created:
         console.print(

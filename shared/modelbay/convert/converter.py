@@ -56,6 +56,7 @@ class Conversion:
     outputs: list[str]
     check: ConversionCheck | None
     notes: list[str] = field(default_factory=list)
+    source: Source | None = None  # what was converted (scikit-learn's classes_ name a classifier's labels)
 
 
 def session(path: str | Path, threads: int | None = None) -> ort.InferenceSession:
@@ -71,14 +72,35 @@ def session(path: str | Path, threads: int | None = None) -> ort.InferenceSessio
         raise InvalidModel(f"onnxruntime cannot load {Path(path).name}: {str(e)[:500]}") from None
 
 
-def onnx_inputs(path: str | Path) -> list[TensorSpec]:
-    s = session(path)
+def _specs(args: list[Any]) -> list[TensorSpec]:
     out = []
-    for i in s.get_inputs():
+    for i in args:
         dtype = i.type[len("tensor(") : -1] if i.type.startswith("tensor(") else i.type
         dtype = {"float": "float32", "double": "float64"}.get(dtype, dtype)
         out.append(TensorSpec(name=i.name, dtype=dtype, shape=list(i.shape)))
     return out
+
+
+def onnx_inputs(path: str | Path) -> list[TensorSpec]:
+    return _specs(session(path).get_inputs())
+
+
+def onnx_signature(path: str | Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """Inputs and outputs as onnxruntime sees them."""
+    s = session(path)
+    return _specs(s.get_inputs()), _specs(s.get_outputs())
+
+
+def sklearn_input_spec(est: Any) -> list[TensorSpec] | None:
+    """What a fitted scikit-learn model takes, when it says: ``n_features_in_`` float columns, or raw strings
+    for a pipeline that starts with a text vectorizer. None when it does not say."""
+    first = est.steps[0][1] if hasattr(est, "steps") and est.steps else est
+    if hasattr(first, "build_analyzer"):  # TfidfVectorizer, CountVectorizer, HashingVectorizer
+        return [TensorSpec(name="text", dtype="string", shape=["batch", 1])]
+    n = getattr(est, "n_features_in_", None)
+    if isinstance(n, (int, np.integer)) and n > 0:
+        return [TensorSpec(name="x", dtype="float32", shape=["batch", int(n)])]
+    return None
 
 
 def _rename_dims(path: Path, specs: list[TensorSpec]) -> None:
@@ -280,15 +302,18 @@ def convert(
             [o.name for o in session(out).get_outputs()],
             None,
             ["used as is; nothing to compare against"],
+            src,
         )
 
     if specs is None and example is None and samples:
         example = samples[0]
+    if specs is None and example is None and src.kind == "sklearn":
+        specs = sklearn_input_spec(src.obj)
     if specs is None:
         if example is None and src.kind == "exported_program":
             example = _ep_example(src.obj)
         if example is None:
-            raise BadRequest("give an input spec (e.g. 'x:float32:[batch,100]') or an example input")
+            raise BadRequest("give an input spec (--input-spec, e.g. 'x:float32:[batch,100]') or an example input")
         specs = _specs_from_example(example)
     if example is None:
         example = sample_inputs(specs)
@@ -339,7 +364,8 @@ def convert(
             f"(atol {atol}, rtol {rtol}), label agreement {worst.label_agreement}",
             check=worst.as_dict(),
         )
-    return Conversion(out, src.kind, exporter, onnx_inputs(out), [o.name for o in sess.get_outputs()], worst, notes)
+    outputs = [o.name for o in sess.get_outputs()]
+    return Conversion(out, src.kind, exporter, onnx_inputs(out), outputs, worst, notes, src)
 
 
 def _ep_example(ep) -> Feed | None:

@@ -118,16 +118,20 @@ class Gate:
         return res
 
     def _label_indices(self) -> np.ndarray | None:
+        """Evaluation labels as class indices. Labels that are all among the model's label names (strings, or
+        scikit-learn's class values such as 3, 5, 7) are looked up by name; other integers are indices."""
         y = self.data.labels
         if y is None:
             return None
-        if y.dtype.kind in "UO":
-            names = self.meta.labels or []
-            index = {n: i for i, n in enumerate(names)}
+        names = self.meta.labels or []
+        index = {n: i for i, n in enumerate(names)}
+        if y.dtype.kind in "UO" or (names and all(str(v) in index for v in y)):
             unknown = sorted({str(v) for v in y if str(v) not in index})
             if unknown:
-                raise InvalidModel(f"evaluation labels {unknown[:5]} are not among the model's labels")
+                raise InvalidModel(f"evaluation labels {unknown[:5]} are not among the model's labels {names[:10]}")
             return np.array([index[str(v)] for v in y])
+        if y.dtype.kind not in "iub" and not (y.dtype.kind == "f" and np.all(y == np.round(y))):
+            raise InvalidModel(f"evaluation labels must be class indices or label names, not {y.dtype} values")
         return y.astype(np.int64)
 
     # -- per-row scores (higher is better) for the sensitivity search -------------------
@@ -192,6 +196,11 @@ class Gate:
         )
 
     def _classifier(self, q: list[np.ndarray], n: int) -> GateReport:
+        if any(o.ndim < 2 for o in self.base):
+            raise InvalidModel(
+                f"the classifier gate needs a score per class; output {self.output or 'the first'} has shape "
+                f"{list(self.base[0].shape)} (name the scores output in the metadata's postprocessing, or --output)"
+            )
         pf = np.concatenate([o.argmax(-1) for o in self.base])
         pq = np.concatenate([o.argmax(-1) for o in q])
         agree = float((pf == pq).mean())

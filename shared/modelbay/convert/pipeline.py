@@ -16,7 +16,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal, NoReturn, Protocol
 
-from modelbay.convert.converter import Conversion, convert
+from modelbay.convert import task
+from modelbay.convert.converter import Conversion, convert, onnx_signature, session, sklearn_input_spec
 from modelbay.convert.data import Dataset, Feed, load_dataset
 from modelbay.convert.gate import Gate, GateFailed, GateReport, GateThresholds
 from modelbay.convert.measure import profile
@@ -31,9 +32,10 @@ from modelbay.convert.quantize import (
     scratch_dir,
 )
 from modelbay.convert.quantize import compact_kept as compact_kept_weights
-from modelbay.convert.spec import parse_input_spec
-from modelbay.errors import BadRequest
-from modelbay.manifest import QuantizationInfo, VersionMetadata
+from modelbay.convert.sources import load_source
+from modelbay.convert.spec import parse_input_spec, sample_inputs
+from modelbay.errors import BadRequest, InvalidModel
+from modelbay.manifest import QuantizationInfo, TensorSpec, VersionMetadata
 
 QuantizeMode = Literal["dynamic", "static", "auto", "none"]
 Progress = Callable[[str, float | None], None]
@@ -164,6 +166,7 @@ def prepare(
     measure: bool = True,
     check_atol: float = 1e-4,
     check_rtol: float = 1e-3,
+    use_output: str | None = None,
     progress: Progress | None = None,
     events: Events | None = None,
 ) -> Prepared:
@@ -171,6 +174,9 @@ def prepare(
 
     Raises GateFailed (HTTP 422, details hold the gate's numbers) when neither
     plain int8 nor mixed precision keeps the model within ``thresholds``.
+    The metadata is completed (``convert.task``) and checked against the model's
+    signature as soon as it is known, before the slow steps. ``use_output``: the
+    output predictions and the gate read (default: inferred).
     ``progress`` gets free-text steps; ``events`` gets typed stage events.
     """
     rep = Reporter(events, progress)
@@ -195,6 +201,7 @@ def prepare(
             measure,
             check_atol,
             check_rtol,
+            use_output,
             rep,
         )
     except BaseException:
@@ -222,6 +229,7 @@ def _prepare(
     measure: bool,
     check_atol: float,
     check_rtol: float,
+    use_output: str | None,
     rep: Reporter,
 ) -> Prepared:
     say = rep.say
@@ -232,16 +240,28 @@ def _prepare(
         raise BadRequest(f"--quantize must be dynamic, static, auto or none, not {quantize_mode!r}")
 
     fp32 = work / "model.fp32.onnx"
+    side = dict(side_files or {})
     rep.start(Stage.CONVERT, "converting")
+    src = load_source(model, state_dict=state_dict)
     specs = parse_input_spec(input_spec)
+    inferred = ""
+    if specs is None and example is None and src.kind == "sklearn":
+        specs = sklearn_input_spec(src.obj)
+        if specs is not None:
+            inferred = f" (input {'; '.join(task.spec_text(s) for s in specs)} read from the model)"
+    if specs is not None:
+        # the metadata against what is known already: a mistake costs a second, not a conversion
+        meta = task.fit_to_inputs(meta, specs)
+        early_outputs = [TensorSpec(name=n, dtype="float32", shape=[]) for n in output_names or []]
+        task.check(meta, specs, early_outputs, side, "before conversion")
     names_hint = [s.name for s in specs] if specs else None
     # with a spec we know the input names, so the eval data can feed the conversion check too
     pre_eval = _dataset(eval_data, names_hint) if names_hint or isinstance(eval_data, Dataset) else None
     samples = pre_eval.batches[:2] if pre_eval is not None else None
     conv = convert(
-        model,
+        src,
         fp32,
-        input_spec=input_spec,
+        input_spec=specs,
         example=example,
         output_names=output_names,
         state_dict=state_dict,
@@ -249,9 +269,19 @@ def _prepare(
         atol=check_atol,
         rtol=check_rtol,
     )
+    rep.done(Stage.CONVERT, f"converted with {conv.exporter}{inferred}")
     input_names = names_hint or [s.name for s in conv.inputs]
     evals = pre_eval if pre_eval is not None else _dataset(eval_data, input_names)
     calib = _dataset(calibration, input_names)
+    sig = onnx_signature(fp32)
+    classes = getattr(src.obj, "classes_", None) if src.kind == "sklearn" else None
+    meta = _complete(fp32, sig, meta, evals, use_output, classes)
+    try:
+        task.check(meta, *sig, side, "after conversion")
+    except BadRequest as e:
+        if src.kind == "onnx" or not str(e.details.get("field", "")).startswith("postprocessing"):
+            raise
+        raise BadRequest(f"{e.message}, or name the exported outputs with --output-name", **e.details) from None
     meta.metrics["conversion"] = {
         "source": conv.kind,
         "exporter": conv.exporter,
@@ -259,8 +289,6 @@ def _prepare(
     }
     fp32_meta = meta.model_copy(deep=True)
     fp32_meta.quantization = QuantizationInfo(method="none")
-    side = dict(side_files or {})
-    rep.done(Stage.CONVERT, f"converted with {conv.exporter}")
 
     # (with "none" the method is never used: that branch returns below)
     method: Method = (
@@ -368,6 +396,33 @@ def _prepare(
     rep.done(Stage.GATE, "passed")
     say("done", 1.0)
     return Prepared(name, fp32, int8, meta, fp32_meta, side, report, conv)
+
+
+def _complete(
+    path: Path,
+    sig: tuple[list[TensorSpec], list[TensorSpec]],
+    meta: VersionMetadata,
+    evals: Dataset | None,
+    use_output: str | None,
+    classes: Any = None,
+) -> VersionMetadata:
+    """``task.complete`` for an ONNX file of signature ``sig``, whose outputs on the first evaluation batch (or
+    on sample inputs) tell probabilities from logits."""
+    inputs, outputs = sig
+    feed = evals.batches[0] if evals is not None else sample_inputs(inputs)
+
+    def run(output: str) -> Any:
+        return session(path).run([output], {i.name: feed[i.name] for i in inputs})[0]
+
+    return task.complete(
+        meta,
+        inputs,
+        outputs,
+        run,
+        eval_has_labels=evals is not None and evals.labels is not None,
+        classes=None if classes is None else [str(c) for c in classes],
+        use_output=use_output,
+    )
 
 
 def _refuse(report: GateReport, why: str) -> NoReturn:
@@ -488,11 +543,20 @@ def push(
     side = {k: Path(v) for k, v in (side_files or {}).items()}
     if is_plain_upload(model, mode, eval_data):
         rep = Reporter(events, progress)
-        rep.skip(Stage.CONVERT, "already ONNX")
-        rep.skip(Stage.QUANTIZE, "not asked")
-        rep.skip(Stage.GATE, "no evaluation data")
         try:
-            return PushResult([_upload(client, rep, Path(model), name, metadata, side, aliases)])
+            # checked here, before the upload: the server would refuse it only after the bytes went up
+            meta = metadata or VersionMetadata()
+            try:
+                sig = onnx_signature(model)
+            except InvalidModel:
+                sig = None  # the server's checks say best what is wrong with the file
+            if sig is not None:
+                meta = _complete(Path(model), sig, meta, None, prepare_options.get("use_output"))
+                task.check(meta, *sig, side)
+            rep.skip(Stage.CONVERT, "already ONNX")
+            rep.skip(Stage.QUANTIZE, "not asked")
+            rep.skip(Stage.GATE, "no evaluation data")
+            return PushResult([_upload(client, rep, Path(model), name, meta, side, aliases)])
         except BaseException:
             rep.fail()
             raise
@@ -517,8 +581,3 @@ def push(
             ) from None
         manifests = publish(prepared, client=client, aliases=aliases, with_fp32_twin=with_fp32_twin, events=events)
     return PushResult(manifests, prepared.gate)
-
-
-def copy_side_files(side: dict[str, Path], dest: Path) -> dict[str, Path]:
-    dest.mkdir(parents=True, exist_ok=True)
-    return {k: Path(shutil.copyfile(v, dest / k)) for k, v in side.items()}

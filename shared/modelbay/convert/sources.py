@@ -9,9 +9,13 @@ when loaded: only load your own files.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
 import pickle
+import sys
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,17 +39,35 @@ def _is_torchscript_zip(path: Path) -> bool:
         return False
 
 
+@contextlib.contextmanager
+def _cwd_importable() -> Iterator[str]:
+    """Modules in the current directory import, as with ``python -m``: ``modelbay push my_pkg.nets:make_net``
+    works from the folder holding ``my_pkg`` (the console script's sys.path lacks it)."""
+    cwd = os.getcwd()
+    added = cwd not in sys.path and "" not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
+        importlib.invalidate_caches()
+    try:
+        yield cwd
+    finally:
+        if added:
+            with contextlib.suppress(ValueError):
+                sys.path.remove(cwd)
+
+
 def _load_factory(spec: str, state_dict: str | Path | None):
     import torch
 
     mod_name, _, fn_name = spec.partition(":")
     if not mod_name or not fn_name:
         raise BadRequest(f"{spec!r}: expected module:factory, e.g. mypkg.models:make_mlp")
-    try:
-        factory = getattr(importlib.import_module(mod_name), fn_name)
-    except (ImportError, AttributeError) as e:
-        raise BadRequest(f"cannot import {spec}: {e}") from None
-    model = factory()
+    with _cwd_importable() as cwd:
+        try:
+            factory = getattr(importlib.import_module(mod_name), fn_name)
+        except (ImportError, AttributeError) as e:
+            raise BadRequest(f"cannot import {spec}: {e} (looked in {cwd} and the installed packages)") from None
+        model = factory()
     if not isinstance(model, torch.nn.Module):
         raise InvalidModel(f"{spec} returned {type(model).__name__}, not a torch.nn.Module")
     if state_dict is not None:
@@ -66,7 +88,9 @@ def _load_factory(spec: str, state_dict: str | Path | None):
 
 
 def load_source(model: Any, *, state_dict: str | Path | None = None) -> Source:
-    """Turn a path, a ``module:factory`` string or a model object into a Source."""
+    """Turn a path, a ``module:factory`` string or a model object into a Source (a Source is returned as is)."""
+    if isinstance(model, Source):
+        return model
     if not isinstance(model, (str, Path)):
         return _from_object(model)
     text = str(model)

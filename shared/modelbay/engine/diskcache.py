@@ -8,6 +8,7 @@ Content addressing also shares one copy between versions with equal bytes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -32,10 +33,8 @@ class DiskCache:
         """The cached path of ``key``; True when it had to be downloaded."""
         dest = self.path(sha256)
         if dest.exists():
-            try:
+            with contextlib.suppress(OSError):
                 os.utime(dest)  # recency for pruning
-            except OSError:
-                pass
             return dest, False
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{sha256}.{uuid.uuid4().hex}.part")

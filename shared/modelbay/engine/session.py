@@ -11,6 +11,8 @@
   the noise of a shared machine of each other. Basic keeps the cheap,
   always-safe rewrites (fewer nodes, smaller graphs) without the fusions.
   ``MODELBAY_ORT_OPT`` (disable/basic/extended/all) overrides it per deployment.
+* int8 exact on every CPU, as the gate measured it (``cpu_features.exact_int8``):
+  on x86-64 without VNNI that needs at least the extended level, which then wins.
 * thread spinning off by default: on Lambda's fractional vCPUs, spinning
   workers burn the quota the request thread needs (``MODELBAY_ORT_SPIN=1``
   turns it on for dedicated hosts).
@@ -39,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..cpu_features import exact_int8
 from .cpus import usable_cpus
 
 if TYPE_CHECKING:
@@ -92,6 +95,8 @@ def session_options(config: SessionConfig) -> ort.SessionOptions:
     if config.memory_limit_bytes:
         shared_arena(config.memory_limit_bytes)
         opts.add_session_config_entry("session.use_env_allocators", "1")
+    # what the gate measured: int8 products exact on every CPU (may raise the level, see exact_int8)
+    exact_int8(opts)
     return opts
 
 

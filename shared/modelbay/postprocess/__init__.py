@@ -8,7 +8,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..errors import BadRequest
-from ..manifest import ClassifierPostprocessing, EmbedderPostprocessing, Manifest
+from ..manifest import ClassifierPostprocessing, EmbedderPostprocessing, Manifest, TextPreprocessing
 
 
 class Postprocessor(Protocol):
@@ -25,7 +25,8 @@ def build_postprocessor(manifest: Manifest) -> Postprocessor:
         return RawPostprocessor([o.name for o in manifest.outputs])
     if post.kind == "classifier":
         return ClassifierPostprocessor(post, manifest.labels)
-    mask = manifest.preprocessing.attention_mask if getattr(manifest.preprocessing, "kind", None) == "text" else None
+    pre = manifest.preprocessing
+    mask = pre.attention_mask if isinstance(pre, TextPreprocessing) else None
     return EmbedderPostprocessor(post, mask)
 
 

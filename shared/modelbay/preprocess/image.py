@@ -45,7 +45,7 @@ class ImagePreprocessor:
         except (binascii.Error, ValueError):
             raise instance_error(i, "not valid base64") from None
         try:
-            img = Image.open(io.BytesIO(raw))
+            img: Image.Image = Image.open(io.BytesIO(raw))
             if img.width * img.height > MAX_PIXELS:
                 raise instance_error(i, f"image is {img.width}x{img.height}; the limit is {MAX_PIXELS} pixels")
             img = img.convert("L" if self.pre.channels == 1 else "RGB")

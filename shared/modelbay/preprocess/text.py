@@ -63,9 +63,10 @@ class TextPreprocessor:
 
     def __call__(self, instances: list[Any]) -> dict[str, np.ndarray]:
         encodings = self.tokenizer.encode_batch(self._texts(instances))
-        feeds = {self.names["ids"]: np.array([e.ids for e in encodings], dtype=self.dtypes["ids"])}
-        if self.names["mask"]:
-            feeds[self.names["mask"]] = np.array([e.attention_mask for e in encodings], dtype=self.dtypes["mask"])
-        if self.names["types"]:
-            feeds[self.names["types"]] = np.array([e.type_ids for e in encodings], dtype=self.dtypes["types"])
+        mask, types = self.names["mask"], self.names["types"]
+        feeds = {self.pre.input_ids: np.array([e.ids for e in encodings], dtype=self.dtypes["ids"])}
+        if mask:
+            feeds[mask] = np.array([e.attention_mask for e in encodings], dtype=self.dtypes["mask"])
+        if types:
+            feeds[types] = np.array([e.type_ids for e in encodings], dtype=self.dtypes["types"])
         return feeds

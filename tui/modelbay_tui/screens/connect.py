@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -10,9 +12,17 @@ from textual.widgets import Button, DataTable, Input, Label
 
 from modelbay.errors import ModelbayError
 
+if TYPE_CHECKING:
+    from textual import getters
+
+    from ..app import ModelbayApp
+
 
 class ConnectScreen(ModalScreen["str | None"]):
     """Dismissed with the profile to switch to (the app switches once the dialog is gone)."""
+
+    if TYPE_CHECKING:
+        app = getters.app(ModelbayApp)  # self.app typed as modelbay's (Textual's says App[object])
 
     BINDINGS = [Binding("escape", "close", "Close"), Binding("delete", "remove", "Remove")]
 

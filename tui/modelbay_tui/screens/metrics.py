@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid
@@ -88,7 +89,7 @@ class MetricsScreen(BaseScreen):
     def _head(self) -> None:
         windows = " ".join(f"[reverse]{w}[/]" if w == self.window else w for w in WINDOWS)
         mode = "per version" if self.by_version else "whole model"
-        self.query_one("#metrics-head", Static).update(f"[b]{self.model}[/]  window {windows}  ·  {mode}")
+        self.query_one("#metrics-head", Static).update(f"[b]{escape(self.model)}[/]  window {windows}  ·  {mode}")
 
     def refresh_data(self, quiet: bool = False) -> None:
         self.api(
@@ -130,7 +131,7 @@ class MetricsScreen(BaseScreen):
             for label, k in (("fetch", "fetch"), ("pre", "preprocess"), ("infer", "inference"), ("post", "postprocess"))
         )
         errs = ", ".join(f"{k} {n}" for k, n in tot.errors_by_type.items() if n) or "no errors"
-        self.query_one("#metrics-phases", Static).update(f"mean ms: {phases} load {num(tot.load_ms)} · {errs}")
+        self.query_one("#metrics-phases", Static).update(escape(f"mean ms: {phases} load {num(tot.load_ms)} · {errs}"))
         t = self.query_one(DataTable)
         t.clear()
         for label, s in [("all", o)] + [(f"v{v}", s) for v, s in versions]:

@@ -38,7 +38,7 @@ class ModelScreen(BaseScreen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static(f"[b]{self.model}[/]", id="model-head", classes="head")
+        yield Static(f"[b]{escape(self.model)}[/]", id="model-head", classes="head")
         yield DataTable(id="versions", cursor_type="row", zebra_stripes=True)
         yield Static("", id="model-info", classes="status")
         yield Footer()
@@ -84,8 +84,8 @@ class ModelScreen(BaseScreen):
             )
         if versions:
             t.move_cursor(row=min(keep, len(versions) - 1))
-        aliases = "  ".join(f"[b]{a}[/]→{v}" for a, v in sorted(detail.aliases.items())) or "no aliases"
-        self.query_one("#model-head", Static).update(f"[b]{self.model}[/]  {len(versions)} versions  {aliases}")
+        aliases = "  ".join(f"[b]{escape(a)}[/]→{v}" for a, v in sorted(detail.aliases.items())) or "no aliases"
+        self.query_one("#model-head", Static).update(f"[b]{escape(self.model)}[/]  {len(versions)} versions  {aliases}")
         self._describe()
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
@@ -108,7 +108,7 @@ class ModelScreen(BaseScreen):
             if not quiet:
                 self.notify("no version selected", severity="warning")
             return None
-        return self.detail.manifest(int(t.coordinate_to_cell_key(t.cursor_coordinate).row_key.value))
+        return self.detail.manifest(int(str(t.coordinate_to_cell_key(t.cursor_coordinate).row_key.value)))
 
     def _done(self, message: str):
         def then(_: Any) -> None:
@@ -158,7 +158,7 @@ class ModelScreen(BaseScreen):
         frm, to = fmt.version(state.version), fmt.version(target)
         body = f"{self.model}:{state.alias}   {frm}  →  {to}"
 
-        def answer(ok: bool) -> None:
+        def answer(ok: bool | None) -> None:
             if ok:
                 self.api(
                     self.client.rollback,
@@ -178,7 +178,7 @@ class ModelScreen(BaseScreen):
             self.notify(f"v{m.version} is aliased by {', '.join(pointing)}: move the alias first", severity="warning")
             return
 
-        def answer(ok: bool) -> None:
+        def answer(ok: bool | None) -> None:
             if ok:
                 self.api(
                     self.client.delete_version,

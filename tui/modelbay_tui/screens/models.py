@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Input, Static
@@ -31,6 +32,7 @@ class ModelsScreen(BaseScreen):
         self.traffic: dict[str, ModelTotals] = {}
         self.loaded = False
         self.filter = "all"
+        self._status = ""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -50,6 +52,7 @@ class ModelsScreen(BaseScreen):
         t.add_column("p95", key="p95", width=7)
         t.focus()
         super().on_mount()
+        self.set_interval(1.0, self.show_activity)  # the demo seeding's estimate counts down
 
     def refresh_data(self, quiet: bool = False) -> None:
         def load() -> tuple[list[ModelSummary], dict[str, ModelTotals]]:
@@ -109,8 +112,15 @@ class ModelsScreen(BaseScreen):
         if self.filter != "all":
             status += f"  ·  filter: {self.filter} (f)"
         if self.loaded and not total:
-            status = "no models yet: press u to upload one"
-        self.query_one("#models-status", Static).update(status)
+            status = "no models yet" if self.app.seeding_line() else "no models yet: press u to upload one"
+        self._status = status
+        self.show_activity()
+
+    def show_activity(self) -> None:
+        """The status line, with what the demo seeding is doing while it runs."""
+        activity = self.app.seeding_line()
+        line = f"{self._status}  ·  {activity}" if activity and self._status else (activity or self._status)
+        self.query_one("#models-status", Static).update(escape(line))
 
     def on_input_changed(self, event: Input.Changed) -> None:
         self._render_rows()

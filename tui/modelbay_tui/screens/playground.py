@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 from typing import Any
 
 from rich.json import JSON
 from rich.markup import escape
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Footer, Header, Input, Select, Static, TextArea
 
-from modelbay.manifest import Manifest
+from modelbay.manifest import ImagePreprocessing, Manifest
 from modelbay.metrics.loadgen import sample_instance
 from modelbay.schemas import ModelDetail, Resolution
 
@@ -37,7 +39,8 @@ class PlaygroundScreen(BaseScreen):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("ctrl+s", "send", "Send", priority=True),
-        Binding("ctrl+e", "example", "Example"),
+        # priority: the text box and the JSON editor bind ^e to end-of-line, which hid the example there
+        Binding("ctrl+e", "example", "Example", priority=True),
     ]
 
     def __init__(self, model: str, ref: str | None = None) -> None:
@@ -115,14 +118,15 @@ class PlaygroundScreen(BaseScreen):
         text.display, grid.display, js.display = self.kind == "text", self.kind == "grid", self.kind == "json"
         labels = f" → {', '.join(m.labels[:4])}{'…' if m.labels and len(m.labels) > 4 else ''}" if m.labels else ""
         hint = {
-            "text": f"{m.task}: type a sentence{labels}",
-            "grid": "draw: arrows + space, or the mouse; x clears",
+            "text": f"{m.task}: type a sentence{labels} (^e: an example)",
+            # the digits model learnt bright strokes on a dark ground (load_digits); so does the grid
+            "grid": "draw bright ink on black: arrows+space or mouse, x clears, ^e example",
             "json": "instances as JSON (^e: a fresh example)",
         }[self.kind]
-        self.query_one("#pg-hint", Static).update(f"v{m.version} {hint}")
-        if self.kind == "grid":
+        self.query_one("#pg-hint", Static).update(escape(f"v{m.version} {hint}"))
+        if self.kind == "grid" and isinstance(m.preprocessing, ImagePreprocessing):
             pre = m.preprocessing
-            grid.resize(pre.height, pre.width, int(pre.max_value))
+            self.query_one("#pg-grid", DigitGrid).resize(pre.height, pre.width, int(pre.max_value))
             grid.focus()
         elif self.kind == "json":
             self.action_example()
@@ -131,10 +135,17 @@ class PlaygroundScreen(BaseScreen):
             text.focus()
 
     def action_example(self) -> None:
-        if self.manifest is not None and self.kind == "json":
-            inst = sample_instance(self.manifest, random.Random(self._examples))
-            self._examples += 1
-            self.query_one("#pg-json", TextArea).text = json.dumps([inst])
+        """A fresh example input for the kind of input shown: JSON from the signature, a sentence, a digit."""
+        if self.manifest is None:
+            return
+        rng = random.Random(self._examples)
+        self._examples += 1
+        if self.kind == "json":
+            self.query_one("#pg-json", TextArea).text = json.dumps([sample_instance(self.manifest, rng)])
+        elif self.kind == "text":
+            self.query_one("#pg-text", Input).value = str(sample_instance(self.manifest, rng))
+        else:
+            self.query_one("#pg-grid", DigitGrid).draw_example(str((self._examples - 1) % 10))
 
     def _instances(self) -> list[Any] | None:
         if self.kind == "text":
@@ -144,7 +155,11 @@ class PlaygroundScreen(BaseScreen):
                 return None
             return [text]
         if self.kind == "grid":
-            return [self.query_one("#pg-grid", DigitGrid).values()]
+            grid = self.query_one("#pg-grid", DigitGrid)
+            if grid.empty:
+                self.notify("draw a digit first (arrows + space), or ^e for an example", severity="warning")
+                return None
+            return [grid.values()]
         try:
             data = json.loads(self.query_one("#pg-json", TextArea).text or "null")
         except ValueError as e:
@@ -187,9 +202,30 @@ class PlaygroundScreen(BaseScreen):
 
     def _result(self, res) -> None:
         body, total, phases = res
-        self.query_one("#pg-result", Static).update(JSON(json.dumps(body)[:20000]))
+        preds = body["predictions"]
+        if preds and all(_is_vector(p) for p in preds):  # an embedding: 384 lines of JSON help nobody
+            self.query_one("#pg-result", Static).update(vectors_summary(body))
+        else:
+            self.query_one("#pg-result", Static).update(JSON(json.dumps(body)[:20000]))
         short = {"preprocess": "pre", "inference": "infer", "postprocess": "post", "total": "server"}
         parts = [f"[b]{total:.1f} ms[/] round trip"]
         parts += [f"{short.get(k, k)} {v:.1f}" for k, v in phases.items() if v or k in ("inference", "total")]
         self.query_one("#pg-latency", Static).update(" · ".join(parts))
         self.last_timing = {"round_trip_ms": total, **phases}
+
+
+VECTOR_MIN = 16  # a list of more numbers than this is a vector to summarise, not a few scores to list
+
+
+def _is_vector(p: Any) -> bool:
+    return isinstance(p, list) and len(p) > VECTOR_MIN and all(isinstance(v, (int, float)) for v in p)
+
+
+def vectors_summary(body: dict[str, Any]) -> Text:
+    """Each vector as its size, norm and first values (the whole of it: --json on the CLI, or the API)."""
+    out = Text(f"{body['model']} v{body['version']}: {len(body['predictions'])} vector(s)\n", style="bold")
+    for i, p in enumerate(body["predictions"]):
+        norm = math.sqrt(sum(v * v for v in p))
+        head = " ".join(f"{v:+.3f}" for v in p[:6])
+        out.append(f"#{i}  {len(p)} dims  norm {norm:.3f}\n    [{head} …]\n")
+    return out

@@ -1,7 +1,9 @@
-"""Upload a model: pick a file, name it, choose quantization and evaluation data, watch it go.
+"""Upload a model: pick a file (in the tree, or by path), name it, choose quantization, evaluation
+and calibration data, the task and labels; watch it go.
 
 Everything goes through ``modelbay.convert.pipeline.push``, the function ``modelbay push``
-calls: it decides between a plain upload and a conversion, and reports typed stages.
+calls: it decides between a plain upload and a conversion, and reports typed stages. The
+fields are those of ``modelbay push`` of the same names, and mean the same.
 """
 
 from __future__ import annotations
@@ -17,12 +19,17 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, DirectoryTree, Footer, Header, Input, Label, ProgressBar, Select, Static
 
 from modelbay.convert.pipeline import PushResult, Stage, StageEvent, Status, push
+from modelbay.convert.task import user_metadata
 from modelbay.errors import ModelbayError
 
 from .. import format as fmt
 from .base import BaseScreen
 
-MODEL_SUFFIXES = (".onnx", ".pt2", ".pt", ".pth", ".ts", ".torchscript")
+# every format ``convert.sources.load_source`` reads: ONNX, torch.export, TorchScript or a state_dict, scikit-learn
+MODEL_SUFFIXES = (".onnx", ".pt2", ".pt", ".pth", ".ts", ".torchscript", ".jit", ".pkl", ".pickle", ".joblib")
+# a placeholder must be something the program itself accepts (tests parse it)
+SPEC_PLACEHOLDER = "x:float32:[batch,4]"
+TASKS = [("task: auto", ""), ("classifier", "classifier"), ("embedder", "embedder"), ("raw", "raw")]
 MARKS = {
     Status.DONE: "[green]✓[/]",
     Status.RUNNING: "[yellow]…[/]",
@@ -54,11 +61,12 @@ class UploadScreen(BaseScreen):
         with Horizontal(id="up-body"):
             yield ModelTree(self.root, id="up-tree")
             with VerticalScroll(id="up-form"):
-                yield Label("file: pick one in the tree (enter)", id="up-file")
-                yield Label("name", classes="field")
-                yield Input(placeholder="model name", id="up-name", compact=True)
-                yield Label("aliases (comma separated)", classes="field")
-                yield Input(placeholder="aliases, e.g. production", id="up-aliases", compact=True)
+                yield Label("file: pick one in the tree, or type a path", id="up-file")
+                yield Input(placeholder="path to a model file or a folder (enter)", id="up-path", compact=True)
+                yield Label("name · aliases (comma separated)", classes="field")
+                with Horizontal(classes="pair"):
+                    yield Input(placeholder="model name", id="up-name", compact=True)
+                    yield Input(placeholder="e.g. production", id="up-aliases", compact=True)
                 yield Label("quantization", classes="field")
                 yield Select(
                     [
@@ -72,12 +80,18 @@ class UploadScreen(BaseScreen):
                     id="up-quant",
                     compact=True,
                 )
-                yield Label("evaluation data", classes="field")
-                yield Input(placeholder="evaluation data (.npz/.json), optional", id="up-eval", compact=True)
+                yield Label("evaluation · calibration data (.npz/.npy)", classes="field")
+                with Horizontal(classes="pair"):
+                    yield Input(placeholder="eval.npz (+labels)", id="up-eval", compact=True)
+                    yield Input(placeholder="calib.npz (static int8)", id="up-calib", compact=True)
+                yield Label("task (auto: labels make a classifier) · labels", classes="field")
+                with Horizontal(classes="pair"):
+                    yield Select(TASKS, value="", allow_blank=False, id="up-task", compact=True)
+                    yield Input(placeholder="e.g. cat,dog,bird", id="up-labels", compact=True)
                 yield Label("state_dict factory (module:fn) · input spec", classes="field")
                 with Horizontal(classes="pair"):
                     yield Input(placeholder="pkg.models:make_net", id="up-factory", compact=True)
-                    yield Input(placeholder="x:float32[batch,4]", id="up-spec", compact=True)
+                    yield Input(placeholder=SPEC_PLACEHOLDER, id="up-spec", compact=True)
                 yield Button("Upload ^u", id="up-go", variant="primary", compact=True)
                 yield Static("", id="up-stages")
                 yield ProgressBar(total=100, show_eta=False, id="up-progress")
@@ -89,17 +103,39 @@ class UploadScreen(BaseScreen):
         self.query_one("#up-tree").focus()
 
     def on_directory_tree_file_selected(self, event: DirectoryTree.FileSelected) -> None:
-        self.file = Path(event.path)
-        self.query_one("#up-file", Label).update(f"file: [b]{self.file.name}[/] ({fmt.size(self.file.stat().st_size)})")
+        self.choose(Path(event.path))
+
+    def choose(self, path: Path) -> None:
+        """Take ``path`` as the model file; the name defaults to its stem."""
+        self.file = path
+        self.query_one("#up-file", Label).update(
+            f"file: [b]{escape(self.file.name)}[/] ({fmt.size(self.file.stat().st_size)})"
+        )
         name = self.query_one("#up-name", Input)
         if not name.value:
             stem = "".join(c if c.isalnum() or c in "-_." else "-" for c in self.file.stem.lower()).strip("-.")
             name.value = stem[:64] or "model"
         name.focus()
 
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id != "up-path":
+            return
+        text = event.value.strip()
+        if not text:
+            return
+        path = Path(text).expanduser()
+        path = path if path.is_absolute() else (Path.cwd() / path)
+        if path.is_dir():  # the tree moves there: its models can be picked
+            self.query_one("#up-tree", ModelTree).path = path
+            self.query_one("#up-tree", ModelTree).focus()
+        elif path.is_file():
+            self.choose(path)
+        else:
+            self.notify(f"no such file or folder: {path}", severity="error")
+
     def _render_stages(self) -> None:
         self.query_one("#up-stages", Static).update(
-            " ".join(f"{MARKS.get(self.stages.get(s), '[dim]·[/]')} {s.value}" for s in Stage)
+            " ".join(f"{MARKS[st] if (st := self.stages.get(s)) else '[dim]·[/]'} {s.value}" for s in Stage)
         )
 
     def on_stage(self, event: StageEvent) -> None:
@@ -113,24 +149,41 @@ class UploadScreen(BaseScreen):
         if event.button.id == "up-go":
             self.action_upload()
 
+    def _path(self, field: str, what: str) -> tuple[Path | None, bool]:
+        """A data path from a field: (None, True) when empty, (None, False) after saying it does not exist."""
+        text = self.query_one(field, Input).value.strip()
+        if not text:
+            return None, True
+        path = Path(text).expanduser()
+        if not path.exists():
+            self.notify(f"no such {what}: {path}", severity="error")
+            return None, False
+        return path, True
+
     def action_upload(self) -> None:
         if self.busy:
             return
         name = self.query_one("#up-name", Input).value.strip()
         aliases = [a.strip() for a in self.query_one("#up-aliases", Input).value.split(",") if a.strip()]
         quant = str(self.query_one("#up-quant", Select).value)
-        eval_text = self.query_one("#up-eval", Input).value.strip()
-        eval_data = Path(eval_text).expanduser() if eval_text else None
         factory = self.query_one("#up-factory", Input).value.strip() or None
         spec = self.query_one("#up-spec", Input).value.strip() or None
+        task = str(self.query_one("#up-task", Select).value or "") or None
+        labels = self.query_one("#up-labels", Input).value.strip() or None
         if self.file is None:
             self.notify("pick a model file in the tree first", severity="warning")
             return
         if not name:
             self.notify("give the model a name", severity="warning")
             return
-        if eval_data is not None and not eval_data.is_file():
-            self.notify(f"no such evaluation file: {eval_data}", severity="error")
+        eval_data, ok = self._path("#up-eval", "evaluation data")
+        calibration, ok2 = self._path("#up-calib", "calibration data")
+        if not (ok and ok2):
+            return
+        try:
+            metadata = user_metadata(task=task, labels=labels)
+        except ModelbayError as e:
+            self.notify(e.message, severity="error")
             return
         self.busy = True
         self.stages = {}
@@ -145,8 +198,10 @@ class UploadScreen(BaseScreen):
                 factory or file,
                 name=name,
                 aliases=aliases,
+                metadata=metadata,
                 quantize_mode=quant,  # type: ignore[arg-type]
                 eval_data=eval_data,
+                calibration=calibration,
                 state_dict=file if factory else None,
                 input_spec=spec,
                 events=lambda e: app.call_from_thread(self.on_stage, e),

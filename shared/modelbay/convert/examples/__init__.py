@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import json
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,15 @@ def _load(d: Path, name: str, cached: bool) -> ExampleResult:
     )
 
 
+def _root(cache_dir: str | Path | None) -> Path:
+    return Path(cache_dir) if cache_dir else Settings.from_env().examples_cache
+
+
+def is_cached(name: str, cache_dir: str | Path | None = None, *, target: str = "arm64") -> bool:
+    """Whether ``build(name)`` would return at once (a build of this exact code and these libraries exists)."""
+    return name in NAMES and (cache.entry(_root(cache_dir), name, target) / RESULT_FILE).is_file()
+
+
 def build(
     name: str,
     cache_dir: str | Path | None = None,
@@ -59,7 +69,7 @@ def build(
     """Build one example (or return its cached build)."""
     if name not in NAMES:
         raise NotFound(f"no example {name!r}; examples: {', '.join(NAMES)}")
-    root = Path(cache_dir) if cache_dir else Settings.from_env().examples_cache
+    root = _root(cache_dir)
     final = cache.entry(root, name, target)
     if (final / RESULT_FILE).is_file() and not force:
         return _load(final, name, cached=True)
@@ -68,7 +78,10 @@ def build(
             return _load(final, name, cached=True)
         if force and final.exists():
             shutil.rmtree(final)
-        return _load(_build(root, final, name, target, progress), name, cached=False)
+        started = time.monotonic()
+        built = _build(root, final, name, target, progress)
+        cache.record_build_seconds(root, name, time.monotonic() - started)
+        return _load(built, name, cached=False)
 
 
 def _build(

@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from importlib import metadata as pkg_metadata
 from pathlib import Path
@@ -57,6 +58,7 @@ _CORE = (
     "quiet.py",
     "sources.py",
     "spec.py",
+    "task.py",
     "../cpu_features.py",
     "../manifest.py",
 )
@@ -86,9 +88,52 @@ def building(final: Path) -> Iterator[None]:
         yield  # closing the file releases the lock
 
 
+STAGING_PREFIX = ".build-"
+# A staging directory this old belongs to a build that was killed (no build takes hours): swept.
+STALE_STAGING_SECONDS = 6 * 3600
+TIMES_FILE = "build-seconds.json"
+
+
 def staging(cache_dir: Path) -> Path:
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=".build-", dir=cache_dir))
+    sweep(Path(cache_dir))
+    return Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=cache_dir))
+
+
+def sweep(cache_dir: Path, older_than: float = STALE_STAGING_SECONDS) -> list[Path]:
+    """Remove staging directories left by builds that were killed before they could clean up."""
+    gone = []
+    now = time.time()
+    for d in cache_dir.glob(f"{STAGING_PREFIX}*"):
+        try:
+            if d.is_dir() and now - d.stat().st_mtime > older_than:
+                shutil.rmtree(d, ignore_errors=True)
+                gone.append(d)
+        except OSError:  # another process swept it first
+            continue
+    return gone
+
+
+def build_seconds(cache_dir: Path) -> dict[str, float]:
+    """How long this machine took to build each example the last time it did (for estimates)."""
+    try:
+        data = json.loads((Path(cache_dir) / TIMES_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(k): float(v) for k, v in data.items() if isinstance(v, (int, float)) and v > 0}
+
+
+def record_build_seconds(cache_dir: Path, name: str, seconds: float) -> None:
+    times = {**build_seconds(cache_dir), name: round(seconds, 1)}
+    fd, tmp = tempfile.mkstemp(prefix=".times-", dir=cache_dir)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(times, f, indent=1)
+        os.replace(tmp, Path(cache_dir) / TIMES_FILE)
+    except OSError:  # an estimate is not worth failing a build for
+        Path(tmp).unlink(missing_ok=True)
 
 
 def commit(tmp: Path, final: Path) -> Path:
