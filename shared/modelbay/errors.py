@@ -127,3 +127,21 @@ class IntegrityError(ModelbayError):
 class StoreUnavailable(ModelbayError):
     status = 503
     code = "store_unavailable"
+
+
+class CredentialsUnavailable(ModelbayError):
+    """A credential the server needs to check a key (the bootstrap key's secret) cannot be read now.
+
+    The body says only that; what failed (the secret, the AWS error) goes to the server's log.
+    """
+
+    status = 503
+    code = "credentials_unavailable"
+
+    def __init__(self, message: str, *, retry_after: int, **details: Any) -> None:
+        super().__init__(message, retry_after=retry_after, **details)
+        self.retry_after = retry_after
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
