@@ -39,6 +39,8 @@ _FIRST = (
     "tests/test_readme.py",
     "tests/test_package_size.py",
     "tests/test_localstack.py",
+    "tests/test_crash_points.py",
+    "tests/test_s3_faults.py",
 )
 
 
@@ -99,34 +101,26 @@ def local_store(tmp_path):
 
 
 @pytest.fixture
-def moto_store(s3_bucket):
-    """S3 on moto: fine for everything but racing writers."""
-    from modelbay.storage.s3 import S3Store
+def s3_settings(tmp_path):
+    """Settings of S3 stores in tests: work files under the test's directory, not the user's cache."""
+    from modelbay.settings import Settings
 
-    return S3Store(s3_bucket, "root", **_S3_SIZES)
+    return Settings(cache_dir=tmp_path / "cache")
 
 
 @pytest.fixture
-def localstack_store(localstack):
-    """S3 on LocalStack, whose If-None-Match/If-Match are atomic: for the contract and concurrency tests."""
-    import boto3
-    from botocore.config import Config
-
+def moto_store(s3_bucket, s3_settings):
+    """S3 on moto: fine for everything but racing writers."""
     from modelbay.storage.s3 import S3Store
 
-    client = boto3.client(
-        "s3",
-        endpoint_url=localstack.endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        config=Config(
-            retries={"max_attempts": 5, "mode": "standard"}, signature_version="s3v4", max_pool_connections=64
-        ),
-    )
-    bucket = f"mb-{uuid.uuid4().hex[:12]}"
-    client.create_bucket(Bucket=bucket)
-    return S3Store(bucket, "root", client=client, **_S3_SIZES)
+    return S3Store(s3_bucket, "root", settings=s3_settings, **_S3_SIZES)
+
+
+@pytest.fixture
+def localstack_store(localstack, s3_settings):
+    """S3 on LocalStack, whose If-None-Match/If-Match are atomic: for the contract and concurrency tests.
+    The client is modelbay's own (its timeouts and retries)."""
+    return localstack.s3_store(localstack.new_bucket(), "root", s3_settings, **_S3_SIZES)
 
 
 _STORES = {"local": "local_store", "s3": "moto_store", "localstack": "localstack_store"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 
-async def until(pilot, cond, timeout: float = 10.0, what: str = "condition") -> None:
+async def until(pilot, cond, timeout: float = 60.0, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:

@@ -168,6 +168,27 @@ class LocalStack:
         """What a child process (or boto3 in this one) needs to reach it."""
         return {"AWS_ENDPOINT_URL": self.endpoint, **AWS_TEST_CREDENTIALS}
 
+    def s3_store(self, bucket: str, prefix: str, settings: Any, endpoint: str | None = None, **sizes: int) -> Any:
+        """An S3Store on ``bucket`` with modelbay's own client (timeouts, retries from ``settings``),
+        reaching S3 at ``endpoint`` (e.g. a fault proxy in front of this LocalStack; default: itself)."""
+        from modelbay.storage.s3 import S3Store, s3_client
+
+        client = s3_client(
+            settings,
+            endpoint_url=endpoint or self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+        )
+        return S3Store(bucket, prefix, client=client, settings=settings, **sizes)
+
+    def new_bucket(self) -> str:
+        import uuid
+
+        name = f"mb-{uuid.uuid4().hex[:12]}"
+        self.client("s3").create_bucket(Bucket=name)
+        return name
+
 
 def localstack_installed() -> bool:
     return LOCALSTACK_PYTHON.exists()

@@ -17,6 +17,7 @@ from modelbay.engine.timing import Timings
 from modelbay.errors import BadRequest, InvalidName, NotFound
 from modelbay.registry import Registry
 from modelbay.settings import Settings, SettingsError
+from modelbay.storage.local import LocalStore
 from tests.inference_models import fixed_batch_mlp
 from tests.onnx_models import make_mlp
 
@@ -100,7 +101,8 @@ def test_alias_promotion_takes_effect_after_the_ttl(local_store, tmp_path):
     eng = _engine(local_store, tmp_path, alias_ttl=0.3)
     assert eng.resolve("default", "m", "production").version == 1
     assert eng.resolve("default", "m").version == 1
-    reg.set_alias("m", "production", 2)
+    # another process's change (its own store object): this one hears nothing, its TTL decides
+    Registry(LocalStore(local_store.root)).set_alias("m", "production", 2)
     # within the TTL no store read: the old answer
     assert eng.resolve("default", "m", "production").version == 1
     time.sleep(0.35)
@@ -225,7 +227,7 @@ def test_a_deleted_version_stops_serving_after_the_ttl(local_store, tmp_path):
     reg.register_version("m", tmp_path / "b.onnx")
     eng = _engine(local_store, tmp_path, alias_ttl=0.2)
     assert eng.resolve("default", "m", "1").version == 1
-    reg.delete_version("m", 1)
+    Registry(LocalStore(local_store.root)).delete_version("m", 1)  # by another process
     assert eng.resolve("default", "m", 1).version == 1  # within the TTL: no store read
     time.sleep(0.25)
     with pytest.raises(NotFound, match="deleted"):

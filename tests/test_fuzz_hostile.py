@@ -215,4 +215,4 @@ def test_v1_instances_of_any_shape_are_4xx_or_answered(server, instances, key, a
     _, c = server
     path = "/v1/models/m/labels/production:predict" if alias else "/v1/models/m:predict"
     CASES["tensors"] += 1
-    _check(c.post(path, json={key: instances}), (key, str(instances)[:80]))
+    _check(c.post(path, content=json.dumps({key: instances})), (key, str(instances)[:80]))

@@ -265,7 +265,12 @@ def test_upload_then_register(reg, mlp_path, tmp_path):
         reg.receive_upload(session.upload_id, "model.onnx", session.token, mlp_path)
     m = reg.register_upload("up", session.upload_id, aliases=["production"])
     assert m.version == 1 and reg.aliases("up") == {"production": 1}
-    assert list(reg.store.list(reg.layout.uploads)) == []  # staging cleaned
+    # the staged bytes are gone; the record and its version stay (until the upload expires) to answer retries
+    staged = {i.key.rsplit("/", 1)[-1] for i in reg.store.list(reg.layout.upload(session.upload_id))}
+    assert staged == {"upload.json", "version.json"}
+    assert reg.register_upload("up", session.upload_id, aliases=["production"]) == m
+    assert reg.version_numbers("up") == [1] and len(reg.alias_state("up", "production").history) == 1
+    reg.sweep(older_than=-1)
     with pytest.raises(NotFound):
         reg.register_upload("up", session.upload_id)
 
@@ -289,5 +294,5 @@ def test_sweep_removes_expired_uploads_and_abandoned_versions(reg, mlp_path):
     reg.store.put_bytes("tenants/default/models/up/1/.claim", b"{}")
     reg.store.put_bytes("tenants/default/models/up/1/model.onnx", b"partial")
     removed = reg.sweep(older_than=-1)
-    assert removed == {"uploads": 1, "abandoned_files": 1}
+    assert (removed["uploads"], removed["abandoned_files"]) == (1, 1)
     assert reg.register_version("up", mlp_path).version == 2

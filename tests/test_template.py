@@ -77,7 +77,9 @@ def test_functions_python312_arch_param_layer_and_handlers_import(cfn, s3_bucket
         assert alias["ProvisionedConcurrencyConfig"]["Fn::If"][0] == "UseProvisionedConcurrency"
     # the sweep function runs for real against the bucket
     swept = load_function("sweep").handler({"source": "aws.events"}, LambdaContext())
-    assert set(swept) == {"uploads", "abandoned_files"}
+    from modelbay.registry import SWEEP_COUNTS
+
+    assert set(swept) == {*SWEEP_COUNTS, "work_files"} and all(n == 0 for n in swept.values())
 
 
 # The inference and management functions also come as an image (PackageType=Image): the same

@@ -567,7 +567,7 @@ def test_lists_refresh_on_coming_back_to_a_screen(local, tmp_path, mlp_path, mon
         await until(pilot, lambda: type(app.screen).__name__ == "UploadScreen")
         c.push(mlp_path, "arrived")  # e.g. uploaded from the upload screen, or by a colleague
         await pilot.press("escape")
-        await until(pilot, lambda: table.row_count == 3, timeout=5, what="the new model after coming back")
+        await until(pilot, lambda: table.row_count == 3, what="the new model after coming back")
         assert "Open arrived" in [cmd.title for cmd in app.get_system_commands(app.screen)]  # and in the palette
 
     drive(make_app(url, tmp_path), script)
@@ -586,8 +586,8 @@ def test_lists_refresh_on_a_timer(local, tmp_path, mlp_path, monkeypatch):
         for _ in range(30):
             api.state.metrics.record(InferenceEvent("digits", 1, 1, total_ms=4.0))
         c.push(mlp_path, "late")
-        await until(pilot, lambda: table.row_count == 3, timeout=10, what="the new model without pressing r")
-        await until(pilot, lambda: {r[0]: r[4] for r in rows(table)}["digits"] == "30", timeout=10, what="traffic")
+        await until(pilot, lambda: table.row_count == 3, what="the new model without pressing r")
+        await until(pilot, lambda: {r[0]: r[4] for r in rows(table)}["digits"] == "30", what="traffic")
 
     drive(make_app(url, tmp_path), script)
 

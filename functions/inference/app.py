@@ -11,7 +11,7 @@ from modelbay.settings import Settings
 from modelbay.storage import open_store
 
 settings = Settings.from_env()
-store = open_store(settings.store_url)
+store = open_store(settings.store_url, settings)
 engine = Engine(store, settings)
 engine.prewarm_in_background()
 

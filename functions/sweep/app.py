@@ -8,7 +8,7 @@ from modelbay.storage import open_store
 
 log = logging.getLogger("modelbay.sweep")
 settings = Settings.from_env()
-store = open_store(settings.store_url)
+store = open_store(settings.store_url, settings)
 
 
 def handler(event, context):

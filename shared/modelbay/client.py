@@ -1,8 +1,21 @@
-"""The HTTP client the CLI and the TUI use to reach any modelbay server."""
+"""The HTTP client the CLI and the TUI use to reach any modelbay server.
+
+Calls that are safe to repeat are retried, with backoff, for a bounded time
+(``Settings.client_retry_*``) when the connection drops or the server answers
+502/503/504 (or a 409 it marks retryable): reads, alias changes (each carries an
+``Idempotency-Key`` the server recognises), deletes, uploads and registrations
+(the server recognises a retried upload id). Other calls are retried only when
+no connection could be made, so nothing was sent. What is still failing then is
+an ``ApiError`` saying what happened and whether trying again may help.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import random
+import re
+import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,15 +54,65 @@ from .schemas import (
 )
 
 Progress = Callable[[int, int], None]  # (bytes sent so far, total)
+RETRY_STATUSES = {502, 503, 504}
+# Idle pooled connections are dropped after this many seconds: below uvicorn's 5 s keep-alive
+# (and any proxy's), so a request never goes out on a connection the server is closing, which
+# answered "Server disconnected without sending a response" under load.
+KEEPALIVE_SECONDS = 2.0
+BACKOFF_BASE = 0.25
+BACKOFF_CAP = 4.0
 
 
 class ApiError(ModelbayError):
-    """An error answer from the server, with its status and JSON body."""
+    """An error answer from the server, with its status and JSON body.
+
+    ``retryable``: whether the same call may succeed later (the server said so, or it was
+    unreachable or unavailable); the message says what happened in words.
+    """
 
     def __init__(self, status: int, body: dict[str, Any]) -> None:
         super().__init__(str(body.get("error") or body), **{k: v for k, v in body.items() if k != "error"})
         self.status = status
         self.code = str(body.get("code", "error"))
+        self.retryable = bool(body.get("retryable", status in RETRY_STATUSES or self.code == "unreachable"))
+
+
+def _unreachable(url: str, e: httpx.TransportError) -> ApiError:
+    reasons = [
+        (httpx.ConnectTimeout, "no connection within the timeout"),
+        (httpx.ConnectError, "nothing answers there (is the server running?)"),
+        (httpx.RemoteProtocolError, "the server closed the connection without answering"),
+        (httpx.ReadTimeout, "no answer within the timeout"),
+        (httpx.WriteTimeout, "sending took longer than the timeout"),
+        (httpx.NetworkError, "the connection broke"),
+    ]
+    reason = next((text for kind, text in reasons if isinstance(e, kind)), "the connection failed")
+    return ApiError(503, {"error": f"cannot reach {url}: {reason}", "code": "unreachable", "retryable": True})
+
+
+def _error_body(r: httpx.Response) -> dict[str, Any]:
+    try:
+        body = r.json()
+    except ValueError:
+        return {"error": r.text[:500] or r.reason_phrase}
+    return body if isinstance(body, dict) else {"error": str(body)}
+
+
+S3_RETRYABLE = {"InternalError", "SlowDown", "ServiceUnavailable", "RequestTimeout", "RequestTimeTooSkewed"}
+
+
+def _upload_error_body(r: httpx.Response) -> dict[str, Any]:
+    """An upload target's refusal: our server's JSON, or S3's XML ``<Error>`` read into words."""
+    if "xml" not in r.headers.get("content-type", "") and "<Error>" not in r.text[:200]:
+        body = _error_body(r)
+        return {**body, "error": f"upload rejected: {body.get('error')}", "code": body.get("code", "upload_failed")}
+    found = {k: re.search(rf"<{k}>(.*?)</{k}>", r.text, re.S) for k in ("Code", "Message")}
+    code, message = (m.group(1).strip() if m else "" for m in found.values())
+    return {
+        "error": f"the object store refused the upload ({r.status_code} {code}: {message})"[:400],
+        "code": "upload_failed",
+        "retryable": r.status_code >= 500 or code in S3_RETRYABLE,
+    }
 
 
 def _sha256(path: Path) -> str:
@@ -84,11 +147,16 @@ class Client:
         api_key: str | None = None,
         timeout: float = 60.0,
         transport: httpx.BaseTransport | None = None,
+        *,
+        retry_attempts: int | None = None,
+        retry_seconds: float | None = None,
     ) -> None:
         from .settings import Settings
 
         settings = Settings.from_env()
         self.url = (url or settings.url).rstrip("/")
+        self.retry_attempts = retry_attempts or settings.client_retry_attempts
+        self.retry_seconds = settings.client_retry_seconds if retry_seconds is None else retry_seconds
         self.api_key = api_key if api_key is not None else settings.api_key
         if self.api_key is None:
             from .auth.credentials import load_key
@@ -96,7 +164,13 @@ class Client:
             self.api_key = load_key(self.url, settings.credentials_file)
         # x-api-key too: API Gateway usage plans meter that header (same value, see infra/README.md)
         headers = {"Authorization": f"Bearer {self.api_key}", "x-api-key": self.api_key} if self.api_key else {}
-        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, transport=transport)
+        self.http = httpx.Client(
+            base_url=self.url,
+            headers=headers,
+            timeout=timeout,
+            transport=transport,
+            limits=httpx.Limits(keepalive_expiry=KEEPALIVE_SECONDS),
+        )
 
     def close(self) -> None:
         self.http.close()
@@ -108,20 +182,46 @@ class Client:
         self.close()
 
     # ------------------------------------------------------------ plumbing
-    def request(self, method: str, path: str, **kw: Any) -> httpx.Response:
-        try:
-            r = self.http.request(method, path, **kw)
-        except httpx.TransportError as e:
-            raise ApiError(503, {"error": f"cannot reach {self.url}: {e}", "code": "unreachable"}) from None
-        if r.status_code >= 400:
+    def request(self, method: str, path: str, *, idempotent: bool | None = None, **kw: Any) -> httpx.Response:
+        """One call, retried while that is safe and may help (see the module's doc).
+
+        ``idempotent``: whether repeating the call is harmless; default by method (not POST).
+        """
+        if idempotent is None:
+            idempotent = method.upper() != "POST"
+        return self._retrying(lambda: self.http.request(method, path, **kw), idempotent, self.url)
+
+    def _retrying(
+        self,
+        send: Callable[[], httpx.Response],
+        idempotent: bool,
+        where: str,
+        error_body: Callable[[httpx.Response], dict[str, Any]] = _error_body,
+    ) -> httpx.Response:
+        start = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            wait = None
             try:
-                body = r.json()
-                if not isinstance(body, dict):
-                    body = {"error": str(body)}
-            except ValueError:
-                body = {"error": r.text[:500] or r.reason_phrase}
-            raise ApiError(r.status_code, body)
-        return r
+                r = send()
+            except httpx.TransportError as e:
+                err = _unreachable(where, e)
+                # not connected: nothing was sent, so even a call that must not run twice may go again
+                again = idempotent or isinstance(e, httpx.ConnectError | httpx.ConnectTimeout)
+            else:
+                if r.status_code < 400:
+                    return r
+                err = ApiError(r.status_code, error_body(r))
+                again = idempotent and err.retryable
+                wait = _retry_after(r)
+            pause = wait if wait is not None else random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt))
+            if not again or attempt >= self.retry_attempts or time.monotonic() + pause - start > self.retry_seconds:
+                if attempt > 1:
+                    err.message = f"{err.message} ({attempt} attempts in {time.monotonic() - start:.0f} s)"
+                    err.args = (err.message,)
+                raise err
+            time.sleep(pause)
 
     def _json(self, method: str, path: str, **kw: Any) -> Any:
         return self.request(method, path, **kw).json()
@@ -158,16 +258,24 @@ class Client:
     def set_alias(self, name: str, alias: str, version: int, **expected: int | None) -> AliasState:
         """Pass ``expected_version=`` (a version, or None: the alias must not exist) for compare-and-swap."""
         body = AliasSet.model_construct(None, version=version, **expected).model_dump(include={"version", *expected})
-        return AliasState.model_validate(self._json("PUT", f"/registry/models/{name}/aliases/{alias}", json=body))
+        return AliasState.model_validate(
+            self._json("PUT", f"/registry/models/{name}/aliases/{alias}", json=body, headers=_change_key())
+        )
 
     def delete_alias(self, name: str, alias: str) -> AliasState:
-        return AliasState.model_validate(self._json("DELETE", f"/registry/models/{name}/aliases/{alias}"))
+        return AliasState.model_validate(
+            self._json("DELETE", f"/registry/models/{name}/aliases/{alias}", headers=_change_key())
+        )
 
     def alias_history(self, name: str, alias: str) -> AliasState:
         return AliasState.model_validate(self._json("GET", f"/registry/models/{name}/aliases/{alias}/history"))
 
     def rollback(self, name: str, alias: str) -> AliasState:
-        return AliasState.model_validate(self._json("POST", f"/registry/models/{name}/aliases/{alias}/rollback"))
+        return AliasState.model_validate(
+            self._json(
+                "POST", f"/registry/models/{name}/aliases/{alias}/rollback", headers=_change_key(), idempotent=True
+            )
+        )
 
     # ------------------------------------------------------------ keys, tenants, audit (admin)
     def whoami(self) -> WhoAmI:
@@ -218,9 +326,13 @@ class Client:
         """Upload straight to the store (presigned or local target), then register."""
         files = {"model.onnx": Path(path), **{f: Path(p) for f, p in (side_files or {}).items()}}
         decl = {f: FileDecl.model_construct(size=p.stat().st_size, sha256=_sha256(p)) for f, p in files.items()}
+        # a retried POST opens another session; the unused one expires and is swept
         up = UploadSession.model_validate(
             self._json(
-                "POST", f"/registry/models/{name}/uploads", json=UploadRequest.model_construct(files=decl).model_dump()
+                "POST",
+                f"/registry/models/{name}/uploads",
+                json=UploadRequest.model_construct(files=decl).model_dump(),
+                idempotent=True,
             )
         )
         total = sum(d.size for d in decl.values())
@@ -230,31 +342,48 @@ class Client:
             if target.multipart_id:
                 parts[f] = self._put_parts(files[f], target, sent, total, progress)
             elif target.url:
-                self._put(
-                    target.url, target.headers, _chunks(files[f], 0, decl[f].size, sent, total, progress), decl[f].size
-                )
+                self._put(target.url, target.headers, files[f], 0, decl[f].size, sent, total, progress)
         # bodies are built unvalidated: the server is the one judge, and its 400 says what is wrong
         body = RegisterRequest.model_construct(
             upload_id=up.upload_id, aliases=list(aliases), metadata=metadata or VersionMetadata(), parts=parts or None
         )
+        # the server recognises a retried upload id: it answers the version the first attempt made
         return Manifest.model_validate(
-            self._json("POST", f"/registry/models/{name}/versions", json=body.model_dump(mode="json"), timeout=600)
+            self._json(
+                "POST",
+                f"/registry/models/{name}/versions",
+                json=body.model_dump(mode="json"),
+                timeout=600,
+                idempotent=True,
+            )
         )
 
-    def _put(self, url: str, headers: dict[str, str], content: Iterator[bytes], size: int) -> httpx.Response:
+    def _put(
+        self,
+        url: str,
+        headers: dict[str, str],
+        path: Path,
+        start: int,
+        size: int,
+        sent: list[int],
+        total: int,
+        progress: Progress | None,
+    ) -> httpx.Response:
         # Presigned URLs must not carry our API key: a fresh request, not self.http.
         own = url.startswith(self.url)
         hdrs = {**headers, "Content-Length": str(size)}
         if own and self.api_key:
             hdrs["Authorization"] = f"Bearer {self.api_key}"
             hdrs["x-api-key"] = self.api_key
-        try:
-            r = httpx.put(url, content=content, headers=hdrs, timeout=600)
-        except httpx.TransportError as e:
-            raise ApiError(503, {"error": f"upload failed: {e}", "code": "unreachable"}) from None
-        if r.status_code >= 300:
-            raise ApiError(r.status_code, {"error": f"upload rejected: {r.text[:300]}", "code": "upload_failed"})
-        return r
+        before = sent[0]
+
+        def send() -> httpx.Response:
+            sent[0] = before  # a retry sends the bytes again
+            content = _chunks(path, start, size, sent, total, progress)
+            return httpx.put(url, content=content, headers=hdrs, timeout=600)
+
+        where = self.url if own else httpx.URL(url).copy_with(query=None, path="/").__str__()
+        return self._retrying(send, idempotent=True, where=where, error_body=_upload_error_body)
 
     def _put_parts(
         self, path: Path, target: UploadTarget, sent: list[int], total: int, progress: Progress | None
@@ -265,7 +394,7 @@ class Client:
         for part in target.parts:
             start = (part.part_number - 1) * step
             length = min(step, size - start)
-            r = self._put(part.url, {}, _chunks(path, start, length, sent, total, progress), length)
+            r = self._put(part.url, {}, path, start, length, sent, total, progress)
             etags.append(r.headers["ETag"])
         return etags
 
@@ -296,7 +425,7 @@ class Client:
         body: dict[str, Any] = {"instances": list(instances or [])}
         if parameters:
             body["parameters"] = parameters
-        r = self.request("POST", path, json=body)
+        r = self.request("POST", path, json=body, idempotent=True)  # a prediction changes nothing
         return Prediction(
             r.json()["predictions"],
             name,
@@ -320,7 +449,7 @@ class Client:
 
         body, headers = oip.encode_request(inputs, outputs, binary=binary, request_id=request_id, parameters=parameters)
         path = f"/v2/models/{name}" + (f"/versions/{ref}" if ref is not None else "") + "/infer"
-        r = self.request("POST", path, content=body, headers=headers)
+        r = self.request("POST", path, content=body, headers=headers, idempotent=True)
         meta, arrays = oip.decode_response(r.content, r.headers.get(oip.HEADER))
         return InferResult(
             arrays, name, int(meta["model_version"]), meta.get("id"), self._timing(r.headers.get("server-timing"))
@@ -357,6 +486,18 @@ class Client:
         if ref is not None:
             body["ref"] = str(ref)
         return FeedbackResult.model_validate(self._json("POST", f"/registry/models/{name}/feedback", json=body))
+
+
+def _change_key() -> dict[str, str]:
+    """Names one change, so the server recognises this call's retries (see ``request``)."""
+    return {"Idempotency-Key": uuid.uuid4().hex}
+
+
+def _retry_after(r: httpx.Response) -> float | None:
+    try:
+        return min(BACKOFF_CAP, max(0.0, float(r.headers["Retry-After"])))
+    except (KeyError, ValueError):
+        return None
 
 
 @dataclass

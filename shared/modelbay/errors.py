@@ -65,8 +65,9 @@ class ModelbayError(Exception):
 
     @property
     def headers(self) -> dict[str, str]:
-        """HTTP headers the answer carries (e.g. Retry-After)."""
-        return {}
+        """HTTP headers the answer carries: Retry-After when the error says when to try again."""
+        retry_after = self.details.get("retry_after")
+        return {"Retry-After": str(retry_after)} if retry_after else {}
 
 
 class BadRequest(ModelbayError):
@@ -140,8 +141,3 @@ class CredentialsUnavailable(ModelbayError):
 
     def __init__(self, message: str, *, retry_after: int, **details: Any) -> None:
         super().__init__(message, retry_after=retry_after, **details)
-        self.retry_after = retry_after
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.retry_after)}

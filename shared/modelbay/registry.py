@@ -13,20 +13,21 @@ call this. Its only concurrency tools are the store's conditional writes:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
 import logging
+import re
 import secrets
-import shutil
-import tempfile
 import time
 from collections.abc import Iterable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
+from .changes import announce
 from .errors import (
     BadRequest,
     Conflict,
@@ -62,10 +63,12 @@ from .schemas import (
 )
 from .settings import Limits
 from .storage import ObjectStore, sha256_file
-from .validation import check_metadata, inspect_onnx
+from .validation import Signature, check_metadata, inspect_onnx
 
 log = logging.getLogger("modelbay.registry")
 HISTORY_LIMIT = 500
+# uploads/<id>/version.json: the version a registration of the upload claimed (see register_upload)
+UPLOAD_VERSION = "version.json"
 # What a bare model name means: this alias when it is set, else the latest version.
 DEFAULT_ALIAS = "production"
 
@@ -103,6 +106,62 @@ def rollback_target(history: list[AliasChange]) -> int | None:
         else:
             return entry["from"]
     return None
+
+
+class _StagedGone(BadRequest):
+    """A staged file is not (or no longer) there: never uploaded, or another registration finished."""
+
+
+def _new_id() -> str:
+    return secrets.token_hex(8)
+
+
+# callers' ids (the HTTP header) are at most 64 characters; ids derived from them add a suffix
+CHANGE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,159}")
+
+
+def check_change_id(change_id: str) -> str:
+    """A caller's name for one change (the HTTP ``Idempotency-Key``), so a retry is recognised."""
+    if not isinstance(change_id, str) or not CHANGE_ID_RE.fullmatch(change_id):
+        raise BadRequest(
+            "invalid change id (Idempotency-Key): use letters, digits, '.', '_', ':' or '-'",
+            field="Idempotency-Key",
+        )
+    return change_id
+
+
+def _applied(state: AliasState | None, change_id: str) -> TypeGuard[AliasState]:
+    """Whether the alias's history already holds this change."""
+    return state is not None and any(e.get("id") == change_id for e in state.history)
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """A candidate version's files after validation: what its manifest records."""
+
+    model_path: Path
+    sha256: str
+    size: int
+    sig: Signature
+    files: dict[str, FileInfo]
+    metadata: VersionMetadata
+
+    def manifest(self, name: str, version: int, actor: str | None) -> Manifest:
+        return Manifest(
+            **self.metadata.model_dump(),
+            name=name,
+            version=version,
+            sha256=self.sha256,
+            size=self.size,
+            created_at=now_iso(),
+            created_by=actor,
+            ir_version=self.sig.ir_version,
+            opset=self.sig.opset,
+            producer=self.sig.producer,
+            inputs=self.sig.inputs,
+            outputs=self.sig.outputs,
+            files=self.files,
+        )
 
 
 class Registry:
@@ -248,18 +307,29 @@ class Registry:
         expected: int | _Any | None = _ANY,
         actor: str | None = None,
         action: AliasAction = "set",
+        change_id: str | None = None,
     ) -> AliasState:
         """Point ``alias`` at ``version`` (None deletes it) by compare-and-swap.
 
         ``expected`` (a version or None) makes the change conditional: a 412 if
         the alias moved meanwhile. Without it, lost races are retried.
+        ``change_id`` names the change in the history: a change whose id is
+        already there was applied (by an earlier attempt, or by a request now
+        retried), and is answered as done rather than made twice.
         """
         check_alias(alias)
+        change_id = check_change_id(change_id) if change_id else _new_id()
+        state, etag = self._read_alias(name, alias)
+        if _applied(state, change_id):
+            return state
         if version is not None:
             version = check_version(version)
             self.get_version(name, version)  # must be visible now
         for attempt in range(50):
-            state, etag = self._read_alias(name, alias)
+            if attempt:
+                state, etag = self._read_alias(name, alias)
+                if _applied(state, change_id):
+                    return state  # our write landed although its answer said otherwise
             current = state.version if state else None
             if not isinstance(expected, _Any) and current != expected:
                 raise PreconditionFailed(
@@ -269,7 +339,14 @@ class Registry:
                 )
             if action == "delete" and current is None:
                 raise NotFound(f"model {name!r} has no alias {alias!r}", model=name, alias=alias)
-            entry: AliasChange = {"at": now_iso(), "by": actor, "from": current, "to": version, "action": action}
+            entry: AliasChange = {
+                "at": now_iso(),
+                "by": actor,
+                "from": current,
+                "to": version,
+                "action": action,
+                "id": change_id,
+            }
             history = ((state.history if state else []) + [entry])[-HISTORY_LIMIT:]
             new = AliasState(
                 model=name, alias=alias, version=version, updated_at=entry["at"], updated_by=actor, history=history
@@ -282,25 +359,32 @@ class Registry:
                     if_none_match=etag is None,
                 )
                 break
-            except PreconditionFailed:
-                if not isinstance(expected, _Any):
-                    raise
+            except PreconditionFailed:  # re-read: our own change, a moved alias (CAS: 412), or a retry
                 time.sleep(min(0.002 * 2**attempt, 0.1) * secrets.randbelow(100) / 100)
         else:
-            raise Conflict(f"alias {alias!r} of {name!r} is changing too fast; try again")
+            raise Conflict(f"alias {alias!r} of {name!r} is changing too fast; try again", retryable=True)
         # A delete of this version may have raced us: it writes a tombstone, then
         # checks aliases; we wrote the alias, then check the tombstone. One sees the other.
         if version is not None and self.store.head(self.layout.file(name, version, TOMBSTONE)):
-            self.set_alias(name, alias, current, actor=actor, action="revert")
+            self.set_alias(name, alias, current, actor=actor, action="revert", change_id=f"{change_id}.revert")
             raise Conflict(f"version {version} of {name!r} is being deleted")
+        announce(self.store, self.tenant, name)
         return new
 
-    def delete_alias(self, name: str, alias: str, *, actor: str | None = None) -> AliasState:
-        return self.set_alias(name, alias, None, actor=actor, action="delete")
+    def delete_alias(
+        self, name: str, alias: str, *, actor: str | None = None, change_id: str | None = None
+    ) -> AliasState:
+        return self.set_alias(name, alias, None, actor=actor, action="delete", change_id=change_id)
 
-    def rollback(self, name: str, alias: str, *, actor: str | None = None) -> AliasState:
-        """Undo the latest change that is not itself undone: repeated rollbacks walk back."""
+    def rollback(self, name: str, alias: str, *, actor: str | None = None, change_id: str | None = None) -> AliasState:
+        """Undo the latest change that is not itself undone: repeated rollbacks walk back.
+
+        A retried rollback (same ``change_id``) is answered as done, not applied twice.
+        """
+        change_id = check_change_id(change_id) if change_id else _new_id()
         state = self.alias_state(name, alias)
+        if _applied(state, change_id):
+            return state
         target = rollback_target(state.history)
         if target is None:
             raise Conflict(
@@ -310,39 +394,65 @@ class Registry:
             self.get_version(name, target)
         except NotFound:
             raise Conflict(f"cannot roll back {alias!r} to version {target}: it was deleted") from None
-        return self.set_alias(name, alias, target, expected=state.version, actor=actor, action="rollback")
+        return self.set_alias(
+            name, alias, target, expected=state.version, actor=actor, action="rollback", change_id=change_id
+        )
 
     # ------------------------------------------------------------ deletion
-    def delete_version(self, name: str, version: int | str, *, actor: str | None = None) -> None:
-        v = check_version(version)
-        self.get_version(name, v)
-        if pointing := [a for a, av in self.aliases(name).items() if av == v]:
-            raise Conflict(
-                f"version {v} of {name!r} is aliased by {', '.join(sorted(pointing))}; move those aliases first",
-                aliases=sorted(pointing),
-            )
-        tomb = self.layout.file(name, v, TOMBSTONE)
-        try:
-            self.store.put_bytes(tomb, _dumps({"at": now_iso(), "by": actor}), if_none_match=True)
-        except PreconditionFailed:
-            raise Conflict(f"version {v} of {name!r} is already being deleted") from None
-        if pointing := [a for a, av in self.aliases(name).items() if av == v]:
-            self.store.delete(tomb)
-            raise Conflict(
-                f"version {v} of {name!r} was just aliased by {', '.join(pointing)}", aliases=sorted(pointing)
-            )
-        # Claim and tombstone stay: version numbers are never reused.
+    def _files(self, name: str, v: int) -> dict[str, float]:
+        """{file: last_modified} of one version directory, from one listing."""
         prefix = self.layout.version(name, v)
+        return {info.key[len(prefix) :]: info.last_modified for info in self.store.list(prefix)}
+
+    def _aliased(self, name: str, v: int) -> list[str]:
+        return sorted(a for a, av in self.aliases(name).items() if av == v)
+
+    def delete_version(self, name: str, version: int | str, *, actor: str | None = None) -> None:
+        """Hide a version (tombstone), then remove its files; the number is never reused.
+
+        Idempotent: a delete that crashed half-way, or whose answer was lost, is
+        finished by the next one, which succeeds.
+        """
+        v = check_version(version)
+        files = self._files(name, v)
+        tomb = self.layout.file(name, v, TOMBSTONE)
+        if TOMBSTONE not in files:
+            if MANIFEST not in files:
+                raise NotFound(f"model {name!r} has no version {v}", model=name, version=v)
+            if pointing := self._aliased(name, v):
+                raise Conflict(
+                    f"version {v} of {name!r} is aliased by {', '.join(pointing)}; move those aliases first",
+                    aliases=pointing,
+                )
+            # PreconditionFailed: another delete got there first; this one finishes the job with it
+            with contextlib.suppress(PreconditionFailed):
+                self.store.put_bytes(tomb, _dumps({"at": now_iso(), "by": actor, "id": _new_id()}), if_none_match=True)
+        # An alias written before the tombstone is seen here; one written after it sees the
+        # tombstone and reverts itself. Either way no alias is left on a removed version.
+        if pointing := self._aliased(name, v):
+            if self.store.head(self.layout.file(name, v, MANIFEST)) is not None:
+                self.store.delete(tomb)  # the version stays, whole
+            raise Conflict(
+                f"version {v} of {name!r} was just aliased by {', '.join(pointing)}", aliases=pointing, retryable=True
+            )
+        self._purge(name, v)
+        announce(self.store, self.tenant, name)
+
+    def _purge(self, name: str, v: int) -> int:
+        """Remove a hidden version's files, manifest first; claim and tombstone stay. Returns how many."""
+        prefix = self.layout.version(name, v)
+        rest = sorted(f for f in self._files(name, v) if f not in (CLAIM, TOMBSTONE, MANIFEST))
         self.store.delete(prefix + MANIFEST)
-        for info in list(self.store.list(prefix)):
-            if info.key[len(prefix) :] not in (CLAIM, TOMBSTONE):
-                self.store.delete(info.key)
+        for f in rest:
+            self.store.delete(prefix + f)
+        return len(rest) + 1
 
     # ------------------------------------------------------------- publishing
-    def _claim_version(self, name: str, actor: str | None) -> int:
+    def _claim_version(self, name: str, actor: str | None, upload_id: str | None = None) -> int:
         numbers = self._scan(name).get(name, {})
         v = max(numbers, default=0) + 1
-        body = _dumps({"at": now_iso(), "by": actor})
+        # the id makes each claim's bytes unique: a retried claim recognises its own write by them
+        body = _dumps({"at": now_iso(), "by": actor, "id": _new_id(), "upload": upload_id})
         for _ in range(10_000):
             try:
                 self.store.put_bytes(self.layout.file(name, v, CLAIM), body, if_none_match=True)
@@ -365,9 +475,20 @@ class Registry:
         check_name(name, "model name")
         side_files = dict(side_files or {})
         self._check_side_files({f: Path(p).stat().st_size for f, p in side_files.items()})
-        return self._publish(
-            name, Path(model_path), side_files, metadata or VersionMetadata(), list(aliases), actor, staged=None
-        )
+        aliases = [check_alias(a) for a in aliases]
+        checked = self._validate(Path(model_path), side_files, metadata or VersionMetadata())
+        v = self._claim_version(name, actor)
+        manifest = checked.manifest(name, v, actor)
+        try:
+            for fname, path in {MODEL_FILE: checked.model_path, **side_files}.items():
+                self.store.put_file(self.layout.file(name, v, fname), path)
+            self._put_manifest(manifest)
+        except BaseException:
+            self._abandon(name, v)
+            raise
+        for alias in aliases:
+            self.set_alias(name, alias, v, actor=actor)
+        return manifest
 
     def _check_side_files(self, sizes: dict[str, int]) -> None:
         if len(sizes) > self.limits.max_side_files:
@@ -377,63 +498,32 @@ class Registry:
             if size > self.limits.max_side_file_bytes:
                 raise TooLarge(f"side file {f!r} is {size} bytes; the limit is {self.limits.max_side_file_bytes}")
 
-    def _publish(
-        self,
-        name: str,
-        model_path: Path,
-        side_files: dict[str, Path],
-        metadata: VersionMetadata,
-        aliases: list[str],
-        actor: str | None,
-        staged: dict[str, str] | None,
-    ) -> Manifest:
-        for a in aliases:
-            check_alias(a)
+    def _validate(self, model_path: Path, side_files: dict[str, Path], metadata: VersionMetadata) -> _Checked:
         sig = inspect_onnx(model_path, self.limits.max_model_bytes)
         files = {f: FileInfo(sha256=sha256_file(p), size=p.stat().st_size) for f, p in side_files.items()}
         check_metadata(metadata, sig, set(files))
-        model_sha = sha256_file(model_path)
-        v = self._claim_version(name, actor)
-        manifest = Manifest(
-            **metadata.model_dump(),
-            name=name,
-            version=v,
-            sha256=model_sha,
-            size=model_path.stat().st_size,
-            created_at=now_iso(),
-            created_by=actor,
-            ir_version=sig.ir_version,
-            opset=sig.opset,
-            producer=sig.producer,
-            inputs=sig.inputs,
-            outputs=sig.outputs,
-            files=files,
-        )
-        written: list[str] = []
+        return _Checked(model_path, sha256_file(model_path), model_path.stat().st_size, sig, files, metadata)
+
+    def _put_manifest(self, manifest: Manifest) -> None:
+        """Written last, only if absent: from here on the version is visible."""
+        key = self.layout.file(manifest.name, manifest.version, MANIFEST)
+        self.store.put_bytes(key, manifest.model_dump_json(indent=1).encode(), if_none_match=True)
+
+    def _abandon(self, name: str, v: int) -> None:
+        """After a failed publish: the manifest first (the version hides), then the files.
+
+        The manifest's write may have committed although it failed; if it cannot be removed either,
+        everything stays: a whole, visible version rather than one missing its model. What is left
+        of a hidden one is the sweep's.
+        """
+        prefix = self.layout.version(name, v)
         try:
-            for fname, path, sha in [
-                (MODEL_FILE, model_path, model_sha),
-                *((f, p, files[f].sha256) for f, p in side_files.items()),
-            ]:
-                key = self.layout.file(name, v, fname)
-                written.append(key)
-                if staged and fname in staged:
-                    self.store.copy(staged[fname], key, sha256=sha)
-                else:
-                    self.store.put_file(key, path)
-            key = self.layout.file(name, v, MANIFEST)
-            written.append(key)
-            self.store.put_bytes(key, manifest.model_dump_json(indent=1).encode(), if_none_match=True)
-        except BaseException:
-            for key in written:
-                try:
-                    self.store.delete(key)
-                except Exception as e:
-                    log.warning("could not remove %s after a failed publish: %s", key, e)
-            raise
-        for alias in aliases:
-            self.set_alias(name, alias, v, actor=actor)
-        return manifest
+            self.store.delete(prefix + MANIFEST)
+            for f in self._files(name, v):
+                if f not in (CLAIM, TOMBSTONE):
+                    self.store.delete(prefix + f)
+        except Exception as e:
+            log.warning("could not clean up version %s of %s after a failed publish: %s", v, name, e)
 
     # --------------------------------------------------------------- uploads
     def create_upload(
@@ -538,52 +628,138 @@ class Registry:
         parts: dict[str, list[str]] | None = None,
         actor: str | None = None,
     ) -> Manifest:
-        """Publish a completed upload: check each file's declared sha256, then validate and publish."""
+        """Publish a completed upload: check each file's declared sha256, then validate and publish.
+
+        Idempotent per upload: the version number claimed for it is bound to it
+        (``uploads/<id>/version.json``), so a registration retried after a lost
+        answer, a crash or a timeout answers (or finishes) that same version,
+        and two at once publish one version. Until the upload expires.
+        """
         record = self._upload_record(upload_id)
         if record["name"] != name:
             raise BadRequest(f"upload {upload_id} was created for model {record['name']!r}, not {name!r}")
+        aliases = [check_alias(a) for a in aliases]
+        v = self._bound_version(upload_id)
+        if v is not None and (done := self._published(name, v)) is not None:
+            return self._finish_upload(upload_id, done, aliases, actor)
+        try:
+            manifest = self._publish_upload(name, upload_id, record, v, metadata or VersionMetadata(), parts, actor)
+        except _StagedGone as gone:
+            # another registration of this upload finished meanwhile, and removed the staged bytes
+            v = self._bound_version(upload_id)
+            if v is None or (published := self._published(name, v)) is None:
+                raise BadRequest(gone.message) from None
+            manifest = published
+        return self._finish_upload(upload_id, manifest, aliases, actor)
+
+    def _publish_upload(
+        self,
+        name: str,
+        upload_id: str,
+        record: dict[str, Any],
+        v: int | None,
+        metadata: VersionMetadata,
+        parts: dict[str, list[str]] | None,
+        actor: str | None,
+    ) -> Manifest:
         base = self.layout.upload(upload_id) + "files/"
         for f, mp_id in record.get("multipart", {}).items():
             if self.store.head(base + f) is None:
                 if not parts or f not in parts:
-                    raise BadRequest(f"{f} was a multipart upload: send the ETags of its parts")
-                self.store.complete_multipart(base + f, mp_id, parts[f])
-        tmp = Path(tempfile.mkdtemp(prefix="modelbay-register-"))
-        try:
+                    raise _StagedGone(f"{f} was a multipart upload: send the ETags of its parts")
+                try:
+                    self.store.complete_multipart(base + f, mp_id, parts[f])
+                except NotFound:
+                    raise _StagedGone(f"{f} of upload {upload_id} is not there to complete") from None
+        with self.store.scratch() as tmp:
             paths: dict[str, Path] = {}
+            etags: dict[str, str] = {}
             for f, spec in record["files"].items():
                 try:
-                    self.store.get_file(base + f, tmp / f, expected_sha256=spec["sha256"])
+                    etags[f] = self.store.get_file(base + f, tmp / f, expected_sha256=spec["sha256"]).etag
                 except NotFound:
-                    raise BadRequest(f"{f} was never uploaded to upload {upload_id}") from None
+                    raise _StagedGone(f"{f} was never uploaded to upload {upload_id}") from None
                 except IntegrityError:
                     raise InvalidModel(
                         f"{f}: the uploaded bytes do not match the declared sha256", code="sha256_mismatch"
                     ) from None
                 paths[f] = tmp / f
             model = paths.pop(MODEL_FILE)
-            manifest = self._publish(
-                name,
-                model,
-                paths,
-                metadata or VersionMetadata(),
-                list(aliases),
-                actor,
-                staged={f: base + f for f in record["files"]},
-            )
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        self.store.delete_prefix(self.layout.upload(upload_id))
+            self._check_side_files({f: p.stat().st_size for f, p in paths.items()})
+            checked = self._validate(model, paths, metadata)
+            if v is None:
+                v = self._bind(name, upload_id, actor)
+            manifest = checked.manifest(name, v, actor)
+            # Published by copy, each only if still the revision checked above (the presigned
+            # URL stays valid: someone may upload other bytes meanwhile).
+            for f, spec in record["files"].items():
+                try:
+                    self.store.copy(base + f, self.layout.file(name, v, f), sha256=spec["sha256"], if_match=etags[f])
+                except NotFound:
+                    raise _StagedGone(f"{f} of upload {upload_id} is gone") from None
+                except (PreconditionFailed, IntegrityError):
+                    raise Conflict(
+                        f"{f} of upload {upload_id} changed while it was being registered: register again",
+                        retryable=True,
+                    ) from None
+            try:
+                self._put_manifest(manifest)
+            except PreconditionFailed:  # another registration of this upload published the version first
+                manifest = self.get_version(name, v)
+        return manifest
+
+    def _bound_version(self, upload_id: str) -> int | None:
+        try:
+            data, _ = self.store.get_bytes(self.layout.upload(upload_id) + UPLOAD_VERSION)
+        except NotFound:
+            return None
+        return int(json.loads(data)["version"])
+
+    def _bind(self, name: str, upload_id: str, actor: str | None) -> int:
+        """Claim a version for this upload; if another registration of it bound one first, that one."""
+        v = self._claim_version(name, actor, upload_id)
+        key = self.layout.upload(upload_id) + UPLOAD_VERSION
+        try:
+            self.store.put_bytes(key, _dumps({"version": v, "id": _new_id()}), if_none_match=True)
+            return v
+        except PreconditionFailed:
+            bound = self._bound_version(upload_id)  # ours stays an unused number, as a failed publish's does
+            if bound is None:
+                raise NotFound(f"upload {upload_id!r} expired") from None
+            return bound
+
+    def _published(self, name: str, v: int) -> Manifest | None:
+        try:
+            return self.get_version(name, v)
+        except NotFound:
+            if self.store.head(self.layout.file(name, v, TOMBSTONE)) is not None:
+                raise  # registered, then deleted: say so
+            return None
+
+    def _finish_upload(self, upload_id: str, manifest: Manifest, aliases: list[str], actor: str | None) -> Manifest:
+        """Aliases (each change named by the upload, so a retry does not repeat it), then the staged bytes go.
+        The record and its version stay until the upload expires, to answer retries."""
+        for alias in aliases:
+            self.set_alias(manifest.name, alias, manifest.version, actor=actor, change_id=f"{upload_id}.{alias}")
+        self.store.delete_prefix(self.layout.upload(upload_id) + "files/")
         return manifest
 
     # ----------------------------------------------------------------- sweep
     def sweep(self, *, older_than: float | None = None) -> dict[str, int]:
-        """Remove expired uploads and the files of abandoned (never-published) versions.
+        """Remove what failed or crashed work left, once it is older than ``older_than`` seconds
+        (default: the upload TTL, so nothing still in progress is touched).
 
-        S3 does this by lifecycle rule too; the local store relies on this sweep.
+        * expired uploads (staged bytes, records);
+        * files of versions never published (claimed, no manifest);
+        * files of deleted versions (a delete that crashed half-way);
+        * a tombstone an alias still points at (a delete and an alias change that both crashed
+          before undoing themselves): the version stays;
+        * a manifest without its model (a failed publish's cleanup cut short by older code).
+
+        S3 also expires staged uploads by lifecycle rule; the local store relies on this sweep.
         """
         cutoff = time.time() - (older_than if older_than is not None else self.limits.upload_ttl_seconds)
-        removed = {"uploads": 0, "abandoned_files": 0}
+        removed = dict.fromkeys(SWEEP_COUNTS, 0)
         uploads: dict[str, float] = {}
         for info in self.store.list(self.layout.uploads):
             uid = info.key[len(self.layout.uploads) :].split("/")[0]
@@ -592,25 +768,49 @@ class Registry:
             if last < cutoff:
                 removed["uploads"] += self.store.delete_prefix(self.layout.upload(uid)) and 1
         for name, versions in self._scan().items():
+            aliased: set[int] | None = None
             for v, files in versions.items():
-                if MANIFEST in files or files.get(CLAIM, time.time()) >= cutoff:
+                prefix = self.layout.version(name, v)
+                extra = [f for f in files if f not in (CLAIM, TOMBSTONE)]
+                if not extra:
                     continue
-                for f in files:
-                    if f not in (CLAIM, TOMBSTONE):
-                        self.store.delete(self.layout.file(name, v, f))
-                        removed["abandoned_files"] += 1
+                if TOMBSTONE in files:
+                    if files[TOMBSTONE] >= cutoff:
+                        continue
+                    if aliased is None:
+                        aliased = set(self.aliases(name).values())
+                    if MANIFEST in files and v in aliased:
+                        self.store.delete(prefix + TOMBSTONE)
+                        removed["restored_versions"] += 1
+                    else:
+                        removed["deleted_files"] += self._purge(name, v)
+                elif MANIFEST not in files:
+                    if files.get(CLAIM, time.time()) < cutoff:
+                        for f in extra:
+                            self.store.delete(prefix + f)
+                        removed["abandoned_files"] += len(extra)
+                elif MODEL_FILE not in files and files[MANIFEST] < cutoff:
+                    self._abandon(name, v)
+                    removed["broken_versions"] += 1
+        if removed["restored_versions"] or removed["deleted_files"] or removed["broken_versions"]:
+            log.warning("sweep of tenant %s repaired: %s", self.tenant, removed)
         return removed
 
 
-def sweep_all(store: ObjectStore, limits: Limits | None = None) -> dict[str, int]:
-    """Sweep every tenant of a store (the local server runs this periodically)."""
+SWEEP_COUNTS = ("uploads", "abandoned_files", "deleted_files", "restored_versions", "broken_versions")
+
+
+def sweep_all(store: ObjectStore, limits: Limits | None = None, *, older_than: float | None = None) -> dict[str, int]:
+    """Sweep every tenant of a store, then the store's own work files (the local server runs this periodically)."""
+    limits = limits or Limits()
     tenants = {info.key.split("/")[1] for info in store.list("tenants/") if info.key.count("/") >= 2}
-    total = {"uploads": 0, "abandoned_files": 0}
+    total = dict.fromkeys(SWEEP_COUNTS, 0)
     for t in sorted(tenants):
         try:
             check_name(t, "tenant")
         except InvalidName:  # not a tenant this code wrote
             continue
-        for k, v in Registry(store, t, limits).sweep().items():
+        for k, v in Registry(store, t, limits).sweep(older_than=older_than).items():
             total[k] += v
+    total["work_files"] = store.sweep_leftovers(older_than if older_than is not None else limits.upload_ttl_seconds)
     return total

@@ -8,7 +8,7 @@ lives in ``modelbay.manifest``; metrics types in ``modelbay.metrics.service``.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, NotRequired
 
 from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict
@@ -19,6 +19,7 @@ AliasAction = Literal["set", "delete", "rollback", "revert"]
 
 # One entry of an alias's history. A TypedDict rather than a model: its key ``from``
 # is a Python keyword, and the stored alias documents already use these keys.
+# ``id`` names the change, so a retried change is recognised (older entries have none).
 AliasChange = TypedDict(
     "AliasChange",
     {
@@ -27,6 +28,7 @@ AliasChange = TypedDict(
         "from": int | None,
         "to": int | None,
         "action": AliasAction,
+        "id": NotRequired[str],
     },
 )
 

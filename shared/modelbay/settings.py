@@ -60,6 +60,16 @@ class Settings(_Section):
     cache_dir: Path = Field(default_factory=lambda: locations.cache_dir(_HOME_ENV))
     """Model files fetched for serving; $XDG_CACHE_HOME/modelbay, or /tmp/modelbay-cache on Lambda."""
     limits: Limits = Field(default_factory=Limits)
+    # Sized for Lambda behind API Gateway (29 s): retries end within s3_retry_seconds, and the attempt
+    # then in flight within its timeouts, so a call answers 503 before the gateway gives up on it.
+    s3_connect_timeout: float = Field(3.0, gt=0)
+    """Seconds to open a connection to S3 before the attempt counts as failed."""
+    s3_read_timeout: float = Field(10.0, gt=0)
+    """Seconds S3 may stay silent on an open connection (per read, not per object)."""
+    s3_retry_attempts: int = Field(8, ge=1)
+    """Most attempts of one S3 call (throttling, 5xx, dropped connections, timeouts are retried)."""
+    s3_retry_seconds: float = Field(12.0, ge=0)
+    """Seconds one S3 call keeps retrying (exponential backoff with jitter); then a 503 says try again."""
 
     # --------------------------------------------------------------- auth
     auth: bool = True
@@ -119,6 +129,10 @@ class Settings(_Section):
     """The server the CLI and the TUI talk to."""
     api_key: str | None = None
     """API key of the CLI and the TUI; else the one saved for the server's URL."""
+    client_retry_attempts: int = Field(5, ge=1)
+    """Most attempts of one client call that is safe to repeat (dropped connections, 502/503/504)."""
+    client_retry_seconds: float = Field(30.0, ge=0)
+    """Seconds the CLI and the TUI keep retrying one call before they report the failure."""
     config_dir: Path = Field(default_factory=lambda: locations.config_dir(_HOME_ENV))
     """Credentials and connection profiles ($XDG_CONFIG_HOME/modelbay)."""
     config: Path | None = None

@@ -38,7 +38,7 @@ def create_app(
     """
     settings = settings or Settings.from_env()
     if store is None:
-        store = engine.store if engine is not None else open_store(settings.store_url)
+        store = engine.store if engine is not None else open_store(settings.store_url, settings)
     app = FastAPI(title="modelbay", version=__version__, docs_url="/docs", openapi_url="/openapi.json")
     app.state.settings = settings
     app.state.store = store

@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from ..auth.principal import Principal
@@ -31,6 +31,13 @@ from ..schemas import (
 from .deps import get_principal, manage_registry
 
 router = APIRouter(prefix="/registry", tags=["registry"])
+# Names one alias change, so a retried request (same key) is answered as done, not applied twice.
+IDEMPOTENCY_KEY = Header(
+    None,
+    alias="Idempotency-Key",
+    max_length=64,
+    description="names this change: a retry with the same key is recognised and not applied twice",
+)
 
 
 @router.get(
@@ -170,17 +177,24 @@ def set_alias(
     body: AliasSet,
     principal: Principal = Depends(get_principal),
     reg: Registry = Depends(manage_registry),
+    change_id: str | None = IDEMPOTENCY_KEY,
 ) -> AliasState:
     if "expected_version" in body.model_fields_set:
-        return reg.set_alias(name, alias, body.version, actor=principal.actor, expected=body.expected_version)
-    return reg.set_alias(name, alias, body.version, actor=principal.actor)
+        return reg.set_alias(
+            name, alias, body.version, actor=principal.actor, expected=body.expected_version, change_id=change_id
+        )
+    return reg.set_alias(name, alias, body.version, actor=principal.actor, change_id=change_id)
 
 
 @router.delete("/models/{name}/aliases/{alias}", response_model=AliasState)
 def delete_alias(
-    name: str, alias: str, principal: Principal = Depends(get_principal), reg: Registry = Depends(manage_registry)
+    name: str,
+    alias: str,
+    principal: Principal = Depends(get_principal),
+    reg: Registry = Depends(manage_registry),
+    change_id: str | None = IDEMPOTENCY_KEY,
 ) -> AliasState:
-    return reg.delete_alias(name, alias, actor=principal.actor)
+    return reg.delete_alias(name, alias, actor=principal.actor, change_id=change_id)
 
 
 @router.get("/models/{name}/aliases/{alias}/history", response_model=AliasState)
@@ -190,6 +204,10 @@ def alias_history(name: str, alias: str, reg: Registry = Depends(manage_registry
 
 @router.post("/models/{name}/aliases/{alias}/rollback", response_model=AliasState)
 def rollback(
-    name: str, alias: str, principal: Principal = Depends(get_principal), reg: Registry = Depends(manage_registry)
+    name: str,
+    alias: str,
+    principal: Principal = Depends(get_principal),
+    reg: Registry = Depends(manage_registry),
+    change_id: str | None = IDEMPOTENCY_KEY,
 ) -> AliasState:
-    return reg.rollback(name, alias, actor=principal.actor)
+    return reg.rollback(name, alias, actor=principal.actor, change_id=change_id)

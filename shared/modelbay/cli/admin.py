@@ -147,7 +147,7 @@ def bootstrap(
     from ..storage import open_store
 
     settings = Settings.from_env(store_url=store)
-    b = mint_admin(open_store(settings.store_url), tenant, [for_url], name="bootstrap (cli)")
+    b = mint_admin(open_store(settings.store_url, settings), tenant, [for_url], name="bootstrap (cli)")
     emit(
         ctx_obj(ctx).as_json,
         {"key_id": b.key_id, "saved_to": str(b.saved_to), "url": for_url},

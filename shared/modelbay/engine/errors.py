@@ -71,8 +71,3 @@ class Busy(ModelbayError):
     def __init__(self, message: str, *, retry_after: int = 1, status: int = 429, **details: object) -> None:
         super().__init__(message, retry_after=retry_after, **details)
         self.status = status
-        self.retry_after = retry_after
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.retry_after)}

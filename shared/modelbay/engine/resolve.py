@@ -4,7 +4,10 @@ A version's manifest never changes once visible, so it is cached for the life
 of the process; whether the version still exists (it may be deleted) is
 re-checked at most once per ``alias_ttl``. Aliases move: what an alias (or the default ref) points at is
 re-read after ``alias_ttl`` seconds, so a promotion or rollback takes effect
-within a few seconds without a store read on every request.
+within a few seconds without a store read on every request. A change made in
+this process (the local server: registry routes and engine share one process
+and one store) is heard at once (``modelbay.changes``): what it made stale is
+dropped before the change is acknowledged.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
+from .. import changes
 from ..errors import NotFound
 from ..layout import MANIFEST, TOMBSTONE
 from ..manifest import Manifest
@@ -35,7 +39,16 @@ class Resolver:
         self._manifests: OrderedDict[tuple[str, str, int], Manifest] = OrderedDict()
         self._refs: dict[tuple[str, str, str | None], tuple[int, float]] = {}
         self._registries: dict[str, Registry] = {}
+        # bumped by every change heard for (tenant, model): an answer read before it is not cached
+        self._generations: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
+        changes.watch(store, self._changed)
+
+    def _changed(self, tenant: str, name: str) -> None:
+        with self._lock:
+            self._generations[(tenant, name)] = self._generations.get((tenant, name), 0) + 1
+            for key in [k for k in self._refs if k[:2] == (tenant, name)]:
+                self._refs.pop(key, None)
 
     def registry(self, tenant: str) -> Registry:
         reg = self._registries.get(tenant)
@@ -50,11 +63,14 @@ class Resolver:
         hit = self._refs.get(key)
         if hit is not None and hit[1] > now:
             return self.manifest(tenant, name, hit[0])
+        generation = self._generations.get((tenant, name), 0)
         found = self.registry(tenant).locate(name, ref)
         if found.alias is None and found.ref is not None:
             self._check_not_deleted(tenant, name, found.version)
         manifest = self.manifest(tenant, name, found.version)
-        self._refs[key] = (found.version, now + self.alias_ttl)
+        with self._lock:
+            if self._generations.get((tenant, name), 0) == generation:
+                self._refs[key] = (found.version, now + self.alias_ttl)
         return manifest
 
     def _check_not_deleted(self, tenant: str, name: str, version: int) -> None:

@@ -5,14 +5,30 @@ the sha256 of its bytes; reads recompute it and raise ``IntegrityError`` on a
 mismatch. Conditional writes are the only concurrency primitive the registry
 uses: ``if_none_match`` creates only if absent, ``if_match`` replaces only the
 exact revision that was read (an etag).
+
+A conditional write whose first attempt committed but whose answer was lost is
+retried by the store; the retry then meets its own write. The store recognises
+that (the stored sha256 is the one it wrote) and reports success, so callers
+that must tell writers apart put something unique in the bytes (an id).
+Failures of the store itself (S3 down, throttling past the retry budget) raise
+``StoreUnavailable``, a 503 that says to try again; such a write may or may not
+have happened.
+
+Work files (temporary objects, copies being checked) live under the store's
+``scratch_root``; ``sweep_leftovers`` removes what a crash left there.
 """
 
 from __future__ import annotations
 
 import builtins
 import hashlib
+import os
+import shutil
+import tempfile
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -79,6 +95,7 @@ class ObjectStore(ABC):
     """A flat key space with sha256-verified reads and conditional writes."""
 
     url: str
+    scratch_root: Path
 
     @abstractmethod
     def put_bytes(
@@ -116,8 +133,12 @@ class ObjectStore(ABC):
         """Every object whose key starts with ``prefix``, in key order."""
 
     @abstractmethod
-    def copy(self, src: str, dst: str, *, sha256: str) -> str:
-        """Copy ``src`` to ``dst`` (server side where possible), recording ``sha256``."""
+    def copy(self, src: str, dst: str, *, sha256: str, if_match: str | None = None) -> str:
+        """Copy ``src`` to ``dst`` (server side where possible), recording ``sha256``.
+
+        ``if_match``: copy only the revision of ``src`` with this etag (the one that was checked);
+        PreconditionFailed if ``src`` changed since.
+        """
 
     def presign_put(self, key: str, *, size: int, expires: int) -> UploadTarget | None:
         """A direct upload target, or None when the store has none (the API serves one)."""
@@ -131,4 +152,35 @@ class ObjectStore(ABC):
         for info in [*self.list(prefix)]:
             self.delete(info.key)
             n += 1
+        return n
+
+    @contextmanager
+    def scratch(self) -> Iterator[Path]:
+        """A private work directory, removed afterwards (or by ``sweep_leftovers`` after a crash)."""
+        self.scratch_root.mkdir(parents=True, exist_ok=True)
+        d = Path(tempfile.mkdtemp(prefix="scratch-", dir=self.scratch_root))
+        try:
+            yield d
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+
+    def sweep_leftovers(self, older_than: float) -> int:
+        """Remove work files and directories untouched for ``older_than`` seconds; returns how many."""
+        cutoff = time.time() - older_than
+        n = 0
+        try:
+            entries = list(os.scandir(self.scratch_root))
+        except FileNotFoundError:
+            return 0
+        for entry in entries:
+            try:
+                if entry.stat(follow_symlinks=False).st_mtime >= cutoff:
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path)
+                else:
+                    os.unlink(entry.path)
+                n += 1
+            except FileNotFoundError:  # its owner finished meanwhile
+                continue
         return n
