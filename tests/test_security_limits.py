@@ -160,7 +160,10 @@ def test_a_run_past_its_time_limit_is_terminated_and_answered_504(tmp_path):
         assert r.status_code == 200 and oip.decode_response(r.content)[1]["acc"].tolist() == [7.0]
     service = app.state.inference
     assert service.admission.in_flight == 0 and service.engine.runs.in_flight == 0
-    assert Settings().inference_timeout_ms == 30_000  # a limit by default, not only when configured
+    assert Settings().inference_timeout_seconds == 30  # a limit by default, not only when configured
+    # on Lambda (the stack passes the function's timeout), a run ends before the function does
+    assert Settings(function_timeout_seconds=29).inference_timeout_seconds == 27.5
+    assert Settings(function_timeout_seconds=10, inference_timeout_ms=60_000).inference_timeout_seconds == 60
 
 
 # ------------------------------------------------------------------ F4: memory

@@ -92,9 +92,13 @@ class Settings(_Section):
     """Budget of the in-memory session LRU (MiB). Default: half the Lambda function's memory, else 2048."""
     disk_cache_mb: int = Field(400, ge=1)
     """Budget of the on-disk model cache (MiB). Lambda's /tmp is 512 MB unless configured otherwise."""
-    inference_timeout_ms: float = Field(30_000.0, gt=0)
+    inference_timeout_ms: float | None = Field(None, gt=0)
     """Wall-time limit of one inference (milliseconds): onnxruntime is told to terminate the run, and the
-    caller gets a 504."""
+    caller gets a 504. Default 30 s; on Lambda, 1.5 s less than the function's timeout when that is shorter,
+    so the caller gets this 504 rather than the function's own timeout."""
+    function_timeout_seconds: float | None = Field(None, gt=0)
+    """The Lambda function's timeout (seconds), which Lambda does not tell the process: the stack sets it
+    from ``InferenceTimeout`` so that runs end before the function does."""
     inference_memory_mb: int | None = Field(None, ge=16)
     """Memory all inference runs of this process may use together for intermediate tensors (MiB; the weights
     are not counted); a run that needs more is a 413. Default: a quarter of the Lambda function's memory,
@@ -173,6 +177,14 @@ class Settings(_Section):
         if self.lambda_memory_mb:  # leave half to Python, requests and onnxruntime's arena
             return self.lambda_memory_mb * MB // 2
         return 2048 * MB
+
+    @property
+    def inference_timeout_seconds(self) -> float:
+        if self.inference_timeout_ms is not None:
+            return self.inference_timeout_ms / 1000
+        if self.function_timeout_seconds:
+            return max(1.0, min(30.0, self.function_timeout_seconds - 1.5))
+        return 30.0
 
     @property
     def inference_memory_bytes(self) -> int:

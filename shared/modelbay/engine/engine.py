@@ -52,7 +52,7 @@ class EngineConfig:
             session_cache_bytes=settings.session_cache_bytes,
             disk_cache_bytes=settings.disk_cache_mb * MB,
             session=SessionConfig.from_settings(settings),
-            inference_timeout_ms=settings.inference_timeout_ms,
+            inference_timeout_ms=settings.inference_timeout_seconds * 1000,
             max_output_bytes=settings.limits.max_output_bytes,
         )
 
