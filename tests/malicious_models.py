@@ -93,12 +93,18 @@ def constant_attribute_leak(location: str) -> onnx.ModelProto:
     return _model(graph)
 
 
+def _leaky_branch(name: str, output: str, location: str) -> onnx.GraphProto:
+    """A subgraph whose one output is an initializer stored as external data at ``location``."""
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["stolen"], [output])], name, [], [I(output, TensorProto.UINT8, [256])]
+    )
+    graph.initializer.append(external_tensor(location))
+    return graph
+
+
 def nested_subgraph_leak(location: str) -> onnx.ModelProto:
     """An If inside the then-branch of an If: the tensor is an initializer two subgraphs deep."""
-    inner_then = helper.make_graph(
-        [helper.make_node("Identity", ["stolen"], ["a"])], "t2", [], [I("a", TensorProto.UINT8, [256])]
-    )
-    inner_then.initializer.append(external_tensor(location))
+    inner_then = _leaky_branch("t2", "a", location)
     inner_else = helper.make_graph(
         [helper.make_node("Constant", [], ["b"], value=helper.make_tensor("z", TensorProto.UINT8, [256], [0] * 256))],
         "e2",
@@ -122,14 +128,7 @@ def nested_subgraph_leak(location: str) -> onnx.ModelProto:
 
 def function_subgraph_leak(location: str) -> onnx.ModelProto:
     """A function whose body holds an If whose branch holds the external tensor."""
-    then = helper.make_graph(
-        [helper.make_node("Identity", ["stolen"], ["a"])], "t", [], [I("a", TensorProto.UINT8, [256])]
-    )
-    then.initializer.append(external_tensor(location))
-    other = helper.make_graph(
-        [helper.make_node("Identity", ["stolen"], ["b"])], "e", [], [I("b", TensorProto.UINT8, [256])]
-    )
-    other.initializer.append(external_tensor(location))
+    then, other = _leaky_branch("t", "a", location), _leaky_branch("e", "b", location)
     fn = helper.make_function(
         "evil",
         "Pick",

@@ -18,10 +18,9 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -36,7 +35,7 @@ from modelbay.registry import Registry
 from modelbay.settings import Settings
 from modelbay.storage.local import LocalStore
 from tests import malicious_models as mm
-from tests.servers import _stop, _wait_http, free_port, running
+from tests.servers import modelbay_serve_process, running
 
 X = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]}
 
@@ -50,27 +49,9 @@ def _int64(name: str, value: int | list[int], shape: list[int] | None = None) ->
     return {"name": name, "datatype": "INT64", "shape": [] if shape is None else shape, "data": data}
 
 
-@contextlib.contextmanager
-def _child(store: Path, **env: object) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """``modelbay serve`` on ``store`` in a child process (its own process group), with settings in ``env``."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = store.parent / f"serve-{port}.log"
-    child_env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), **{k: str(v) for k, v in env.items()}}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "modelbay", "serve", "--store", str(store), "--port", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=child_env,
-            start_new_session=True,
-        )
-    try:
-        _wait_http(f"{url}/v2/health/live", proc, log, 60)
-        yield url, proc
-    finally:
-        _stop(proc)
+def _child(store: Path, **env: object) -> contextlib.AbstractContextManager[tuple[str, subprocess.Popen[bytes]]]:
+    """``modelbay serve`` on ``store`` in a child process, with settings in ``env``."""
+    return modelbay_serve_process(store, env={k: str(v) for k, v in env.items()})
 
 
 def _until(call: Callable[[], httpx.Response], done: Callable[[httpx.Response], bool]) -> httpx.Response:
@@ -164,6 +145,20 @@ def test_a_run_past_its_time_limit_is_terminated_and_answered_504(tmp_path):
     # on Lambda (the stack passes the function's timeout), a run ends before the function does
     assert Settings(function_timeout_seconds=29).inference_timeout_seconds == 27.5
     assert Settings(function_timeout_seconds=10, inference_timeout_ms=60_000).inference_timeout_seconds == 60
+
+
+def test_an_app_serves_again_after_a_shutdown(tmp_path, mlp_path):
+    """Shutdown terminates the runs and drops the inference threads; the same app started again (another
+    lifespan, as schemathesis and an embedding app do) serves again instead of a 500 or a 503."""
+    from fastapi.testclient import TestClient
+
+    store = LocalStore(tmp_path / "store")
+    Registry(store).register_version("m", mlp_path)
+    app = create_app(Settings(store_url=store.url, cache_dir=tmp_path / "cache", auth=False), store=store)
+    for _ in range(3):
+        with TestClient(app) as c:
+            r = c.post("/v2/models/m/infer", json=X)
+            assert r.status_code == 200, r.text
 
 
 # ------------------------------------------------------------------ F4: memory

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 import zlib
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -45,24 +46,51 @@ def include_inference(app: FastAPI, service: InferenceService, *, inline: bool) 
     app.state.inference = service
     app.state.engine = service.engine
     app.state.inline_inference = inline
-    pool = (
-        None
-        if inline
-        else ThreadPoolExecutor(max_workers=service.settings.max_inferences, thread_name_prefix="modelbay-infer")
-    )
+    pool = None if inline else InferencePool(service.settings.max_inferences)
     app.state.inference_pool = pool
+
+    def start() -> None:
+        # the same app may serve again after a shutdown (another lifespan): runs are accepted again, and
+        # the pool makes new threads on its next use
+        service.engine.resume()
 
     def stop() -> None:
         # the server is exiting and its grace period is over: end the runs still going, or the process
         # would wait for them (up to their time limit) before it can exit
         service.engine.stop()
         if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+            pool.shutdown()
 
+    app.router.on_startup.append(start)
     app.router.on_shutdown.append(stop)
     app.include_router(oip)
     app.include_router(v1)
     app.add_middleware(HotPaths)
+
+
+class InferencePool:
+    """The inference threads (``max_inferences`` of them), apart from the synchronous routes' pool.
+
+    Its executor is made on first use and dropped at shutdown, so an app that serves again after a
+    shutdown (a second lifespan) gets new threads rather than "cannot schedule new futures".
+    """
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._executor: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="modelbay-infer")
+            return self._executor.submit(fn, *args, **kwargs)
+
+    def shutdown(self) -> None:
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
 
 
 def service_of(request: Request) -> InferenceService:
@@ -118,7 +146,7 @@ async def call(request: Request, tenant: str, fn: Callable[..., T], *args: Any, 
     inference pool. The slot is given back when the work ends, even if the client left before."""
     admission = service_of(request).admission
     admission.enter(tenant)
-    pool: ThreadPoolExecutor | None = request.app.state.inference_pool
+    pool: InferencePool | None = request.app.state.inference_pool
     if pool is None:
         try:
             return fn(*args, **kwargs)

@@ -94,6 +94,10 @@ class Engine:
         """Terminate every inference in flight and refuse new ones (the server is exiting)."""
         return self.runs.stop()
 
+    def resume(self) -> None:
+        """Accept inferences again after ``stop`` (the app's next lifespan)."""
+        self.runs.resume()
+
     def cached(self, tenant: str, manifest: Manifest) -> LoadedModel | None:
         return self.sessions.get((tenant, manifest.name, manifest.version))
 

@@ -68,6 +68,11 @@ class Runs:
                 options.terminate = True
             return len(self._active)
 
+    def resume(self) -> None:
+        """Accept runs again: the same app serves another lifespan after a shutdown (tests, embedding)."""
+        with self._cond:
+            self.stopping = False
+
     @property
     def in_flight(self) -> int:
         return len(self._active)
