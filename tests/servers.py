@@ -118,6 +118,20 @@ def modelbay_serve(
     The child imports the same modelbay as the tests (``PYTHONPATH`` = this ``sys.path``);
     its output goes to ``log``, by default ``serve-<port>.log`` beside a directory store.
     """
+    with modelbay_serve_process(store, *args, env=env, timeout=timeout, log=log) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def modelbay_serve_process(
+    store: str | Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 60.0,
+    log: Path | None = None,
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``modelbay_serve`` yielding the child process too (its own process group), for tests that signal it
+    or read its memory."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = (
@@ -137,7 +151,7 @@ def modelbay_serve(
         )
     try:
         _wait_http(f"{url}/v2/health/live", proc, log, timeout)
-        yield url
+        yield url, proc
     finally:
         _stop(proc)
 

@@ -193,6 +193,29 @@ def test_bootstrap_key_from_env_and_from_secrets_manager(tmp_path, s3_endpoint):
         assert r.status_code == 201 and r.json()["created_by"] == "bootstrap"
 
 
+def test_an_unreadable_bootstrap_secret_is_a_clear_503_not_a_500(tmp_path, s3_endpoint, monkeypatch, caplog):
+    """The secret missing (or the role not allowed to read it): a 503 that says what cannot be checked, the
+    secret's name only in the log, minted keys unaffected; read again once it exists."""
+    import boto3
+
+    from modelbay.auth import http
+
+    monkeypatch.setattr(http, "SECRET_RETRY_S", 0.0)
+    name = f"mb-boot-missing-{tmp_path.name}"
+    boot = "operator-bootstrap-key-0123456789abcdef"
+    app, store = _app(tmp_path, bootstrap_key_secret=name)
+    minted = KeyStore(store).create("default", ["manage"], name="ops")[1]
+    with TestClient(app) as c:
+        for _ in range(2):  # the failure is not cached as "no bootstrap key"
+            r = c.get("/registry/whoami", headers={"x-api-key": boot})
+            assert r.status_code == 503 and r.json()["code"] == "credentials_unavailable", r.text
+            assert "bootstrap key" in r.json()["error"] and name not in r.text and int(r.headers["retry-after"]) >= 1
+        assert name in caplog.text and "ResourceNotFoundException" in caplog.text
+        assert c.get("/registry/whoami", headers={"x-api-key": minted}).status_code == 200
+        boto3.client("secretsmanager").create_secret(Name=name, SecretString=boot)
+        assert c.get("/registry/whoami", headers={"x-api-key": boot}).json()["root"] is True
+
+
 def test_lambda_rejects_missing_and_bad_keys_with_json(s3_bucket, monkeypatch):
     from tests.apigw import event, invoke, load_function
 

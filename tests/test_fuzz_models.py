@@ -1,6 +1,7 @@
 """Malicious and broken models are refused with 4xx JSON and leave nothing behind.
 
-External data (any location, traversal included), traversal in model, alias and
+External data (any location, traversal included, and hidden wherever the review of
+issue 11 hid it: ``malicious_models.SMUGGLED``), traversal in model, alias and
 side-file names, tensors declaring huge dims, non-ONNX bytes and truncated files.
 """
 
@@ -14,6 +15,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from modelbay.client import ApiError
+from tests import malicious_models as mm
 from tests.onnx_models import external_data_model, mlp_model
 
 pytestmark = pytest.mark.fuzz
@@ -69,6 +71,11 @@ BAD_MODELS = {
     "truncated-half": lambda p: _truncated(p, 0.5),
     "truncated-one-byte-short": lambda p: _truncated(p, 0.995),
     "empty-graph": lambda p: (p.write_bytes(onnx.ModelProto(ir_version=8).SerializeToString()), p)[1],
+    # the location a tenant used to read another tenant's blob from the shared cache
+    **{
+        f"smuggled-{k}": partial(lambda build, p: mm.save(build("0" * 64), p), build)
+        for k, build in mm.SMUGGLED.items()
+    },
 }
 
 

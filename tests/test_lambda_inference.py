@@ -227,7 +227,8 @@ def test_tritonclient_through_api_gateway_stage(s3_endpoint, deployed, mlp_path)
 
 def test_the_function_is_create_apps_inference_app_and_accounts_every_request(s3_endpoint, deployed, capsys):
     """functions/inference/app.py only chooses the role: the routes are create_app's inference variant, its
-    engine is the one prewarmed in init, and the service writes one EMF line per invocation, failures too."""
+    engine is the one prewarmed in init, and the service writes one EMF line per invocation of a served version,
+    failures too; a name nobody serves gets none (else each made-up name would be a CloudWatch metric)."""
     from modelbay.api.app import create_app
     from modelbay.settings import Settings
 
@@ -245,10 +246,11 @@ def test_the_function_is_create_apps_inference_app_and_accounts_every_request(s3
             body={"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]},
         ),
     )
-    assert (ok[0], missing[0]) == (200, 404)
+    bad = invoke(fn.handler, event("POST", "/v1/models/mlp:predict", body={"instances": [[1, 2, 3]]}))
+    assert (ok[0], missing[0], bad[0]) == (200, 404, 400)
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
     assert [(d["Model"], d.get("Version"), d["Requests"], d["Instances"], d["Errors"]) for d in lines] == [
         ("mlp", "1", 1, 3, 0),
-        ("ghost", None, 1, 1, 1),
+        ("mlp", "1", 1, 1, 1),
     ]
-    assert lines[1]["NotFoundErrors"] == 1 and lines[0]["Tenant"] == "default"
+    assert lines[1]["BadRequestErrors"] == 1 and lines[0]["Tenant"] == "default"

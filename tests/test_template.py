@@ -72,6 +72,8 @@ def test_functions_python312_arch_param_layer_and_handlers_import(cfn, s3_bucket
     inf = fns["InferenceFunction"]["Properties"]
     assert inf["MemorySize"] == {"Ref": "InferenceMemorySize"} and inf["Timeout"] == {"Ref": "InferenceTimeout"}
     assert inf["Environment"]["Variables"]["MODELBAY_PREWARM"] == {"Ref": "PrewarmModels"}
+    # an inference run ends with modelbay's 504 before Lambda ends the function (issue 11, F2)
+    assert inf["Environment"]["Variables"]["MODELBAY_FUNCTION_TIMEOUT_SECONDS"] == {"Ref": "InferenceTimeout"}
     for alias_id in ("InferenceFunctionAliaslive", "InferenceImageFunctionAliaslive"):
         alias = res(cfn, "AWS::Lambda::Alias")[alias_id]["Properties"]
         assert alias["ProvisionedConcurrencyConfig"]["Fn::If"][0] == "UseProvisionedConcurrency"

@@ -18,8 +18,12 @@ import re
 
 from .errors import InvalidName
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-FILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# Used with fullmatch: ``$`` would also accept a trailing newline ("production\n").
+NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+FILE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+# Versions are JSON numbers to clients: above 2^53 they stop being exact (and their
+# decimal form outgrows a file name long before the store's own limits).
+MAX_VERSION = 2**53
 MODEL_FILE = "model.onnx"
 MANIFEST = "manifest.json"
 CLAIM = ".claim"
@@ -29,7 +33,7 @@ RESERVED_FILES = {MODEL_FILE, MANIFEST, CLAIM, TOMBSTONE}
 
 def check_name(name: str, what: str = "name") -> str:
     """Model, alias and tenant names: lowercase letters, digits, '-', '_', '.'; 1-64 chars."""
-    if not isinstance(name, str) or not NAME_RE.match(name) or ".." in name:
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name) or ".." in name:
         raise InvalidName(
             f"invalid {what} {name!r}: use 1-64 lowercase letters, digits, '-', '_' or '.', "
             "starting with a letter or digit, and no '..'",
@@ -39,18 +43,31 @@ def check_name(name: str, what: str = "name") -> str:
 
 
 def check_file_name(name: str) -> str:
-    if not isinstance(name, str) or not FILE_RE.match(name) or ".." in name or name in RESERVED_FILES:
+    if not isinstance(name, str) or not FILE_RE.fullmatch(name) or ".." in name or name in RESERVED_FILES:
         raise InvalidName(f"invalid side-file name {name!r}", field="file")
     return name
 
 
+def check_alias(alias: str) -> str:
+    """An alias is a name that is not all digits: a path reads ``/versions/123`` as version 123."""
+    check_name(alias, "alias")
+    if alias.isdigit():
+        raise InvalidName(f"invalid alias {alias!r}: an alias of only digits would read as a version", field="alias")
+    return alias
+
+
 def check_version(version: int | str) -> int:
-    try:
-        v = int(version)
-    except (TypeError, ValueError):
-        raise InvalidName(f"invalid version {version!r}: versions are positive integers", field="version") from None
-    if v < 1 or str(version).strip() != str(v):
-        raise InvalidName(f"invalid version {version!r}: versions are positive integers", field="version")
+    """A positive integer up to 2^53, as an int or its plain decimal form."""
+    bad = InvalidName(
+        f"invalid version {str(version)[:40]!r}: versions are integers from 1 to {MAX_VERSION}", field="version"
+    )
+    if isinstance(version, bool) or not isinstance(version, (int, str)):
+        raise bad
+    if isinstance(version, str) and not (0 < len(version) <= 16 and version.isascii() and version.isdigit()):
+        raise bad  # checked before int(): a 10,000-digit string costs int() quadratic time
+    v = int(version)
+    if not 1 <= v <= MAX_VERSION or (isinstance(version, str) and version != str(v)):
+        raise bad
     return v
 
 

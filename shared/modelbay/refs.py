@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .layout import check_name, check_version
+from .layout import check_alias, check_name, check_version
 
 
 def parse_ref(ref: str) -> tuple[str, str | None]:
@@ -12,5 +12,5 @@ def parse_ref(ref: str) -> tuple[str, str | None]:
         return check_name(name, "model name"), str(check_version(v))
     if ":" in ref:
         name, alias = ref.split(":", 1)
-        return check_name(name, "model name"), check_name(alias, "alias")
+        return check_name(name, "model name"), check_alias(alias)
     return check_name(ref, "model name"), None

@@ -39,7 +39,17 @@ from .errors import (
     PreconditionFailed,
     TooLarge,
 )
-from .layout import CLAIM, MANIFEST, MODEL_FILE, TOMBSTONE, Layout, check_file_name, check_name, check_version
+from .layout import (
+    CLAIM,
+    MANIFEST,
+    MODEL_FILE,
+    TOMBSTONE,
+    Layout,
+    check_alias,
+    check_file_name,
+    check_name,
+    check_version,
+)
 from .manifest import FileInfo, Manifest, VersionMetadata
 from .schemas import (
     AliasAction,
@@ -107,12 +117,12 @@ def _new_id() -> str:
 
 
 # callers' ids (the HTTP header) are at most 64 characters; ids derived from them add a suffix
-CHANGE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,159}$")
+CHANGE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,159}")
 
 
 def check_change_id(change_id: str) -> str:
     """A caller's name for one change (the HTTP ``Idempotency-Key``), so a retry is recognised."""
-    if not isinstance(change_id, str) or not CHANGE_ID_RE.match(change_id):
+    if not isinstance(change_id, str) or not CHANGE_ID_RE.fullmatch(change_id):
         raise BadRequest(
             "invalid change id (Idempotency-Key): use letters, digits, '.', '_', ':' or '-'",
             field="Idempotency-Key",
@@ -307,7 +317,7 @@ class Registry:
         already there was applied (by an earlier attempt, or by a request now
         retried), and is answered as done rather than made twice.
         """
-        check_name(alias, "alias")
+        check_alias(alias)
         change_id = check_change_id(change_id) if change_id else _new_id()
         state, etag = self._read_alias(name, alias)
         if _applied(state, change_id):
@@ -465,7 +475,7 @@ class Registry:
         check_name(name, "model name")
         side_files = dict(side_files or {})
         self._check_side_files({f: Path(p).stat().st_size for f, p in side_files.items()})
-        aliases = [check_name(a, "alias") for a in aliases]
+        aliases = [check_alias(a) for a in aliases]
         checked = self._validate(Path(model_path), side_files, metadata or VersionMetadata())
         v = self._claim_version(name, actor)
         manifest = checked.manifest(name, v, actor)
@@ -586,16 +596,26 @@ class Registry:
             raise NotFound(f"upload {upload_id!r} expired")
         return record
 
-    def receive_upload(self, upload_id: str, file: str, token: str, source_path: Path) -> None:
-        """The local server's stand-in for a presigned PUT."""
+    def upload_target(self, upload_id: str, file: str, token: str) -> int:
+        """The declared size of ``file`` in a local upload, once its id, token and name check out.
+
+        The local upload URL asks this before it reads a byte of the body: a
+        caller without the session's token cannot make the server store anything.
+        """
         record = self._upload_record(upload_id)
         if not record.get("token_sha256") or not hmac.compare_digest(record["token_sha256"], _sha(token or "")):
             raise Forbidden("bad upload token")
         if file not in record["files"]:
             raise BadRequest(f"file {file!r} is not part of upload {upload_id}")
+        size: int = record["files"][file]["size"]
+        return size
+
+    def receive_upload(self, upload_id: str, file: str, token: str, source_path: Path) -> None:
+        """The local server's stand-in for a presigned PUT."""
+        declared = self.upload_target(upload_id, file, token)
         size = source_path.stat().st_size
-        if size != record["files"][file]["size"]:
-            raise BadRequest(f"{file}: received {size} bytes, declared {record['files'][file]['size']}")
+        if size != declared:
+            raise BadRequest(f"{file}: received {size} bytes, declared {declared}")
         self.store.put_file(self.layout.upload(upload_id) + "files/" + file, source_path)
 
     def register_upload(
@@ -618,7 +638,7 @@ class Registry:
         record = self._upload_record(upload_id)
         if record["name"] != name:
             raise BadRequest(f"upload {upload_id} was created for model {record['name']!r}, not {name!r}")
-        aliases = [check_name(a, "alias") for a in aliases]
+        aliases = [check_alias(a) for a in aliases]
         v = self._bound_version(upload_id)
         if v is not None and (done := self._published(name, v)) is not None:
             return self._finish_upload(upload_id, done, aliases, actor)

@@ -155,7 +155,7 @@ class KeyCreate(Schema):
     tenant: str | None = Field(None, max_length=64, description="default: the caller's tenant")
     name: str = Field("", max_length=128)
     root: bool = Field(False, description="operator key: manages tenants and every tenant's keys")
-    expires_in_days: float | None = Field(None, gt=0, le=3650)
+    expires_in_days: float | None = Field(None, gt=0, le=3650, description="1/24 (an hour) to 3650; none: never")
 
 
 class KeyInfo(Schema):

@@ -45,6 +45,8 @@ class Limits(_Section):
     """Largest request body (bytes); 6 MiB is Lambda's synchronous payload limit."""
     max_instances: int = Field(256, ge=1)
     """Most instances (batch rows) in one inference request."""
+    max_output_bytes: int = Field(64 * MB, ge=1)
+    """Largest result of one inference (bytes of output tensors) returned to a client; more is a 413."""
 
 
 class Settings(_Section):
@@ -91,7 +93,24 @@ class Settings(_Section):
     disk_cache_mb: int = Field(400, ge=1)
     """Budget of the on-disk model cache (MiB). Lambda's /tmp is 512 MB unless configured otherwise."""
     inference_timeout_ms: float | None = Field(None, gt=0)
-    """Wall-time limit of one inference run (milliseconds); none by default."""
+    """Wall-time limit of one inference (milliseconds): onnxruntime is told to terminate the run, and the
+    caller gets a 504. Default 30 s; on Lambda, 1.5 s less than the function's timeout when that is shorter,
+    so the caller gets this 504 rather than the function's own timeout."""
+    function_timeout_seconds: float | None = Field(None, gt=0)
+    """The Lambda function's timeout (seconds), which Lambda does not tell the process: the stack sets it
+    from ``InferenceTimeout`` so that runs end before the function does."""
+    inference_memory_mb: int | None = Field(None, ge=16)
+    """Memory all inference runs of this process may use together for intermediate tensors (MiB; the weights
+    are not counted); a run that needs more is a 413. Default: a quarter of the Lambda function's memory,
+    else 1024."""
+    max_inferences: int = Field(32, ge=1)
+    """Inferences in flight at once on a server; past it, requests get a 503 with Retry-After.
+    Health and management routes never wait behind them."""
+    max_tenant_inferences: int = Field(8, ge=1)
+    """Inferences in flight at once for one tenant; past it, that tenant's requests get a 429 with Retry-After."""
+    shutdown_grace_seconds: float = Field(10.0, ge=0)
+    """Seconds the local server waits for open requests when told to stop (runs in flight are terminated at
+    once)."""
     ort_threads: int | None = Field(None, ge=1)
     """onnxruntime intra-op threads. Default: the CPUs this process may really use."""
     ort_opt: Literal["disable", "basic", "extended", "all"] = "basic"
@@ -158,6 +177,22 @@ class Settings(_Section):
         if self.lambda_memory_mb:  # leave half to Python, requests and onnxruntime's arena
             return self.lambda_memory_mb * MB // 2
         return 2048 * MB
+
+    @property
+    def inference_timeout_seconds(self) -> float:
+        if self.inference_timeout_ms is not None:
+            return self.inference_timeout_ms / 1000
+        if self.function_timeout_seconds:
+            return max(1.0, min(30.0, self.function_timeout_seconds - 1.5))
+        return 30.0
+
+    @property
+    def inference_memory_bytes(self) -> int:
+        if self.inference_memory_mb is not None:
+            return self.inference_memory_mb * MB
+        if self.lambda_memory_mb:
+            return max(64, self.lambda_memory_mb // 4) * MB
+        return 1024 * MB
 
     @property
     def metrics_mode(self) -> str:

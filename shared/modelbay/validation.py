@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+from google.protobuf.unknown_fields import UnknownFieldSet
 from onnx import TensorProto, helper
 
-from .errors import InvalidModel, TooLarge
+from .errors import InvalidModel, TooLarge, library_message
 from .manifest import TensorSpec
 
 # ONNX elem type -> numpy dtype name. STRING has no numpy dtype of its own.
@@ -66,37 +70,50 @@ def ort_max_opset() -> int:
     raise RuntimeError("onnxruntime accepted no opset")
 
 
-def _graph_tensors(graph: onnx.GraphProto):
-    yield from graph.initializer
-    for sparse in graph.sparse_initializer:
-        yield sparse.values
-        yield sparse.indices
-    for node in graph.node:
-        yield from _node_tensors(node)
+def _messages(root: Message) -> Iterator[tuple[str, Message]]:
+    """(path, message) for ``root`` and every message inside it, at any depth.
+
+    Walked through the protobuf descriptors, not a list of places where ONNX
+    keeps tensors today: every set field of every message, single or repeated
+    (a function's attribute defaults, training_info, sparse tensors, subgraphs
+    of subgraphs, and whatever a later ONNX adds). Iterative, so depth costs no stack.
+    """
+    stack: list[tuple[str, Message]] = [("model", root)]
+    while stack:
+        path, msg = stack.pop()
+        yield path, msg
+        for fd, value in msg.ListFields():
+            if fd.type != FieldDescriptor.TYPE_MESSAGE:
+                continue
+            if not fd.is_repeated:
+                stack.append((f"{path}.{fd.name}", value))
+            elif fd.message_type.GetOptions().map_entry:
+                stack.extend((f"{path}.{fd.name}[{k!r}]", v) for k, v in value.items() if isinstance(v, Message))
+            else:
+                stack.extend((f"{path}.{fd.name}[{i}]", v) for i, v in enumerate(value))
 
 
-def _node_tensors(node: onnx.NodeProto):
-    for attr in node.attribute:
-        if attr.HasField("t"):
-            yield attr.t
-        yield from attr.tensors
-        if attr.HasField("sparse_tensor"):
-            yield attr.sparse_tensor.values
-            yield attr.sparse_tensor.indices
-        for sp in attr.sparse_tensors:
-            yield sp.values
-            yield sp.indices
-        if attr.HasField("g"):
-            yield from _graph_tensors(attr.g)
-        for g in attr.graphs:
-            yield from _graph_tensors(g)
+def check_self_contained(model: onnx.ModelProto) -> None:
+    """Refuse a model with any tensor stored outside it, or any field this onnx does not know.
 
-
-def _all_tensors(model: onnx.ModelProto):
-    yield from _graph_tensors(model.graph)
-    for fn in model.functions:
-        for node in fn.node:
-            yield from _node_tensors(node)
+    onnxruntime reads external data from beside the model file, wherever the
+    tensor sits (an initializer, a Constant in a function's attribute default,
+    a training initializer); a field unknown here may be one onnxruntime knows.
+    """
+    for path, msg in _messages(model):
+        if len(UnknownFieldSet(msg)):
+            raise InvalidModel(
+                f"{path} has fields this server's onnx does not know; re-export the model with a released onnx",
+                where=path,
+            )
+        if isinstance(msg, TensorProto) and (msg.data_location == TensorProto.EXTERNAL or len(msg.external_data)):
+            loc = next((e.value for e in msg.external_data if e.key == "location"), "?")
+            raise InvalidModel(
+                f"tensor {msg.name!r} at {path} is stored as external data ({loc[:100]!r}); "
+                "modelbay accepts only self-contained models",
+                tensor=msg.name,
+                where=path,
+            )
 
 
 def _spec(vi: onnx.ValueInfoProto) -> TensorSpec:
@@ -123,9 +140,10 @@ def inspect_onnx(path: Path, max_bytes: int) -> Signature:
     """Validate a candidate ``model.onnx`` and read its signature.
 
     Refuses: files over ``max_bytes``, bytes that do not parse as ONNX, any
-    tensor stored as external data (whatever its path: the external-data path
-    traversal CVEs), models failing ``onnx.checker``, opsets newer than the
-    installed onnxruntime, and models onnxruntime cannot build a session for.
+    tensor stored as external data wherever it sits and whatever its path
+    (``check_self_contained``), models failing ``onnx.checker``, opsets newer
+    than the installed onnxruntime, and models onnxruntime cannot build a
+    session for. No message names a path of this server.
     """
     size = Path(path).stat().st_size
     if size > max_bytes:
@@ -135,20 +153,14 @@ def inspect_onnx(path: Path, max_bytes: int) -> Signature:
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as e:  # protobuf raises DecodeError and friends
-        raise InvalidModel(f"not an ONNX model: {type(e).__name__}: {str(e)[:200]}") from None
+        raise InvalidModel(f"not an ONNX model: {type(e).__name__}: {library_message(e, 200)}") from None
     if not model.graph.node and not model.graph.output:
         raise InvalidModel("not an ONNX model: the graph is empty")
-    for t in _all_tensors(model):
-        if t.data_location == TensorProto.EXTERNAL or len(t.external_data):
-            loc = next((e.value for e in t.external_data if e.key == "location"), "?")
-            raise InvalidModel(
-                f"tensor {t.name!r} is stored as external data ({loc!r}); modelbay accepts only self-contained models",
-                tensor=t.name,
-            )
+    check_self_contained(model)
     try:
         onnx.checker.check_model(model)
     except Exception as e:
-        raise InvalidModel(f"onnx.checker refused the model: {str(e).splitlines()[0][:300]}") from None
+        raise InvalidModel(f"onnx.checker refused the model: {library_message(e)}") from None
     opset = {(o.domain or "ai.onnx"): o.version for o in model.opset_import}
     max_opset = ort_max_opset()
     if opset.get("ai.onnx", 0) > max_opset:
@@ -169,17 +181,15 @@ def inspect_onnx(path: Path, max_bytes: int) -> Signature:
 
 
 def _try_session(path: Path) -> None:
-    import onnxruntime as ort
+    # the engine's builder: alone in a private directory, as when it is served
+    from .engine.session import SessionConfig, build_session
 
-    from .engine.session import SessionConfig, session_options
-
-    # the serving options (one thread: only proving the model loads), so that a model whose
-    # session the server could not build (e.g. the int8 weight rewrite failing) is refused here
-    opts = session_options(SessionConfig(intra_op_threads=1))
     try:
-        ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        # the serving options (one thread: only proving the model loads), so that a model whose
+        # session the server could not build (e.g. the int8 weight rewrite failing) is refused here
+        build_session(path, SessionConfig(intra_op_threads=1))
     except Exception as e:
-        raise InvalidModel(f"onnxruntime cannot load the model: {str(e).splitlines()[0][:300]}") from None
+        raise InvalidModel(f"onnxruntime cannot load the model: {library_message(e)}") from None
 
 
 def check_metadata(metadata, sig: Signature, side_files: set[str] | None) -> None:

@@ -38,7 +38,7 @@ def whoami(principal: Principal = Depends(get_principal)) -> WhoAmI:
 
 @router.post("/keys", response_model=NewKey, status_code=201)
 def create_key(body: KeyCreate, request: Request, principal: Principal = Depends(require("admin"))) -> NewKey:
-    expires = body.expires_in_days * 86400 if body.expires_in_days else None
+    expires = body.expires_in_days * 86400 if body.expires_in_days is not None else None
     rec, plaintext = _admin(request).create_key(
         caller(principal), tenant=body.tenant, scopes=body.scopes, name=body.name, root=body.root, expires_in=expires
     )

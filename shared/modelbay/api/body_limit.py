@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..errors import TooLarge
 from .errors import error_response
 
-UNCAPPED = re.compile(r"^/registry/uploads/[^/]+/files/[^/]+$")
+UNCAPPED = re.compile(r"/registry/uploads/[^/]+/files/[^/]+")
 
 
 class BodyLimit:
@@ -24,7 +24,7 @@ class BodyLimit:
         self.limit = limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or UNCAPPED.match(scope.get("path", "")):
+        if scope["type"] != "http" or UNCAPPED.fullmatch(scope.get("path", "")):
             await self.app(scope, receive, send)
             return
         for name, value in scope.get("headers", []):

@@ -2,7 +2,8 @@
 
 ``render`` is the one place an exception becomes a status and a body: the
 FastAPI exception handlers, the auth gate, the body limit and the inference
-routes all call it. Anything that is not a ``ModelbayError``, a validation
+routes all call it. No absolute path of the server survives it (``scrub_paths``).
+Anything that is not a ``ModelbayError``, a validation
 error or an HTTP error is a bug of ours: it is logged with its traceback and
 answered with a generic 500 that names nothing of the server.
 """
@@ -18,7 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import ModelbayError
+from ..errors import ModelbayError, scrub_paths
 
 log = logging.getLogger("modelbay.api")
 MAX_DETAILS = 20
@@ -35,8 +36,9 @@ def render(exc: BaseException, where: str = "") -> tuple[int, dict[str, Any], di
     if isinstance(exc, ModelbayError):
         if exc.status >= 500:  # ours to look at; the body already says what failed
             log.error("%s failed: %s", where or "request", exc.message)
-        retry_after = exc.details.get("retry_after")
-        return exc.status, exc.to_body(), {"Retry-After": str(retry_after)} if retry_after else {}
+        # a message may quote a library that named a file of this server: the body gets its name only
+        body = {k: scrub_paths(v) if isinstance(v, str) else v for k, v in exc.to_body().items()}
+        return exc.status, body, exc.headers
     if isinstance(exc, RequestValidationError):
         errors = list(exc.errors())
         first = errors[0] if errors else {}

@@ -5,19 +5,27 @@ transport only, shared by both protocols: reading a bounded (optionally
 gzip'd) body, running the service on or off the event loop, and the response
 headers (served version, Server-Timing). Running, timing and metrics are the
 service's.
+
+Off the event loop, inference runs in its own thread pool, sized by
+``max_inferences``, never in the pool of the synchronous routes: health probes
+and the management API do not wait behind slow models. A request takes its
+admission slot (``InferenceService.admission``) before it is handed to a
+thread, so the pool never queues: past a bound the answer is a 429 or 503 at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
+import threading
 import zlib
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..auth.principal import Principal, require_scope
@@ -38,9 +46,51 @@ def include_inference(app: FastAPI, service: InferenceService, *, inline: bool) 
     app.state.inference = service
     app.state.engine = service.engine
     app.state.inline_inference = inline
+    pool = None if inline else InferencePool(service.settings.max_inferences)
+    app.state.inference_pool = pool
+
+    def start() -> None:
+        # the same app may serve again after a shutdown (another lifespan): runs are accepted again, and
+        # the pool makes new threads on its next use
+        service.engine.resume()
+
+    def stop() -> None:
+        # the server is exiting and its grace period is over: end the runs still going, or the process
+        # would wait for them (up to their time limit) before it can exit
+        service.engine.stop()
+        if pool is not None:
+            pool.shutdown()
+
+    app.router.on_startup.append(start)
+    app.router.on_shutdown.append(stop)
     app.include_router(oip)
     app.include_router(v1)
     app.add_middleware(HotPaths)
+
+
+class InferencePool:
+    """The inference threads (``max_inferences`` of them), apart from the synchronous routes' pool.
+
+    Its executor is made on first use and dropped at shutdown, so an app that serves again after a
+    shutdown (a second lifespan) gets new threads rather than "cannot schedule new futures".
+    """
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._executor: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="modelbay-infer")
+            return self._executor.submit(fn, *args, **kwargs)
+
+    def shutdown(self) -> None:
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
 
 
 def service_of(request: Request) -> InferenceService:
@@ -91,10 +141,24 @@ def _inflate(body: bytes, encoding: str, limit: int) -> bytes:
     return out
 
 
-async def call(request: Request, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    if request.app.state.inline_inference:
-        return fn(*args, **kwargs)
-    return await run_in_threadpool(fn, *args, **kwargs)
+async def call(request: Request, tenant: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)`` in an admission slot of ``tenant``: on the event loop (inline), else in the
+    inference pool. The slot is given back when the work ends, even if the client left before."""
+    admission = service_of(request).admission
+    admission.enter(tenant)
+    pool: InferencePool | None = request.app.state.inference_pool
+    if pool is None:
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            admission.leave(tenant)
+    try:
+        future = pool.submit(fn, *args, **kwargs)
+    except BaseException:
+        admission.leave(tenant)
+        raise
+    future.add_done_callback(lambda _: admission.leave(tenant))
+    return await asyncio.wrap_future(future)
 
 
 def served_headers(name: str, version: int | None, timings: Timings) -> dict[str, str]:
@@ -120,10 +184,10 @@ class HotPaths:
     they document the API in OpenAPI; only the dispatch is shorter here.
     """
 
-    OIP = re.compile(r"^/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?/infer$")
+    OIP = re.compile(r"/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?/infer")
     V1 = re.compile(
-        r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+)|/labels/(?P<alias>[^/:]+))?"
-        r":predict$"
+        r"/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+)|/labels/(?P<alias>[^/:]+))?"
+        r":predict"
     )
 
     def __init__(self, app: ASGIApp) -> None:
@@ -138,7 +202,7 @@ class HotPaths:
             if root and path.startswith(root):
                 path = path[len(root) :]
             response: Response | None = None
-            m = self.OIP.match(path)
+            m = self.OIP.fullmatch(path)
             if m:
                 name, version = m.group("name"), m.group("version")
                 request = Request(scope, receive)
@@ -147,7 +211,7 @@ class HotPaths:
                     if version is not None
                     else self.oip.model_infer(name, request)
                 )
-            elif (m := self.V1.match(path)) is not None:
+            elif (m := self.V1.fullmatch(path)) is not None:
                 request = Request(scope, receive)
                 name, version, alias = m.group("name", "version", "alias")
                 response = await (

@@ -88,6 +88,7 @@ async def _infer(request: Request, name: str, ref: str | None) -> Response:
         body = await read_body(request)
         result = await call(
             request,
+            tenant,
             service_of(request).infer,
             tenant,
             name,

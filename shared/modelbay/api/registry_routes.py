@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from ..auth.principal import Principal
-from ..errors import ModelbayError, TooLarge
+from ..errors import BadRequest, ModelbayError, TooLarge
 from ..manifest import Manifest, VersionMetadata
 from ..registry import Registry
 from ..schemas import (
@@ -114,18 +114,22 @@ def create_upload(
     name="receive_upload",
     description="Upload target of the local store (a presigned URL stands here on S3).",
 )
-async def receive_upload(upload_id: str, file: str, request: Request, token: str = Query(...)) -> None:
+async def receive_upload(upload_id: str, file: str, request: Request, token: str = Query(..., max_length=128)) -> None:
     settings = request.app.state.settings
     reg = Registry(request.app.state.store, tenant=_upload_tenant(request), limits=settings.limits)
-    limit = settings.limits.max_model_bytes
+    # id, token and file first: a stranger's PUT is refused before its body is read
+    declared = await run_in_threadpool(reg.upload_target, upload_id, file, token)
+    length = request.headers.get("content-length")
+    if length is not None and length != str(declared):
+        raise BadRequest(f"{file}: Content-Length is {length[:20]!r}; the upload declared {declared} bytes")
     fd, tmp = tempfile.mkstemp(prefix="modelbay-upload-")
     try:
         size = 0
         with os.fdopen(fd, "wb") as out:
             async for chunk in request.stream():
                 size += len(chunk)
-                if size > limit:
-                    raise TooLarge(f"upload exceeds {limit} bytes")
+                if size > declared:  # stop at the declared size, whatever the client goes on sending
+                    raise TooLarge(f"{file}: more than the {declared} bytes declared", limit=declared)
                 out.write(chunk)
         await run_in_threadpool(reg.receive_upload, upload_id, file, token, Path(tmp))
     finally:

@@ -31,7 +31,7 @@ async def _predict(request: Request, name: str, ref: str | None, *, version: boo
         if version and ref is not None:
             _version(ref)
         body = await read_body(request)
-        result = await call(request, service_of(request).predict, tenant, name, ref, body, timings=timings)
+        result = await call(request, tenant, service_of(request).predict, tenant, name, ref, body, timings=timings)
         payload = v1.encode_response(result.payload)
     except Exception as e:
         return failure(request, e, name, timings)

@@ -5,6 +5,8 @@ routing, a fast path or a mounted app before it has checked the key and the
 scope its path needs (``SCOPE_BY_PREFIX``: ``/v1`` and ``/v2`` need
 ``invoke``, ``/registry`` needs ``manage``, key/tenant/audit routes need
 ``admin``), so a route that forgets ``require(scope)`` is still protected.
+One path under ``/registry`` needs ``invoke`` alone (``SCOPE_BY_PATH``):
+feedback, the ground truth an application sends for its own predictions.
 Route-level ``require`` may only narrow this. The exceptions are listed in
 ``PUBLIC``: health probes, the API docs, and the local upload URL, which its
 session token authorises as a presigned URL would.
@@ -20,6 +22,7 @@ import hmac
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -28,7 +31,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..api.errors import error_response
-from ..errors import Unauthorized
+from ..errors import CredentialsUnavailable, Unauthorized, library_message
 from ..settings import Settings
 from ..storage import ObjectStore
 from .audit import AuditLog
@@ -39,6 +42,8 @@ from .service import Caller, KeyAdmin
 from .tenants import TenantStore
 
 log = logging.getLogger("modelbay.auth")
+# how long an unreadable bootstrap secret is answered 503 before it is read again
+SECRET_RETRY_S = 10.0
 
 PUBLIC = frozenset(
     {
@@ -53,8 +58,10 @@ PUBLIC = frozenset(
         "/openapi.json",
     }
 )
-_PUBLIC_RE = re.compile("^(?:" + "|".join(re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(p)) for p in PUBLIC) + ")$")
+_PUBLIC_RE = re.compile("|".join(re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(p)) for p in PUBLIC))
 ANY_KEY = frozenset({"/registry/whoami"})
+# Paths under /registry that an invoking application uses: ground truth for its own predictions.
+SCOPE_BY_PATH = ((re.compile(r"/registry/models/[^/]+/feedback"), "invoke"),)
 # first match wins
 SCOPE_BY_PREFIX = (
     ("/registry/keys", "admin"),
@@ -68,6 +75,9 @@ BOOTSTRAP_ID = "bootstrap"
 
 
 def required_scope(path: str) -> str | None:
+    for pattern, scope in SCOPE_BY_PATH:
+        if pattern.fullmatch(path):
+            return scope
     for prefix, scope in SCOPE_BY_PREFIX:
         if path == prefix or path.startswith(prefix + "/"):
             return scope
@@ -97,22 +107,51 @@ class Authenticator:
         self._bootstrap: str | None = sha256_hex(settings.bootstrap_key) if settings.bootstrap_key else None
         self._bootstrap_loaded = settings.bootstrap_key_secret is None
         self._lock = threading.Lock()
+        self._secret_retry_at = 0.0
 
     def bootstrap_sha256(self) -> str | None:
         # fetched on first need, not at import: the secret costs a call the init phase need not pay
         if not self._bootstrap_loaded:
             with self._lock:
                 if not self._bootstrap_loaded:
-                    import boto3
-
-                    value = (
-                        boto3.client("secretsmanager")
-                        .get_secret_value(SecretId=self.settings.bootstrap_key_secret)["SecretString"]
-                        .strip()
-                    )
-                    self._bootstrap = sha256_hex(value) if value else None
+                    self._bootstrap = self._read_bootstrap_secret()
                     self._bootstrap_loaded = True
         return self._bootstrap
+
+    def _read_bootstrap_secret(self) -> str | None:
+        """The secret's key hashed; ``CredentialsUnavailable`` (503) when it cannot be read.
+
+        A failure is remembered for ``SECRET_RETRY_S``: a stranger sending keys cannot
+        turn each request into a Secrets Manager call. Keys minted by modelbay (``mb_``)
+        never need the secret and keep working meanwhile.
+        """
+        if time.monotonic() < self._secret_retry_at:
+            raise self._secret_unavailable()
+        secret_id = self.settings.bootstrap_key_secret
+        try:
+            import boto3
+
+            value = boto3.client("secretsmanager").get_secret_value(SecretId=secret_id)["SecretString"].strip()
+        except Exception as e:
+            self._secret_retry_at = time.monotonic() + SECRET_RETRY_S
+            code = getattr(e, "response", {}).get("Error", {}).get("Code") or type(e).__name__
+            log.error(
+                "the bootstrap key's secret %s (MODELBAY_BOOTSTRAP_KEY_SECRET) cannot be read: %s: %s; "
+                "check that it exists and holds a SecretString, and that this role may secretsmanager:GetSecretValue",
+                secret_id,
+                code,
+                library_message(e),
+            )
+            raise self._secret_unavailable() from None
+        return sha256_hex(value) if value else None
+
+    def _secret_unavailable(self) -> CredentialsUnavailable:
+        left = max(1, round(self._secret_retry_at - time.monotonic()))
+        return CredentialsUnavailable(
+            "this key cannot be checked now: the server cannot read its bootstrap key (see the server log); "
+            "keys minted by modelbay (mb_...) are not affected",
+            retry_after=left,
+        )
 
     def __call__(self, request: Request, *, fetch: bool = True) -> Principal | None:
         """With ``fetch=False``, None when answering would need a store or secret read."""
@@ -170,7 +209,7 @@ class AuthGate:
         path = _route_path(scope)
         request = Request(scope)
         auth = getattr(request.app.state, "authenticate", None)
-        if auth is not None and not _PUBLIC_RE.match(path):
+        if auth is not None and not _PUBLIC_RE.fullmatch(path):
             try:
                 principal = await authenticate(auth, request)
                 require_scope(principal, None if path in ANY_KEY else required_scope(path))

@@ -24,8 +24,8 @@ from ..storage import ObjectStore
 from .principal import SCOPES
 
 PREFIX = "system/keys/"
-KEY_RE = re.compile(r"^mb_([0-9a-f]{12})_([A-Za-z0-9_-]{32,128})$")
-KEY_ID_RE = re.compile(r"^[0-9a-f]{12}$")
+KEY_RE = re.compile(r"mb_([0-9a-f]{12})_([A-Za-z0-9_-]{32,128})")
+KEY_ID_RE = re.compile(r"[0-9a-f]{12}")
 
 
 def sha256_hex(s: str) -> str:
@@ -46,7 +46,7 @@ def check_scopes(scopes: Iterable[str]) -> list[str]:
 
 
 def check_key_id(key_id: str) -> str:
-    if not isinstance(key_id, str) or not KEY_ID_RE.match(key_id):
+    if not isinstance(key_id, str) or not KEY_ID_RE.fullmatch(key_id):
         raise NotFound(f"no key {key_id!r}", key_id=key_id)
     return key_id
 
@@ -145,7 +145,7 @@ class KeyStore:
         out = []
         for info in self.store.list(PREFIX):
             key_id = info.key[len(PREFIX) :].removesuffix(".json")
-            if not KEY_ID_RE.match(key_id):
+            if not KEY_ID_RE.fullmatch(key_id):
                 continue
             try:
                 rec = self._read(key_id)[0]
@@ -186,7 +186,7 @@ class KeyStore:
         Lambda containers within that time. With ``fetch=False`` a cache miss
         returns None instead of reading the store (the event loop's fast path).
         """
-        m = KEY_RE.match(token or "")
+        m = KEY_RE.fullmatch(token or "")
         if not m:
             raise Unauthorized("malformed API key")
         key_id, secret = m.groups()

@@ -12,12 +12,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..errors import Forbidden, NotFound, StoreUnavailable
+from ..errors import BadRequest, Forbidden, NotFound, StoreUnavailable
 from .audit import AuditLog
 from .gateway import UsagePlanKeys
 from .keys import KeyRecord, KeyStore
 from .tenants import Tenant, TenantStore
 
+# A key's lifetime, when it has one: less than an hour is a key born (nearly) dead, e.g. 1e-300 days.
+MIN_EXPIRY = 3600
 MAX_EXPIRY = 10 * 365 * 86400
 
 
@@ -53,8 +55,11 @@ class KeyAdmin:
         tenant = self._tenant_for(caller, tenant)
         if root and not caller.root:
             raise Forbidden("only a root key can mint a root key")
-        if expires_in is not None:
-            expires_in = min(expires_in, MAX_EXPIRY)
+        if expires_in is not None and not MIN_EXPIRY <= expires_in <= MAX_EXPIRY:  # NaN fails too
+            raise BadRequest(
+                f"a key expires between {MIN_EXPIRY // 3600} hour and {MAX_EXPIRY // 86400} days from now",
+                field="expires_in_days",
+            )
         self.tenants.get(tenant)  # 404 for a tenant nobody created
         rec, plaintext = self.keys.create(
             tenant, scopes, name=name, root=root, actor=caller.actor, expires_in=expires_in

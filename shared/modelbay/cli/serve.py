@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import math
+import signal
 import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -10,6 +15,9 @@ from ..settings import Settings
 from ..storage import ObjectStore
 from .base import App, ctx_obj
 from .output import err, escape
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 app = App()
 
@@ -38,7 +46,37 @@ def serve(
         f"[bold]modelbay[/] serving store [cyan]{escape(settings.store_url)}[/] on http://{host}:{port}  "
         f"(API docs: http://{host}:{port}/docs)"
     )
-    uvicorn.run(api, host=host, port=port, log_level="warning")
+    grace = settings.shutdown_grace_seconds
+    api.router.on_startup.append(_terminate_runs_after(api, grace))
+    # uvicorn waits for open requests a little longer than the runs get: they answer 503 before it cancels them
+    uvicorn.run(api, host=host, port=port, log_level="warning", timeout_graceful_shutdown=math.ceil(grace) + 5)
+
+
+def _terminate_runs_after(api: FastAPI, grace: float) -> Callable[[], None]:
+    """A startup hook: once told to exit (SIGTERM, ctrl-c), inference runs still going ``grace`` seconds later
+    are terminated and answered 503. Without it the server waits for them, each up to its time limit.
+
+    It wraps the handlers uvicorn has installed by startup (and restores when it ends); only in the main
+    thread, where signals are delivered.
+    """
+
+    def install() -> None:
+        engine = getattr(api.state, "engine", None)
+        if engine is None or threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous = signal.getsignal(sig)
+
+            def handler(signum: int, frame: FrameType | None, previous: Any = previous) -> None:
+                timer = threading.Timer(grace, engine.stop)
+                timer.daemon = True
+                timer.start()
+                if callable(previous):
+                    previous(signum, frame)
+
+            signal.signal(sig, handler)
+
+    return install
 
 
 def _announce_auth(store: ObjectStore, settings: Settings, host: str, port: int) -> None:

@@ -12,6 +12,7 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..errors import BadRequest, IntegrityError, ModelbayError, NotFound, StoreUnavailable, TooLarge
 from ..layout import MODEL_FILE, Layout
@@ -24,7 +25,8 @@ from .errors import LoadFailure, library_message
 from .lru import ByteLRU
 from .model import LoadedModel
 from .resolve import Resolver
-from .session import SessionConfig, build_session
+from .runs import Runs
+from .session import SessionConfig, arena_limit, build_session
 from .timing import Timings
 
 log = logging.getLogger("modelbay.engine")
@@ -40,7 +42,8 @@ class EngineConfig:
     session_cache_bytes: int = 2048 * MB
     disk_cache_bytes: int = 400 * MB
     session: SessionConfig = field(default_factory=SessionConfig)
-    inference_timeout_ms: float | None = None
+    inference_timeout_ms: float | None = 30_000.0
+    max_output_bytes: int | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EngineConfig:
@@ -49,7 +52,8 @@ class EngineConfig:
             session_cache_bytes=settings.session_cache_bytes,
             disk_cache_bytes=settings.disk_cache_mb * MB,
             session=SessionConfig.from_settings(settings),
-            inference_timeout_ms=settings.inference_timeout_ms,
+            inference_timeout_ms=settings.inference_timeout_seconds * 1000,
+            max_output_bytes=settings.limits.max_output_bytes,
         )
 
 
@@ -60,6 +64,9 @@ class Engine:
         self.config = config or EngineConfig.from_settings(settings)
         self.resolver = Resolver(store, settings.limits, alias_ttl=self.config.alias_ttl)
         self.disk = DiskCache(settings.cache_dir, self.config.disk_cache_bytes)
+        self.scratch = Path(settings.cache_dir) / "sessions"  # where each session is built alone
+        timeout = self.config.inference_timeout_ms
+        self.runs = Runs(timeout / 1000 if timeout else None)
         self.sessions: ByteLRU[LoadedModel] = ByteLRU(self.config.session_cache_bytes)
         self._loading: dict[tuple[str, str, int], Future[LoadedModel]] = {}
         self._lock = threading.Lock()
@@ -72,12 +79,24 @@ class Engine:
 
     def get(self, tenant: str, name: str, ref: str | int | None = None, timings: Timings | None = None) -> LoadedModel:
         """The servable model for a reference; loads it if cold."""
+        return self.load(tenant, self.resolve_timed(tenant, name, ref, timings), timings)
+
+    def resolve_timed(self, tenant: str, name: str, ref: str | int | None, timings: Timings | None) -> Manifest:
+        """``resolve``, noting in ``timings`` how long it took and which version it found."""
         t0 = time.perf_counter()
         manifest = self.resolver.resolve(tenant, name, ref)
         if timings is not None:
             timings.resolve_ms = (time.perf_counter() - t0) * 1000
             timings.version = manifest.version
-        return self.load(tenant, manifest, timings)
+        return manifest
+
+    def stop(self) -> int:
+        """Terminate every inference in flight and refuse new ones (the server is exiting)."""
+        return self.runs.stop()
+
+    def resume(self) -> None:
+        """Accept inferences again after ``stop`` (the app's next lifespan)."""
+        self.runs.resume()
 
     def cached(self, tenant: str, manifest: Manifest) -> LoadedModel | None:
         return self.sessions.get((tenant, manifest.name, manifest.version))
@@ -142,7 +161,7 @@ class Engine:
             ) from None
         t1 = time.perf_counter()
         try:
-            session = build_session(path, self.config.session)
+            session = build_session(path, self.config.session, self.scratch)
         except Exception as e:
             log.warning("%s/%s v%d: session build failed: %s", tenant, manifest.name, manifest.version, e)
             raise LoadFailure(
@@ -162,7 +181,6 @@ class Engine:
         t2 = time.perf_counter()
         self.loads += 1
         size = manifest.size + sum(f.size for f in manifest.files.values())
-        timeout = self.config.inference_timeout_ms
         model = LoadedModel(
             manifest,
             session,
@@ -172,7 +190,9 @@ class Engine:
             size=size,
             fetch_ms=(t1 - t0) * 1000,
             load_ms=(t2 - t1) * 1000,
-            timeout_s=timeout / 1000 if timeout else None,
+            runs=self.runs,
+            memory_limit=arena_limit() if self.config.session.memory_limit_bytes else None,
+            max_output_bytes=self.config.max_output_bytes,
         )
         if timings is not None:
             timings.cold_start = True

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-import threading
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,11 +11,15 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BadRequest, ModelbayError
+from ..errors import ModelbayError, TooLarge
 from ..manifest import Manifest
-from .errors import InferenceFailed, InferenceTimeout, library_message
+from .errors import Busy, InferenceFailed, InferenceTimeout, OutOfMemory, run_failure
+from .runs import Runs
 
 log = logging.getLogger("modelbay.engine")
+# onnxruntime's arena refusing an allocation: "requested buffer of size N" / "requested bytes of N"
+_ALLOCATION = re.compile(r"requested (?:buffer of size|bytes of) (\d+)")
+_ORT_ERRORS = "onnxruntime.capi.onnxruntime_pybind11_state"  # the module of every error a run raises
 
 
 @dataclass
@@ -28,7 +32,9 @@ class LoadedModel:
     size: int = 0
     fetch_ms: float = 0.0  # download + verify, 0 when the disk cache had it
     load_ms: float = 0.0  # session build + pre/postprocessor setup
-    timeout_s: float | None = None  # per session.run; None: no limit beyond the function's own
+    runs: Runs = field(default_factory=lambda: Runs(None))  # the engine's: deadlines and shutdown
+    memory_limit: int | None = None  # the shared arena's cap, when there is one
+    max_output_bytes: int | None = None
 
     def __post_init__(self) -> None:
         self.output_names = [o.name for o in self.manifest.outputs]
@@ -44,42 +50,72 @@ class LoadedModel:
         return self.manifest.version
 
     def run(self, feeds: Mapping[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
-        """One session.run for the whole batch (one per instance if the graph's batch is fixed at 1)."""
-        names = outputs or self.output_names
-        n = next(iter(feeds.values())).shape[0] if feeds and self._single else 1
-        options, timer = None, None
-        timeout_s = self.timeout_s
-        if timeout_s:
-            import onnxruntime as ort
+        """One session.run for the whole batch (one per instance if the graph's batch is fixed at 1).
 
-            # onnxruntime checks the terminate flag between kernels: a run stops within one op
-            options = ort.RunOptions()
-            timer = threading.Timer(timeout_s, setattr, (options, "terminate", True))
-            timer.start()
+        Within the engine's time limit, and refused when the outputs exceed ``max_output_bytes``.
+        """
+        names = outputs or self.output_names
+        n = self._instances(feeds) if self._single else 1
+        run, options = self.runs.start()
         try:
             if n <= 1 or not self._single:
-                results = self.session.run(names, feeds, options)
-                return dict(zip(names, results))
-            parts = [self.session.run(names, {k: v[i : i + 1] for k, v in feeds.items()}, options) for i in range(n)]
-            return {name: np.concatenate([p[j] for p in parts]) for j, name in enumerate(names)}
+                results = dict(zip(names, self.session.run(names, feeds, options)))
+            else:
+                parts = [
+                    self.session.run(names, {k: v[i : i + 1] for k, v in feeds.items()}, options) for i in range(n)
+                ]
+                results = {name: np.concatenate([p[j] for p in parts]) for j, name in enumerate(names)}
         except Exception as e:
-            if timeout_s and options is not None and options.terminate:
-                raise InferenceTimeout(
-                    f"inference took longer than {timeout_s * 1000:.0f} ms", limit_ms=timeout_s * 1000
-                ) from None
-            raise self._ort_error(e) from None
+            if type(e).__module__ != _ORT_ERRORS:
+                raise  # not onnxruntime refusing a run: a bug of ours, a 500 with its traceback in the log
+            raise self._run_error(e, options.terminate) from None
         finally:
-            if timer is not None:
-                timer.cancel()
+            self.runs.finish(run)
+        self._check_output_size(results)
+        return results
 
-    def _ort_error(self, e: Exception) -> ModelbayError:
-        # InvalidArgument is onnxruntime refusing the inputs themselves: the client may fix them
-        if type(e).__name__ == "InvalidArgument":
-            return BadRequest(f"onnxruntime rejected the inputs: {library_message(e, 400)}")
-        # anything else is ours to fix: the details go to the log, the client learns what failed
-        log.error("%s v%d: session.run failed: %s: %s", self.name, self.version, type(e).__name__, e)
+    @staticmethod
+    def _instances(feeds: Mapping[str, np.ndarray]) -> int:
+        """Rows to run one by one: the common first axis of every input (1 if any is a scalar or they differ)."""
+        firsts = {v.shape[0] if v.ndim else None for v in feeds.values()}
+        n = firsts.pop() if len(firsts) == 1 else None
+        return n if n is not None else 1
+
+    def _check_output_size(self, results: Mapping[str, np.ndarray]) -> None:
+        if self.max_output_bytes is None:
+            return
+        size = sum(a.nbytes if a.dtype.kind != "O" else sum(len(str(v)) for v in a.flat) for a in results.values())
+        if size > self.max_output_bytes:
+            raise TooLarge(
+                f"the outputs of {self.name} are {size} bytes; the limit is {self.max_output_bytes} per request",
+                size=size,
+                limit=self.max_output_bytes,
+            )
+
+    def _run_error(self, e: Exception, terminated: bool) -> ModelbayError:
+        # the whole message, with onnxruntime's source paths, is for the log only
+        log.warning("%s v%d: session.run failed: %s: %s", self.name, self.version, type(e).__name__, e)
+        if terminated:
+            if self.runs.stopping:
+                return Busy("the server is shutting down", status=503, retry_after=5)
+            limit_ms = (self.runs.timeout_s or 0) * 1000
+            return InferenceTimeout(f"inference took longer than {limit_ms:.0f} ms", limit_ms=limit_ms)
+        op, reason = run_failure(e)
+        allocation = _ALLOCATION.search(str(e))
+        if allocation and self.memory_limit:
+            wanted = int(allocation.group(1))
+            if wanted > self.memory_limit:
+                return OutOfMemory(
+                    f"{self.name} needs more than {self.memory_limit} bytes for these inputs "
+                    f"(its {op or 'a'} node asked for {wanted})",
+                    limit=self.memory_limit,
+                    requested=wanted,
+                )
+            return Busy("inference memory is in use by other requests; try again", status=503, retry_after=1)
+        where = f"its {op} node" if op else "it"
         return InferenceFailed(
-            f"{self.name} version {self.version}: onnxruntime failed while running it",
+            f"{self.name} version {self.version} failed on these inputs ({where}): {reason}",
             model=self.name,
             version=self.version,
+            **({"operator": op} if op else {}),
         )

@@ -7,7 +7,13 @@ timings. Every call records exactly one metrics event, success or failure,
 its error type taken from the exception; adapters only decode, call and encode.
 
 A request may arrive still encoded (``bytes``): it is decoded here, inside the
-accounting, so a malformed body counts as the client error it is.
+accounting, so a malformed body counts as the client error it is. The reference
+is resolved before the body is decoded: metrics keep series only for versions
+that exist (a request for a name nobody serves is logged, not given a series of
+its own, or a caller could grow the metrics without bound).
+
+``admission`` bounds the inferences in flight (per tenant and in all); the
+HTTP adapter takes a slot before it hands a request to a thread.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from ..manifest import Manifest
 from ..metrics import ErrorType, MetricsSink
 from ..protocols import oip, v1
 from ..settings import Settings
+from .admission import Admission
 from .engine import Engine, check_instances
 from .errors import InferenceTimeout, LoadFailure
 from .model import LoadedModel
@@ -67,6 +74,7 @@ class InferenceService:
         self.engine = engine
         self.metrics = metrics
         self.settings = settings or engine.settings
+        self.admission = Admission(self.settings.max_inferences, self.settings.max_tenant_inferences)
 
     # ------------------------------------------------------------ inference
     def infer(
@@ -85,15 +93,15 @@ class InferenceService:
         """
         timings = timings or Timings.start()
         with _Accounted(self, tenant, name, timings) as call:
+            manifest = self.engine.resolve_timed(tenant, name, ref, timings)
             req = request if isinstance(request, oip.InferRequest) else oip.decode_request(request, header_length)
             call.instances = req.batch
-            response = self._infer(tenant, name, ref, req, timings)
+            response = self._infer(tenant, manifest, req, timings)
         return Inference(response, response.model_version, timings)
 
-    def _infer(
-        self, tenant: str, name: str, ref: str | int | None, req: oip.InferRequest, timings: Timings
-    ) -> oip.InferResponse:
-        model = self.engine.get(tenant, name, ref, timings)
+    def _infer(self, tenant: str, manifest: Manifest, req: oip.InferRequest, timings: Timings) -> oip.InferResponse:
+        name = manifest.name
+        model = self.engine.load(tenant, manifest, timings)
         check_feeds(model.manifest.inputs, req.inputs)
         for spec in model.manifest.inputs:  # a dynamic first axis is the batch: the instance limit applies
             if spec.shape and not isinstance(spec.shape[0], int):
@@ -124,20 +132,21 @@ class InferenceService:
         """V1: raw instances -> preprocessing -> one batched run -> postprocessing -> predictions."""
         timings = timings or Timings.start()
         with _Accounted(self, tenant, name, timings) as call:
+            manifest = self.engine.resolve_timed(tenant, name, ref, timings)
             req = request if isinstance(request, v1.PredictRequest) else v1.decode_request(request)
             if not isinstance(req.instances, list):
                 raise BadRequest("'instances' must be a list")
             call.instances = len(req.instances)
-            model, predictions = self._predict(tenant, name, ref, req, timings)
+            model, predictions = self._predict(tenant, manifest, req, timings)
         return Inference(predictions, model.version, timings)
 
     def _predict(
-        self, tenant: str, name: str, ref: str | int | None, req: v1.PredictRequest, timings: Timings
+        self, tenant: str, manifest: Manifest, req: v1.PredictRequest, timings: Timings
     ) -> tuple[LoadedModel, list[Any]]:
         check_instances(len(req.instances), self.settings)
         if not isinstance(req.parameters, Mapping):
             raise BadRequest("'parameters' must be an object")
-        model = self.engine.get(tenant, name, ref, timings)
+        model = self.engine.load(tenant, manifest, timings)
         t0 = time.perf_counter()
         feeds = model.preprocessor(req.instances)
         check_feeds(model.manifest.inputs, feeds)
@@ -152,8 +161,10 @@ class InferenceService:
         return model, predictions
 
     def _record(self, tenant: str, name: str, instances: int, timings: Timings, exc: BaseException | None) -> None:
+        if timings.version is None:  # the reference never resolved: no series for a name nobody serves
+            log.info("%s/%r: not served (%s)", tenant, name[:80], error_type(exc) if exc is not None else "ok")
+            return
         try:
-            # the engine set timings.version once the reference resolved: None only if it never did
             event = timings.event(name, timings.version, instances, error_type(exc) if exc is not None else None)
             event.tenant = tenant
             self.metrics.record(event)

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from ..errors import BadRequest
 
 WINDOWS = {"5m": 300, "15m": 900, "1h": 3600, "3h": 3 * 3600, "6h": 6 * 3600, "12h": 12 * 3600, "24h": 86400}
-_DURATION = re.compile(r"^(\d+)([smhd])$")
+_DURATION = re.compile(r"([0-9]{1,9})([smhd])")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_POINTS = 1440
 
@@ -22,7 +22,7 @@ def clock() -> float:
 
 
 def parse_duration(text: str, what: str = "window") -> int:
-    m = _DURATION.match(text.strip()) if isinstance(text, str) else None
+    m = _DURATION.fullmatch(text.strip()) if isinstance(text, str) else None
     if not m:
         raise BadRequest(f"{what} {text!r}: expected a duration such as 15m, 1h or 24h", field=what)
     seconds = int(m.group(1)) * _UNIT[m.group(2)]

@@ -23,6 +23,8 @@ def load_object(raw: bytes, expected: str) -> dict[str, Any]:
         obj = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as e:
         raise BadRequest(f"malformed JSON: {e}") from None
+    except RecursionError:  # the parser's depth limit (about a thousand levels): no tensor is that deep
+        raise BadRequest("malformed JSON: nested too deeply") from None
     if not isinstance(obj, dict):
         raise BadRequest(f"the body must be a JSON object: {expected}")
     return obj

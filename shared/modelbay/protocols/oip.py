@@ -27,6 +27,7 @@ HEADER = "Inference-Header-Content-Length"
 EXTENSIONS = ["binary_tensor_data", "classification", "parameters"]
 _INT_KINDS = "iu"
 _ALLOWED_KINDS = {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}
+MAX_RANK = 32
 
 
 @dataclass
@@ -64,11 +65,29 @@ def _bad(msg: str, **details: Any) -> BadRequest:
     return BadRequest(msg, **details)
 
 
-def _shape(t: dict[str, Any], name: str) -> list[int]:
+def _shape(t: dict[str, Any], name: str, body_bytes: int) -> list[int]:
+    """The declared shape, refused before anything is allocated for it when the request cannot hold it:
+    every element takes at least one byte of the body, whatever its encoding."""
     shape = t.get("shape")
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         raise _bad(f"input {name!r}: shape must be a list of non-negative integers", input=name)
+    if len(shape) > MAX_RANK:
+        raise _bad(f"input {name!r}: rank {len(shape)}; at most {MAX_RANK} dimensions", input=name)
+    extent = 1
+    for d in shape:  # zero-sized axes count as one: [0, 2**80] is no more acceptable than [2**80]
+        extent *= max(d, 1)
+        if extent > body_bytes:
+            raise _bad(
+                f"input {name!r}: shape {_brief(shape)} declares more elements than a request of {body_bytes} "
+                "bytes can carry",
+                input=name,
+            )
     return shape
+
+
+def _brief(shape: list[int]) -> str:
+    text = str(shape)
+    return text if len(text) <= 80 else text[:77] + "...]"
 
 
 def _dtype(t: dict[str, Any], name: str) -> np.dtype:
@@ -82,6 +101,10 @@ def _dtype(t: dict[str, Any], name: str) -> np.dtype:
 
 
 def _decode_bytes_elements(buf: memoryview, count: int, name: str) -> np.ndarray:
+    if count * 4 > len(buf):  # each element has its 4-byte length: checked before the array is made
+        raise _bad(
+            f"input {name!r}: {count} BYTES elements need at least {count * 4} bytes, not {len(buf)}", input=name
+        )
     out = np.empty(count, dtype=object)
     pos = 0
     for i in range(count):
@@ -188,7 +211,7 @@ def decode_request(body: bytes, header_length: str | int | None = None) -> Infer
         name = t["name"]
         if name in arrays:
             raise _bad(f"input {name!r} appears twice", input=name)
-        shape, dtype = _shape(t, name), _dtype(t, name)
+        shape, dtype = _shape(t, name, len(body)), _dtype(t, name)
         tparams = t.get("parameters") or {}
         size = tparams.get("binary_data_size") if isinstance(tparams, dict) else None
         if size is not None:
