@@ -62,7 +62,6 @@ from .schemas import (
 )
 from .settings import Limits
 from .storage import ObjectStore, sha256_file
-from .validation import check_metadata, inspect_onnx
 
 log = logging.getLogger("modelbay.registry")
 HISTORY_LIMIT = 500
@@ -387,6 +386,9 @@ class Registry:
         actor: str | None,
         staged: dict[str, str] | None,
     ) -> Manifest:
+        # validation imports onnx (~0.1-0.4 s): only registering needs it, not a server's start or its predictions
+        from .validation import check_metadata, inspect_onnx
+
         for a in aliases:
             check_alias(a)
         sig = inspect_onnx(model_path, self.limits.max_model_bytes)
