@@ -10,12 +10,11 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 
+from modelbay.cpu_features import CpuFeatures
 from modelbay.engine import Engine, EngineConfig
 from modelbay.engine.autotune import Choice, Records, TuneConfig, Tuner, cpu_signature, label, search
 from modelbay.engine.session import SessionConfig
-from modelbay.cpu_features import CpuFeatures
 from modelbay.registry import Registry
 from modelbay.settings import Settings
 
@@ -258,7 +257,7 @@ def test_tuned_int8_sessions_compute_what_the_gate_measured(tmp_path):
     for level in ("basic", "extended", "all"):
         for spin in (False, True):
             scores = Scores({(level, spin, None): 1000.0})
-            session, choice = _tuner(tmp_path / f"{level}{spin}", measure=scores).session(
+            session, _choice = _tuner(tmp_path / f"{level}{spin}", measure=scores).session(
                 q, "12" * 32, SessionConfig(intra_op_threads=1)
             )
             got = session.run(None, {"x": x})

@@ -3,8 +3,9 @@
 * ``floor``: a bare FastAPI + onnxruntime + tokenizers server (``floor.py``), onnxruntime's defaults;
 * ``BentoML``: one ``@bentoml.service`` (``bento_service.py``) from its own venv (``make bench-peers``
   installs it in ``benchmarks/peers/.venv-bentoml``; without it the row is left out);
-* ``modelbay``: ``modelbay serve --no-auth`` on a local store holding the graph, with its measured
-  session settings (the tuning record made by a first start, as any restart finds it);
+* ``modelbay``: ``modelbay serve --no-auth`` on a local store holding the graph, told to load it at
+  start (``MODELBAY_PREWARM``, as the others load theirs), with its measured session settings (the
+  tuning record made by a first start, as any restart finds it);
 * ``modelbay, tuning off``: the same with ``MODELBAY_ORT_TUNE=off`` (the fixed defaults).
 
 Every server gets the same HTTP request (``{"instances": [text, ...]}``), tokenizes it with the
@@ -21,6 +22,7 @@ batch 1 (``--seconds`` per server per round, rounds in rotating order, the media
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -59,7 +61,7 @@ def free_port() -> int:
 
 def pct(xs: list[float], p: float) -> float:
     xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+    return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
 
 
 def body(n: int) -> bytes:
@@ -95,10 +97,8 @@ class Server:
             os.killpg(self.proc.pid, signal.SIGTERM)
             self.proc.wait(20)
         except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             self.proc.wait()
         self.proc = None
 
@@ -217,7 +217,12 @@ def servers(model: Path, tokenizer: Path, store: Path, tmp: Path, threads: int) 
     py = sys.executable
     v1 = "/v1/models/minilm:predict"
     serve = [py, "-m", "modelbay", "serve", "--no-auth", "--store", str(store), "--port", "{port}"]
-    mb_env = {"PYTHONPATH": f"{ROOT / 'shared'}", "MODELBAY_CACHE_DIR": str(tmp / "cache")}
+    # the floor and BentoML load their one model at start; modelbay is told which to load (MODELBAY_PREWARM)
+    mb_env = {
+        "PYTHONPATH": f"{ROOT / 'shared'}",
+        "MODELBAY_CACHE_DIR": str(tmp / "cache"),
+        "MODELBAY_PREWARM": "minilm",
+    }
     out = [
         Server("floor", [py, str(HERE / "floor.py"), str(model), str(tokenizer), "{port}", str(threads)], v1),
         Server("modelbay", serve, v1, mb_env),
@@ -248,7 +253,9 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="modelbay-peers-"))
     model, tokenizer, store = prepare(tmp)
     group = [
-        s for s in servers(model, tokenizer, store, tmp, args.threads) if not args.only or s.name in args.only + ["floor"]
+        s
+        for s in servers(model, tokenizer, store, tmp, args.threads)
+        if not args.only or s.name in args.only + ["floor"]
     ]
     names = [s.name for s in group]
     res: dict[str, dict[str, float]] = {n: {} for n in names}

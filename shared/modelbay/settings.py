@@ -38,7 +38,7 @@ class Limits(_Section):
     """Resource limits: each has a safe default and answers a clear 4xx when hit."""
 
     max_model_bytes: int = Field(2 * 1024**3 - 1, ge=1)
-    """Largest model.onnx accepted (bytes). ONNX protobufs cannot exceed 2 GiB without external data, which is refused."""
+    """Largest model.onnx accepted (bytes): a protobuf cannot exceed 2 GiB without external data, which is refused."""
     max_side_file_bytes: int = Field(64 * MB, ge=1)
     """Largest side file (e.g. tokenizer.json) accepted, in bytes."""
     max_side_files: int = Field(8, ge=0)
@@ -58,7 +58,7 @@ class Settings(_Section):
     store_url: str = Field(
         default_factory=lambda: locations.default_store(_HOME_ENV), json_schema_extra={"env": "MODELBAY_STORE"}
     )
-    """The registry: a directory (the embedded store) or ``s3://bucket/prefix``. Default: $XDG_DATA_HOME/modelbay/store."""
+    """The registry: a directory (embedded store) or ``s3://bucket/prefix``; default $XDG_DATA_HOME/modelbay/store."""
     default_tenant: str = Field("default", json_schema_extra={"env": "MODELBAY_TENANT"})
     """Tenant of callers when API keys are off, and of the local server's own metrics."""
     cache_dir: Path = Field(default_factory=lambda: locations.cache_dir(_HOME_ENV))

@@ -20,10 +20,10 @@ from ..manifest import Manifest
 from ..refs import parse_ref
 from ..settings import Settings
 from ..storage import ObjectStore
+from .autotune import Records, TuneConfig, Tuner
 from .diskcache import DiskCache
 from .errors import LoadFailure, library_message
 from .lru import ByteLRU
-from .autotune import Records, TuneConfig, Tuner
 from .model import LoadedModel
 from .resolve import Resolver
 from .runs import Runs
