@@ -263,3 +263,18 @@ def test_tuned_int8_sessions_compute_what_the_gate_measured(tmp_path):
             got = session.run(None, {"x": x})
             for a, b in zip(want, got):
                 np.testing.assert_array_equal(a, b, err_msg=label(SessionConfig(1, level, spin)))
+
+
+def test_a_graph_the_sample_inputs_cannot_run_is_served_untuned(tmp_path, mlp_path):
+    """Inputs made from a signature do not suit every graph: the load must not fail for tuning."""
+    tuner = Tuner(
+        TuneConfig(mode="latency", budget_s=60.0),
+        Records(tmp_path / "tuning"),
+        measure=Scores(),
+        cpu="x86_64-test-avx2-2cpu",
+        feeds=lambda session: {"x": np.ones((1, 3), np.float32)},  # the MLP takes 4 features: onnxruntime refuses
+    )
+    session, choice = tuner.session(mlp_path, "99" * 32, SessionConfig(intra_op_threads=1, optimization="extended"))
+    assert choice is None and options_of(session) == ("extended", False, 1)
+    assert session.run(None, {"x": np.ones((1, 4), np.float32)})[0].shape[0] == 1
+    assert not list((tmp_path / "tuning").glob("*.json"))  # tried again at the next load, not remembered as tuned
