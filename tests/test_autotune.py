@@ -278,3 +278,21 @@ def test_a_graph_the_sample_inputs_cannot_run_is_served_untuned(tmp_path, mlp_pa
     assert choice is None and options_of(session) == ("extended", False, 1)
     assert session.run(None, {"x": np.ones((1, 4), np.float32)})[0].shape[0] == 1
     assert not list((tmp_path / "tuning").glob("*.json"))  # tried again at the next load, not remembered as tuned
+
+
+def test_the_model_status_route_says_what_tuning_picked(local_store, tmp_path, mlp_path):
+    from starlette.testclient import TestClient
+
+    from modelbay.api.app import create_app
+
+    Registry(local_store).register_version("m", mlp_path)
+    settings = Settings(store_url=local_store.url, cache_dir=tmp_path / "cache", auth=False)
+    engine = Engine(local_store, settings, EngineConfig(tune=TuneConfig(mode="throughput", budget_s=60.0)))
+    engine.tuner.measure = Scores({("all", None, None): 300.0})
+    with TestClient(create_app(settings, local_store, engine=engine)) as http:
+        assert http.get("/v1/models/m").json()["tuning"] is None  # not loaded yet: nothing measured here
+        infer = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}
+        assert http.post("/v2/models/m/infer", json=infer).status_code == 200
+        tuning = http.get("/v1/models/m").json()["tuning"]
+    assert tuning["optimization"] == "all" and tuning["mode"] == "throughput" and tuning["source"] == "tuned"
+    assert tuning["measured"]["all/nospin/" + str(tuning["intra_op_threads"]) + "t"] == 300.0
