@@ -306,8 +306,32 @@ def main() -> None:
         for s in group:
             s.stop()
     report(res, model, load)
+    total, per = import_breakdown()
+    print(f"modelbay serve's imports (python -X importtime, self ms by package; total {total:.0f}):")
+    print("  " + ", ".join(f"{k} {v:.0f}" for k, v in list(per.items())[:14]))
     if args.json:
-        args.json.write_text(json.dumps({"results": res, "load": load, "cpu": cpu_name()}, indent=1))
+        out = {"results": res, "load": load, "cpu": cpu_name(), "serve_imports_ms": per}
+        args.json.write_text(json.dumps(out, indent=1))
+
+
+# what `modelbay serve` imports before its first prediction: its command group, the engine, the app, uvicorn
+SERVE_IMPORTS = (
+    "from modelbay.cli import build; build(('serve',)); import modelbay.engine, uvicorn, modelbay.api.app, "
+    "onnxruntime, modelbay.preprocess, modelbay.postprocess"
+)
+
+
+def import_breakdown(code: str = SERVE_IMPORTS) -> tuple[float, dict[str, float]]:
+    """``python -X importtime``: total self ms, and self ms summed per top-level package, largest first."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "shared")}
+    p = subprocess.run([sys.executable, "-X", "importtime", "-c", code], env=env, capture_output=True, text=True)
+    per: dict[str, float] = {}
+    for line in p.stderr.splitlines():
+        parts = line.removeprefix("import time:").split("|")
+        if len(parts) == 3 and parts[0].strip().isdigit():
+            top = parts[2].strip().split(".")[0]
+            per[top] = per.get(top, 0.0) + int(parts[0]) / 1000
+    return sum(per.values()), dict(sorted(per.items(), key=lambda kv: -kv[1]))
 
 
 def cpu_name() -> str:
