@@ -28,7 +28,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,27 +40,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 BENTO_VENV = HERE / ".venv-bentoml"
-SENTENCES = [
-    "The quick brown fox jumps over the lazy dog.",
-    "Serverless inference keeps a warm session per model version.",
-    "How do I reset my password?",
-    "Quantized models are smaller and usually faster on CPUs.",
-    "The meeting has been moved to Thursday afternoon at three o'clock, in the large room on the fourth floor.",
-    "Cats sleep for most of the day.",
-    "Please send the invoice to the accounting department before the end of the month.",
-    "What is the capital of Australia?",
-] * 4
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def pct(xs: list[float], p: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
+sys.path.insert(0, str(HERE.parent))
+# the sentences and helpers of `make bench`, so both benches send the same texts
+from bench_inference import SENTENCES, free_port, pct  # noqa: E402
 
 
 def body(n: int) -> bytes:
