@@ -105,7 +105,7 @@ def test_search_stops_at_its_budget_with_the_best_so_far():
 
     def measure(session, feeds, mode, seconds):
         now[0] += 1.0  # each measurement takes a second
-        return 200.0 if session.optimization == "extended" else 100.0
+        return 200.0 if session.optimization == "all" else 100.0
 
     best, _, scores = search(
         SessionConfig(intra_op_threads=2),
@@ -118,7 +118,7 @@ def test_search_stops_at_its_budget_with_the_best_so_far():
         clock=lambda: now[0],
         cpus=2,
     )
-    assert best.optimization == "extended" and len(scores) == 2
+    assert best.optimization == "all" and len(scores) == 2  # base, then one candidate: the budget is spent
 
 
 def test_candidates_that_come_out_the_same_are_measured_once():
@@ -137,7 +137,7 @@ def test_candidates_that_come_out_the_same_are_measured_once():
         measure=lambda s, f, m, t: calls.append(s.optimization) or 1.0,
         effective=effective,
     )
-    assert calls == ["basic", "all"]
+    assert set(calls) == {"basic", "all"}  # extended (what basic became) is not measured as a candidate
 
 
 def test_tuner_builds_real_sessions_records_its_choice_and_reuses_it(tmp_path, mlp_path):
@@ -148,7 +148,7 @@ def test_tuner_builds_real_sessions_records_its_choice_and_reuses_it(tmp_path, m
     assert choice is not None and choice.source == "tuned" and choice.mode == "throughput"
     assert (choice.optimization, choice.spinning, choice.intra_op_threads) == ("all", False, 1)
     assert options_of(session) == ("all", False, 1)  # the session served is the winner's
-    assert choice.measured["all/nospin/1t"] == 300.0 and len(scores.calls) == len(choice.measured)
+    assert choice.measured["all/nospin/1t"] == 300.0 and len(set(scores.calls)) == len(choice.measured)
     record = json.loads(next((tmp_path / "tuning").glob("*.json")).read_text())
     assert record["optimization"] == "all" and record["cpu"] == "x86_64-test-avx2-2cpu"
 
@@ -296,3 +296,23 @@ def test_the_model_status_route_says_what_tuning_picked(local_store, tmp_path, m
         tuning = http.get("/v1/models/m").json()["tuning"]
     assert tuning["optimization"] == "all" and tuning["mode"] == "throughput" and tuning["source"] == "tuned"
     assert tuning["measured"]["all/nospin/" + str(tuning["intra_op_threads"]) + "t"] == 300.0
+
+
+def test_a_burst_of_load_during_one_measurement_does_not_pick_the_slower_candidate():
+    """The candidate is slower, but the incumbent's first measurement met a burst: pairs see through it."""
+    rates = {"basic": [100.0, 40.0, 100.0, 100.0] + [100.0] * 3, "all": [90.0] * 3}  # basic: base, then pairs
+
+    def measure(session, feeds, mode, seconds):
+        return rates[session.optimization].pop(0)
+
+    best, _, scores = search(
+        SessionConfig(intra_op_threads=1, optimization="basic"),
+        lambda c: c,
+        lambda s: {},
+        mode="latency",
+        fixed={"spinning", "intra_op_threads"},
+        measure=lambda s, f, m, t: measure(s, f, m, t) if s.optimization != "extended" else 10.0,
+        effective=lambda c: c,
+    )
+    assert best.optimization == "basic"  # 90/40 once, 90/100 twice: the median ratio is 0.9
+    assert scores["all/nospin/1t"] == 90.0

@@ -9,7 +9,9 @@ under the model's sha256 and the CPU's signature and reused by every later load.
 
 * Coordinate descent, most effective knob first: optimisation level, then
   spinning, then intra-op threads; each step keeps the incumbent unless a
-  candidate beats it by ``MARGIN`` (a shared machine's noise must not flip it).
+  candidate beats it by ``MARGIN`` in the median of back-to-back pairs of
+  measurements (a shared machine's load must not flip it: measured one after
+  the other at a load of 20, the same session's rate varied 2x).
 * The whole search stops at a time budget; what was measured by then wins.
 * Int8 stays exact: a candidate whose options come out the same as one already
   measured (``cpu_features.exact_int8`` raises low levels on CPUs whose U8S8
@@ -45,6 +47,7 @@ log = logging.getLogger("modelbay.engine")
 Mode = Literal["latency", "throughput"]
 TUNED = ("optimization", "spinning", "intra_op_threads")
 MARGIN = 0.03  # a candidate must be this much faster than the incumbent to replace it
+PAIRS = 3  # back-to-back candidate/incumbent measurements per candidate
 RECORD_VERSION = 1
 
 Feeds = dict[str, Any]
@@ -177,7 +180,7 @@ def measure(session: Any, feeds: Feeds, mode: str, seconds: float, max_runs: int
 # ------------------------------------------------------------------ searching
 def candidates(base: SessionConfig, knob: str, cpus: int) -> list[Any]:
     if knob == "optimization":
-        return ["basic", "extended", "all"]
+        return ["all", "extended", "basic"]  # onnxruntime's own default first: it most often wins
     if knob == "spinning":
         return [False, True]
     return sorted({1, max(1, cpus // 2), cpus})
@@ -207,7 +210,8 @@ def search(
     """
     cpus = cpus or usable_cpus()
     deadline = clock() + budget_s
-    # each measurement gets a slice of the budget: enough for a median, small enough for ~7 candidates
+    # each candidate gets two slices of the budget (itself and the incumbent, in pairs): enough for
+    # medians, small enough for ~6 candidates with their session builds
     slice_s = max(0.02, budget_s / 16)
     best = base
     best_session = build(base)
@@ -230,15 +234,29 @@ def search(
             seen.add(key)
             try:
                 session = build(config)
-                score = measure(session, inputs, mode, slice_s)
+                ratio = _paired(measure, session, best_session, inputs, mode, slice_s / PAIRS)
             except Exception as e:  # a candidate onnxruntime refuses is not a candidate
                 log.info("tuning: %s failed: %s", label(config), e)
                 continue
+            score = best_score * ratio
             scores[label(config)] = round(score, 2)
-            if score > best_score * (1 + MARGIN):
+            if ratio > 1 + MARGIN:
                 best, best_session, best_score = config, session, score
             del session  # a loser's memory goes now, not at the end of the search
     return best, best_session, scores
+
+
+def _paired(measure: Measure, candidate: Any, incumbent: Any, inputs: Feeds, mode: str, seconds: float) -> float:
+    """Candidate over incumbent: the median ratio of ``PAIRS`` back-to-back measurements of both.
+
+    A burst of load from elsewhere hits both sides of a pair alike, where one measurement
+    each would credit it to whichever ran during it.
+    """
+    ratios = []
+    for _ in range(PAIRS):
+        c = measure(candidate, inputs, mode, seconds)
+        ratios.append(c / max(measure(incumbent, inputs, mode, seconds), 1e-9))
+    return statistics.median(ratios)
 
 
 # ------------------------------------------------------------------ records
