@@ -113,7 +113,8 @@ class Settings(_Section):
     model and CPU in the cache dir): ``latency`` for one request at a time, ``throughput`` for overlapping
     requests. ``auto``: throughput on a local server, off on Lambda (it would lengthen cold starts)."""
     ort_tune_budget_ms: float = Field(2000.0, ge=0)
-    """Time limit of tuning one version (milliseconds, session builds included)."""
+    """Time limit of tuning one version (milliseconds, session builds included; no candidate starts after it,
+    the one under way finishes)."""
 
     # ------------------------------------------------------------ metrics
     metrics: Literal["memory", "emf", "cloudwatch", "off"] | None = None

@@ -12,7 +12,8 @@ under the model's sha256 and the CPU's signature and reused by every later load.
   candidate beats it by ``MARGIN`` in the median of back-to-back pairs of
   measurements (a shared machine's load must not flip it: measured one after
   the other at a load of 20, the same session's rate varied 2x).
-* The whole search stops at a time budget; what was measured by then wins.
+* No candidate starts after the time budget (the one under way finishes); what
+  was measured by then wins.
 * Int8 stays exact: a candidate whose options come out the same as one already
   measured (``cpu_features.exact_int8`` raises low levels on CPUs whose U8S8
   kernels saturate) is not measured twice; the session built is the one served.
