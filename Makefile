@@ -21,7 +21,7 @@ STACK ?= modelbay
 PARAMS ?=
 LOCALSTACK_VENV := .venv-localstack
 
-.PHONY: install run serve test test-fast lint emulators bench clean sam-install sam-check layer deploy deploy-local localstack-install localstack-up localstack-down
+.PHONY: install run serve test test-fast lint emulators bench bench-peers clean sam-install sam-check layer deploy deploy-local localstack-install localstack-up localstack-down
 
 # torch goes first and pinned: the local CPU wheel satisfies it; a looser spec pulls CUDA.
 $(STAMP): pyproject.toml shared/requirements.txt
@@ -113,9 +113,23 @@ test: lint install sam-install localstack-install emulators
 test-fast: install localstack-install
 	$(PY) -m pytest -q -n 2 -m "not deploy and not container"
 
-# Not part of `make test`: latency (raw vs Lambda handler vs HTTP), cold start, peak RSS.
+# Not part of `make test`: latency (raw vs Lambda handler vs HTTP), cold start, peak RSS; then the peers.
 bench: install
 	$(PY) benchmarks/bench_inference.py
+	$(MAKE) bench-peers
+
+# The same int8 graph served by a bare FastAPI + onnxruntime server, BentoML and modelbay, side by side
+# (benchmarks/peers/run.py). BentoML lives in its own venv, never in the project's; if it does not
+# install, its row is left out.
+PEERS_VENV := benchmarks/peers/.venv-bentoml
+PEERS_STAMP := $(PEERS_VENV)/.installed-stamp
+$(PEERS_STAMP):
+	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install -q bentoml==1.4.40 onnxruntime==1.32.0 tokenizers==0.23.3 numpy==2.4.6 \
+		&& touch $(PEERS_STAMP) || echo "BentoML did not install: the peers table leaves it out"
+
+bench-peers: install $(PEERS_STAMP)
+	$(PY) benchmarks/peers/run.py
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) $(LOCALSTACK_VENV) .pytest_cache .aws-sam build

@@ -141,9 +141,9 @@ def test_tampered_store_object_is_a_load_failure(local_store, tmp_path, mlp_path
 def test_concurrent_cold_requests_load_once(local_store, tmp_path, mlp_path, monkeypatch):
     Registry(local_store).register_version("m", mlp_path)
     eng = _engine(local_store, tmp_path)
-    from modelbay.engine import engine as engine_mod
+    from modelbay.engine import autotune as session_builder  # where the engine's loads build sessions
 
-    real = engine_mod.build_session
+    real = session_builder.build_session
     calls = []
 
     def slow_build(path, config, scratch=None):
@@ -151,7 +151,7 @@ def test_concurrent_cold_requests_load_once(local_store, tmp_path, mlp_path, mon
         time.sleep(0.2)  # widen the window in which the other threads arrive
         return real(path, config, scratch)
 
-    monkeypatch.setattr(engine_mod, "build_session", slow_build)
+    monkeypatch.setattr(session_builder, "build_session", slow_build)
     results, barrier = [], threading.Barrier(8)
 
     def worker():

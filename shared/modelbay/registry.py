@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from .changes import announce
 from .errors import (
@@ -63,7 +63,9 @@ from .schemas import (
 )
 from .settings import Limits
 from .storage import ObjectStore, sha256_file
-from .validation import Signature, check_metadata, inspect_onnx
+
+if TYPE_CHECKING:
+    from .validation import Signature
 
 log = logging.getLogger("modelbay.registry")
 HISTORY_LIMIT = 500
@@ -499,6 +501,9 @@ class Registry:
                 raise TooLarge(f"side file {f!r} is {size} bytes; the limit is {self.limits.max_side_file_bytes}")
 
     def _validate(self, model_path: Path, side_files: dict[str, Path], metadata: VersionMetadata) -> _Checked:
+        # validation imports onnx (~0.1-0.4 s): only registering needs it, not a server's start or its predictions
+        from .validation import check_metadata, inspect_onnx
+
         sig = inspect_onnx(model_path, self.limits.max_model_bytes)
         files = {f: FileInfo(sha256=sha256_file(p), size=p.stat().st_size) for f, p in side_files.items()}
         check_metadata(metadata, sig, set(files))

@@ -112,11 +112,19 @@ class Settings(_Section):
     """Seconds the local server waits for open requests when told to stop (runs in flight are terminated at
     once)."""
     ort_threads: int | None = Field(None, ge=1)
-    """onnxruntime intra-op threads. Default: the CPUs this process may really use."""
-    ort_opt: Literal["disable", "basic", "extended", "all"] = "basic"
-    """onnxruntime graph optimisation level (at least extended on x86-64 without VNNI: exact int8 needs it)."""
-    ort_spin: bool = False
-    """Let onnxruntime's worker threads spin (dedicated hosts); off suits Lambda's fractional vCPUs."""
+    """onnxruntime intra-op threads, fixed. Default: tuned, else the CPUs this process may really use."""
+    ort_opt: Literal["disable", "basic", "extended", "all"] | None = None
+    """onnxruntime graph optimisation level, fixed (at least extended on x86-64 without VNNI: exact int8 needs it).
+    Default: tuned, else basic."""
+    ort_spin: bool | None = None
+    """Let onnxruntime's worker threads spin, fixed. Default: tuned, else off (suits Lambda's fractional vCPUs)."""
+    ort_tune: Literal["auto", "off", "latency", "throughput"] = "auto"
+    """Time candidate session settings at a version's first load on a CPU and keep the fastest (recorded per
+    model and CPU in the cache dir): ``latency`` for one request at a time, ``throughput`` for overlapping
+    requests. ``auto``: throughput on a local server, off on Lambda (it would lengthen cold starts)."""
+    ort_tune_budget_ms: float = Field(2000.0, ge=0)
+    """Time limit of tuning one version (milliseconds, session builds included; no candidate starts after it,
+    the one under way finishes)."""
 
     # ------------------------------------------------------------ metrics
     metrics: Literal["memory", "emf", "cloudwatch", "off"] | None = None

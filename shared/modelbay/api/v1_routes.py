@@ -62,6 +62,7 @@ def _status(request: Request, name: str, ref: str | None) -> JSONResponse:
             "ready": True,
             "version": version,
             "loaded": status.loaded,
+            "tuning": status.tuning,  # what autotune picked on this server's CPU, once loaded
             # TF Serving's GetModelStatus shape; a stateless server loads on demand, so AVAILABLE
             "model_version_status": [
                 {"version": str(version), "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}

@@ -32,14 +32,22 @@ def serve(
     no_auth: bool = typer.Option(False, "--no-auth", help="Accept every request without a key (unsafe)."),
 ) -> None:
     """Run the local server (management + inference) on a store."""
-    import uvicorn
-
-    from ..api.app import create_app
+    from ..engine import Engine
+    from ..storage import open_store
 
     settings = Settings.from_env(store_url=store)
     if no_auth:
         settings.auth = False
-    api = create_app(settings)
+    opened = open_store(settings.store_url)
+    engine = Engine(opened, settings)
+    # MODELBAY_PREWARM's versions load (onnxruntime's import, the session build) while FastAPI and
+    # uvicorn are imported, not after: the server's first prediction comes that much sooner
+    engine.prewarm_in_background()
+    import uvicorn
+
+    from ..api.app import create_app
+
+    api = create_app(settings, opened, engine=engine)
     _announce_auth(api.state.store, settings, host, port)
     _start_sweeper(api.state.store, settings)
     err().print(

@@ -20,13 +20,14 @@ from ..manifest import Manifest
 from ..refs import parse_ref
 from ..settings import Settings
 from ..storage import ObjectStore
+from .autotune import Records, TuneConfig, Tuner
 from .diskcache import DiskCache
 from .errors import LoadFailure, library_message
 from .lru import ByteLRU
 from .model import LoadedModel
 from .resolve import Resolver
 from .runs import Runs
-from .session import SessionConfig, arena_limit, build_session
+from .session import SessionConfig, arena_limit
 from .timing import Timings
 
 log = logging.getLogger("modelbay.engine")
@@ -42,6 +43,7 @@ class EngineConfig:
     session_cache_bytes: int = 2048 * MB
     disk_cache_bytes: int = 400 * MB
     session: SessionConfig = field(default_factory=SessionConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)  # off unless the settings say otherwise
     inference_timeout_ms: float | None = 30_000.0
     max_output_bytes: int | None = None
 
@@ -52,6 +54,7 @@ class EngineConfig:
             session_cache_bytes=settings.session_cache_bytes,
             disk_cache_bytes=settings.disk_cache_mb * MB,
             session=SessionConfig.from_settings(settings),
+            tune=TuneConfig.from_settings(settings),
             inference_timeout_ms=settings.inference_timeout_seconds * 1000,
             max_output_bytes=settings.limits.max_output_bytes,
         )
@@ -65,6 +68,7 @@ class Engine:
         self.resolver = Resolver(store, settings.limits, alias_ttl=self.config.alias_ttl)
         self.disk = DiskCache(settings.cache_dir, self.config.disk_cache_bytes)
         self.scratch = Path(settings.cache_dir) / "sessions"  # where each session is built alone
+        self.tuner = Tuner(self.config.tune, Records(Path(settings.cache_dir) / "tuning"))
         timeout = self.config.inference_timeout_ms
         self.runs = Runs(timeout / 1000 if timeout else None)
         self.sessions: ByteLRU[LoadedModel] = ByteLRU(self.config.session_cache_bytes)
@@ -161,7 +165,7 @@ class Engine:
             ) from None
         t1 = time.perf_counter()
         try:
-            session = build_session(path, self.config.session, self.scratch)
+            session, choice = self.tuner.session(path, manifest.sha256, self.config.session, self.scratch)
         except Exception as e:
             log.warning("%s/%s v%d: session build failed: %s", tenant, manifest.name, manifest.version, e)
             raise LoadFailure(
@@ -193,6 +197,7 @@ class Engine:
             runs=self.runs,
             memory_limit=arena_limit() if self.config.session.memory_limit_bytes else None,
             max_output_bytes=self.config.max_output_bytes,
+            tuning=choice.as_dict() if choice else None,
         )
         if timings is not None:
             timings.cold_start = True

@@ -35,6 +35,7 @@ class LoadedModel:
     runs: Runs = field(default_factory=lambda: Runs(None))  # the engine's: deadlines and shutdown
     memory_limit: int | None = None  # the shared arena's cap, when there is one
     max_output_bytes: int | None = None
+    tuning: dict[str, Any] | None = None  # the measured session settings it runs with (engine.autotune)
 
     def __post_init__(self) -> None:
         self.output_names = [o.name for o in self.manifest.outputs]

@@ -54,6 +54,7 @@ class Inference(Generic[P]):
 class ModelStatus:
     manifest: Manifest
     loaded: bool  # a session for it is in this process's cache
+    tuning: dict[str, Any] | None = None  # the measured session settings it runs with (engine.autotune)
 
 
 def error_type(exc: BaseException) -> ErrorType:
@@ -181,7 +182,8 @@ class InferenceService:
 
     def status(self, tenant: str, name: str, ref: str | int | None = None) -> ModelStatus:
         manifest = self.engine.resolve(tenant, name, ref)
-        return ModelStatus(manifest, self.engine.cached(tenant, manifest) is not None)
+        model = self.engine.cached(tenant, manifest)
+        return ModelStatus(manifest, model is not None, model.tuning if model is not None else None)
 
     def ready(self, tenant: str, name: str, ref: str | int | None = None) -> LoadedModel:
         """Ready means loaded: this loads a cold model."""

@@ -11,6 +11,8 @@
   the noise of a shared machine of each other. Basic keeps the cheap,
   always-safe rewrites (fewer nodes, smaller graphs) without the fusions.
   ``MODELBAY_ORT_OPT`` (disable/basic/extended/all) overrides it per deployment.
+  Where tuning is on (``autotune``), the level, spinning and threads below are
+  only the starting point: measured candidates replace them per model and CPU.
 * int8 exact on every CPU, as the gate measured it (``cpu_features.exact_int8``):
   on x86-64 without VNNI that needs at least the extended level, which then wins.
 * thread spinning off by default: on Lambda's fractional vCPUs, spinning
@@ -67,8 +69,8 @@ class SessionConfig:
     def from_settings(cls, settings: Settings) -> SessionConfig:
         return cls(
             intra_op_threads=settings.ort_threads or usable_cpus(),
-            optimization=settings.ort_opt,
-            spinning=settings.ort_spin,
+            optimization=settings.ort_opt or "basic",
+            spinning=bool(settings.ort_spin),
             memory_limit_bytes=settings.inference_memory_bytes,
         )
 
@@ -95,6 +97,8 @@ def session_options(config: SessionConfig) -> ort.SessionOptions:
     spin = "1" if config.spinning else "0"
     opts.add_session_config_entry("session.intra_op.allow_spinning", spin)
     opts.add_session_config_entry("session.inter_op.allow_spinning", spin)
+    # what the gate measured: int8 products exact on every CPU (may raise the level, see exact_int8)
+    exact_int8(opts)
     if config.memory_limit_bytes:
         shared_arena(config.memory_limit_bytes)
         opts.add_session_config_entry("session.use_env_allocators", "1")
