@@ -1,0 +1,312 @@
+"""``modelbay console``: the TUI served to browsers, started as a user starts it (``python -m modelbay console``)
+against a real keyed server, and driven over HTTP, websockets and headless Chromium.
+
+The operator's key is in the console's environment on purpose: no session may ever run under it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import queue
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from modelbay.auth import credentials
+from modelbay.client import Client
+from modelbay.settings import Settings
+from tests.servers import free_port, running_keyed
+
+pytest.importorskip("textual_serve")
+
+from modelbay_tui.console import COOKIE, Login, SessionProcess
+from modelbay_tui.launch import child_env, stop
+
+
+@dataclass
+class Stack:
+    url: str  # the modelbay server
+    operator_key: str  # its root key (the console's environment has it)
+    person_key: str  # the key a teammate logs in with
+    person_id: str
+    client: Client  # as the operator
+
+
+@pytest.fixture
+def stack(tmp_path, mlp_path) -> Iterator[Stack]:
+    """A real server with keys required: iris v1 (production) and v2, digits v1; a second key for a teammate."""
+    from modelbay.api.app import create_app
+    from modelbay.storage.local import LocalStore
+
+    store = LocalStore(tmp_path / "store")
+    api = create_app(Settings(store_url=store.url, cache_dir=tmp_path / "cache"), store=store)
+    with running_keyed(api) as url:
+        operator_key = credentials.load_key(url, Settings.from_env().credentials_file)
+        assert operator_key
+        with Client(url, operator_key) as c:
+            c.push(mlp_path, "iris", aliases=["production"])
+            c.push(mlp_path, "iris")
+            c.push(mlp_path, "digits", aliases=["staging"])
+            person = c.create_key(["invoke", "manage"], name="teammate")
+            yield Stack(url, operator_key, person.key, person.key_id, c)
+
+
+@dataclass
+class Console:
+    base: str  # http://127.0.0.1:PORT
+    token: str
+    open_url: str  # what it printed
+    proc: subprocess.Popen[str]
+    output: list[str]
+
+    def session_pids(self) -> list[int]:
+        """The console's children: one TUI process per browser session (the shell textual-serve starts)."""
+        out = []
+        for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
+            out += [int(p) for p in (task / "children").read_text().split()]
+        return out
+
+
+@contextlib.contextmanager
+def console(url: str, operator_key: str, *args: str, **settings: str) -> Iterator[Console]:
+    """``python -m modelbay --url URL console`` on a free port; settings as MODELBAY_CONSOLE_* variables."""
+    port = free_port()
+    env = {**child_env(), "MODELBAY_API_KEY": operator_key, "MODELBAY_BOOTSTRAP_KEY": operator_key}
+    env.update({f"MODELBAY_CONSOLE_{k.upper()}": v for k, v in settings.items()})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "modelbay", "--url", url, "console", "--port", str(port), *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    output: list[str] = []
+
+    def read() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            output.append(line)
+            lines.put(line)
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        while True:
+            try:
+                line = lines.get(timeout=120)
+            except queue.Empty:
+                raise AssertionError(f"the console printed no URL: {''.join(output)}") from None
+            if m := re.search(r"open (http://\S+/\?token=(\S+))", line):
+                break
+        yield Console(f"http://127.0.0.1:{port}", m.group(2), m.group(1), proc, output)
+    finally:
+        stop(proc)
+
+
+@contextlib.contextmanager
+def login(c: Console, key: str) -> Iterator[httpx.Client]:
+    """An HTTP client logged in to the console (its cookie set)."""
+    with httpx.Client(base_url=c.base, timeout=30) as h:
+        r = h.post("/login", data={"token": c.token, "api_key": key})
+        assert r.status_code == 303, r.text
+        yield h
+
+
+def test_without_the_token_a_browser_gets_the_login_page_never_the_app(stack):
+    with console(stack.url, stack.operator_key) as c, httpx.Client(base_url=c.base, timeout=30) as h:
+        assert c.open_url.startswith(c.base + "/?token=") and len(c.token) >= 24
+        page = h.get("/")
+        assert page.status_code == 401 and 'name="api_key"' in page.text
+        assert "textual.js" not in page.text and "/ws" not in page.text
+        # a wrong token is refused and not echoed back
+        wrong = h.get("/", params={"token": "not-the-token-at-all"})
+        assert wrong.status_code == 403 and "not-the-token-at-all" not in wrong.text
+        # the right one pre-fills the form; it still asks for the person's own key
+        right = h.get("/", params={"token": c.token})
+        assert right.status_code == 401 and c.token in right.text and 'name="api_key"' in right.text
+        # no session without logging in: the websocket and downloads are refused
+        assert h.get("/ws", headers={"Connection": "Upgrade", "Upgrade": "websocket"}).status_code == 401
+        assert h.get("/download/anything").status_code == 401
+        assert h.post("/login", data={"token": "nope", "api_key": stack.person_key}).status_code == 403
+        # the token alone is not enough: the server must take the key the person enters
+        no_key = h.post("/login", data={"token": c.token, "api_key": ""})
+        assert no_key.status_code == 403 and "needs an API key" in no_key.text
+        bad_key = h.post("/login", data={"token": c.token, "api_key": "mb_nothing_real"})
+        assert bad_key.status_code == 403 and "does not accept" in bad_key.text
+        assert h.cookies.get(COOKIE) is None
+
+        ok = h.post("/login", data={"token": c.token, "api_key": stack.person_key})
+        assert ok.status_code == 303 and ok.headers["location"] == "/"
+        cookie = ok.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+        app = h.get("/")
+        assert app.status_code == 200 and "textual.js" in app.text and "data-session-websocket-url" in app.text
+        assert stack.person_key not in app.text and stack.operator_key not in app.text
+
+        assert h.post("/logout").status_code == 303
+        h.cookies.set(COOKIE, ok.cookies[COOKIE])  # the old cookie is dead after logging out
+        assert h.get("/").status_code == 401
+
+
+def test_no_token_is_refused_on_a_non_loopback_host():
+    r = subprocess.run(
+        [sys.executable, "-m", "modelbay", "console", "--host", "0.0.0.0", "--no-token", "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=120,
+    )
+    assert r.returncode == 2 and "loopback" in r.stderr
+
+
+def test_a_session_runs_under_the_persons_key_in_its_own_folder(tmp_path, monkeypatch):
+    """The environment a session's process gets: the person's key, the server, a private HOME; nothing else."""
+    monkeypatch.setenv("MODELBAY_API_KEY", "mb_operator_secret")
+    monkeypatch.setenv("MODELBAY_BOOTSTRAP_KEY", "mb_operator_root")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-secret")
+    monkeypatch.setenv("XDG_CONFIG_HOME", "/home/operator/.config")
+
+    async def build() -> dict[str, str]:
+        proc = SessionProcess(
+            Login("id", "mb_person", tmp_path),
+            "http://127.0.0.1:1",
+            None,
+            write_bytes=None,  # type: ignore[arg-type]
+            write_str=None,  # type: ignore[arg-type]
+            close=None,  # type: ignore[arg-type]
+            download_manager=None,  # type: ignore[arg-type]
+        )
+        return proc._build_environment(100, 30)
+
+    env = asyncio.run(build())
+    assert env["MODELBAY_API_KEY"] == "mb_person" and env["MODELBAY_URL"] == "http://127.0.0.1:1"
+    assert "operator" not in repr(env) and "aws-secret" not in repr(env) and "MODELBAY_BOOTSTRAP_KEY" not in env
+    for var in ("HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME"):
+        assert Path(env[var]).is_relative_to(tmp_path)
+    assert env["TEXTUAL_DRIVER"].endswith("WebDriver") and (env["COLUMNS"], env["ROWS"]) == ("100", "30")
+
+
+async def _ws(base: str, cookie: str, **headers: str):
+    import aiohttp
+
+    session = aiohttp.ClientSession(cookies={COOKIE: cookie})
+    try:
+        return session, await session.ws_connect(f"{base.replace('http', 'ws')}/ws?width=80&height=24", headers=headers)
+    except BaseException:
+        await session.close()
+        raise
+
+
+async def _first_bytes(ws) -> bytes:
+    import aiohttp
+
+    while True:
+        msg = await asyncio.wait_for(ws.receive(), 120)
+        if msg.type == aiohttp.WSMsgType.BINARY:
+            return msg.data
+        assert msg.type == aiohttp.WSMsgType.TEXT, msg
+
+
+def test_sessions_are_capped_and_cross_site_pages_refused(stack):
+    import aiohttp
+
+    with console(stack.url, stack.operator_key, max_sessions="1") as c, login(c, stack.person_key) as h:
+        cookie = h.cookies[COOKIE]
+
+        async def scenario() -> None:
+            s1, ws1 = await _ws(c.base, cookie)
+            try:
+                assert await _first_bytes(ws1)  # the app started and draws
+                assert len(c.session_pids()) == 1
+                # a second tab while the one slot is taken: refused before any process starts
+                with pytest.raises(aiohttp.WSServerHandshakeError) as full:
+                    await _ws(c.base, cookie)
+                assert full.value.status == 503
+                page = await asyncio.to_thread(h.get, "/")
+                assert page.status_code == 503 and "full" in page.text
+                assert len(c.session_pids()) == 1
+            finally:
+                await ws1.close()
+                await s1.close()
+            # the slot is free again once the tab is gone; a page of another site may not use it
+            with pytest.raises(aiohttp.WSServerHandshakeError) as cross:
+                await _ws(c.base, cookie, Origin="http://evil.example")
+            assert cross.value.status == 403
+            s2, ws2 = await _ws(c.base, cookie)
+            try:
+                assert await _first_bytes(ws2)
+            finally:
+                await ws2.close()
+                await s2.close()
+
+        asyncio.run(scenario())
+
+
+def test_an_idle_session_is_stopped_and_its_process_ends(stack):
+    import aiohttp
+
+    with console(stack.url, stack.operator_key, idle_seconds="2") as c, login(c, stack.person_key) as h:
+
+        async def scenario() -> None:
+            s, ws = await _ws(c.base, h.cookies[COOKIE])
+            try:
+                # no key press, no click: the console closes the session (whenever the sweep sees it idle,
+                # which may be before the app has drawn anything on a loaded machine)
+                while (msg := await asyncio.wait_for(ws.receive(), 120)).type not in (
+                    aiohttp.WSMsgType.CLOSE,
+                    aiohttp.WSMsgType.CLOSED,
+                ):
+                    pass
+                assert msg.type == aiohttp.WSMsgType.CLOSED or msg.extra == "idle timeout"
+            finally:
+                await s.close()
+
+        asyncio.run(scenario())
+        deadline = 120
+        while c.session_pids() and deadline > 0:  # the app was asked to quit; it goes
+            deadline -= 0.1
+            asyncio.run(asyncio.sleep(0.1))
+        assert c.session_pids() == []
+
+
+def test_settings_bound_the_console():
+    s = Settings.from_env({"MODELBAY_CONSOLE_MAX_SESSIONS": "3", "MODELBAY_CONSOLE_IDLE_SECONDS": "60"})
+    assert (s.console_max_sessions, s.console_idle_seconds) == (3, 60.0)
+    d = Settings()
+    assert d.console_max_sessions >= 1 and d.console_idle_seconds > 0 and d.console_token is None
+    for bad in ({"MODELBAY_CONSOLE_MAX_SESSIONS": "0"}, {"MODELBAY_CONSOLE_TOKEN": "short"}):
+        with pytest.raises(Exception, match=next(iter(bad))):
+            Settings.from_env(bad)
+
+
+def test_make_run_launcher_starts_the_console_beside_the_tui(stack, tmp_path):
+    """What ``make run`` prints and opens: the console on its port, on the launcher's server, behind its token."""
+    from modelbay_tui.launch import start_console
+
+    port = free_port()
+    proc, url = start_console(stack.url, "127.0.0.1", port, tmp_path, child_env())
+    try:
+        assert url.startswith(f"http://127.0.0.1:{port}/?token=")
+        token = url.split("token=", 1)[1]
+        with httpx.Client(timeout=30) as h:
+            for _ in range(1200):
+                with contextlib.suppress(httpx.TransportError):
+                    if h.get(f"http://127.0.0.1:{port}/").status_code == 401:
+                        break
+                assert proc.poll() is None, (tmp_path / "console.log").read_text()
+                asyncio.run(asyncio.sleep(0.1))
+            r = h.post(f"http://127.0.0.1:{port}/login", data={"token": token, "api_key": stack.person_key})
+            assert r.status_code == 303
+        assert token not in " ".join(proc.args)  # type: ignore[arg-type]
+    finally:
+        stop(proc)
