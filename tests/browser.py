@@ -113,7 +113,8 @@ class Terminal:
             if cond(text):
                 return text
             time.sleep(0.1)
-        raise AssertionError(f"timed out waiting for {what}; the browser shows:\n{text}")
+        sent = self.driver.execute_script("return (window.__mb || {sent: []}).sent.slice(-8)")
+        raise AssertionError(f"timed out waiting for {what}; the page last sent {sent}; the browser shows:\n{text}")
 
     def shows(self, *needles: str, timeout: float = 60.0) -> str:
         return self.wait(lambda t: all(n in t for n in needles), " and ".join(map(repr, needles)), timeout)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import queue
 import re
 import subprocess
@@ -310,3 +309,114 @@ def test_make_run_launcher_starts_the_console_beside_the_tui(stack, tmp_path):
         assert token not in " ".join(proc.args)  # type: ignore[arg-type]
     finally:
         stop(proc)
+
+
+def _rss_kib(pid: int) -> int:
+    """Resident memory of a process and its descendants (KiB)."""
+    total = 0
+    with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+        status = Path(f"/proc/{pid}/status").read_text()
+        total += int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) if "VmRSS" in status else 0  # type: ignore[union-attr]
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            total += sum(_rss_kib(int(c)) for c in (task / "children").read_text().split())
+    return total
+
+
+def _fit(d, term, cols: int, rows: int) -> tuple[int, int]:
+    """Resize the window until the page's terminal is about cols x rows cells."""
+    for _ in range(6):
+        have_c, have_r = term.size()
+        if cols <= have_c <= cols + 2 and rows <= have_r <= rows + 1:
+            break
+        w = d.execute_script("return [document.getElementById('terminal').clientWidth, window.innerHeight]")
+        win = d.get_window_size()
+        cell_w, cell_h = w[0] / have_c, (w[1] - 28) / have_r
+        d.set_window_size(
+            int(win["width"] + (cols + 1 - have_c) * cell_w), int(win["height"] + (rows + 0.5 - have_r) * cell_h)
+        )
+        before = (have_c, have_r)
+        term.wait(lambda _, before=before: term.size() != before, "the terminal to take the new size", timeout=30)
+    return term.size()
+
+
+def test_in_headless_chromium_log_in_promote_visit_every_screen_and_upload(stack, tmp_path, mlp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    from tests.browser import ARTIFACTS, Terminal, chromium, screenshot
+
+    with console(stack.url, stack.operator_key) as c, chromium(1280, 800) as d:
+        d.get(c.base + "/")  # no token: the login page, and no terminal
+        assert d.find_elements(By.ID, "login") and not d.find_elements(By.ID, "terminal")
+        d.get(c.open_url)
+        d.find_element(By.ID, "api_key").send_keys(stack.person_key)
+        d.find_element(By.ID, "submit").click()
+        term = Terminal(d)
+        text = term.shows("iris", "digits", "production→1", "q Quit")
+        cols, rows = term.size()
+        assert cols > 100 and rows > 28, (cols, rows)  # a browser window, not 80x24
+        assert "console — " + stack.url in text
+        screenshot(d, "console-models")
+        [pid] = c.session_pids()
+
+        # open iris (the cursor starts on the first row) and promote its v2 to production
+        lines = text.splitlines()
+        first = min(i for i, line in enumerate(lines) if re.match(r"\s*(iris|digits)\s", line))
+        d.find_element(By.ID, "terminal").click()
+        if lines[first].split()[0] != "iris":
+            term.press(Keys.DOWN)
+        term.press(Keys.ENTER)
+        term.shows("production", "fp32", "p Promote")
+        term.press("p")
+        term.shows("Promote iris v2")
+        term.press(Keys.ENTER)
+        term.shows("iris:production → v2")
+        state = stack.client.alias_history("iris", "production")
+        assert state.version == 2 and state.updated_by == stack.person_id  # the teammate's key, not the operator's
+
+        # every screen: live charts, the playground (a prediction), help, the command palette
+        # (a lone escape is only one when nothing follows it at once: wait for its effect before the next key)
+        term.press("g")
+        term.shows("requests/min", "latency ms")
+        term.press(Keys.ESCAPE)
+        term.shows("p Promote")
+        term.press("t")
+        term.shows("output appears here", "instances as JSON", "[[")  # the example is in: ready to send
+        term.chord(Keys.CONTROL, "s")
+        term.shows("round trip", '"predictions"')
+        term.press(Keys.ESCAPE)
+        term.shows("p Promote")
+        term.press(Keys.ESCAPE)
+        term.shows("/ Search")
+        term.press("?")
+        term.shows("modelbay — keys")
+        term.press(Keys.ESCAPE)
+        term.wait(lambda t: "modelbay — keys" not in t, "help to close")
+        term.chord(Keys.CONTROL, "p")
+        term.press("Upload a")
+        term.shows("Pick a file, name it")
+        term.press(Keys.ESCAPE)
+        term.wait(lambda t: "Pick a file, name it" not in t, "the palette to close")
+
+        # upload from the browser: the file lands in the session's folder, the Upload screen pushes it
+        d.find_element(By.ID, "file").send_keys(str(mlp_path))
+        status = d.find_element(By.ID, "upload-status")
+        term.wait(lambda _: "is in your folder" in status.text, "the file in the session's folder")
+        term.press("u")
+        term.shows("mlp.onnx")
+        term.press(Keys.DOWN, Keys.ENTER)
+        term.shows("file: mlp.onnx")
+        term.chord(Keys.CONTROL, "u")
+        term.shows("registered mlp v1", timeout=120)
+        assert [m.version for m in stack.client.versions("mlp")] == [1]
+        screenshot(d, "console-upload")
+        rss_mb = _rss_kib(pid) / 1024
+
+        # the same app at 80x24 in a small window
+        term.press(Keys.ESCAPE)
+        term.shows("/ Search")
+        assert _fit(d, term, 80, 24)[0] <= 82
+        small = term.shows("iris", "digits", "mlp", "q Quit")
+        assert "production→2" in small
+        screenshot(d, "console-80x24")
+        (ARTIFACTS / "console-memory.txt").write_text(f"one console session (TUI process): {rss_mb:.0f} MB RSS\n")

@@ -113,7 +113,7 @@ class Settings(_Section):
 
     # ------------------------------------------------------------ console
     console_max_sessions: int = Field(8, ge=1)
-    """Most browser sessions ``modelbay console`` runs at once (each is its own TUI process, ~80 MB)."""
+    """Most browser sessions ``modelbay console`` runs at once (each is its own TUI process, ~150 MB resident)."""
     console_idle_seconds: float = Field(900.0, gt=0)
     """Seconds without a key press or click before a console session's process is stopped."""
     console_upload_mb: int = Field(512, ge=1)

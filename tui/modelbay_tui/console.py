@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 
 import aiohttp_jinja2
 import jinja2
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 from textual_serve.app_service import AppService
 from textual_serve.server import Server, to_int
 
@@ -112,10 +112,8 @@ class SessionProcess(AppService):
 
     async def stop(self) -> None:
         """Ask the app to quit; kill it if it has not within STOP_GRACE seconds."""
-        try:
+        with contextlib.suppress(TimeoutError, ProcessLookupError, ConnectionError):
             await asyncio.wait_for(super().stop(), STOP_GRACE)
-        except (TimeoutError, ProcessLookupError, ConnectionError):
-            pass
         proc = self._process
         if proc is not None and proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
@@ -134,7 +132,9 @@ class ConsoleServer(Server):
         token: str | None = None,
         theme: str | None = None,
     ) -> None:
-        super().__init__(command="modelbay_tui.session", host=host, port=port, title="modelbay", templates_path=TEMPLATES)
+        super().__init__(
+            command="modelbay_tui.session", host=host, port=port, title="modelbay", templates_path=TEMPLATES
+        )
         self.url = url.rstrip("/")
         self.settings = settings
         self.token = token
@@ -161,7 +161,7 @@ class ConsoleServer(Server):
 
     # ------------------------------------------------------------ app
     async def _make_app(self) -> web.Application:
-        app = web.Application(client_max_size=self.settings.console_upload_mb * 1024**2)
+        app = web.Application(client_max_size=64 * 1024)  # forms only: files are streamed, with their own limit
         aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(self.templates_path), autoescape=True)
         app.add_routes(
             [
@@ -272,31 +272,34 @@ class ConsoleServer(Server):
         """A file from the browser, into the session's folder (the TUI's Upload screen lists it)."""
         login = self._login_of(request)
         if login is None or not self._same_origin(request):
-            raise web.HTTPUnauthorized(text="log in first")
-        reader = await request.multipart()
-        part = await reader.next()
-        if part is None or not hasattr(part, "filename") or not part.filename:
-            raise web.HTTPBadRequest(text="send one file in a multipart form field")
-        name = Path(part.filename).name.lstrip(".")
-        if not name:
-            raise web.HTTPBadRequest(text="that file name cannot be used")
-        target = login.folder / name
-        room = self.settings.console_upload_mb * 1024**2 - folder_bytes(login.folder)
+            return web.json_response({"error": "log in first"}, status=401)
+        limit = self.settings.console_upload_mb * 1024**2
+        try:
+            reader = await request.multipart()
+            part = await reader.next()
+        except (ValueError, AssertionError, KeyError):
+            part = None
+        filename = getattr(part, "filename", None)
+        name = Path(filename).name.lstrip(".") if filename else ""
+        if not isinstance(part, BodyPartReader) or not name:
+            return web.json_response({"error": "send one named file in a multipart form"}, status=400)
+        room = limit - folder_bytes(login.folder)
         fd, tmp = tempfile.mkstemp(dir=login.folder, prefix=".upload-")
         try:
             with os.fdopen(fd, "wb") as f:
-                while chunk := await part.read_chunk():  # type: ignore[union-attr]
+                while chunk := await part.read_chunk():
                     room -= len(chunk)
                     if room < 0:
-                        raise web.HTTPRequestEntityTooLarge(
-                            max_size=self.settings.console_upload_mb * 1024**2, actual_size=-room
-                        )
+                        break
                     f.write(chunk)
-            os.replace(tmp, target)
-        except BaseException:
+            if room < 0:
+                return web.json_response(
+                    {"error": f"a session's files may hold {self.settings.console_upload_mb} MiB"}, status=413
+                )
+            os.replace(tmp, login.folder / name)
+        finally:
             Path(tmp).unlink(missing_ok=True)
-            raise
-        raise web.HTTPSeeOther("/")
+        return web.json_response({"name": name, "size": (login.folder / name).stat().st_size})
 
     async def handle_guarded_download(self, request: web.Request) -> web.StreamResponse:
         if self._login_of(request) is None:
@@ -425,7 +428,12 @@ def serve(
         raise ValueError(f"--no-token only on a loopback address: anyone who reaches {host} could log in")
     settings = settings or Settings.from_env()
     server = ConsoleServer(
-        url, settings, host=host, port=port, token=None if no_token else (token or settings.console_token or new_token()), theme=theme
+        url,
+        settings,
+        host=host,
+        port=port,
+        token=None if no_token else (token or settings.console_token or new_token()),
+        theme=theme,
     )
 
     def ready(s: ConsoleServer) -> None:
@@ -440,4 +448,3 @@ def serve(
         asyncio.run(server.run(ready))
     finally:
         shutil.rmtree(server.root, ignore_errors=True)
-

@@ -109,7 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port", type=int, default=8080)
     ap.add_argument("--no-demo", action="store_true", help="do not seed the demo models")
     ap.add_argument("--theme", default=None)
-    ap.add_argument("--console-port", type=int, default=8090, help="port of the browser console (0: none)")
+    ap.add_argument(
+        "--console-port", type=int, default=0, help="serve the TUI to browsers on this port (make run: 8090)"
+    )
     args = ap.parse_args(argv)
 
     store = Path(args.store)

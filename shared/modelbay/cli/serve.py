@@ -1,4 +1,4 @@
-"""``modelbay serve`` (the local server), ``modelbay tui`` (the terminal UI) and ``modelbay console`` (it in browsers)."""
+"""``modelbay serve`` (the local server), ``modelbay tui`` (the terminal UI), ``modelbay console`` (it in browsers)."""
 
 from __future__ import annotations
 
