@@ -420,3 +420,54 @@ def test_in_headless_chromium_log_in_promote_visit_every_screen_and_upload(stack
         assert "production→2" in small
         screenshot(d, "console-80x24")
         (ARTIFACTS / "console-memory.txt").write_text(f"one console session (TUI process): {rss_mb:.0f} MB RSS\n")
+
+
+def test_in_headless_chromium_a_digit_is_drawn_with_the_mouse(stack, tmp_path):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    from tests.browser import Terminal, chromium, screenshot
+    from tests.inference_models import digits_metadata, image_classifier
+
+    img, _ = image_classifier(tmp_path / "digits8.onnx")
+    stack.client.push(img, "pixels", digits_metadata(), aliases=["production"])
+    with console(stack.url, stack.operator_key) as c, chromium(1280, 800) as d:
+        d.get(c.open_url)
+        d.find_element(By.ID, "api_key").send_keys(stack.person_key)
+        d.find_element(By.ID, "submit").click()
+        term = Terminal(d)
+        term.shows("pixels", "production→1")
+        terminal = d.find_element(By.ID, "terminal")
+        terminal.click()
+        term.chord(Keys.CONTROL, "p")  # the command palette opens the playground
+        term.press("Try pixels")
+        term.shows("Try pixels")
+        term.press(Keys.ENTER)
+        text = term.shows("bright ink on black")
+        lines = text.splitlines()
+        # the 8x8 grid, empty, its cursor ("[]") in the top-left cell
+        top = next(i for i, line in enumerate(lines) if "[]· · · · · · · " in line)
+        left = lines[top].index("[]")
+        assert all("· · · · · · · · " in line[left:] for line in lines[top + 1 : top + 8]), text
+        cols, rows = term.size()
+        cell_w, cell_h = terminal.size["width"] / cols, terminal.size["height"] / rows
+
+        def at(col: int, row: int) -> tuple[int, int]:  # offsets from the element's centre (Selenium 4)
+            return (
+                int((col + 0.5) * cell_w - terminal.size["width"] / 2),
+                int((row + 0.5) * cell_h - terminal.size["height"] / 2),
+            )
+
+        # press on grid column 3, drag down six rows, let go: a vertical stroke
+        x0, y0 = at(left + 2 * 3, top + 1)
+        chain = ActionChains(d).move_to_element_with_offset(terminal, x0, y0).click_and_hold()
+        for r in range(2, 7):
+            chain.move_to_element_with_offset(terminal, *at(left + 2 * 3, top + r))
+        chain.release().perform()
+        drawn = term.wait(lambda t: t.count("██") >= 5, "ink drawn by the mouse")
+        inked = [line[left:].split("██")[0].count("·") for line in drawn.splitlines()[top : top + 8] if "██" in line]
+        assert len(inked) >= 5 and set(inked) == {3}, drawn  # one column, the one pressed
+        term.chord(Keys.CONTROL, "s")
+        term.shows("round trip")
+        screenshot(d, "console-digit")
