@@ -10,8 +10,10 @@ import asyncio
 import contextlib
 import queue
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -65,7 +67,7 @@ class Console:
     token: str
     open_url: str  # what it printed
     proc: subprocess.Popen[str]
-    output: list[str]
+    tmp: Path  # its TMPDIR
 
     def session_pids(self) -> list[int]:
         """The console's children: one TUI process per browser session (the shell textual-serve starts)."""
@@ -79,7 +81,9 @@ class Console:
 def console(url: str, operator_key: str, *args: str, **settings: str) -> Iterator[Console]:
     """``python -m modelbay --url URL console`` on a free port; settings as MODELBAY_CONSOLE_* variables."""
     port = free_port()
+    tmp = Path(tempfile.mkdtemp(prefix="console-test-"))
     env = {**child_env(), "MODELBAY_API_KEY": operator_key, "MODELBAY_BOOTSTRAP_KEY": operator_key}
+    env["TMPDIR"] = str(tmp)
     env.update({f"MODELBAY_CONSOLE_{k.upper()}": v for k, v in settings.items()})
     proc = subprocess.Popen(
         [sys.executable, "-m", "modelbay", "--url", url, "console", "--port", str(port), *args],
@@ -107,9 +111,11 @@ def console(url: str, operator_key: str, *args: str, **settings: str) -> Iterato
                 raise AssertionError(f"the console printed no URL: {''.join(output)}") from None
             if m := re.search(r"open (http://\S+/\?token=(\S+))", line):
                 break
-        yield Console(f"http://127.0.0.1:{port}", m.group(2), m.group(1), proc, output)
+        yield Console(f"http://127.0.0.1:{port}", m.group(2), m.group(1), proc, tmp)
     finally:
         stop(proc)
+        assert not list(tmp.glob("modelbay-console-*")), "the console left its folder behind"
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -137,6 +143,8 @@ def test_without_the_token_a_browser_gets_the_login_page_never_the_app(stack):
         assert h.get("/ws", headers={"Connection": "Upgrade", "Upgrade": "websocket"}).status_code == 401
         assert h.get("/download/anything").status_code == 401
         assert h.post("/login", data={"token": "nope", "api_key": stack.person_key}).status_code == 403
+        elsewhere = {"Origin": "http://evil.example"}
+        assert h.post("/login", data={"token": c.token, "api_key": ""}, headers=elsewhere).status_code == 403
         # the token alone is not enough: the server must take the key the person enters
         no_key = h.post("/login", data={"token": c.token, "api_key": ""})
         assert no_key.status_code == 403 and "needs an API key" in no_key.text
@@ -471,3 +479,24 @@ def test_in_headless_chromium_a_digit_is_drawn_with_the_mouse(stack, tmp_path):
         term.chord(Keys.CONTROL, "s")
         term.shows("round trip")
         screenshot(d, "console-digit")
+
+
+def test_files_from_the_browser_stay_in_the_session_folder_and_are_bounded(stack):
+    with console(stack.url, stack.operator_key, upload_mb="1") as c:
+        with httpx.Client(base_url=c.base, timeout=30) as anon:
+            r = anon.post("/files", files={"file": ("m.onnx", b"x")})
+            assert r.status_code == 401 and r.json()["error"]
+        with login(c, stack.person_key) as h:
+            r = h.post("/files", files={"file": ("../../../etc/evil.onnx", b"onnx bytes")})
+            assert r.status_code == 200 and r.json() == {"name": "evil.onnx", "size": 10}
+            [root] = c.tmp.glob("modelbay-console-*")
+            assert oct(root.stat().st_mode & 0o777) == "0o700"  # the sessions' folders are the console user's only
+            [folder] = root.glob("session-*")
+            assert (folder / "evil.onnx").read_bytes() == b"onnx bytes"
+            big = h.post("/files", files={"file": ("big.onnx", b"\0" * (1024**2 + 1))})
+            assert big.status_code == 413 and "1 MiB" in big.json()["error"]
+            assert not (folder / "big.onnx").exists() and not list(folder.glob(".upload-*"))
+            assert h.post("/files", content=b"not multipart").status_code == 400
+            assert h.post("/files", files={"file": ("...", b"x")}).status_code == 400
+            other = h.post("/files", headers={"Origin": "http://evil.example"}, files={"file": ("a.onnx", b"x")})
+            assert other.status_code == 401

@@ -226,6 +226,8 @@ class ConsoleServer(Server):
         return aiohttp_jinja2.render_template("app_index.html", request, context)
 
     async def handle_login(self, request: web.Request) -> web.Response:
+        if not self._same_origin(request):  # another site must not log a browser in to a session of its choosing
+            return self._page(request, 403, "log in from the console's own page")
         form = await request.post()
         token, key = form.get("token"), form.get("api_key")
         if not isinstance(key, str) or (token is not None and not isinstance(token, str)):
@@ -283,6 +285,8 @@ class ConsoleServer(Server):
         name = Path(filename).name.lstrip(".") if filename else ""
         if not isinstance(part, BodyPartReader) or not name:
             return web.json_response({"error": "send one named file in a multipart form"}, status=400)
+        if (login.folder / name).is_dir():
+            return web.json_response({"error": f"{name} is a folder in your session"}, status=400)
         room = limit - folder_bytes(login.folder)
         fd, tmp = tempfile.mkstemp(dir=login.folder, prefix=".upload-")
         try:
@@ -359,7 +363,10 @@ class ConsoleServer(Server):
         every = min(5.0, self.settings.console_idle_seconds / 4)
         while True:
             await asyncio.sleep(every)
-            await self.sweep()
+            try:
+                await self.sweep()
+            except Exception as e:  # the next round tries again; the limits must not stop being enforced
+                log.warning("console sweep failed: %r", e)
 
     async def sweep(self) -> None:
         """Stop sessions idle for longer than the timeout; forget logins with no process that long."""
