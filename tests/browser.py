@@ -104,7 +104,7 @@ class Terminal:
         self.update()
         return "\n".join(line.rstrip() for line in self.screen.display)
 
-    def wait(self, cond: Callable[[str], bool], what: str, timeout: float = 60.0) -> str:
+    def wait(self, cond: Callable[[str], bool], what: str, timeout: float = 120.0) -> str:
         """Until ``cond(screen text)``; the screen in the failure."""
         deadline = time.monotonic() + timeout
         text = ""
@@ -116,7 +116,7 @@ class Terminal:
         sent = self.driver.execute_script("return (window.__mb || {sent: []}).sent.slice(-8)")
         raise AssertionError(f"timed out waiting for {what}; the page last sent {sent}; the browser shows:\n{text}")
 
-    def shows(self, *needles: str, timeout: float = 60.0) -> str:
+    def shows(self, *needles: str, timeout: float = 120.0) -> str:
         return self.wait(lambda t: all(n in t for n in needles), " and ".join(map(repr, needles)), timeout)
 
     def press(self, *keys: str) -> None:

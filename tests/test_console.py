@@ -70,7 +70,7 @@ class Console:
     tmp: Path  # its TMPDIR
 
     def session_pids(self) -> list[int]:
-        """The console's children: one TUI process per browser session (the shell textual-serve starts)."""
+        """The console's children: one TUI process per browser session (the shell textual-serve starts execs it)."""
         out = []
         for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
             out += [int(p) for p in (task / "children").read_text().split()]
@@ -234,7 +234,11 @@ def test_sessions_are_capped_and_cross_site_pages_refused(stack):
             s1, ws1 = await _ws(c.base, cookie)
             try:
                 assert await _first_bytes(ws1)  # the app started and draws
-                assert len(c.session_pids()) == 1
+                [pid] = c.session_pids()
+                assert "modelbay_tui.session" in Path(f"/proc/{pid}/cmdline").read_text()
+                environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+                assert f"MODELBAY_API_KEY={stack.person_key}".encode() in environ  # the teammate's key
+                assert not [v for v in environ if stack.operator_key.encode() in v]  # never the operator's
                 # a second tab while the one slot is taken: refused before any process starts
                 with pytest.raises(aiohttp.WSServerHandshakeError) as full:
                     await _ws(c.base, cookie)

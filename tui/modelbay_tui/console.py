@@ -74,7 +74,10 @@ class SessionProcess(AppService):
     """One browser tab's TUI process: a scrubbed environment, a bounded size, and the time of the last input."""
 
     def __init__(self, login: Login, url: str, theme: str | None, **kw: Any) -> None:
-        command = f"{shlex.quote(sys.executable)} -m modelbay_tui.session --folder {shlex.quote(str(login.folder))}"
+        # exec: the shell textual-serve starts becomes the app, so stopping it stops the app, not only a shell
+        command = (
+            f"exec {shlex.quote(sys.executable)} -m modelbay_tui.session --folder {shlex.quote(str(login.folder))}"
+        )
         if theme:
             command += f" --theme {shlex.quote(theme)}"
         super().__init__(command, **kw)
