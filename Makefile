@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 STORE ?= .modelbay
 PORT ?= 8080
+CONSOLE_PORT ?= 8090
 
 # SAM CLI and LocalStack live in their own venvs on Python 3.12 (the Lambda runtime's
 # version: sam build needs it on PATH). pyenv's 3.12 if present, else python3.12.
@@ -54,10 +55,11 @@ serve: install
 	$(PY) -m modelbay serve --store $(STORE) --port $(PORT)
 
 # server (child process, log in $(STORE)/server.log) + the TUI, with the demo models landing in it as they are
-# built (log in $(STORE)/demo.log; ~3 min the first time, cached after); quitting the TUI stops both
+# built (log in $(STORE)/demo.log; ~3 min the first time, cached after), and the browser console on
+# CONSOLE_PORT (its token URL printed and shown in the TUI; 0 = none); quitting the TUI stops them all
 run: install
 	@echo "make run: starting modelbay on http://127.0.0.1:$(PORT) (store $(STORE)); q in the TUI quits" >&2
-	$(PY) -m modelbay_tui.launch --store $(STORE) --port $(PORT)
+	$(PY) -m modelbay_tui.launch --store $(STORE) --port $(PORT) --console-port $(CONSOLE_PORT)
 
 # sam validate --lint and sam build both run offline; the build fetches wheels from PyPI
 sam-check: sam-install
@@ -110,7 +112,7 @@ test: lint install sam-install localstack-install emulators
 	SAM_CLI_TELEMETRY=0 $(PY) -m pytest -q -n 2
 
 # everything but the deploy checks (sam build, CloudFormation on LocalStack) and the container images
-test-fast: install localstack-install
+test-fast: install localstack-install browser-tools
 	$(PY) -m pytest -q -n 2 -m "not deploy and not container"
 
 # Not part of `make test`: latency (raw vs Lambda handler vs HTTP), cold start, peak RSS; then the peers.
@@ -176,3 +178,16 @@ tui-tools:
 		echo "tui-tools: tmux is not installed (needs root and apt): the real-terminal test of make run skips"
 
 test: tui-tools
+
+# tests/test_console.py opens `modelbay console` in headless Chromium (Debian's chromium + chromedriver):
+# installed when we may, else those tests skip and say why.
+BROWSER_TOOLS := chromium chromium-driver
+.PHONY: browser-tools
+browser-tools:
+	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || \
+	{ command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
+		{ echo "browser-tools: apt-get install $(BROWSER_TOOLS)"; apt-get update -qq && \
+		  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(BROWSER_TOOLS) >/dev/null; }; } || \
+		echo "browser-tools: chromium/chromedriver not installed (needs root and apt): the browser tests of the console skip"
+
+test: browser-tools

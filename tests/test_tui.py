@@ -553,6 +553,41 @@ def test_upload_refuses_missing_data_paths_by_name(local, tmp_path):
     drive(make_app(url, tmp_path, root=root), script)
 
 
+def test_a_console_session_uploads_only_from_its_own_folder(local, tmp_path):
+    """A browser session (``modelbay console``) may push files in its folder, never others of the machine."""
+    _, url, c = local
+    root = tmp_path / "session"
+    root.mkdir()
+    make_mlp(root / "mine.onnx")
+    elsewhere = tmp_path / "operator"
+    elsewhere.mkdir()
+    make_mlp(elsewhere / "secret.onnx")
+    (root / "link.onnx").symlink_to(elsewhere / "secret.onnx")
+
+    async def script(pilot):
+        app = pilot.app
+        await pilot.press("u")
+        s = app.screen
+        await until(pilot, lambda: len(s.query_one("#up-tree").root.children) == 2)
+        for typed in (str(elsewhere / "secret.onnx"), str(elsewhere), "link.onnx", "../operator/secret.onnx"):
+            s.query_one("#up-path", Input).value = typed
+            s.query_one("#up-path", Input).focus()
+            await pilot.press("enter")
+            await until(pilot, lambda: notes(app).count("only files in") >= 1, what=f"{typed} refused")
+            app.notification_log.clear()
+            assert s.file is None
+        s.query_one("#up-path", Input).value = "mine.onnx"  # relative to the session's folder
+        s.query_one("#up-path", Input).focus()
+        await pilot.press("enter")
+        await until(pilot, lambda: s.query_one("#up-name", Input).value == "mine")
+        s.query_one("#up-eval", Input).value = str(elsewhere / "secret.onnx")
+        await pilot.press("ctrl+u")
+        await until(pilot, lambda: "only files in" in notes(app), what="evaluation data from elsewhere refused")
+        assert "mine" not in [m.name for m in c.models()]
+
+    drive(make_app(url, tmp_path, root=root, confine_uploads=True), script)
+
+
 def test_lists_refresh_on_coming_back_to_a_screen(local, tmp_path, mlp_path, monkeypatch):
     from modelbay_tui.screens.models import ModelsScreen
 

@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from modelbay.client import ApiError, Client
@@ -264,7 +265,7 @@ def test_make_run_in_a_real_terminal(empty_home, tmp_path):
     """`make run` itself in an 80x24 tmux terminal from an empty HOME: the demo models on screen, q quits, the
     server goes with it."""
     built()
-    port = free_port()
+    port, console_port = free_port(), free_port()
     session = f"modelbay-run-{os.getpid()}-{port}"
     done = tmp_path / "exit-code"
     env = {
@@ -275,7 +276,8 @@ def test_make_run_in_a_real_terminal(empty_home, tmp_path):
     env.pop("TMUX", None)
     # -o install: the venv is there (the suite runs in it); make must not reinstall it in a test
     command = (
-        f"make -s -C {REPO} -o install run PY={sys.executable} STORE={tmp_path / 'store'} PORT={port}; echo $? > {done}"
+        f"make -s -C {REPO} -o install run PY={sys.executable} STORE={tmp_path / 'store'} PORT={port} "
+        f"CONSOLE_PORT={console_port}; echo $? > {done}"
     )
     subprocess.run(
         ["tmux", "new-session", "-d", "-s", session, "-x", "80", "-y", "24", command],
@@ -306,3 +308,8 @@ def test_make_run_in_a_real_terminal(empty_home, tmp_path):
     with Client(f"http://127.0.0.1:{port}", timeout=2) as c, pytest.raises(ApiError) as e:
         c.models()
     assert e.value.code == "unreachable"
+    # the browser console ran beside the TUI (its token URL in its log) and went with it
+    console_log = (tmp_path / "store" / "console.log").read_text()
+    assert f"open http://127.0.0.1:{console_port}/?token=" in console_log, console_log
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"http://127.0.0.1:{console_port}/", timeout=2)

@@ -152,6 +152,16 @@ class Settings(_Section):
     examples_cache: Path = Field(default_factory=lambda: locations.examples_cache(_HOME_ENV))
     """Where built example models are cached ($XDG_CACHE_HOME/modelbay/examples)."""
 
+    # ------------------------------------------------------------ console
+    console_max_sessions: int = Field(8, ge=1)
+    """Most browser sessions ``modelbay console`` runs at once (each is its own TUI process, ~150 MB resident)."""
+    console_idle_seconds: float = Field(900.0, gt=0)
+    """Seconds without a key press or click before a console session's process is stopped."""
+    console_upload_mb: int = Field(512, ge=1)
+    """Most bytes (MiB) a console session's folder may hold of files uploaded from the browser."""
+    console_token: str | None = Field(None, min_length=16)
+    """The console's login token (the one in the URL it prints); default: a new random one at each start."""
+
     # ------------------------------------------------------- Lambda's own
     lambda_function: str | None = Field(None, json_schema_extra={"env": "AWS_LAMBDA_FUNCTION_NAME"})
     """Set by Lambda: the function's name; its presence means the process runs on Lambda."""

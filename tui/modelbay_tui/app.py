@@ -56,6 +56,8 @@ class ModelbayApp(App[None]):
         upload_root: Path | None = None,
         health_every: float = HEALTH_EVERY,
         seeding: DemoSeeding | None = None,
+        confine_uploads: bool = False,
+        console_url: str | None = None,
     ) -> None:
         super().__init__()
         self.profiles_path = profiles_path
@@ -74,6 +76,9 @@ class ModelbayApp(App[None]):
         self.client = Client(self.profile.url, self.profile.api_key, timeout=15.0)
         self._theme_name = theme_name
         self.upload_root = upload_root
+        # a browser session of ``modelbay console``: files outside its own folder are not the person's to push
+        self.confine_uploads = confine_uploads
+        self.console_url = console_url
         self.health_every = health_every
         self._checking = False
         self.ui_errors: list[Exception] = []
@@ -94,6 +99,8 @@ class ModelbayApp(App[None]):
         if self._startup_error:
             self.notify(self._startup_error, severity="error", timeout=10)
         self.push_screen(ModelsScreen())
+        if self.console_url:
+            self.notify(f"in a browser: {self.console_url}", title="console", timeout=30)
         if self.health_every:
             self.set_interval(self.health_every, self.check_health)
         if self.seeding is not None:

@@ -2,7 +2,9 @@
 
 The server runs as a child process with its output in ``<store>/server.log``;
 the demo models are built and pushed by another child (log in
-``<store>/demo.log``) whose progress the TUI shows. Quitting the TUI stops both.
+``<store>/demo.log``) whose progress the TUI shows; ``modelbay console`` serves
+the same TUI to browsers (log in ``<store>/console.log``; its token URL is
+printed and shown in the TUI). Quitting the TUI stops them all.
 """
 
 from __future__ import annotations
@@ -83,6 +85,23 @@ def answers(url: str) -> bool:
     return True
 
 
+def start_console(url: str, host: str, port: int, store: Path, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    """``modelbay console`` on ``url`` as a child (log in ``<store>/console.log``), and the URL to open it."""
+    from .console import new_token
+
+    token = new_token()  # handed over in the environment: not in a command line other users can read
+    log = open(store / "console.log", "ab")  # noqa: SIM115 - the child holds it; closed with the child
+    with log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "modelbay", "--url", url, "console", "--host", host, "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**env, "MODELBAY_CONSOLE_TOKEN": token},
+        )
+    return proc, f"http://{host}:{port}/?token={token}"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m modelbay_tui.launch", description=__doc__)
     ap.add_argument("--store", default=os.environ.get("MODELBAY_STORE", ".modelbay"))
@@ -90,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port", type=int, default=8080)
     ap.add_argument("--no-demo", action="store_true", help="do not seed the demo models")
     ap.add_argument("--theme", default=None)
+    ap.add_argument(
+        "--console-port", type=int, default=0, help="serve the TUI to browsers on this port (make run: 8090)"
+    )
     args = ap.parse_args(argv)
 
     store = Path(args.store)
@@ -109,8 +131,12 @@ def main(argv: list[str] | None = None) -> int:
         env=env,
     )
     seeding = None
+    console: subprocess.Popen | None = None
+    console_url = None
     try:
         wait_until_up(url, proc)
+        if args.console_port:
+            console, console_url = start_console(url, args.host, args.console_port, store, env)
         key = local_key(url, store, args.host, args.port)
         if not args.no_demo:
             from .seeding import DemoSeeding
@@ -121,12 +147,18 @@ def main(argv: list[str] | None = None) -> int:
             + ("" if seeding is None else f"; demo models build in the background (log {store / 'demo.log'})"),
             file=sys.stderr,
         )
+        if console_url:
+            print(f"in a browser: {console_url} (log {store / 'console.log'})", file=sys.stderr)
         from .app import ModelbayApp
 
-        ModelbayApp(url=url, api_key=key, profile="local", theme_name=args.theme, seeding=seeding).run()
+        ModelbayApp(
+            url=url, api_key=key, profile="local", theme_name=args.theme, seeding=seeding, console_url=console_url
+        ).run()
     finally:
         if seeding is not None:
             seeding.stop()
+        if console is not None:
+            stop(console)
         stop(proc)
         log.close()
     if seeding is not None and not seeding.finished:

@@ -1,4 +1,4 @@
-"""``modelbay serve`` (the local server) and ``modelbay tui`` (the terminal UI)."""
+"""``modelbay serve`` (the local server), ``modelbay tui`` (the terminal UI), ``modelbay console`` (it in browsers)."""
 
 from __future__ import annotations
 
@@ -147,3 +147,23 @@ def tui(
         raise typer.BadParameter(f"the terminal UI needs the 'tui' extra: pip install 'modelbay[tui]' ({e})") from None
     obj = ctx_obj(ctx)
     ModelbayApp(url=obj.url, api_key=obj.api_key, profile=profile, theme_name=theme).run()
+
+
+@app.command()
+def console(
+    ctx: typer.Context,
+    host: str = typer.Option("127.0.0.1", help="Interface to bind (anything but loopback needs the token)."),
+    port: int = typer.Option(8090, help="Port."),
+    no_token: bool = typer.Option(False, "--no-token", help="No login token (loopback addresses only)."),
+    theme: str | None = typer.Option(None, help="A Textual theme, e.g. textual-light."),
+) -> None:
+    """Serve the terminal UI to browsers (on --url): a token login, each browser under its own API key."""
+    try:
+        from modelbay_tui.console import serve as serve_console
+    except ImportError as e:  # the tui extra is not installed
+        raise typer.BadParameter(f"the console needs the 'tui' extra: pip install 'modelbay[tui]' ({e})") from None
+    url = ctx_obj(ctx).url or Settings.from_env().url  # --api-key is not used: never the operator's key
+    try:
+        serve_console(url, host=host, port=port, no_token=no_token, theme=theme)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None

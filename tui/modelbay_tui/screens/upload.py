@@ -105,8 +105,17 @@ class UploadScreen(BaseScreen):
     def on_directory_tree_file_selected(self, event: DirectoryTree.FileSelected) -> None:
         self.choose(Path(event.path))
 
+    def allowed(self, path: Path) -> bool:
+        """Whether ``path`` may be pushed: anything, unless the app confines uploads to the root (say so if not)."""
+        if not self.app.confine_uploads or path.resolve().is_relative_to(self.root.resolve()):
+            return True
+        self.notify(f"only files in {self.root} can be uploaded from this session", severity="error")
+        return False
+
     def choose(self, path: Path) -> None:
         """Take ``path`` as the model file; the name defaults to its stem."""
+        if not self.allowed(path):
+            return
         self.file = path
         self.query_one("#up-file", Label).update(
             f"file: [b]{escape(self.file.name)}[/] ({fmt.size(self.file.stat().st_size)})"
@@ -124,7 +133,9 @@ class UploadScreen(BaseScreen):
         if not text:
             return
         path = Path(text).expanduser()
-        path = path if path.is_absolute() else (Path.cwd() / path)
+        path = path if path.is_absolute() else (self.root / path if self.app.confine_uploads else Path.cwd() / path)
+        if not self.allowed(path):
+            return
         if path.is_dir():  # the tree moves there: its models can be picked
             self.query_one("#up-tree", ModelTree).path = path
             self.query_one("#up-tree", ModelTree).focus()
@@ -155,6 +166,10 @@ class UploadScreen(BaseScreen):
         if not text:
             return None, True
         path = Path(text).expanduser()
+        if self.app.confine_uploads and not path.is_absolute():
+            path = self.root / path
+        if not self.allowed(path):
+            return None, False
         if not path.exists():
             self.notify(f"no such {what}: {path}", severity="error")
             return None, False
