@@ -77,6 +77,7 @@ class PruneResult:
     groups: list[dict[str, Any]]
     params_before: int
     params_after: int
+    kept: dict[str, list[int]] = field(default_factory=dict)  # group name -> indices of the units kept
 
     def summary(self) -> dict[str, Any]:
         kinds: dict[str, list[int]] = {}
@@ -389,9 +390,11 @@ def prune(
         scores = importance(model, groups, batches or [], input_names or [], score)
     pruned = copy.deepcopy(model).eval()
     done = []
+    kept = {}
     for g in groups:
         keep = _keep(scores[g.name], ratio)
         if len(keep) < g.units:
             _slice(pruned, g, keep)
         done.append({"name": g.name, "kind": g.kind, "before": g.units, "after": len(keep)})
-    return PruneResult(pruned, ratio, score, done, count_params(model), count_params(pruned))
+        kept[g.name] = [int(k) for k in keep]
+    return PruneResult(pruned, ratio, score, done, count_params(model), count_params(pruned), kept)

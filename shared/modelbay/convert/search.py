@@ -326,7 +326,6 @@ class _Search:
                 "no compressed variant passed the accuracy gate: "
                 + "; ".join(f"{c.name}: {c.note or c.status}" for c in self.cands[1:]),
                 search=table,
-                gate=fp32.report.as_dict() if fp32.report else None,
             )
         chosen = min(passing, key=self.key)
         table["chosen"] = chosen.name
