@@ -275,6 +275,17 @@ def int4_candidates(path: str | Path) -> int:
     )
 
 
+def _gather_int8(src: Path, dst: Path) -> Path:
+    """Embedding tables (Gather of a constant) as int8, before the MatMuls go int4; ``src`` when there are none."""
+    model = onnx.load(str(src), load_external_data=False)
+    inits = {i.name for i in model.graph.initializer}
+    if not any(n.op_type == "Gather" and n.input[0] in inits for n in model.graph.node):
+        return src
+    with quiet_quantizer():
+        quantize_dynamic(src, dst, op_types_to_quantize=["Gather"], per_channel=False, weight_type=QuantType.QInt8)
+    return dst
+
+
 def quantize_int4(src: str | Path, dst: str | Path, opts: Int4Options | None = None) -> Path:
     """int4 weights for every MatMul (and Gemm, rewritten as MatMul + Add) with a constant weight.
 
@@ -285,24 +296,15 @@ def quantize_int4(src: str | Path, dst: str | Path, opts: Int4Options | None = N
 
     opts = opts or Int4Options()
     src, dst = Path(src), Path(dst)
-    try:
-        model = onnx.load(str(src))
-        wrapped = ONNXModel(model)
-        wrapped.replace_gemm_with_matmul()
-        model = _nbits(wrapped.model, 4, opts.block_size, opts.symmetric, opts.accuracy_level)
-        if not any(n.op_type == "MatMulNBits" for n in model.graph.node):
-            raise InvalidModel("int4: no MatMul with a constant weight to quantize")
-        onnx.save(model, str(dst))
-        if opts.gather_int8 and any(n.op_type == "Gather" for n in model.graph.node):
-            with scratch_dir() as tmp, quiet_quantizer():
-                quantize_dynamic(
-                    dst, tmp / "g.onnx", op_types_to_quantize=["Gather"], per_channel=False, weight_type=QuantType.QInt8
-                )
-                model_g = onnx.load(str(tmp / "g.onnx"))
-            if any(n.op_type == "DequantizeLinear" for n in model_g.graph.node):
-                onnx.save(model_g, str(dst))
-    except (BadRequest, InvalidModel):
-        raise
-    except Exception as e:  # quantizer errors are untyped
-        raise InvalidModel(f"int4 quantization failed: {str(e)[:400]}") from None
+    with scratch_dir() as tmp:
+        try:
+            model = onnx.load(str(_gather_int8(src, tmp / "gather.onnx") if opts.gather_int8 else src))
+            wrapped = ONNXModel(model)
+            wrapped.replace_gemm_with_matmul()
+            model = _nbits(wrapped.model, 4, opts.block_size, opts.symmetric, opts.accuracy_level)
+        except Exception as e:  # quantizer errors are untyped
+            raise InvalidModel(f"int4 quantization failed: {str(e)[:400]}") from None
+    if not any(n.op_type == "MatMulNBits" for n in model.graph.node):
+        raise InvalidModel("int4: no MatMul with a constant weight to quantize")
+    onnx.save(model, str(dst))
     return dst
