@@ -27,6 +27,7 @@ from modelbay.convert.quantize import Int4Options, int4_candidates, quantize_int
 from modelbay.convert.search import SearchOptions, parse_duration, parse_ratios  # noqa: E402
 from modelbay.errors import BadRequest, InvalidModel  # noqa: E402
 from modelbay.manifest import ClassifierPostprocessing, VersionMetadata  # noqa: E402
+from modelbay.units import search_summary  # noqa: E402
 
 nn = torch.nn
 SPEC = "x:float32:[batch,64]"
@@ -239,5 +240,9 @@ def test_push_optimize_auto_prints_and_registers_the_table(server, mlp, digits, 
     shown = json.loads(CliRunner().invoke(cli, ["--url", server, "--json", "show", "digits"]).output)
     names = [c["name"] for c in shown["metrics"]["search"]["candidates"]]
     assert names[0] == "fp32" and shown["metrics"]["search"]["chosen"] in names
+    # the TUI's version line says the same (modelbay.units.search_summary)
+    line = search_summary(shown["metrics"])
+    assert line is not None and line.startswith(f"search: {shown['metrics']['search']['chosen']} (")
+    assert search_summary({}) is None
     bad = CliRunner().invoke(cli, [*args[:-4], "--optimize", "everything"])
     assert bad.exit_code == 2 and "--optimize must be int8 or auto" in bad.output
