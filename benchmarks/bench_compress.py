@@ -29,7 +29,7 @@ from modelbay.convert.search import SearchOptions, parse_ratios  # noqa: E402
 from modelbay.cpu_features import detect  # noqa: E402
 
 
-def minilm(work: Path, options: SearchOptions):
+def minilm(work: Path, options: SearchOptions, mixed: bool = True):
     import torch
 
     from modelbay.convert.examples import minilm as ex
@@ -52,6 +52,7 @@ def minilm(work: Path, options: SearchOptions):
         metadata=ex.metadata(),
         side_files={"tokenizer.json": work / "tokenizer.json"},
         thresholds=GateThresholds(min_cosine=0.99, min_cosine_mean=0.998),
+        mixed_precision=mixed,
         optimize=options,
         progress=lambda m, _f: print(f"  .. {m}", file=sys.stderr),
     )
@@ -102,17 +103,20 @@ def main() -> None:
     ap.add_argument("--score", default="activation")
     ap.add_argument("--accuracy-level", type=int, default=0)
     ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--kinds", default="linear,conv,heads,ffn", help="unit kinds to prune")
+    ap.add_argument("--no-mixed", action="store_true", help="skip mixed precision (its search is the slow part)")
     ap.add_argument("--json")
     a = ap.parse_args()
     options = SearchOptions(
         prune_ratios=parse_ratios(a.ratios),
         prune_score=a.score,
+        prune_kinds=tuple(a.kinds.split(",")),
         int4=Int4Options(accuracy_level=a.accuracy_level),
         budget_s=3600,
     )
     with tempfile.TemporaryDirectory(prefix="bench-compress-") as w:
         work = Path(w)
-        prep, feed = minilm(work, options) if a.model == "minilm" else small(a.model, work, options)
+        prep, feed = minilm(work, options, not a.no_mixed) if a.model == "minilm" else small(a.model, work, options)
         table = prep.metadata.metrics["search"]
         rows = table["candidates"]
         # the candidates' files: fp32 is the export, the rest are cand-NN.onnx in candidate order
