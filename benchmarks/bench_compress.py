@@ -113,6 +113,7 @@ def main() -> None:
         prune_kinds=tuple(a.kinds.split(",")),
         int4=Int4Options(accuracy_level=a.accuracy_level),
         budget_s=3600,
+        keep_candidates=True,
     )
     with tempfile.TemporaryDirectory(prefix="bench-compress-") as w:
         work = Path(w)
@@ -121,7 +122,7 @@ def main() -> None:
         rows = table["candidates"]
         # the candidates' files: fp32 is the export, the rest are cand-NN.onnx in candidate order
         paths: list[Path | None] = [prep.fp32_path] + [
-            work / f"cand-{i:02d}.onnx" if (work / f"cand-{i:02d}.onnx").is_file() else None
+            work / "search" / f"cand-{i:02d}.onnx" if (work / "search" / f"cand-{i:02d}.onnx").is_file() else None
             for i in range(2, len(rows) + 1)
         ]
         built = ("baseline", "passed", "failed")

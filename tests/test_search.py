@@ -147,6 +147,8 @@ def test_search_records_every_candidate_and_picks_the_best_that_passes(mlp, eval
     )
     q = prep.metadata.quantization
     assert q is not None and q.extra["variant"] == chosen["name"]
+    # the candidates' files are swept; the work folder holds the export and the chosen variant
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.fp32.onnx", "model.opt.onnx"]
     assert table["cpu"]["arch"]
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal, NoReturn, Protocol
@@ -436,10 +436,18 @@ def _searched(
 ) -> Prepared:
     """``prepare`` with ``optimize``: the variant search picks the version (its whole table goes in the metrics)."""
     rep.say("searching variants (int8, int4, pruning)", None)
-    res = run_search(inp, options, rep.say)
+    chosen = inp.work / "model.opt.onnx"
+    # the candidates live in a folder of their own, gone afterwards unless asked for (the bench times them)
+    if options.keep_candidates:
+        (inp.work / "search").mkdir(exist_ok=True)
+        res = run_search(replace(inp, work=inp.work / "search"), options, rep.say)
+        keep_variant(res, chosen)
+    else:
+        with tempfile.TemporaryDirectory(dir=inp.work, prefix=".search-") as d:
+            res = run_search(replace(inp, work=Path(d)), options, rep.say)
+            keep_variant(res, chosen)
     rep.done(Stage.QUANTIZE, f"{len(res.candidates)} candidates, chose {res.chosen.name}")
     rep.start(Stage.GATE, "checking accuracy")
-    chosen = keep_variant(res, inp.work / "model.opt.onnx")
     report = res.chosen.report
     assert report is not None
     meta.quantization = quantization_info(res, inp, options)

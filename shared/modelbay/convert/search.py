@@ -64,6 +64,7 @@ class SearchOptions:
     prune_kinds: tuple[str, ...] = KINDS
     int4: Int4Options | None = field(default_factory=Int4Options)
     repeats: int = 5  # latency: median of this many runs per batch size
+    keep_candidates: bool = False  # leave every candidate's file in <workdir>/search (benchmarks)
 
     def __post_init__(self) -> None:
         if self.objective not in ("latency", "size"):
