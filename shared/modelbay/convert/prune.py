@@ -274,6 +274,10 @@ def importance(
         hooks.append(consumer.register_forward_pre_hook(pre))
     gen = torch.Generator().manual_seed(0)
     was_training = model.training
+    # taylor needs gradients even through a frozen model; restored below
+    frozen = [p for p in model.parameters() if not p.requires_grad] if score == "taylor" else []
+    for p in frozen:
+        p.requires_grad_(True)
     model.eval()
     try:
         for feed in batches:
@@ -299,6 +303,8 @@ def importance(
             h.remove()
         model.zero_grad(set_to_none=True)
         model.train(was_training)
+        for p in frozen:
+            p.requires_grad_(False)
     res = {}
     for g in groups:
         s = sums[g.name] / max(count, 1)
