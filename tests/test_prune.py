@@ -221,3 +221,12 @@ def test_minilm_heads_and_ffn():
     args = [torch.from_numpy(feed[n]) for n in names]
     with torch.no_grad():
         assert torch.allclose(res.model(*args), silenced(model, res)(*args), atol=1e-4)
+
+
+def test_taylor_scores_a_frozen_model_and_leaves_it_frozen(tiny_bert):
+    model = copy.deepcopy(Pooled(tiny_bert)).eval()
+    model.requires_grad_(False)
+    groups = find_groups(model)
+    scores = importance(model, groups, [bert_feed()], ["input_ids", "attention_mask"], "taylor")
+    assert all(np.isfinite(s).all() and s.max() > 0 for s in scores.values())
+    assert not any(p.requires_grad for p in model.parameters())
