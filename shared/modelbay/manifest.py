@@ -108,7 +108,7 @@ Postprocessing = Annotated[
 
 
 class QuantizationInfo(_Model):
-    method: Literal["none", "dynamic", "static", "mixed"] = "none"
+    method: Literal["none", "dynamic", "static", "mixed", "int4"] = "none"
     weight_type: str | None = None
     activation_type: str | None = None
     per_channel: bool | None = None

@@ -7,6 +7,7 @@ Unknown values read as '-'.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from .manifest import QuantizationInfo
 
@@ -61,3 +62,23 @@ def precision(q: QuantizationInfo | None) -> str:
         return "fp32"
     weights = (q.weight_type or "int8").lower().removeprefix("q")  # onnxruntime says "QInt8"
     return {"dynamic": f"{weights} dyn", "static": f"{weights} st", "mixed": f"{weights} mix"}.get(q.method, q.method)
+
+
+def search_summary(metrics: dict[str, Any] | None) -> str | None:
+    """The variant search in one line: what it chose among how many, size and batch-32 latency against fp32."""
+    search = (metrics or {}).get("search")
+    if not isinstance(search, dict) or not search.get("candidates"):
+        return None
+    rows = {c.get("name"): c for c in search["candidates"]}
+    base, chosen = search["candidates"][0], rows.get(search.get("chosen"), {})
+    passed = sum(1 for c in rows.values() if c.get("status") == "passed")
+
+    def b32(c: dict[str, Any]) -> str:
+        v = (c.get("latency_ms") or {}).get("b32")
+        return "-" if v is None else f"{v:.3g} ms"
+
+    return (
+        f"search: {search.get('chosen', 'nothing')} ({passed} of {len(rows) - 1} passed, objective "
+        f"{search.get('objective', '?')}); size {size(base.get('size_bytes'))} -> {size(chosen.get('size_bytes'))}, "
+        f"b32 {b32(base)} -> {b32(chosen)}"
+    )

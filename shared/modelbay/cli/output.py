@@ -163,6 +163,9 @@ def fail(e: BaseException, as_json: bool = False) -> NoReturn:
         gate = body.get("gate")
         if isinstance(gate, dict):
             console.print(gate_table(gate))
+        search = body.get("search")
+        if isinstance(search, dict):
+            console.print(search_table(search))
     raise typer.Exit(exit_code(e))
 
 
@@ -178,6 +181,28 @@ def gate_table(gate: dict[str, Any]) -> Table:
         if v is not None:
             rows.append([f"threshold {k}", "", f"{v:.4g}"])
     return table(title, [Col("metric", flex=True), Col("fp32", right=True), Col("int8", right=True)], rows)
+
+
+def search_table(search: dict[str, Any]) -> Table:
+    """The variant search: each candidate's verdict, gate numbers, size and latency; the chosen one marked."""
+    chosen = search.get("chosen")
+    title = f"variant search (objective {search.get('objective', '?')}): chose {chosen or 'nothing'}"
+    rows: list[list[Any]] = []
+    for c in search.get("candidates") or []:
+        gate = ", ".join(f"{k} {v:.4f}" for k, v in (c.get("gate") or {}).items() if k != "agreement")
+        lat = c.get("latency_ms") or {}
+        ms = ["" if b not in lat else f"{lat[b]:.2f}" for b in ("b1", "b32")]
+        name = ("* " if c.get("name") == chosen else "") + str(c.get("name", ""))
+        rows.append([name, c.get("status", ""), gate, size(c["size_bytes"]) if "size_bytes" in c else "", *ms])
+    cols = [
+        Col("candidate"),
+        Col("status"),
+        Col("gate", flex=True),
+        Col("size", right=True),
+        Col("b1 ms", right=True),
+        Col("b32 ms", right=True),
+    ]
+    return table(title, cols, rows)
 
 
 # ------------------------------------------------------------------ the caller's files

@@ -16,7 +16,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 from ..errors import BadRequest
 from ..manifest import VersionMetadata
 from .base import App, ctx_obj
-from .output import err, escape, gate_table, note, out, read_json, size
+from .output import err, escape, gate_table, note, out, read_json, search_table, size
 
 if TYPE_CHECKING:
     from ..convert.pipeline import QuantizeMode
@@ -144,6 +144,54 @@ Mixed = Annotated[
 ]
 
 
+Optimize = Annotated[
+    str,
+    typer.Option(
+        "--optimize",
+        help="int8: quantize (int8, mixed precision on gate failure). auto: search int8, mixed, int4 and pruned "
+        "variants (torch modules) and register the best one the gate passes, with the whole table.",
+    ),
+]
+Objective = Annotated[str, typer.Option("--objective", help="--optimize auto: latency (batch 32) or size.")]
+SearchBudget = Annotated[str, typer.Option("--search-budget", help="--optimize auto: time bound, e.g. 10m, 90s.")]
+PruneRatios = Annotated[
+    str,
+    typer.Option(
+        "--prune-ratios",
+        help="--optimize auto: fractions of units to prune, tried in order until the gate fails ('' for none).",
+    ),
+]
+PruneScore = Annotated[
+    str, typer.Option("--prune-score", help="Unit importance for pruning: activation, magnitude or taylor.")
+]
+Int4Block = Annotated[int, typer.Option("--int4-block-size", help="int4 weights: block size (16..256, power of 2).")]
+Int4Level = Annotated[
+    int, typer.Option("--int4-accuracy-level", help="int4 compute: 0 default (fp32), 4 int8 (CPUs with int8 dot).")
+]
+
+
+def search_options(optimize: str, objective: str, budget: str, ratios: str, score: str, block: int, level: int) -> Any:
+    """``--optimize`` and its knobs as ``prepare``'s ``optimize`` (None: int8 as before)."""
+    if optimize == "int8":
+        return None
+    if optimize != "auto":
+        raise BadRequest(f"--optimize must be int8 or auto, not {optimize!r}")
+    from ..convert.quantize import Int4Options
+    from ..convert.search import SearchOptions, parse_duration, parse_ratios
+
+    if block < 16 or block & (block - 1):
+        raise BadRequest(f"--int4-block-size must be a power of 2 >= 16, not {block}")
+    if level not in (0, 1, 2, 3, 4):
+        raise BadRequest(f"--int4-accuracy-level is 0..4, not {level}")
+    return SearchOptions(
+        objective=objective,  # type: ignore[arg-type]  # checked by SearchOptions
+        budget_s=parse_duration(budget),
+        prune_ratios=parse_ratios(ratios),
+        prune_score=score,
+        int4=Int4Options(block_size=block, accuracy_level=level),
+    )
+
+
 def thresholds(max_drop: float, min_agreement: float, min_cosine: float, max_abs_error: float | None) -> Any:
     from ..convert.gate import GateThresholds
 
@@ -174,6 +222,13 @@ def push(
     min_cosine: MinCosine = 0.99,
     max_abs_error: MaxAbsError = None,
     mixed_precision: Mixed = True,
+    optimize: Optimize = "int8",
+    objective: Objective = "latency",
+    search_budget: SearchBudget = "10m",
+    prune_ratios: PruneRatios = "0.25,0.5",
+    prune_score: PruneScore = "activation",
+    int4_block_size: Int4Block = 32,
+    int4_accuracy_level: Int4Level = 0,
     description: str = typer.Option("", "--description", "-d"),
     task: Task = None,
     labels: Labels = None,
@@ -187,6 +242,9 @@ def push(
 
     obj = ctx_obj(ctx)
     meta = load_metadata(metadata, description=description, task=task, labels=labels)
+    search = search_options(
+        optimize, objective, search_budget, prune_ratios, prune_score, int4_block_size, int4_accuracy_level
+    )
     with obj.client() as c, StageDisplay(enabled=not obj.as_json) as display:
         result = run_push(
             c,
@@ -207,6 +265,7 @@ def push(
             target=target,
             mixed_precision=mixed_precision,
             thresholds=thresholds(max_accuracy_drop, min_agreement, min_cosine, max_abs_error),
+            **({"optimize": search} if search is not None else {}),
         )
     manifests = result.manifests
     if obj.as_json:
@@ -214,6 +273,8 @@ def push(
         return
     if result.gate is not None:
         err().print(gate_table(result.gate.as_dict()))
+    if searched := manifests[-1].metrics.get("search"):
+        err().print(search_table(searched))
     for m in manifests:
         q = m.quantization.method if m.quantization else "none"
         extra = f"  aliases: {', '.join(alias)}" if alias and m is manifests[-1] else ""
@@ -259,6 +320,13 @@ def convert(
     max_abs_error: MaxAbsError = None,
     mixed_precision: Mixed = True,
     compact_kept: bool = typer.Option(False, help="Store kept fp32 weights as 8-bit blocks (smaller, slower)."),
+    optimize: Optimize = "int8",
+    objective: Objective = "latency",
+    search_budget: SearchBudget = "10m",
+    prune_ratios: PruneRatios = "0.25,0.5",
+    prune_score: PruneScore = "activation",
+    int4_block_size: Int4Block = 32,
+    int4_accuracy_level: Int4Level = 0,
     atol: float = typer.Option(1e-4, help="Conversion check tolerance (absolute)."),
     rtol: float = typer.Option(1e-3, help="Conversion check tolerance (relative)."),
 ) -> None:
@@ -267,6 +335,9 @@ def convert(
 
     obj = ctx_obj(ctx)
     meta = load_metadata(metadata, task=task, labels=labels)
+    search = search_options(
+        optimize, objective, search_budget, prune_ratios, prune_score, int4_block_size, int4_accuracy_level
+    )
     with StageDisplay(enabled=not obj.as_json) as display:
         res = prepare(
             model,
@@ -287,6 +358,7 @@ def convert(
             check_rtol=rtol,
             events=display,
             thresholds=thresholds(max_accuracy_drop, min_agreement, min_cosine, max_abs_error),
+            optimize=search,
         )
     (out_dir / "metadata.json").write_text(res.metadata.model_dump_json(indent=1))
     if res.int8_path:
@@ -306,6 +378,8 @@ def convert(
         )
         if res.gate:
             console.print(gate_table(res.gate.as_dict()))
+        if searched := res.metadata.metrics.get("search"):
+            console.print(search_table(searched))
         q = res.metadata.quantization
         if q and q.kept_fp32_nodes:
             console.print(f"kept in fp32: {escape(', '.join(q.kept_fp32_nodes))}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal, NoReturn, Protocol
@@ -32,6 +32,9 @@ from modelbay.convert.quantize import (
     scratch_dir,
 )
 from modelbay.convert.quantize import compact_kept as compact_kept_weights
+from modelbay.convert.search import SearchInput, SearchOptions, quantization_info
+from modelbay.convert.search import keep as keep_variant
+from modelbay.convert.search import run as run_search
 from modelbay.convert.sources import load_source
 from modelbay.convert.spec import parse_input_spec, sample_inputs
 from modelbay.errors import BadRequest, InvalidModel
@@ -169,6 +172,7 @@ def prepare(
     use_output: str | None = None,
     progress: Progress | None = None,
     events: Events | None = None,
+    optimize: SearchOptions | None = None,
 ) -> Prepared:
     """Run the whole pipeline up to (not including) publishing.
 
@@ -178,6 +182,8 @@ def prepare(
     signature as soon as it is known, before the slow steps. ``use_output``: the
     output predictions and the gate read (default: inferred).
     ``progress`` gets free-text steps; ``events`` gets typed stage events.
+    ``optimize``: run the variant search (``convert.search``: int8, int4,
+    pruning) instead of int8 alone, and keep the best variant that passes.
     """
     rep = Reporter(events, progress)
     try:
@@ -203,6 +209,7 @@ def prepare(
             check_rtol,
             use_output,
             rep,
+            optimize,
         )
     except BaseException:
         rep.fail()
@@ -231,6 +238,7 @@ def _prepare(
     check_rtol: float,
     use_output: str | None,
     rep: Reporter,
+    optimize: SearchOptions | None = None,
 ) -> Prepared:
     say = rep.say
     work = Path(workdir)
@@ -323,6 +331,23 @@ def _prepare(
 
     rep.start(Stage.QUANTIZE, "evaluating fp32")
     gate = Gate(fp32, evals, meta, thresholds)
+    if optimize is not None:
+        inp = SearchInput(
+            fp32,
+            src,
+            specs or conv.inputs,
+            example,
+            output_names,
+            method,
+            opts,
+            calib_batches,
+            gate,
+            work,
+            mixed_precision,
+            check_atol,
+            check_rtol,
+        )
+        return _searched(name, inp, optimize, meta, fp32_meta, side, conv, rep, measure)
     with scratch_dir() as tmp:
         # pre-process once: every quantization of the search sees the same node names
         base, pre_note = preprocess(fp32, tmp / "pre.onnx", method)
@@ -396,6 +421,45 @@ def _prepare(
     rep.done(Stage.GATE, "passed")
     say("done", 1.0)
     return Prepared(name, fp32, int8, meta, fp32_meta, side, report, conv)
+
+
+def _searched(
+    name: str,
+    inp: SearchInput,
+    options: SearchOptions,
+    meta: VersionMetadata,
+    fp32_meta: VersionMetadata,
+    side: dict[str, Path],
+    conv: Conversion,
+    rep: Reporter,
+    measure: bool,
+) -> Prepared:
+    """``prepare`` with ``optimize``: the variant search picks the version (its whole table goes in the metrics)."""
+    rep.say("searching variants (int8, int4, pruning)", None)
+    chosen = inp.work / "model.opt.onnx"
+    # the candidates live in a folder of their own, gone afterwards unless asked for (the bench times them)
+    if options.keep_candidates:
+        (inp.work / "search").mkdir(exist_ok=True)
+        res = run_search(replace(inp, work=inp.work / "search"), options, rep.say)
+        keep_variant(res, chosen)
+    else:
+        with tempfile.TemporaryDirectory(dir=inp.work, prefix=".search-") as d:
+            res = run_search(replace(inp, work=Path(d)), options, rep.say)
+            keep_variant(res, chosen)
+    rep.done(Stage.QUANTIZE, f"{len(res.candidates)} candidates, chose {res.chosen.name}")
+    rep.start(Stage.GATE, "checking accuracy")
+    report = res.chosen.report
+    assert report is not None
+    meta.quantization = quantization_info(res, inp, options)
+    meta.metrics["gate"] = report.as_dict()
+    meta.metrics["search"] = res.table
+    fp32_meta.metrics["evaluation"] = {"samples": report.samples, **report.fp32}
+    if measure:
+        fp32_row, row = res.candidates[0].row(), res.chosen.row()
+        meta.metrics["fp32"] = fp32_meta.metrics["fp32"] = {k: fp32_row[k] for k in ("size_bytes", "latency_ms")}
+        meta.metrics["int8"] = {k: row[k] for k in ("size_bytes", "latency_ms")}  # the chosen variant's numbers
+    rep.done(Stage.GATE, f"passed ({res.chosen.name})")
+    return Prepared(name, inp.fp32, chosen, meta, fp32_meta, side, report, conv)
 
 
 def _complete(

@@ -208,6 +208,31 @@ def quantize(
     return dst
 
 
+def _nbits(
+    model: onnx.ModelProto,
+    bits: int,
+    block_size: int,
+    symmetric: bool,
+    accuracy_level: int,
+    nodes: list[str] | None = None,
+) -> onnx.ModelProto:
+    """onnxruntime's MatMulNBits quantizer over the MatMuls with a constant weight (``nodes``: only those)."""
+    with quiet_quantizer():  # its import calls logging.basicConfig(level=INFO)
+        from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+        q = MatMulNBitsQuantizer(
+            model,
+            bits=bits,
+            block_size=block_size,
+            is_symmetric=symmetric,
+            accuracy_level=accuracy_level,
+            nodes_to_include=nodes,
+            op_types_to_quantize=("MatMul",),
+        )
+        q.process()
+    return q.model.model
+
+
 def compact_kept(path: Path, nodes: list[str], out: Path, block_size: int = 32) -> list[str]:
     """Store the weights of fp32-kept MatMuls as 8-bit blocks (MatMulNBits).
 
@@ -221,18 +246,65 @@ def compact_kept(path: Path, nodes: list[str], out: Path, block_size: int = 32) 
     matmuls = [n.name for n in model.graph.node if n.op_type == "MatMul" and n.name in set(nodes)]
     if not matmuls:
         return []
-    with quiet_quantizer():  # its import calls logging.basicConfig(level=INFO)
-        from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
-
-        q = MatMulNBitsQuantizer(
-            model,
-            bits=8,
-            block_size=block_size,
-            is_symmetric=True,
-            accuracy_level=0,
-            nodes_to_include=matmuls,
-            op_types_to_quantize=("MatMul",),
-        )
-        q.process()
-    q.model.save_model_to_file(str(out), use_external_data_format=False)
+    onnx.save(_nbits(model, 8, block_size, True, 0, matmuls), str(out))
     return matmuls
+
+
+@dataclass(frozen=True)
+class Int4Options:
+    """int4 weight-only quantization (onnxruntime's MatMulNBits).
+
+    ``accuracy_level`` is the compute type of the kernel: 0 lets onnxruntime
+    pick (fp32 on CPU), 4 computes in int8 (activations quantized per block at
+    run time), the fast path on CPUs with int8 dot products. ``gather_int8``
+    also stores embedding tables (Gather) as int8 with the dynamic quantizer.
+    """
+
+    block_size: int = 32
+    symmetric: bool = True
+    accuracy_level: int = 0
+    gather_int8: bool = True
+
+
+def int4_candidates(path: str | Path) -> int:
+    """How many MatMul/Gemm nodes with a constant weight ``quantize_int4`` would turn into MatMulNBits."""
+    model = onnx.load(str(path), load_external_data=False)
+    inits = {i.name for i in model.graph.initializer}
+    return sum(
+        1 for n in model.graph.node if n.op_type in ("MatMul", "Gemm") and len(n.input) > 1 and n.input[1] in inits
+    )
+
+
+def _gather_int8(src: Path, dst: Path) -> Path:
+    """Embedding tables (Gather of a constant) as int8, before the MatMuls go int4; ``src`` when there are none."""
+    model = onnx.load(str(src), load_external_data=False)
+    inits = {i.name for i in model.graph.initializer}
+    if not any(n.op_type == "Gather" and n.input[0] in inits for n in model.graph.node):
+        return src
+    with quiet_quantizer():
+        quantize_dynamic(src, dst, op_types_to_quantize=["Gather"], per_channel=False, weight_type=QuantType.QInt8)
+    return dst
+
+
+def quantize_int4(src: str | Path, dst: str | Path, opts: Int4Options | None = None) -> Path:
+    """int4 weights for every MatMul (and Gemm, rewritten as MatMul + Add) with a constant weight.
+
+    Gemm is what the exporter makes of a 2-D ``nn.Linear``; onnxruntime's
+    MatMulNBits quantizer only takes MatMul, and ``ONNXModel`` has the rewrite.
+    """
+    from onnxruntime.quantization.onnx_model import ONNXModel
+
+    opts = opts or Int4Options()
+    src, dst = Path(src), Path(dst)
+    with scratch_dir() as tmp:
+        try:
+            model = onnx.load(str(_gather_int8(src, tmp / "gather.onnx") if opts.gather_int8 else src))
+            wrapped = ONNXModel(model)
+            wrapped.replace_gemm_with_matmul()
+            model = _nbits(wrapped.model, 4, opts.block_size, opts.symmetric, opts.accuracy_level)
+        except Exception as e:  # quantizer errors are untyped
+            raise InvalidModel(f"int4 quantization failed: {str(e)[:400]}") from None
+    if not any(n.op_type == "MatMulNBits" for n in model.graph.node):
+        raise InvalidModel("int4: no MatMul with a constant weight to quantize")
+    onnx.save(model, str(dst))
+    return dst

@@ -12,6 +12,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 from modelbay.manifest import Manifest
 from modelbay.registry import rollback_target
 from modelbay.schemas import AliasState, ModelDetail
+from modelbay.units import search_summary
 
 from .. import format as fmt
 from ..modals import ConfirmModal, HistoryModal, PromptModal
@@ -100,7 +101,9 @@ class ModelScreen(BaseScreen):
         ins = ", ".join(f"{i.name}:{i.dtype}{fmt.shape(i.shape)}" for i in m.inputs)
         outs = ", ".join(o.name for o in m.outputs)
         desc = f" — {m.description[:40]}" if m.description else ""
-        info.update(escape(f"v{m.version} {m.task}  in {ins}  out {outs}{desc}"))
+        searched = search_summary(m.metrics)
+        head = f"v{m.version} {m.task}  in {ins}  out {outs}{desc}"
+        info.update(escape(head + (f"\n{searched}" if searched else "")))
 
     def selected_manifest(self, quiet: bool = False) -> Manifest | None:
         t = self.query_one(DataTable)
