@@ -32,8 +32,12 @@ from .schemas import (
     AliasState,
     AuditList,
     AuditRecord,
+    CanaryChange,
+    CanaryStart,
     Deleted,
     FileDecl,
+    GuardRails,
+    GuardVerdict,
     KeyCreate,
     KeyInfo,
     KeyList,
@@ -43,6 +47,7 @@ from .schemas import (
     NewKey,
     RegisterRequest,
     Resolution,
+    Schema,
     TenantCreate,
     TenantInfo,
     TenantList,
@@ -277,6 +282,53 @@ class Client:
             )
         )
 
+    # ------------------------------------------------------------ canaries
+    def _canary(self, name: str, alias: str, what: str, body: Schema) -> AliasState:
+        path = f"/registry/models/{name}/aliases/{alias}/canary" + (f"/{what}" if what else "")
+        body_json = body.model_dump(exclude_unset=True)
+        return AliasState.model_validate(
+            self._json("POST", path, json=body_json, headers=_change_key(), idempotent=True)
+        )
+
+    def start_canary(
+        self,
+        name: str,
+        alias: str,
+        version: int,
+        percent: float,
+        *,
+        guard: GuardRails | None = None,
+        steps: Sequence[float] = (),
+        **expected: int | None,
+    ) -> AliasState:
+        """``expected_version=``: start only if the alias's stable version is that one (compare-and-swap)."""
+        body = CanaryStart(version=version, percent=percent, **expected)  # type: ignore[arg-type]
+        if guard is not None:
+            body.guard = guard
+        if steps:
+            body.steps = list(steps)
+        return self._canary(name, alias, "", body)
+
+    def ramp_canary(self, name: str, alias: str, percent: float, expected_canary: int | None = None) -> AliasState:
+        return self._canary(name, alias, "ramp", _canary_change(percent=percent, expected_canary=expected_canary))
+
+    def promote_canary(self, name: str, alias: str, expected_canary: int | None = None) -> AliasState:
+        return self._canary(name, alias, "promote", _canary_change(expected_canary=expected_canary))
+
+    def abort_canary(
+        self, name: str, alias: str, expected_canary: int | None = None, reason: str | None = None
+    ) -> AliasState:
+        return self._canary(name, alias, "abort", _canary_change(expected_canary=expected_canary, reason=reason))
+
+    def canary_status(self, name: str, alias: str) -> GuardVerdict:
+        return GuardVerdict.model_validate(self._json("GET", f"/registry/models/{name}/aliases/{alias}/canary"))
+
+    def check_canary(self, name: str, alias: str) -> GuardVerdict:
+        """Judge the guard rails now and act on the verdict, as the scheduled check does."""
+        return GuardVerdict.model_validate(
+            self._json("POST", f"/registry/models/{name}/aliases/{alias}/canary/check", idempotent=True)
+        )
+
     # ------------------------------------------------------------ keys, tenants, audit (admin)
     def whoami(self) -> WhoAmI:
         return WhoAmI.model_validate(self._json("GET", "/registry/whoami"))
@@ -486,6 +538,10 @@ class Client:
         if ref is not None:
             body["ref"] = str(ref)
         return FeedbackResult.model_validate(self._json("POST", f"/registry/models/{name}/feedback", json=body))
+
+
+def _canary_change(**fields: Any) -> CanaryChange:
+    return CanaryChange(**{k: v for k, v in fields.items() if v is not None})
 
 
 def _change_key() -> dict[str, str]:

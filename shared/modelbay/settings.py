@@ -108,6 +108,8 @@ class Settings(_Section):
     """Seconds the in-memory metrics keep their series."""
     metrics_flush_seconds: float = Field(10.0, gt=0)
     """Seconds between PutMetricData batches (``cloudwatch`` sink)."""
+    canary_check_seconds: float = Field(30.0, ge=0)
+    """Seconds between the local server's checks of canary guard rails (0: off). On AWS a schedule runs them."""
 
     # ------------------------------------------------------------- client
     url: str = "http://127.0.0.1:8080"

@@ -70,13 +70,21 @@ class Engine:
     def resolve(self, tenant: str, name: str, ref: str | int | None = None) -> Manifest:
         return self.resolver.resolve(tenant, name, ref)
 
-    def get(self, tenant: str, name: str, ref: str | int | None = None, timings: Timings | None = None) -> LoadedModel:
-        """The servable model for a reference; loads it if cold."""
+    def get(
+        self,
+        tenant: str,
+        name: str,
+        ref: str | int | None = None,
+        timings: Timings | None = None,
+        route_key: str | None = None,
+    ) -> LoadedModel:
+        """The servable model for a reference (a split alias picks a side per request); loads it if cold."""
         t0 = time.perf_counter()
-        manifest = self.resolver.resolve(tenant, name, ref)
+        manifest, side = self.resolver.route(tenant, name, ref, route_key)
         if timings is not None:
             timings.resolve_ms = (time.perf_counter() - t0) * 1000
             timings.version = manifest.version
+            timings.route = side
         return self.load(tenant, manifest, timings)
 
     def cached(self, tenant: str, manifest: Manifest) -> LoadedModel | None:

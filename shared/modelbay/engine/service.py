@@ -78,22 +78,30 @@ class InferenceService:
         *,
         header_length: str | int | None = None,
         timings: Timings | None = None,
+        route_key: str | None = None,
     ) -> Inference[oip.InferResponse]:
         """OIP: tensors in, the requested outputs (all by default) out.
 
         ``header_length``: the JSON part's length when ``request`` is a body with binary tensors.
+        ``route_key``: keeps a caller on one side of a split alias (``modelbay.routing``).
         """
         timings = timings or Timings.start()
         with _Accounted(self, tenant, name, timings) as call:
             req = request if isinstance(request, oip.InferRequest) else oip.decode_request(request, header_length)
             call.instances = req.batch
-            response = self._infer(tenant, name, ref, req, timings)
+            response = self._infer(tenant, name, ref, req, timings, route_key)
         return Inference(response, response.model_version, timings)
 
     def _infer(
-        self, tenant: str, name: str, ref: str | int | None, req: oip.InferRequest, timings: Timings
+        self,
+        tenant: str,
+        name: str,
+        ref: str | int | None,
+        req: oip.InferRequest,
+        timings: Timings,
+        route_key: str | None,
     ) -> oip.InferResponse:
-        model = self.engine.get(tenant, name, ref, timings)
+        model = self.engine.get(tenant, name, ref, timings, route_key)
         check_feeds(model.manifest.inputs, req.inputs)
         for spec in model.manifest.inputs:  # a dynamic first axis is the batch: the instance limit applies
             if spec.shape and not isinstance(spec.shape[0], int):
@@ -120,6 +128,7 @@ class InferenceService:
         request: v1.PredictRequest | bytes,
         *,
         timings: Timings | None = None,
+        route_key: str | None = None,
     ) -> Inference[list[Any]]:
         """V1: raw instances -> preprocessing -> one batched run -> postprocessing -> predictions."""
         timings = timings or Timings.start()
@@ -128,16 +137,22 @@ class InferenceService:
             if not isinstance(req.instances, list):
                 raise BadRequest("'instances' must be a list")
             call.instances = len(req.instances)
-            model, predictions = self._predict(tenant, name, ref, req, timings)
+            model, predictions = self._predict(tenant, name, ref, req, timings, route_key)
         return Inference(predictions, model.version, timings)
 
     def _predict(
-        self, tenant: str, name: str, ref: str | int | None, req: v1.PredictRequest, timings: Timings
+        self,
+        tenant: str,
+        name: str,
+        ref: str | int | None,
+        req: v1.PredictRequest,
+        timings: Timings,
+        route_key: str | None,
     ) -> tuple[LoadedModel, list[Any]]:
         check_instances(len(req.instances), self.settings)
         if not isinstance(req.parameters, Mapping):
             raise BadRequest("'parameters' must be an object")
-        model = self.engine.get(tenant, name, ref, timings)
+        model = self.engine.get(tenant, name, ref, timings, route_key)
         t0 = time.perf_counter()
         feeds = model.preprocessor(req.instances)
         check_feeds(model.manifest.inputs, feeds)
@@ -173,8 +188,8 @@ class InferenceService:
         return ModelStatus(manifest, self.engine.cached(tenant, manifest) is not None)
 
     def ready(self, tenant: str, name: str, ref: str | int | None = None) -> LoadedModel:
-        """Ready means loaded: this loads a cold model."""
-        return self.engine.get(tenant, name, ref)
+        """Ready means loaded: this loads a cold model (an alias's stable version)."""
+        return self.engine.load(tenant, self.engine.resolve(tenant, name, ref))
 
 
 class _Accounted:
