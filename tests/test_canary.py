@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import httpx
-import numpy as np
 import onnx
 import pytest
 
@@ -356,7 +355,9 @@ def test_the_local_servers_background_task_aborts_by_itself(tmp_path, models):
     assert reg.alias_state("m", "production").history[-1]["by"] == GUARD_ACTOR
 
 
-def test_scheduled_function_with_an_eventbridge_event_aborts_and_forgets_finished_canaries(tmp_path, models, monkeypatch):
+def test_scheduled_function_with_an_eventbridge_event_aborts_and_forgets_finished_canaries(
+    tmp_path, models, monkeypatch
+):
     from modelbay.storage.local import LocalStore
 
     store = LocalStore(tmp_path / "store")
@@ -404,7 +405,9 @@ def test_cli_canary_start_status_abort(store, server, models, admin_key):
     three_versions(store, models)
     run = CliRunner()
     common = ["--url", server, "--api-key", admin_key]
-    r = run.invoke(app, [*common, "canary", "start", "m", "--version", "2", "--percent", "10", "--max-error-rate", "0.1"])
+    r = run.invoke(
+        app, [*common, "canary", "start", "m", "--version", "2", "--percent", "10", "--max-error-rate", "0.1"]
+    )
     assert r.exit_code == 0, r.output
     assert "canary 2 (10%)" in r.output
     r = run.invoke(app, [*common, "canary", "status", "m"])

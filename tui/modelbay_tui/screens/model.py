@@ -86,7 +86,7 @@ class ModelScreen(BaseScreen):
                 fmt.precision(m.quantization),
                 fmt.gate(m.metrics),
                 m.sha256[:8],
-                ",".join(detail.aliases_of(m.version)) or "-",
+                ",".join(detail.aliases_of(m.version) + _canaried(detail, m.version)) or "-",
                 key=str(m.version),
             )
         if versions:
@@ -109,7 +109,7 @@ class ModelScreen(BaseScreen):
             c = detail.canaries[alias]
             stable = detail.aliases.get(alias)
             panel.update(
-                f"[b]{escape(alias)}[/]: v{fmt.version(stable)} {100 - c.percent:g}%  +  "
+                f"[b]{escape(alias)}[/] {fmt.version(stable)} {100 - c.percent:g}% + "
                 f"[b]canary v{c.version} {c.percent:g}%[/]  {_rails(c.guard)}"
             )
             self.api(self.client.canary_status, self.model, alias, then=self._show_verdict, group="canary", quiet=True)
@@ -118,9 +118,12 @@ class ModelScreen(BaseScreen):
         if ended:
             alias, e = ended[0]
             why = e.get("reason") or f"by {e['by'] or '-'}"
-            panel.update(f"[red]canary aborted[/] on [b]{escape(alias)}[/] (back on v{e['to']}): {escape(why)}")
+            panel.update(
+                f"[red]canary aborted[/] on [b]{escape(alias)}[/] (back on {fmt.version(e['to'])}): {escape(why)}"
+            )
         else:
             panel.update("")
+        panel.display = bool(detail.canaries or ended)
 
     def _show_verdict(self, v: GuardVerdict) -> None:
         if v.state == "none":
@@ -131,15 +134,18 @@ class ModelScreen(BaseScreen):
         def side(label: str, f: dict[str, float | int | None]) -> str:
             acc = f.get("accuracy")
             return (
-                f"{label} {f.get('requests') or 0} req  err {percent(_num(f.get('error_rate')))}  "
+                f"{label:>4} {f.get('requests') or 0:>5} req  err {percent(_num(f.get('error_rate')))}  "
                 f"p95 {ms(_num(f.get('p95_ms')))}  acc {percent(_num(acc))}"
             )
 
-        reasons = f"  {escape('; '.join(v.reasons))}" if v.reasons else ""
+        reasons = f" ({escape('; '.join(v.reasons))})" if v.reasons else ""
+        canary = self.detail.canaries.get(v.alias) if self.detail else None
+        rails = _rails(canary.guard) if canary else ""
         self.query_one("#canary", Static).update(
-            f"[b]{escape(v.alias)}[/] v{fmt.version(v.stable_version)} {100 - (v.percent or 0):g}% + "
+            f"[b]{escape(v.alias)}[/] {fmt.version(v.stable_version)} {100 - (v.percent or 0):g}% + "
             f"[b]canary v{v.canary_version} {v.percent or 0:g}%[/]  guard {state}{reasons}\n"
-            f"  {side(f'v{v.stable_version}', v.stable)}\n  {side(f'v{v.canary_version}', v.canary)}"
+            f"  {side(fmt.version(v.stable_version), v.stable)}\n"
+            f"  {side(f'v{v.canary_version}', v.canary)}   {rails}"
         )
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
@@ -393,4 +399,9 @@ def _rails(guard: GuardRails | None) -> str:
         rails.append(f"p95≤{guard.max_p95_ratio:g}x")
     if guard.min_accuracy is not None:
         rails.append(f"acc≥{guard.min_accuracy:.0%}")
-    return f"rails {' '.join(rails)} over {guard.window}"
+    return f"rails {' '.join(rails)} /{guard.window}"
+
+
+def _canaried(detail: ModelDetail, version: int) -> list[str]:
+    """'production~10%': the aliases that send a share of their traffic to this version as a canary."""
+    return [f"{a}~{c.percent:g}%" for a, c in sorted(detail.canaries.items()) if c.version == version]
