@@ -300,6 +300,21 @@ def test_inference_only_reads_models(cfn):
     assert not allowed(cfn, r, "s3:ListBucket", BUCKET_ARN, prefix="system/")
     assert not allowed(cfn, r, "s3:ListBucket", BUCKET_ARN)  # no unconditioned listing
     assert not allowed(cfn, r, "apigateway:POST", "arn:aws:apigateway:us-east-1::/apikeys")
+    # payload capture: it writes (and tags) under its tenant's capture prefix, and reads the capture settings
+    key = "tenants/acme/capture/digits/2026/01/02/030405-abc.jsonl.gz"
+    assert allowed(cfn, r, "s3:PutObject", obj(key)) and allowed(cfn, r, "s3:PutObjectTagging", obj(key))
+    assert not allowed(cfn, r, "s3:GetObject", obj(key)) and not allowed(cfn, r, "s3:DeleteObject", obj(key))
+    assert allowed(cfn, r, "s3:GetObject", obj("tenants/acme/capture-config/digits.json"))
+    assert not allowed(cfn, r, "s3:PutObject", obj("tenants/acme/capture-config/digits.json"))
+
+
+def test_captured_payloads_expire_by_their_tag(cfn):
+    from modelbay.capture import CAPTURE_TAG
+
+    rules = {r["Id"]: r for r in cfn["Resources"]["ModelBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]}
+    key, value = CAPTURE_TAG.split("=")
+    assert rules["expire-captured-payloads"]["TagFilters"] == [{"Key": key, "Value": value}]
+    assert rules["expire-captured-payloads"]["ExpirationInDays"] == {"Ref": "CaptureRetentionDays"}
 
 
 def test_management_writes_registry_and_keys_but_not_the_bucket(cfn):

@@ -23,6 +23,7 @@ from typing import Any, Self
 
 import httpx
 
+from .capture import CaptureConfig, CaptureExport
 from .errors import ModelbayError
 from .manifest import Manifest, VersionMetadata
 from .metrics.service import FeedbackResult, ModelMetrics, Overview
@@ -327,6 +328,22 @@ class Client:
         """Judge the guard rails now and act on the verdict, as the scheduled check does."""
         return GuardVerdict.model_validate(
             self._json("POST", f"/registry/models/{name}/aliases/{alias}/canary/check", idempotent=True)
+        )
+
+    # ------------------------------------------------------------ capture
+    def capture_config(self, name: str) -> CaptureConfig:
+        return CaptureConfig.model_validate(self._json("GET", f"/registry/models/{name}/capture"))
+
+    def set_capture(self, name: str, sample_rate: float, *, inputs: bool = True, outputs: bool = True) -> CaptureConfig:
+        body = CaptureConfig(sample_rate=sample_rate, inputs=inputs, outputs=outputs).model_dump()
+        return CaptureConfig.model_validate(
+            self._json("PUT", f"/registry/models/{name}/capture", json=body, idempotent=True)
+        )
+
+    def captured(self, name: str, since: str = "1h", limit: int = 10_000) -> CaptureExport:
+        params = {"since": since, "limit": str(limit)}
+        return CaptureExport.model_validate(
+            self._json("GET", f"/registry/models/{name}/capture/records", params=params)
         )
 
     # ------------------------------------------------------------ keys, tenants, audit (admin)

@@ -65,6 +65,7 @@ def create_app(
     if management:
         from .auth_routes import router as auth_router
         from .canary_routes import router as canary_router
+        from .capture_routes import router as capture_router
         from .metrics_routes import router as metrics_router
         from .registry_routes import router as registry_router
 
@@ -72,6 +73,7 @@ def create_app(
         app.include_router(auth_router)
         app.include_router(metrics_router)
         app.include_router(canary_router)
+        app.include_router(capture_router)
     if inference:
         from ..engine import Engine, InferenceService
         from .inference_routes import include_inference

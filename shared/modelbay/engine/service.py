@@ -21,6 +21,7 @@ from typing import Any, Generic, Self, TypeVar
 
 import numpy as np
 
+from ..capture import Capturer
 from ..errors import BadRequest, ModelbayError, NotFound
 from ..manifest import Manifest
 from ..metrics import ErrorType, MetricsSink
@@ -63,10 +64,24 @@ def error_type(exc: BaseException) -> ErrorType:
 
 
 class InferenceService:
-    def __init__(self, engine: Engine, metrics: MetricsSink, settings: Settings | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        metrics: MetricsSink,
+        settings: Settings | None = None,
+        capture: Capturer | None = None,
+    ) -> None:
         self.engine = engine
         self.metrics = metrics
         self.settings = settings or engine.settings
+        s = self.settings
+        self.capture = capture or Capturer(
+            engine.store,
+            buffer_records=s.capture_buffer_records,
+            batch_records=s.capture_batch_records,
+            flush_seconds=s.capture_flush_seconds,
+            config_ttl=s.alias_ttl,
+        )
 
     # ------------------------------------------------------------ inference
     def infer(
@@ -90,6 +105,7 @@ class InferenceService:
             req = request if isinstance(request, oip.InferRequest) else oip.decode_request(request, header_length)
             call.instances = req.batch
             response = self._infer(tenant, name, ref, req, timings, route_key)
+        self._capture(tenant, name, timings, req.inputs, response.outputs, req.id)
         return Inference(response, response.model_version, timings)
 
     def _infer(
@@ -138,6 +154,7 @@ class InferenceService:
                 raise BadRequest("'instances' must be a list")
             call.instances = len(req.instances)
             model, predictions = self._predict(tenant, name, ref, req, timings, route_key)
+        self._capture(tenant, name, timings, req.instances, predictions, None)
         return Inference(predictions, model.version, timings)
 
     def _predict(
@@ -165,6 +182,29 @@ class InferenceService:
         timings.inference_ms = (t2 - t1) * 1000
         timings.postprocess_ms = (t3 - t2) * 1000
         return model, predictions
+
+    def _capture(
+        self, tenant: str, name: str, timings: Timings, inputs: Any, outputs: Any, request_id: str | None
+    ) -> None:
+        """Hand a sampled request to the capture buffer (``modelbay.capture``): an append, nothing more."""
+        try:
+            config = self.capture.sampled(tenant, name)
+            if config is not None and timings.version is not None:
+                if isinstance(outputs, list) and outputs and isinstance(outputs[0], tuple):  # OIP (name, array, bin)
+                    outputs = {o[0]: o[1] for o in outputs}
+                self.capture.record(
+                    config,
+                    tenant,
+                    name,
+                    timings.version,
+                    timings.route,
+                    timings.total_ms(),
+                    inputs,
+                    outputs,
+                    request_id,
+                )
+        except Exception:  # capture must never fail a prediction
+            log.exception("capture failed")
 
     def _record(self, tenant: str, name: str, instances: int, timings: Timings, exc: BaseException | None) -> None:
         try:
