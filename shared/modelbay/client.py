@@ -24,6 +24,7 @@ from typing import Any, Self
 import httpx
 
 from .capture import CaptureConfig, CaptureExport
+from .drift import DriftReference, DriftReport
 from .errors import ModelbayError
 from .manifest import Manifest, VersionMetadata
 from .metrics.service import FeedbackResult, ModelMetrics, Overview
@@ -345,6 +346,17 @@ class Client:
         return CaptureExport.model_validate(
             self._json("GET", f"/registry/models/{name}/capture/records", params=params)
         )
+
+    def set_drift_reference(
+        self, name: str, version: int, *, rows: list[list[float]] | None = None, from_capture: str | None = None
+    ) -> DriftReference:
+        body = {"rows": rows} if rows is not None else {"from_capture": from_capture}
+        path = f"/registry/models/{name}/versions/{version}/drift-reference"
+        return DriftReference.model_validate(self._json("PUT", path, json=body, idempotent=True))
+
+    def drift(self, name: str, window: str = "1h", version: int | None = None) -> DriftReport:
+        params = {"window": window} | ({"version": str(version)} if version else {})
+        return DriftReport.model_validate(self._json("GET", f"/registry/metrics/models/{name}/drift", params=params))
 
     # ------------------------------------------------------------ keys, tenants, audit (admin)
     def whoami(self) -> WhoAmI:

@@ -66,6 +66,7 @@ def create_app(
         from .auth_routes import router as auth_router
         from .canary_routes import router as canary_router
         from .capture_routes import router as capture_router
+        from .drift_routes import router as drift_router
         from .metrics_routes import router as metrics_router
         from .registry_routes import router as registry_router
 
@@ -74,6 +75,7 @@ def create_app(
         app.include_router(metrics_router)
         app.include_router(canary_router)
         app.include_router(capture_router)
+        app.include_router(drift_router)
     if inference:
         from ..engine import Engine, InferenceService
         from .inference_routes import include_inference
