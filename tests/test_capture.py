@@ -83,7 +83,7 @@ def test_inputs_or_outputs_only_and_the_buffer_is_bounded(local_store, mlp_path,
     Registry(local_store).register_version("m", mlp_path)
     write_config(local_store, "default", "m", CaptureConfig(sample_rate=1.0, inputs=False))
     svc = _service(local_store, tmp_path, Capturer(local_store, buffer_records=3))
-    for i in range(5):
+    for _ in range(5):
         svc.predict("default", "m", None, json.dumps({"instances": [ROW]}).encode())
     assert svc.capture.dropped == 2
     assert svc.capture.flush() == 3
@@ -131,7 +131,7 @@ def test_lambda_handler_captures(tmp_path, mlp_path, monkeypatch):
     monkeypatch.setenv("MODELBAY_AUTH", "0")
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "modelbay-inference")
     fn = load_function("inference")
-    status, headers, body = invoke(fn.handler, event("POST", "/v2/models/m/infer", body=_oip_body("lambda-1")))
+    status, _, body = invoke(fn.handler, event("POST", "/v2/models/m/infer", body=_oip_body("lambda-1")))
     assert status == 200, body
     assert fn.app.state.inference.capture.flush() == 1
     (rec,) = export(store, "default", "m", since=0).records
