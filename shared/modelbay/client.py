@@ -50,6 +50,7 @@ from .schemas import (
     RegisterRequest,
     Resolution,
     Schema,
+    ShadowFigures,
     TenantCreate,
     TenantInfo,
     TenantList,
@@ -330,6 +331,19 @@ class Client:
         return GuardVerdict.model_validate(
             self._json("POST", f"/registry/models/{name}/aliases/{alias}/canary/check", idempotent=True)
         )
+
+    # ------------------------------------------------------------ shadow
+    def set_shadow(self, name: str, alias: str, version: int, rate: float) -> AliasState:
+        body = {"version": version, "rate": rate}
+        path = f"/registry/models/{name}/aliases/{alias}/shadow"
+        return AliasState.model_validate(self._json("PUT", path, json=body, headers=_change_key()))
+
+    def stop_shadow(self, name: str, alias: str) -> AliasState:
+        path = f"/registry/models/{name}/aliases/{alias}/shadow"
+        return AliasState.model_validate(self._json("DELETE", path, headers=_change_key()))
+
+    def shadow_figures(self, name: str, alias: str) -> ShadowFigures:
+        return ShadowFigures.model_validate(self._json("GET", f"/registry/models/{name}/aliases/{alias}/shadow"))
 
     # ------------------------------------------------------------ capture
     def capture_config(self, name: str) -> CaptureConfig:

@@ -50,6 +50,7 @@ from .schemas import (
     GuardRails,
     ModelSummary,
     Resolution,
+    Shadow,
     UploadSession,
     UploadTarget,
 )
@@ -135,11 +136,26 @@ def _applied(state: AliasState | None, change_id: str) -> TypeGuard[AliasState]:
 
 @dataclass(frozen=True)
 class _Next:
-    """What an alias change writes: the stable version, the canary, and extra fields of its history entry."""
+    """What an alias change writes: the stable version, the canary, and extra fields of its history entry.
+    The shadow stays as it was unless ``shadow`` says otherwise."""
 
     version: int | None
     canary: Canary | None
     extra: dict[str, Any]
+    shadow: Shadow | _Any | None = _ANY
+
+
+def _followed(state: AliasState, ref: str | None) -> Resolution:
+    """What a reference that follows an alias names: its stable version, its canary and its shadow."""
+    assert state.version is not None
+    return Resolution(
+        model=state.model,
+        ref=ref,
+        version=state.version,
+        alias=state.alias,
+        canary=state.canary,
+        shadow=state.shadow,
+    )
 
 
 def _expect(name: str, alias: str, current: int | None, expected: int | _Any | None) -> None:
@@ -288,7 +304,7 @@ class Registry:
         if ref is None or ref == "":
             state = self._read_alias(name, DEFAULT_ALIAS)[0]
             if state is not None and state.version is not None:
-                return Resolution(model=name, ref=None, version=state.version, alias=DEFAULT_ALIAS, canary=state.canary)
+                return _followed(state, None)
             versions = self.version_numbers(name)
             if not versions:
                 raise NotFound(f"no model named {name!r}", model=name)
@@ -302,7 +318,7 @@ class Registry:
             if not self.version_numbers(name):
                 raise NotFound(f"no model named {name!r}", model=name)
             raise NotFound(f"model {name!r} has no alias {alias!r}", model=name, alias=alias)
-        return Resolution(model=name, ref=alias, version=state.version, alias=alias, canary=state.canary)
+        return _followed(state, alias)
 
     def resolve(self, name: str, ref: str | int | None = None) -> Manifest:
         """The manifest a reference names (see ``locate``)."""
@@ -343,9 +359,13 @@ class Registry:
         return {a: s.version for a, s in self.alias_states(name).items() if s.version is not None}
 
     def pinned(self, name: str) -> dict[str, set[int]]:
-        """alias -> the versions it sends traffic to (its stable version and its canary's)."""
+        """alias -> the versions it sends traffic to (its stable version, its canary's and its shadow's)."""
         return {
-            a: {v for v in (s.version, s.canary.version if s.canary else None) if v is not None}
+            a: {
+                v
+                for v in (s.version, s.canary.version if s.canary else None, s.shadow.version if s.shadow else None)
+                if v is not None
+            }
             for a, s in self.alias_states(name).items()
         }
 
@@ -499,6 +519,32 @@ class Registry:
 
         return self._change(name, alias, change_id, actor, "abort", plan)
 
+    def set_shadow(
+        self,
+        name: str,
+        alias: str,
+        version: int | None,
+        rate: float = 0.0,
+        *,
+        actor: str | None = None,
+        change_id: str | None = None,
+    ) -> AliasState:
+        """Let ``version`` also run ``rate`` of the alias's requests, answers discarded (None: stop shadowing)."""
+        shadow = None
+        if version is not None:
+            version = check_version(version)
+            if not 0 < rate <= 1:
+                raise BadRequest("rate must be above 0 and at most 1", field="rate")
+            shadow = Shadow(version=version, rate=rate)
+
+        def plan(state: AliasState | None) -> _Next:
+            if state is None or state.version is None:
+                raise NotFound(f"model {name!r} has no alias {alias!r}", model=name, alias=alias)
+            extra = {"shadow": shadow.model_dump() if shadow else None}
+            return _Next(state.version, state.canary, extra, shadow)
+
+        return self._change(name, alias, change_id, actor, "shadow", plan, check=version)
+
     # ------------------------------------------------------- the alias write
     def _change(
         self,
@@ -547,6 +593,7 @@ class Registry:
                 updated_by=actor,
                 history=history,
                 canary=nxt.canary,
+                shadow=(state.shadow if state else None) if isinstance(nxt.shadow, _Any) else nxt.shadow,
             )
             try:
                 self.store.put_bytes(

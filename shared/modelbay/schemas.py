@@ -15,7 +15,7 @@ from typing_extensions import TypedDict
 
 from .manifest import Manifest, VersionMetadata
 
-AliasAction = Literal["set", "delete", "rollback", "revert", "canary", "ramp", "promote", "abort"]
+AliasAction = Literal["set", "delete", "rollback", "revert", "canary", "ramp", "promote", "abort", "shadow"]
 
 # One entry of an alias's history. A TypedDict rather than a model: its key ``from``
 # is a Python keyword, and the stored alias documents already use these keys.
@@ -32,6 +32,7 @@ AliasChange = TypedDict(
         # canary changes: the split after the change, and why an abort happened
         "canary": NotRequired[dict[str, int | float] | None],
         "reason": NotRequired[str],
+        "shadow": NotRequired[dict[str, int | float] | None],
     },
 )
 
@@ -87,6 +88,7 @@ class Resolution(Schema):
     alias: str | None = Field(description="the alias followed (a bare name follows 'production' when set)")
     manifest: Manifest | None = None
     canary: Canary | None = Field(None, description="the alias's canary: a share of its traffic goes there")
+    shadow: Shadow | None = Field(None, description="a version that also runs a sample of the alias's requests")
 
 
 # ------------------------------------------------------------------ aliases
@@ -120,6 +122,14 @@ class Canary(Schema):
     steps: list[float] = Field([], description="the shares a ramp climbs through while the guard rails hold")
 
 
+class Shadow(Schema):
+    """A version that also runs a sampled share of the alias's requests, after they are answered; its answers
+    are compared with the primary's and discarded."""
+
+    version: int = Field(ge=1)
+    rate: float = Field(gt=0, le=1)
+
+
 class AliasState(Schema):
     model: str
     alias: str
@@ -128,6 +138,7 @@ class AliasState(Schema):
     updated_by: str | None = None
     history: list[AliasChange] = []
     canary: Canary | None = None
+    shadow: Shadow | None = None
 
     @property
     def last_change(self) -> AliasChange | None:
@@ -154,6 +165,29 @@ class CanaryChange(Schema):
     percent: float | None = Field(None, gt=0, le=100, description="ramp only: the new share (100 promotes)")
     expected_canary: int | None = Field(None, ge=1)
     reason: str | None = Field(None, max_length=500)
+
+
+class ShadowSet(Schema):
+    version: int = Field(ge=1)
+    rate: float = Field(gt=0, le=1, description="share of the alias's requests also run on the shadow")
+
+
+class ShadowFigures(Schema):
+    """The shadow against the primary, over the requests this process shadowed."""
+
+    model: str
+    alias: str
+    version: int | None = None
+    rate: float | None = None
+    runs: int = 0
+    errors: int = 0
+    dropped: int = Field(0, description="sampled but not run: the shadow queue was full")
+    compared: int = 0
+    agreement: float | None = Field(None, description="share of answers that agree (same top label, cosine >= 0.99)")
+    mean_cosine: float | None = None
+    max_abs_diff: float | None = None
+    primary_mean_ms: float | None = None
+    shadow_mean_ms: float | None = None
 
 
 class GuardVerdict(Schema):

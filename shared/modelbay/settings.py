@@ -114,6 +114,8 @@ class Settings(_Section):
     """Captured requests per written object (JSON Lines, gzip'd); a batch is also written every flush interval."""
     capture_flush_seconds: float = Field(10.0, gt=0)
     """Seconds between writes of captured requests."""
+    shadow_queue: int = Field(100, ge=1)
+    """Most shadow runs waiting; past it a sampled request is not shadowed (counted as dropped)."""
     canary_check_seconds: float = Field(30.0, ge=0)
     """Seconds between the local server's checks of canary guard rails (0: off). On AWS a schedule runs them."""
 

@@ -69,6 +69,7 @@ def create_app(
         from .drift_routes import router as drift_router
         from .metrics_routes import router as metrics_router
         from .registry_routes import router as registry_router
+        from .shadow_routes import router as shadow_router
 
         app.include_router(registry_router)
         app.include_router(auth_router)
@@ -76,6 +77,7 @@ def create_app(
         app.include_router(canary_router)
         app.include_router(capture_router)
         app.include_router(drift_router)
+        app.include_router(shadow_router)
     if inference:
         from ..engine import Engine, InferenceService
         from .inference_routes import include_inference

@@ -135,3 +135,53 @@ def check(ctx: typer.Context, name: str, alias: str = ALIAS) -> None:
     with obj.client() as c:
         v = c.check_canary(name, alias)
     emit(obj.as_json, v, verdict_table(v) if v.state != "none" else f"{escape(name)}:{escape(alias)} has no canary")
+
+
+shadow_app = App(help="Shadow an alias: a version also runs a sample of its requests, answers compared and discarded.")
+app.add_typer(shadow_app, name="shadow")
+
+
+@shadow_app.command("start")
+def shadow_start(
+    ctx: typer.Context,
+    name: str,
+    version: int = typer.Option(..., "--version", "-v", help="The version that shadows."),
+    rate: float = typer.Option(0.1, "--rate", help="Share of the alias's requests it also runs (0-1]."),
+    alias: str = ALIAS,
+) -> None:
+    """Let VERSION also run RATE of ALIAS's requests, after they are answered."""
+    obj = ctx_obj(ctx)
+    with obj.client() as c:
+        s = c.set_shadow(name, alias, version, rate)
+    emit(obj.as_json, s, f"{escape(name)}:{escape(alias)} shadowed by v{version} at {rate:.0%}")
+
+
+@shadow_app.command("stop")
+def shadow_stop(ctx: typer.Context, name: str, alias: str = ALIAS) -> None:
+    """Stop shadowing ALIAS."""
+    obj = ctx_obj(ctx)
+    with obj.client() as c:
+        s = c.stop_shadow(name, alias)
+    emit(obj.as_json, s, f"{escape(name)}:{escape(alias)} is not shadowed")
+
+
+@shadow_app.command("status")
+def shadow_status(ctx: typer.Context, name: str, alias: str = ALIAS) -> None:
+    """The shadow against the primary: runs, errors, agreement, latency."""
+    obj = ctx_obj(ctx)
+    with obj.client() as c:
+        f = c.shadow_figures(name, alias)
+    if f.version is None:
+        emit(obj.as_json, f, f"{escape(name)}:{escape(alias)} is not shadowed")
+        return
+    rows = [
+        ["runs", show(f.runs)],
+        ["errors", show(f.errors)],
+        ["dropped", show(f.dropped)],
+        ["agreement", "-" if f.agreement is None else f"{f.agreement:.1%} of {f.compared}"],
+        ["mean cosine", show(f.mean_cosine)],
+        ["max abs diff", show(f.max_abs_diff)],
+        ["primary mean ms", show(f.primary_mean_ms)],
+        ["shadow mean ms", show(f.shadow_mean_ms)],
+    ]
+    emit(obj.as_json, f, table(f"{name}:{alias} shadowed by v{f.version} at {f.rate:.0%}", ["", "value"], rows))

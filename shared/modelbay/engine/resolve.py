@@ -25,7 +25,7 @@ from ..layout import MANIFEST, TOMBSTONE
 from ..manifest import Manifest
 from ..registry import Registry
 from ..routing import to_canary
-from ..schemas import Canary
+from ..schemas import Canary, Shadow
 from ..settings import Limits
 from ..storage import ObjectStore
 
@@ -47,8 +47,8 @@ class Resolver:
         self.alias_ttl = alias_ttl
         self.clock = clock
         self._manifests: OrderedDict[tuple[str, str, int], Manifest] = OrderedDict()
-        # (tenant, name, ref) -> (stable version, canary, the alias followed, expiry)
-        self._refs: dict[tuple[str, str, str | None], tuple[int, Canary | None, str | None, float]] = {}
+        # (tenant, name, ref) -> (stable version, canary, the alias followed, shadow, expiry)
+        self._refs: dict[tuple[str, str, str | None], tuple[int, Canary | None, str | None, Shadow | None, float]] = {}
         self.rng = rng or random.Random()
         self._registries: dict[str, Registry] = {}
         # bumped by every change heard for (tenant, model): an answer read before it is not cached
@@ -73,8 +73,13 @@ class Resolver:
 
         An alias with a canary names its stable version here (metadata, status); ``route`` splits.
         """
-        version, _, _ = self._locate(tenant, name, ref)
+        version = self._locate(tenant, name, ref)[0]
         return self.manifest(tenant, name, version)
+
+    def shadow(self, tenant: str, name: str, ref: str | int | None = None) -> tuple[str, Shadow] | None:
+        """The alias a reference follows and its shadow, if it has one (an explicit version has none)."""
+        _, _, alias, shadow = self._locate(tenant, name, ref)
+        return (alias, shadow) if alias is not None and shadow is not None else None
 
     def route(
         self, tenant: str, name: str, ref: str | int | None = None, route_key: str | None = None
@@ -83,19 +88,21 @@ class Resolver:
 
         Returns the manifest and which side of a split it is (None: the alias has no canary).
         """
-        version, canary, alias = self._locate(tenant, name, ref)
+        version, canary, alias, _ = self._locate(tenant, name, ref)
         if canary is None or alias is None:
             return self.manifest(tenant, name, version), None
         if to_canary(name, alias, canary.percent, route_key, self.rng):
             return self.manifest(tenant, name, canary.version), "canary"
         return self.manifest(tenant, name, version), "stable"
 
-    def _locate(self, tenant: str, name: str, ref: str | int | None) -> tuple[int, Canary | None, str | None]:
+    def _locate(
+        self, tenant: str, name: str, ref: str | int | None
+    ) -> tuple[int, Canary | None, str | None, Shadow | None]:
         key = (tenant, name, None if ref is None or ref == "" else str(ref))
         now = self.clock()
         hit = self._refs.get(key)
-        if hit is not None and hit[3] > now:
-            return hit[0], hit[1], hit[2]
+        if hit is not None and hit[4] > now:
+            return hit[:4]
         generation = self._generations.get((tenant, name), 0)
         found = self.registry(tenant).locate(name, ref)
         if found.alias is None and found.ref is not None:
@@ -103,8 +110,8 @@ class Resolver:
         self.manifest(tenant, name, found.version)  # 404 now for a version that is not there
         with self._lock:
             if self._generations.get((tenant, name), 0) == generation:
-                self._refs[key] = (found.version, found.canary, found.alias, now + self.alias_ttl)
-        return found.version, found.canary, found.alias
+                self._refs[key] = (found.version, found.canary, found.alias, found.shadow, now + self.alias_ttl)
+        return found.version, found.canary, found.alias, found.shadow
 
     def _check_not_deleted(self, tenant: str, name: str, version: int) -> None:
         """An explicit version: its manifest never changes, but it can be deleted; re-checked once per TTL."""

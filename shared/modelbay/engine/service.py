@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
@@ -27,6 +27,7 @@ from ..manifest import Manifest
 from ..metrics import ErrorType, MetricsSink
 from ..protocols import oip, v1
 from ..settings import Settings
+from ..shadow import ShadowRunner
 from .engine import Engine, check_instances
 from .errors import InferenceTimeout, LoadFailure
 from .model import LoadedModel
@@ -70,6 +71,7 @@ class InferenceService:
         metrics: MetricsSink,
         settings: Settings | None = None,
         capture: Capturer | None = None,
+        shadows: ShadowRunner | None = None,
     ) -> None:
         self.engine = engine
         self.metrics = metrics
@@ -82,6 +84,7 @@ class InferenceService:
             flush_seconds=s.capture_flush_seconds,
             config_ttl=s.alias_ttl,
         )
+        self.shadows = shadows or ShadowRunner(s.shadow_queue)
 
     # ------------------------------------------------------------ inference
     def infer(
@@ -106,6 +109,14 @@ class InferenceService:
             call.instances = req.batch
             response = self._infer(tenant, name, ref, req, timings, route_key)
         self._capture(tenant, name, timings, req.inputs, response.outputs, req.id)
+        if response.outputs:
+            first, rows = response.outputs[0][0], list(response.outputs[0][1])
+
+            def shadow_rows(version: int) -> list[Any]:
+                out = self._infer(tenant, name, str(version), req, Timings.start(), None).outputs
+                return list(next(o[1] for o in out if o[0] == first))
+
+            self._shadow(tenant, name, ref, timings, rows, shadow_rows)
         return Inference(response, response.model_version, timings)
 
     def _infer(
@@ -155,6 +166,14 @@ class InferenceService:
             call.instances = len(req.instances)
             model, predictions = self._predict(tenant, name, ref, req, timings, route_key)
         self._capture(tenant, name, timings, req.instances, predictions, None)
+        self._shadow(
+            tenant,
+            name,
+            ref,
+            timings,
+            predictions,
+            lambda version: self._predict(tenant, name, str(version), req, Timings.start(), None)[1],
+        )
         return Inference(predictions, model.version, timings)
 
     def _predict(
@@ -182,6 +201,36 @@ class InferenceService:
         timings.inference_ms = (t2 - t1) * 1000
         timings.postprocess_ms = (t3 - t2) * 1000
         return model, predictions
+
+    def _shadow(
+        self,
+        tenant: str,
+        name: str,
+        ref: str | int | None,
+        timings: Timings,
+        answers: list[Any],
+        run: Callable[[int], list[Any]],
+    ) -> None:
+        """Queue a sampled shadow run of this request (``modelbay.shadow``): it runs after the answer is sent."""
+        try:
+            found = self.engine.resolver.shadow(tenant, name, ref)
+            if found is None:
+                return
+            alias, shadow = found
+            if shadow.version == timings.version or not self.shadows.sampled(shadow.rate):
+                return
+            self.shadows.submit(
+                tenant,
+                name,
+                alias,
+                shadow.version,
+                shadow.rate,
+                timings.total_ms(),
+                answers,
+                lambda: run(shadow.version),
+            )
+        except Exception:  # a shadow must never fail a prediction
+            log.exception("shadow scheduling failed")
 
     def _capture(
         self, tenant: str, name: str, timings: Timings, inputs: Any, outputs: Any, request_id: str | None
