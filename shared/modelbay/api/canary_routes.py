@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter, Depends, Request
 
 from .. import guard
@@ -65,46 +67,6 @@ def ramp(
     )
 
 
-@router.post("/promote", response_model=AliasState, description="All traffic to the canary.")
-def promote(
-    name: str,
-    alias: str,
-    body: CanaryChange | None = None,
-    principal: Principal = Depends(get_principal),
-    reg: Registry = Depends(manage_registry),
-    change_id: str | None = IDEMPOTENCY_KEY,
-) -> AliasState:
-    body = body or CanaryChange()
-    return reg.promote_canary(
-        name,
-        alias,
-        expected_canary=body.expected_canary,
-        actor=principal.actor,
-        change_id=change_id,
-        reason=body.reason,
-    )
-
-
-@router.post("/abort", response_model=AliasState, description="All traffic back to the stable version.")
-def abort(
-    name: str,
-    alias: str,
-    body: CanaryChange | None = None,
-    principal: Principal = Depends(get_principal),
-    reg: Registry = Depends(manage_registry),
-    change_id: str | None = IDEMPOTENCY_KEY,
-) -> AliasState:
-    body = body or CanaryChange()
-    return reg.abort_canary(
-        name,
-        alias,
-        expected_canary=body.expected_canary,
-        actor=principal.actor,
-        change_id=change_id,
-        reason=body.reason,
-    )
-
-
 @router.post(
     "/check",
     response_model=GuardVerdict,
@@ -113,3 +75,30 @@ def abort(
 )
 def check(name: str, alias: str, request: Request, reg: Registry = Depends(manage_registry)) -> GuardVerdict:
     return guard.enforce(request.app.state.metrics, reg, name, alias)
+
+
+# after /check and /ramp: a path parameter would take their names
+@router.post(
+    "/{action}",
+    response_model=AliasState,
+    description="promote: all traffic to the canary; abort: all traffic back to the stable version.",
+)
+def finish(
+    name: str,
+    alias: str,
+    action: Literal["promote", "abort"],
+    body: CanaryChange | None = None,
+    principal: Principal = Depends(get_principal),
+    reg: Registry = Depends(manage_registry),
+    change_id: str | None = IDEMPOTENCY_KEY,
+) -> AliasState:
+    body = body or CanaryChange()
+    end = reg.promote_canary if action == "promote" else reg.abort_canary
+    return end(
+        name,
+        alias,
+        expected_canary=body.expected_canary,
+        actor=principal.actor,
+        change_id=change_id,
+        reason=body.reason,
+    )
