@@ -28,6 +28,9 @@ from tests.apigw import LambdaContext, invoke, load_function
 from tests.apigw import event as apigw_event
 from tests.onnx_models import failing_mlp_model, make_mlp
 
+# generous: these run beside other tests on a loaded machine
+HTTP = httpx.Client(timeout=120)
+
 ROOT = Path(__file__).resolve().parents[1]
 BODY = {"instances": [[0.1, 0.2, 0.3, 0.4]]}
 
@@ -175,7 +178,7 @@ def test_raising_the_share_only_moves_keys_onto_the_canary():
 
 def _predict(url: str, headers: dict[str, str], key: str | None) -> httpx.Response:
     extra = {ROUTE_KEY_HEADER: key} if key else {}
-    return httpx.post(f"{url}/v1/models/m:predict", json=BODY, headers={**headers, **extra}, timeout=30)
+    return HTTP.post(f"{url}/v1/models/m:predict", json=BODY, headers={**headers, **extra}, timeout=30)
 
 
 def test_http_sticky_keys_reach_the_version_the_rule_names_on_v1_and_oip(store, server, models, auth_headers):
@@ -189,7 +192,7 @@ def test_http_sticky_keys_reach_the_version_the_rule_names_on_v1_and_oip(store, 
             assert r.status_code == 200, r.text
             assert r.headers[ROUTE_HEADER] == expected
             served[key].add(r.headers["x-model-version"])
-        oip = httpx.post(
+        oip = HTTP.post(
             f"{server}/v2/models/m/infer",
             json={"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [0.1, 0.2, 0.3, 0.4]}]},
             headers={**auth_headers, ROUTE_KEY_HEADER: key},
@@ -202,7 +205,7 @@ def test_http_sticky_keys_reach_the_version_the_rule_names_on_v1_and_oip(store, 
     versions = collections.Counter(next(iter(v)) for v in served.values())
     assert set(versions) == {"1", "2"}
     # an explicit version is never split, and says so by having no route header
-    r = httpx.post(f"{server}/v1/models/m/versions/3:predict", json=BODY, headers=auth_headers, timeout=30)
+    r = HTTP.post(f"{server}/v1/models/m/versions/3:predict", json=BODY, headers=auth_headers, timeout=30)
     assert r.headers["x-model-version"] == "3" and ROUTE_HEADER not in r.headers
 
 
@@ -384,16 +387,16 @@ def test_http_canary_routes_refuse_bad_input_with_4xx(store, server, models, aut
     three_versions(store, models)
     base = f"{server}/registry/models/m/aliases/production/canary"
     for body in ({"version": 2, "percent": 0}, {"version": 2, "percent": 100}, {"version": "x", "percent": 5}, {}):
-        r = httpx.post(base, json=body, headers=auth_headers)
+        r = HTTP.post(base, json=body, headers=auth_headers)
         assert r.status_code == 422 or r.status_code == 400, r.text
         assert "error" in r.json() or "detail" in r.json()
-    r = httpx.post(base, json={"version": 2, "percent": 10, "guard": {"max_error_rate": 7}}, headers=auth_headers)
+    r = HTTP.post(base, json={"version": 2, "percent": 10, "guard": {"max_error_rate": 7}}, headers=auth_headers)
     assert 400 <= r.status_code < 500
-    r = httpx.post(f"{base}/abort", headers=auth_headers)
+    r = HTTP.post(f"{base}/abort", headers=auth_headers)
     assert r.status_code == 409 and "no canary" in r.json()["error"]
-    r = httpx.post(f"{base}/ramp", json={}, headers=auth_headers)
+    r = HTTP.post(f"{base}/ramp", json={}, headers=auth_headers)
     assert r.status_code == 400
-    r = httpx.get(base, headers=auth_headers)
+    r = HTTP.get(base, headers=auth_headers)
     assert r.status_code == 200 and r.json()["state"] == "none"
 
 

@@ -22,6 +22,9 @@ from modelbay.storage.local import LocalStore
 from tests.apigw import event, invoke, load_function
 from tests.servers import running
 
+# generous: these run beside other tests on a loaded machine
+HTTP = httpx.Client(timeout=120)
+
 ROW = [0.1, 0.2, 0.3, 0.4]
 
 
@@ -35,16 +38,16 @@ def test_http_captures_every_request_at_rate_one_with_ids_versions_inputs_and_ou
     Registry(store).register_version("m", mlp_path, aliases=["production"])
     app = create_app(Settings(store_url=store.url, cache_dir=tmp_path / "cache", auth=False), store=store)
     with running(app) as url:
-        assert httpx.get(f"{url}/registry/models/m/capture").json()["sample_rate"] == 0  # off by default
-        r = httpx.put(f"{url}/registry/models/m/capture", json={"sample_rate": 1.0})
+        assert HTTP.get(f"{url}/registry/models/m/capture").json()["sample_rate"] == 0  # off by default
+        r = HTTP.put(f"{url}/registry/models/m/capture", json={"sample_rate": 1.0})
         assert r.status_code == 200, r.text
         ids = [f"req-{i}" for i in range(12)]
         for rid in ids:
-            assert httpx.post(f"{url}/v2/models/m/infer", json=_oip_body(rid)).status_code == 200
+            assert HTTP.post(f"{url}/v2/models/m/infer", json=_oip_body(rid)).status_code == 200
         for _ in range(5):
-            assert httpx.post(f"{url}/v1/models/m:predict", json={"instances": [ROW]}).status_code == 200
+            assert HTTP.post(f"{url}/v1/models/m:predict", json={"instances": [ROW]}).status_code == 200
         assert app.state.inference.capture.flush() == 17
-        got = httpx.get(f"{url}/registry/models/m/capture/records", params={"since": "1h"}).json()["records"]
+        got = HTTP.get(f"{url}/registry/models/m/capture/records", params={"since": "1h"}).json()["records"]
     assert len(got) == 17
     oip_records = [r for r in got if r["id"].startswith("req-")]
     assert sorted(r["id"] for r in oip_records) == sorted(ids)
@@ -151,7 +154,7 @@ def test_cli_capture_set_and_export(local_store, mlp_path, tmp_path):
         r = run.invoke(cli, ["--url", url, "capture", "set", "m", "--sample", "1", "--no-outputs"])
         assert r.exit_code == 0 and "capturing 100.0% of requests (inputs)" in r.output, r.output
         for _ in range(3):
-            httpx.post(f"{url}/v1/models/m:predict", json={"instances": [ROW]})
+            HTTP.post(f"{url}/v1/models/m:predict", json={"instances": [ROW]})
         api.state.inference.capture.flush()
         out = tmp_path / "captured.jsonl"
         r = run.invoke(cli, ["--url", url, "capture", "export", "m", "--since", "15m", "-o", str(out)])

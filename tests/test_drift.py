@@ -16,6 +16,9 @@ from modelbay.registry import Registry
 from modelbay.settings import Settings
 from tests.servers import running
 
+# generous: these run beside other tests on a loaded machine
+HTTP = httpx.Client(timeout=120)
+
 
 def _rows(n: int, shift: float = 0.0, seed: int = 0, features: int = 4) -> np.ndarray:
     x = np.random.default_rng(seed).standard_normal((n, features))
@@ -59,19 +62,19 @@ def test_drift_from_captured_requests_over_http(store, mlp_path, tmp_path):
     Registry(store).register_version("m", mlp_path, aliases=["production"])
     app = create_app(Settings(store_url=store.url, cache_dir=tmp_path / "cache", auth=False), store=store)
     with running(app) as url:
-        r = httpx.get(f"{url}/registry/metrics/models/m/drift")
+        r = HTTP.get(f"{url}/registry/metrics/models/m/drift")
         assert r.status_code == 404 and "no drift reference" in r.json()["error"]
         ref_rows = _rows(500, seed=1).tolist()
-        r = httpx.put(f"{url}/registry/models/m/versions/1/drift-reference", json={"rows": ref_rows})
+        r = HTTP.put(f"{url}/registry/models/m/versions/1/drift-reference", json={"rows": ref_rows})
         assert r.status_code == 200, r.text
         assert r.json()["rows"] == 500
-        httpx.put(f"{url}/registry/models/m/capture", json={"sample_rate": 1.0}).raise_for_status()
+        HTTP.put(f"{url}/registry/models/m/capture", json={"sample_rate": 1.0}).raise_for_status()
         shifted = _rows(120, shift=1.5, seed=9).astype(np.float32)
         for i in range(0, 120, 4):  # batches of 4 instances: each captured request holds 4 rows
             body = {"instances": shifted[i : i + 4].tolist()}
-            assert httpx.post(f"{url}/v1/models/m:predict", json=body).status_code == 200
+            assert HTTP.post(f"{url}/v1/models/m:predict", json=body).status_code == 200
         app.state.inference.capture.flush()
-        rep = httpx.get(f"{url}/registry/metrics/models/m/drift", params={"window": "15m"}).json()
+        rep = HTTP.get(f"{url}/registry/metrics/models/m/drift", params={"window": "15m"}).json()
     assert rep["rows"] == 120 and rep["drift"] is True
     assert {f["feature"] for f in rep["features"] if f["drifted"]} == {1, 2}
 
@@ -90,8 +93,8 @@ def test_cli_drift_reference_and_report(local_store, mlp_path, tmp_path):
         run = CliRunner()
         r = run.invoke(cli, ["--url", url, "drift-reference", "m", "-v", "1", "--data", str(data)])
         assert r.exit_code == 0 and "200 rows, 4 features" in r.output, r.output
-        httpx.put(f"{url}/registry/models/m/capture", json={"sample_rate": 1.0}).raise_for_status()
-        httpx.post(f"{url}/v1/models/m:predict", json={"instances": _rows(60, seed=8).tolist()})
+        HTTP.put(f"{url}/registry/models/m/capture", json={"sample_rate": 1.0}).raise_for_status()
+        HTTP.post(f"{url}/v1/models/m:predict", json={"instances": _rows(60, seed=8).tolist()})
         api.state.inference.capture.flush()
         r = run.invoke(cli, ["--url", url, "drift", "m", "--window", "15m"])
         assert r.exit_code == 0 and "no drift" in r.output, r.output

@@ -19,6 +19,9 @@ from modelbay.shadow import ShadowRunner, compare
 from tests.onnx_models import failing_mlp_model, make_mlp
 from tests.servers import running
 
+# generous: these run beside other tests on a loaded machine
+HTTP = httpx.Client(timeout=120)
+
 ROW = [0.1, 0.2, 0.3, 0.4]
 
 
@@ -124,17 +127,17 @@ def test_shadow_over_http_and_cli(store, versions, tmp_path):
         r = run.invoke(cli, ["--url", url, "shadow", "start", "m", "--version", "4", "--rate", "1"])
         assert r.exit_code == 0, r.output
         for _ in range(5):
-            r = httpx.post(f"{url}/v1/models/m:predict", json={"instances": [ROW]})
+            r = HTTP.post(f"{url}/v1/models/m:predict", json={"instances": [ROW]})
             assert r.status_code == 200 and r.headers["x-model-version"] == "1"
         app.state.inference.shadows.drain()
-        f = httpx.get(f"{url}/registry/models/m/aliases/production/shadow").json()
+        f = HTTP.get(f"{url}/registry/models/m/aliases/production/shadow").json()
         assert (f["version"], f["runs"], f["errors"]) == (4, 5, 5)
         r = run.invoke(cli, ["--url", url, "shadow", "status", "m"])
         assert r.exit_code == 0 and "errors" in r.output
         assert (
-            httpx.put(f"{url}/registry/models/m/aliases/production/shadow", json={"version": 4, "rate": 2}).status_code
+            HTTP.put(f"{url}/registry/models/m/aliases/production/shadow", json={"version": 4, "rate": 2}).status_code
             == 400
         )
         r = run.invoke(cli, ["--url", url, "shadow", "stop", "m"])
         assert r.exit_code == 0
-        assert httpx.get(f"{url}/registry/models/m/aliases/production/shadow").json()["version"] is None
+        assert HTTP.get(f"{url}/registry/models/m/aliases/production/shadow").json()["version"] is None
