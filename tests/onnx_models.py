@@ -86,3 +86,21 @@ def saturating_mlp(seed: int = 0) -> tuple[onnx.ModelProto, np.ndarray]:
     model.ir_version = 10
     onnx.checker.check_model(model)
     return model, rng.uniform(0, 3, (64, 100)).astype(np.float32)
+
+
+def failing_mlp_model(n_in: int = 4, n_out: int = 3) -> onnx.ModelProto:
+    """The signature of ``mlp_model`` (x[batch, n_in] -> probabilities[batch, n_out]), but every run fails inside
+    onnxruntime: a Reshape to [-1, n_out] of rows of n_in values (n_in is not a multiple of n_out).
+    A version that returns errors, as a bad release would."""
+    assert n_in % n_out
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "shape"], ["probabilities"])],
+        "failing-mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", n_in])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", n_out])],
+        [numpy_helper.from_array(np.array([-1, n_out], np.int64), "shape")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="modelbay-tests")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model

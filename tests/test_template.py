@@ -44,7 +44,9 @@ def test_functions_python312_arch_param_layer_and_handlers_import(cfn, s3_bucket
     from tests.apigw import LambdaContext, load_function
 
     all_fns = res(cfn, "AWS::Lambda::Function")
-    assert set(all_fns) == {"InferenceFunction", "ManagementFunction", "SweepFunction"} | set(IMAGE_VARIANTS.values())
+    assert set(all_fns) == {"InferenceFunction", "ManagementFunction", "SweepFunction", "CanaryGuardFunction"} | set(
+        IMAGE_VARIANTS.values()
+    )
     fns = {k: v for k, v in all_fns.items() if k not in IMAGE_VARIANTS.values()}
     layers = res(cfn, "AWS::Lambda::LayerVersion")
     ((layer_id, layer),) = layers.items()
@@ -272,11 +274,16 @@ def obj(key: str) -> str:
     return f"{BUCKET_ARN}/{key}"
 
 
+# read-only actions IAM knows no resource for: "*" is the only resource they take
+NO_RESOURCE_LEVEL = {"cloudwatch:GetMetricData", "cloudwatch:ListMetrics"}
+
+
 def test_no_wildcard_actions_or_resources(cfn):
     for role in res(cfn, "AWS::IAM::Role"):
         for st in _statements(cfn, role):
             assert all(a != "*" and not a.endswith(":*") for a in st["Action"]), (role, st)
-            assert all(r != "*" for r in st["Resource"]), (role, st)
+            if not set(st["Action"]) <= NO_RESOURCE_LEVEL:
+                assert all(r != "*" for r in st["Resource"]), (role, st)
         managed = [_resolve(a) for a in cfn["Resources"][role]["Properties"].get("ManagedPolicyArns", [])]
         assert managed == ["arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"], (role, managed)
 
@@ -295,6 +302,21 @@ def test_inference_only_reads_models(cfn):
     assert not allowed(cfn, r, "s3:ListBucket", BUCKET_ARN, prefix="system/")
     assert not allowed(cfn, r, "s3:ListBucket", BUCKET_ARN)  # no unconditioned listing
     assert not allowed(cfn, r, "apigateway:POST", "arn:aws:apigateway:us-east-1::/apikeys")
+    # payload capture: it writes (and tags) under its tenant's capture prefix, and reads the capture settings
+    key = "tenants/acme/capture/digits/2026/01/02/030405-abc.jsonl.gz"
+    assert allowed(cfn, r, "s3:PutObject", obj(key)) and allowed(cfn, r, "s3:PutObjectTagging", obj(key))
+    assert not allowed(cfn, r, "s3:GetObject", obj(key)) and not allowed(cfn, r, "s3:DeleteObject", obj(key))
+    assert allowed(cfn, r, "s3:GetObject", obj("tenants/acme/capture-config/digits.json"))
+    assert not allowed(cfn, r, "s3:PutObject", obj("tenants/acme/capture-config/digits.json"))
+
+
+def test_captured_payloads_expire_by_their_tag(cfn):
+    from modelbay.capture import CAPTURE_TAG
+
+    rules = {r["Id"]: r for r in cfn["Resources"]["ModelBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]}
+    key, value = CAPTURE_TAG.split("=")
+    assert rules["expire-captured-payloads"]["TagFilters"] == [{"Key": key, "Value": value}]
+    assert rules["expire-captured-payloads"]["ExpirationInDays"] == {"Ref": "CaptureRetentionDays"}
 
 
 def test_management_writes_registry_and_keys_but_not_the_bucket(cfn):
@@ -318,6 +340,18 @@ def test_management_writes_registry_and_keys_but_not_the_bucket(cfn):
     s = "SweepFunctionRole"
     assert allowed(cfn, s, "s3:DeleteObject", obj("tenants/acme/uploads/u/files/model.onnx"))
     assert not allowed(cfn, s, "s3:GetObject", obj("system/keys/x.json"))
+    g = "CanaryGuardFunctionRole"  # writes alias documents and audit records; deletes only its own marks
+    assert allowed(cfn, g, "s3:PutObject", obj("tenants/acme/aliases/digits/production.json"))
+    assert allowed(cfn, g, "s3:PutObject", obj("system/audit/acme/2026-01-01/1.json"))
+    assert allowed(cfn, g, "s3:DeleteObject", obj("system/canaries/acme/digits/production"))
+    assert not allowed(cfn, g, "s3:PutObject", obj("tenants/acme/models/digits/3/model.onnx"))
+    assert not allowed(cfn, g, "s3:DeleteObject", obj("tenants/acme/aliases/digits/production.json"))
+    assert not allowed(cfn, g, "s3:GetObject", obj("system/keys/x.json"))
+
+
+def test_canary_guard_runs_every_minute_on_an_eventbridge_schedule(cfn):
+    (rule,) = [r for r in res(cfn, "AWS::Events::Rule").values() if "CanaryGuard" in json.dumps(r)]
+    assert rule["Properties"]["ScheduleExpression"] == "rate(1 minute)"
 
 
 # ------------------------------------------------------------------ bucket

@@ -23,6 +23,8 @@ from typing import Any, Self
 
 import httpx
 
+from .capture import CaptureConfig, CaptureExport
+from .drift import DriftReference, DriftReport
 from .errors import ModelbayError
 from .manifest import Manifest, VersionMetadata
 from .metrics.service import FeedbackResult, ModelMetrics, Overview
@@ -32,8 +34,12 @@ from .schemas import (
     AliasState,
     AuditList,
     AuditRecord,
+    CanaryChange,
+    CanaryStart,
     Deleted,
     FileDecl,
+    GuardRails,
+    GuardVerdict,
     KeyCreate,
     KeyInfo,
     KeyList,
@@ -43,6 +49,8 @@ from .schemas import (
     NewKey,
     RegisterRequest,
     Resolution,
+    Schema,
+    ShadowFigures,
     TenantCreate,
     TenantInfo,
     TenantList,
@@ -277,6 +285,93 @@ class Client:
             )
         )
 
+    # ------------------------------------------------------------ canaries
+    def _canary(self, name: str, alias: str, what: str, body: Schema) -> AliasState:
+        path = f"/registry/models/{name}/aliases/{alias}/canary" + (f"/{what}" if what else "")
+        body_json = body.model_dump(exclude_unset=True)
+        return AliasState.model_validate(
+            self._json("POST", path, json=body_json, headers=_change_key(), idempotent=True)
+        )
+
+    def start_canary(
+        self,
+        name: str,
+        alias: str,
+        version: int,
+        percent: float,
+        *,
+        guard: GuardRails | None = None,
+        steps: Sequence[float] = (),
+        **expected: int | None,
+    ) -> AliasState:
+        """``expected_version=``: start only if the alias's stable version is that one (compare-and-swap)."""
+        body = CanaryStart(version=version, percent=percent, **expected)  # type: ignore[arg-type]
+        if guard is not None:
+            body.guard = guard
+        if steps:
+            body.steps = list(steps)
+        return self._canary(name, alias, "", body)
+
+    def ramp_canary(self, name: str, alias: str, percent: float, expected_canary: int | None = None) -> AliasState:
+        return self._canary(name, alias, "ramp", _canary_change(percent=percent, expected_canary=expected_canary))
+
+    def promote_canary(self, name: str, alias: str, expected_canary: int | None = None) -> AliasState:
+        return self._canary(name, alias, "promote", _canary_change(expected_canary=expected_canary))
+
+    def abort_canary(
+        self, name: str, alias: str, expected_canary: int | None = None, reason: str | None = None
+    ) -> AliasState:
+        return self._canary(name, alias, "abort", _canary_change(expected_canary=expected_canary, reason=reason))
+
+    def canary_status(self, name: str, alias: str) -> GuardVerdict:
+        return GuardVerdict.model_validate(self._json("GET", f"/registry/models/{name}/aliases/{alias}/canary"))
+
+    def check_canary(self, name: str, alias: str) -> GuardVerdict:
+        """Judge the guard rails now and act on the verdict, as the scheduled check does."""
+        return GuardVerdict.model_validate(
+            self._json("POST", f"/registry/models/{name}/aliases/{alias}/canary/check", idempotent=True)
+        )
+
+    # ------------------------------------------------------------ shadow
+    def set_shadow(self, name: str, alias: str, version: int, rate: float) -> AliasState:
+        body = {"version": version, "rate": rate}
+        path = f"/registry/models/{name}/aliases/{alias}/shadow"
+        return AliasState.model_validate(self._json("PUT", path, json=body, headers=_change_key()))
+
+    def stop_shadow(self, name: str, alias: str) -> AliasState:
+        path = f"/registry/models/{name}/aliases/{alias}/shadow"
+        return AliasState.model_validate(self._json("DELETE", path, headers=_change_key()))
+
+    def shadow_figures(self, name: str, alias: str) -> ShadowFigures:
+        return ShadowFigures.model_validate(self._json("GET", f"/registry/models/{name}/aliases/{alias}/shadow"))
+
+    # ------------------------------------------------------------ capture
+    def capture_config(self, name: str) -> CaptureConfig:
+        return CaptureConfig.model_validate(self._json("GET", f"/registry/models/{name}/capture"))
+
+    def set_capture(self, name: str, sample_rate: float, *, inputs: bool = True, outputs: bool = True) -> CaptureConfig:
+        body = CaptureConfig(sample_rate=sample_rate, inputs=inputs, outputs=outputs).model_dump()
+        return CaptureConfig.model_validate(
+            self._json("PUT", f"/registry/models/{name}/capture", json=body, idempotent=True)
+        )
+
+    def captured(self, name: str, since: str = "1h", limit: int = 10_000) -> CaptureExport:
+        params = {"since": since, "limit": str(limit)}
+        return CaptureExport.model_validate(
+            self._json("GET", f"/registry/models/{name}/capture/records", params=params)
+        )
+
+    def set_drift_reference(
+        self, name: str, version: int, *, rows: list[list[float]] | None = None, from_capture: str | None = None
+    ) -> DriftReference:
+        body = {"rows": rows} if rows is not None else {"from_capture": from_capture}
+        path = f"/registry/models/{name}/versions/{version}/drift-reference"
+        return DriftReference.model_validate(self._json("PUT", path, json=body, idempotent=True))
+
+    def drift(self, name: str, window: str = "1h", version: int | None = None) -> DriftReport:
+        params = {"window": window} | ({"version": str(version)} if version else {})
+        return DriftReport.model_validate(self._json("GET", f"/registry/metrics/models/{name}/drift", params=params))
+
     # ------------------------------------------------------------ keys, tenants, audit (admin)
     def whoami(self) -> WhoAmI:
         return WhoAmI.model_validate(self._json("GET", "/registry/whoami"))
@@ -486,6 +581,10 @@ class Client:
         if ref is not None:
             body["ref"] = str(ref)
         return FeedbackResult.model_validate(self._json("POST", f"/registry/models/{name}/feedback", json=body))
+
+
+def _canary_change(**fields: Any) -> CanaryChange:
+    return CanaryChange(**{k: v for k, v in fields.items() if v is not None})
 
 
 def _change_key() -> dict[str, str]:

@@ -21,7 +21,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,9 +55,12 @@ from .schemas import (
     AliasAction,
     AliasChange,
     AliasState,
+    Canary,
     FileDecl,
+    GuardRails,
     ModelSummary,
     Resolution,
+    Shadow,
     UploadSession,
     UploadTarget,
 )
@@ -97,10 +100,16 @@ def _sha(s: str) -> str:
 def rollback_target(history: list[AliasChange]) -> int | None:
     """The version a rollback would restore: undo the latest change not itself undone (None: nothing to undo).
 
+    Changes that left the stable version where it was (a canary's start, ramp or abort) are passed over,
+    except a running canary's latest: rolling that back means its stable version alone.
     Public so that a UI can show "from -> to" before asking.
     """
     skip = 0
-    for entry in reversed(history):
+    for i, entry in enumerate(reversed(history)):
+        if entry["from"] == entry["to"]:
+            if i == 0 and entry["action"] in ("canary", "ramp"):
+                return entry["from"]
+            continue
         if entry["action"] in ("rollback", "revert"):
             skip += 1
         elif skip:
@@ -135,6 +144,67 @@ def check_change_id(change_id: str) -> str:
 def _applied(state: AliasState | None, change_id: str) -> TypeGuard[AliasState]:
     """Whether the alias's history already holds this change."""
     return state is not None and any(e.get("id") == change_id for e in state.history)
+
+
+@dataclass(frozen=True)
+class _Next:
+    """What an alias change writes: the stable version, the canary, and extra fields of its history entry.
+    The shadow stays as it was unless ``shadow`` says otherwise."""
+
+    version: int | None
+    canary: Canary | None
+    extra: dict[str, Any]
+    shadow: Shadow | _Any | None = _ANY
+
+
+def _followed(state: AliasState, ref: str | None) -> Resolution:
+    """What a reference that follows an alias names: its stable version, its canary and its shadow."""
+    assert state.version is not None
+    return Resolution(
+        model=state.model,
+        ref=ref,
+        version=state.version,
+        alias=state.alias,
+        canary=state.canary,
+        shadow=state.shadow,
+    )
+
+
+def _expect(name: str, alias: str, current: int | None, expected: int | _Any | None) -> None:
+    if not isinstance(expected, _Any) and current != expected:
+        raise PreconditionFailed(
+            f"alias {alias!r} of {name!r} points at {current}, not {expected}", current=current, expected=expected
+        )
+
+
+def _running(name: str, alias: str, state: AliasState | None, expected: int | None) -> tuple[AliasState, Canary]:
+    """The alias and its canary, which must be there (and be version ``expected`` when given)."""
+    if state is None or state.canary is None:
+        raise Conflict(f"alias {alias!r} of {name!r} has no canary", model=name, alias=alias)
+    if expected is not None and state.canary.version != expected:
+        raise PreconditionFailed(
+            f"the canary of {alias!r} is version {state.canary.version}, not {expected}",
+            current=state.canary.version,
+            expected=expected,
+        )
+    return state, state.canary
+
+
+def _why(extra: dict[str, Any], reason: str | None) -> dict[str, Any]:
+    return {**extra, "reason": reason} if reason else extra
+
+
+CANARY_INDEX = "system/canaries/"
+
+
+def mark_canary(store: ObjectStore, tenant: str, name: str, alias: str) -> None:
+    """Note that an alias may carry a canary, so the scheduled check need not read every alias.
+
+    Written before the canary itself; a mark without a canary is removed by the check that finds it so.
+    """
+    key = f"{CANARY_INDEX}{check_name(tenant, 'tenant')}/{check_name(name, 'model name')}/{check_alias(alias)}"
+    with contextlib.suppress(PreconditionFailed):
+        store.put_bytes(key, b"{}", if_none_match=True)
 
 
 @dataclass(frozen=True)
@@ -237,15 +307,16 @@ class Registry:
         """The one rule for what a reference names, without reading the manifest.
 
         A version number names itself (whether it exists is the manifest read's business);
-        an alias names its version; no ref (or "") names ``production`` when set, else the
-        latest version. Every reader (the engine, the routes, the CLI and TUI through
+        an alias names its version (and its canary, if it has one: which of the two serves a
+        request is ``modelbay.routing``'s, applied by the engine); no ref (or "") names
+        ``production`` when set, else the latest version. Every reader (the engine, the routes, the CLI and TUI through
         ``GET /registry/models/{name}/resolve``) goes through here.
         """
         check_name(name, "model name")
         if ref is None or ref == "":
             state = self._read_alias(name, DEFAULT_ALIAS)[0]
             if state is not None and state.version is not None:
-                return Resolution(model=name, ref=None, version=state.version, alias=DEFAULT_ALIAS)
+                return _followed(state, None)
             versions = self.version_numbers(name)
             if not versions:
                 raise NotFound(f"no model named {name!r}", model=name)
@@ -259,7 +330,7 @@ class Registry:
             if not self.version_numbers(name):
                 raise NotFound(f"no model named {name!r}", model=name)
             raise NotFound(f"model {name!r} has no alias {alias!r}", model=name, alias=alias)
-        return Resolution(model=name, ref=alias, version=state.version, alias=alias)
+        return _followed(state, alias)
 
     def resolve(self, name: str, ref: str | int | None = None) -> Manifest:
         """The manifest a reference names (see ``locate``)."""
@@ -284,15 +355,31 @@ class Registry:
             return None, None
         return AliasState.model_validate_json(data), etag
 
-    def aliases(self, name: str) -> dict[str, int]:
-        out: dict[str, int] = {}
+    def alias_states(self, name: str) -> dict[str, AliasState]:
+        """Every alias of a model that points somewhere, with its canary."""
+        out: dict[str, AliasState] = {}
         prefix = self.layout.aliases(name)
         for info in self.store.list(prefix):
             alias = info.key[len(prefix) :].removesuffix(".json")
             state = self._read_alias(name, alias)[0]
             if state and state.version is not None:
-                out[alias] = state.version
+                out[alias] = state
         return out
+
+    def aliases(self, name: str) -> dict[str, int]:
+        """alias -> its stable version (a canary's share is in ``alias_states``)."""
+        return {a: s.version for a, s in self.alias_states(name).items() if s.version is not None}
+
+    def pinned(self, name: str) -> dict[str, set[int]]:
+        """alias -> the versions it sends traffic to (its stable version, its canary's and its shadow's)."""
+        return {
+            a: {
+                v
+                for v in (s.version, s.canary.version if s.canary else None, s.shadow.version if s.shadow else None)
+                if v is not None
+            }
+            for a, s in self.alias_states(name).items()
+        }
 
     def alias_state(self, name: str, alias: str) -> AliasState:
         state = self._read_alias(name, alias)[0]
@@ -311,7 +398,7 @@ class Registry:
         action: AliasAction = "set",
         change_id: str | None = None,
     ) -> AliasState:
-        """Point ``alias`` at ``version`` (None deletes it) by compare-and-swap.
+        """Point ``alias`` at ``version`` (None deletes it) by compare-and-swap; a canary on it ends.
 
         ``expected`` (a version or None) makes the change conditional: a 412 if
         the alias moved meanwhile. Without it, lost races are retried.
@@ -320,38 +407,205 @@ class Registry:
         retried), and is answered as done rather than made twice.
         """
         check_alias(alias)
+        if version is not None:
+            version = check_version(version)
+
+        def plan(state: AliasState | None) -> _Next:
+            current = state.version if state else None
+            _expect(name, alias, current, expected)
+            if action == "delete" and current is None:
+                raise NotFound(f"model {name!r} has no alias {alias!r}", model=name, alias=alias)
+            return _Next(version, None, {"canary": None} if state and state.canary else {})
+
+        return self._change(name, alias, change_id, actor, action, plan, check=version)
+
+    # ------------------------------------------------------------- canaries
+    def start_canary(
+        self,
+        name: str,
+        alias: str,
+        version: int,
+        percent: float,
+        *,
+        guard: GuardRails | None = None,
+        steps: Iterable[float] = (),
+        expected: int | _Any | None = _ANY,
+        actor: str | None = None,
+        change_id: str | None = None,
+    ) -> AliasState:
+        """Send ``percent`` of the alias's traffic to ``version``; the rest stays on the alias's version.
+
+        One canary per alias at a time. ``steps``: the shares a ramp climbs through while ``guard`` holds.
+        """
+        check_alias(alias)
+        version = check_version(version)
+        if not 0 < percent < 100:
+            raise BadRequest("percent must be between 0 and 100 (exclusive)", field="percent")
+        ramp = sorted({float(p) for p in steps})
+        if any(not percent < p <= 100 for p in ramp):
+            raise BadRequest(f"ramp steps must be above {percent} and at most 100", field="steps")
+        guard = None if guard is None or guard.empty else guard
+        change_id = check_change_id(change_id) if change_id else _new_id()
+        mark_canary(self.store, self.tenant, name, alias)  # a hint for the scheduled check, written first
+
+        def plan(state: AliasState | None) -> _Next:
+            if state is None or state.version is None:
+                raise NotFound(f"model {name!r} has no alias {alias!r} to split", model=name, alias=alias)
+            _expect(name, alias, state.version, expected)
+            if state.canary is not None:
+                raise Conflict(
+                    f"alias {alias!r} of {name!r} already has a canary (version {state.canary.version}): "
+                    "promote or abort it first",
+                    canary=state.canary.version,
+                )
+            if version == state.version:
+                raise BadRequest(f"version {version} is the alias's stable version already", field="version")
+            now = time.time()
+            canary = Canary(
+                version=version, percent=percent, id=change_id, started_at=now, since=now, guard=guard, steps=ramp
+            )
+            return _Next(state.version, canary, {"canary": {"version": version, "percent": percent}})
+
+        return self._change(name, alias, change_id, actor, "canary", plan, check=version)
+
+    def ramp_canary(
+        self,
+        name: str,
+        alias: str,
+        percent: float,
+        *,
+        expected_canary: int | None = None,
+        actor: str | None = None,
+        change_id: str | None = None,
+        reason: str | None = None,
+    ) -> AliasState:
+        """Change the canary's share; 100 promotes it."""
+        if percent >= 100:
+            return self.promote_canary(
+                name, alias, expected_canary=expected_canary, actor=actor, change_id=change_id, reason=reason
+            )
+        if not percent > 0:
+            raise BadRequest("percent must be above 0", field="percent")
+
+        def plan(state: AliasState | None) -> _Next:
+            now, canary = _running(name, alias, state, expected_canary)
+            moved = canary.model_copy(update={"percent": percent, "since": time.time()})
+            split = {"version": canary.version, "percent": percent}
+            return _Next(now.version, moved, _why({"canary": split}, reason))
+
+        return self._change(name, alias, change_id, actor, "ramp", plan)
+
+    def promote_canary(
+        self,
+        name: str,
+        alias: str,
+        *,
+        expected_canary: int | None = None,
+        actor: str | None = None,
+        change_id: str | None = None,
+        reason: str | None = None,
+    ) -> AliasState:
+        """All of the alias's traffic to its canary: the canary becomes the stable version."""
+
+        def plan(state: AliasState | None) -> _Next:
+            canary = _running(name, alias, state, expected_canary)[1]
+            return _Next(canary.version, None, _why({"canary": None}, reason))
+
+        return self._change(name, alias, change_id, actor, "promote", plan, check=expected_canary)
+
+    def abort_canary(
+        self,
+        name: str,
+        alias: str,
+        *,
+        expected_canary: int | None = None,
+        actor: str | None = None,
+        change_id: str | None = None,
+        reason: str | None = None,
+    ) -> AliasState:
+        """All of the alias's traffic back to its stable version; ``reason`` goes into the history."""
+
+        def plan(state: AliasState | None) -> _Next:
+            now = _running(name, alias, state, expected_canary)[0]
+            return _Next(now.version, None, _why({"canary": None}, reason))
+
+        return self._change(name, alias, change_id, actor, "abort", plan)
+
+    def set_shadow(
+        self,
+        name: str,
+        alias: str,
+        version: int | None,
+        rate: float = 0.0,
+        *,
+        actor: str | None = None,
+        change_id: str | None = None,
+    ) -> AliasState:
+        """Let ``version`` also run ``rate`` of the alias's requests, answers discarded (None: stop shadowing)."""
+        shadow = None
+        if version is not None:
+            version = check_version(version)
+            if not 0 < rate <= 1:
+                raise BadRequest("rate must be above 0 and at most 1", field="rate")
+            shadow = Shadow(version=version, rate=rate)
+
+        def plan(state: AliasState | None) -> _Next:
+            if state is None or state.version is None:
+                raise NotFound(f"model {name!r} has no alias {alias!r}", model=name, alias=alias)
+            extra = {"shadow": shadow.model_dump() if shadow else None}
+            return _Next(state.version, state.canary, extra, shadow)
+
+        return self._change(name, alias, change_id, actor, "shadow", plan, check=version)
+
+    # ------------------------------------------------------- the alias write
+    def _change(
+        self,
+        name: str,
+        alias: str,
+        change_id: str | None,
+        actor: str | None,
+        action: AliasAction,
+        plan: Callable[[AliasState | None], _Next],
+        *,
+        check: int | None = None,
+    ) -> AliasState:
+        """The one writer of alias documents: ``plan`` turns the state read into the next one (or raises),
+        and the result is written by compare-and-swap on the etag, re-planned on a lost race.
+
+        ``check``: a version the change makes reachable: it must be visible now, and a delete racing
+        the change is detected afterwards and the change reverted.
+        """
         change_id = check_change_id(change_id) if change_id else _new_id()
         state, etag = self._read_alias(name, alias)
         if _applied(state, change_id):
             return state
-        if version is not None:
-            version = check_version(version)
-            self.get_version(name, version)  # must be visible now
+        if check is not None:
+            self.get_version(name, check)  # must be visible now
         for attempt in range(50):
             if attempt:
                 state, etag = self._read_alias(name, alias)
                 if _applied(state, change_id):
                     return state  # our write landed although its answer said otherwise
-            current = state.version if state else None
-            if not isinstance(expected, _Any) and current != expected:
-                raise PreconditionFailed(
-                    f"alias {alias!r} of {name!r} points at {current}, not {expected}",
-                    current=current,
-                    expected=expected,
-                )
-            if action == "delete" and current is None:
-                raise NotFound(f"model {name!r} has no alias {alias!r}", model=name, alias=alias)
+            nxt = plan(state)
             entry: AliasChange = {
                 "at": now_iso(),
                 "by": actor,
-                "from": current,
-                "to": version,
+                "from": state.version if state else None,
+                "to": nxt.version,
                 "action": action,
                 "id": change_id,
+                **nxt.extra,  # type: ignore[typeddict-item]
             }
             history = ((state.history if state else []) + [entry])[-HISTORY_LIMIT:]
             new = AliasState(
-                model=name, alias=alias, version=version, updated_at=entry["at"], updated_by=actor, history=history
+                model=name,
+                alias=alias,
+                version=nxt.version,
+                updated_at=entry["at"],
+                updated_by=actor,
+                history=history,
+                canary=nxt.canary,
+                shadow=(state.shadow if state else None) if isinstance(nxt.shadow, _Any) else nxt.shadow,
             )
             try:
                 self.store.put_bytes(
@@ -367,11 +621,16 @@ class Registry:
             raise Conflict(f"alias {alias!r} of {name!r} is changing too fast; try again", retryable=True)
         # A delete of this version may have raced us: it writes a tombstone, then
         # checks aliases; we wrote the alias, then check the tombstone. One sees the other.
-        if version is not None and self.store.head(self.layout.file(name, version, TOMBSTONE)):
-            self.set_alias(name, alias, current, actor=actor, action="revert", change_id=f"{change_id}.revert")
-            raise Conflict(f"version {version} of {name!r} is being deleted")
+        if check is not None and self.store.head(self.layout.file(name, check, TOMBSTONE)):
+            before = (state.version, state.canary) if state else (None, None)
+            self._change(name, alias, f"{change_id}.revert", actor, "revert", lambda _s: _Next(*before, {}))
+            raise Conflict(f"version {check} of {name!r} is being deleted")
+        self._changed(new, entry)
         announce(self.store, self.tenant, name)
         return new
+
+    def _changed(self, state: AliasState, entry: AliasChange) -> None:
+        """Called once per alias change written (never for a recognised retry): the audit log's hook."""
 
     def delete_alias(
         self, name: str, alias: str, *, actor: str | None = None, change_id: str | None = None
@@ -407,7 +666,7 @@ class Registry:
         return {info.key[len(prefix) :]: info.last_modified for info in self.store.list(prefix)}
 
     def _aliased(self, name: str, v: int) -> list[str]:
-        return sorted(a for a, av in self.aliases(name).items() if av == v)
+        return sorted(a for a, versions in self.pinned(name).items() if v in versions)
 
     def delete_version(self, name: str, version: int | str, *, actor: str | None = None) -> None:
         """Hide a version (tombstone), then remove its files; the number is never reused.
@@ -783,7 +1042,7 @@ class Registry:
                     if files[TOMBSTONE] >= cutoff:
                         continue
                     if aliased is None:
-                        aliased = set(self.aliases(name).values())
+                        aliased = set().union(*self.pinned(name).values())
                     if MANIFEST in files and v in aliased:
                         self.store.delete(prefix + TOMBSTONE)
                         removed["restored_versions"] += 1

@@ -15,7 +15,7 @@ from typing_extensions import TypedDict
 
 from .manifest import Manifest, VersionMetadata
 
-AliasAction = Literal["set", "delete", "rollback", "revert"]
+AliasAction = Literal["set", "delete", "rollback", "revert", "canary", "ramp", "promote", "abort", "shadow"]
 
 # One entry of an alias's history. A TypedDict rather than a model: its key ``from``
 # is a Python keyword, and the stored alias documents already use these keys.
@@ -29,6 +29,10 @@ AliasChange = TypedDict(
         "to": int | None,
         "action": AliasAction,
         "id": NotRequired[str],
+        # canary changes: the split after the change, and why an abort happened
+        "canary": NotRequired[dict[str, int | float] | None],
+        "reason": NotRequired[str],
+        "shadow": NotRequired[dict[str, int | float] | None],
     },
 )
 
@@ -55,6 +59,8 @@ class ModelDetail(Schema):
     name: str
     aliases: dict[str, int]
     versions: list[Manifest]
+    canaries: dict[str, Canary] = Field({}, description="alias -> its canary, for aliases that have one")
+    last_changes: dict[str, AliasChange] = Field({}, description="alias -> its latest change")
 
     def aliases_of(self, version: int) -> list[str]:
         return sorted(a for a, v in self.aliases.items() if v == version)
@@ -81,16 +87,58 @@ class Resolution(Schema):
     version: int
     alias: str | None = Field(description="the alias followed (a bare name follows 'production' when set)")
     manifest: Manifest | None = None
+    canary: Canary | None = Field(None, description="the alias's canary: a share of its traffic goes there")
+    shadow: Shadow | None = Field(None, description="a version that also runs a sample of the alias's requests")
 
 
 # ------------------------------------------------------------------ aliases
+class GuardRails(Schema):
+    """Limits a canary must hold, judged over ``window`` once it has served ``min_requests``.
+
+    Errors are the server's (internal, timeout, load failure): a client's bad request is not the version's fault.
+    """
+
+    max_error_rate: float | None = Field(None, ge=0, le=1, description="e.g. 0.05: at most 5% of requests fail")
+    max_p95_ratio: float | None = Field(None, gt=0, le=1000, description="canary p95 / stable p95, e.g. 1.5")
+    min_accuracy: float | None = Field(None, ge=0, le=1, description="feedback accuracy of the canary")
+    window: str = Field("5m", pattern=r"^\d{1,5}[smh]$", description="how far back the metrics are read")
+    min_requests: int = Field(20, ge=1, le=1_000_000, description="no verdict before the canary served this many")
+    min_feedback: int = Field(10, ge=1, le=1_000_000, description="labelled feedback needed to judge accuracy")
+
+    @property
+    def empty(self) -> bool:
+        return self.max_error_rate is None and self.max_p95_ratio is None and self.min_accuracy is None
+
+
+class Canary(Schema):
+    """A share of an alias's traffic on another version; the rest stays on the alias's ``version``."""
+
+    version: int = Field(ge=1)
+    percent: float = Field(gt=0, lt=100)
+    id: str = Field(description="names this canary: automatic changes to it carry ids derived from it")
+    started_at: float = Field(description="epoch seconds of the start")
+    since: float = Field(description="epoch seconds of the last change of share: guard rails read from here")
+    guard: GuardRails | None = None
+    steps: list[float] = Field([], description="the shares a ramp climbs through while the guard rails hold")
+
+
+class Shadow(Schema):
+    """A version that also runs a sampled share of the alias's requests, after they are answered; its answers
+    are compared with the primary's and discarded."""
+
+    version: int = Field(ge=1)
+    rate: float = Field(gt=0, le=1)
+
+
 class AliasState(Schema):
     model: str
     alias: str
-    version: int | None
+    version: int | None = Field(description="the stable version: all traffic, or all but the canary's share")
     updated_at: str | None = None
     updated_by: str | None = None
     history: list[AliasChange] = []
+    canary: Canary | None = None
+    shadow: Shadow | None = None
 
     @property
     def last_change(self) -> AliasChange | None:
@@ -99,6 +147,61 @@ class AliasState(Schema):
 
 class AliasList(Schema):
     aliases: dict[str, int]
+
+
+class CanaryStart(Schema):
+    version: int = Field(ge=1)
+    percent: float = Field(gt=0, lt=100)
+    guard: GuardRails | None = None
+    steps: list[float] = Field([], max_length=20, description="ramp, e.g. [25, 50, 100]; 100 promotes")
+    expected_version: int | None = Field(
+        None, description="compare-and-swap: start only if the alias's stable version is this one"
+    )
+
+
+class CanaryChange(Schema):
+    """Ramp, promote or abort: ``expected_canary`` makes it apply only to that canary version."""
+
+    percent: float | None = Field(None, gt=0, le=100, description="ramp only: the new share (100 promotes)")
+    expected_canary: int | None = Field(None, ge=1)
+    reason: str | None = Field(None, max_length=500)
+
+
+class ShadowSet(Schema):
+    version: int = Field(ge=1)
+    rate: float = Field(gt=0, le=1, description="share of the alias's requests also run on the shadow")
+
+
+class ShadowFigures(Schema):
+    """The shadow against the primary, over the requests this process shadowed."""
+
+    model: str
+    alias: str
+    version: int | None = None
+    rate: float | None = None
+    runs: int = 0
+    errors: int = 0
+    dropped: int = Field(0, description="sampled but not run: the shadow queue was full")
+    compared: int = 0
+    agreement: float | None = Field(None, description="share of answers that agree (same top label, cosine >= 0.99)")
+    mean_cosine: float | None = None
+    max_abs_diff: float | None = None
+    primary_mean_ms: float | None = None
+    shadow_mean_ms: float | None = None
+
+
+class GuardVerdict(Schema):
+    """One evaluation of a canary's guard rails."""
+
+    model: str
+    alias: str
+    state: Literal["none", "waiting", "holding", "breached", "ramped", "promoted"]
+    canary_version: int | None = None
+    stable_version: int | None = None
+    percent: float | None = None
+    reasons: list[str] = []
+    canary: dict[str, float | int | None] = Field({}, description="requests, error_rate, p95_ms, accuracy")
+    stable: dict[str, float | int | None] = {}
 
 
 class AliasSet(Schema):
@@ -226,3 +329,7 @@ class WhoAmI(Schema):
     scopes: list[str]
     key_id: str | None
     root: bool
+
+
+Resolution.model_rebuild()
+ModelDetail.model_rebuild()

@@ -135,6 +135,16 @@ class Settings(_Section):
     """Seconds the in-memory metrics keep their series."""
     metrics_flush_seconds: float = Field(10.0, gt=0)
     """Seconds between PutMetricData batches (``cloudwatch`` sink)."""
+    capture_buffer_records: int = Field(10_000, ge=1)
+    """Most captured requests held in memory before they are written; past it new ones are dropped (counted)."""
+    capture_batch_records: int = Field(500, ge=1)
+    """Captured requests per written object (JSON Lines, gzip'd); a batch is also written every flush interval."""
+    capture_flush_seconds: float = Field(10.0, gt=0)
+    """Seconds between writes of captured requests."""
+    shadow_queue: int = Field(100, ge=1)
+    """Most shadow runs waiting; past it a sampled request is not shadowed (counted as dropped)."""
+    canary_check_seconds: float = Field(30.0, ge=0)
+    """Seconds between the local server's checks of canary guard rails (0: off). On AWS a schedule runs them."""
 
     # ------------------------------------------------------------- client
     url: str = "http://127.0.0.1:8080"

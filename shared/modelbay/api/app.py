@@ -6,6 +6,8 @@ container pays for it once; ``functions/*/app.py`` only choose the role.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
@@ -39,7 +41,13 @@ def create_app(
     settings = settings or Settings.from_env()
     if store is None:
         store = engine.store if engine is not None else open_store(settings.store_url, settings)
-    app = FastAPI(title="modelbay", version=__version__, docs_url="/docs", openapi_url="/openapi.json")
+    app = FastAPI(
+        title="modelbay",
+        version=__version__,
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+        lifespan=_guard_rails if management and inference and not settings.on_lambda else None,
+    )
     app.state.settings = settings
     app.state.store = store
     if metrics is None:
@@ -56,12 +64,20 @@ def create_app(
     install_body_limit(app, settings.limits.max_body_bytes)
     if management:
         from .auth_routes import router as auth_router
+        from .canary_routes import router as canary_router
+        from .capture_routes import router as capture_router
+        from .drift_routes import router as drift_router
         from .metrics_routes import router as metrics_router
         from .registry_routes import router as registry_router
+        from .shadow_routes import router as shadow_router
 
         app.include_router(registry_router)
         app.include_router(auth_router)
         app.include_router(metrics_router)
+        app.include_router(canary_router)
+        app.include_router(capture_router)
+        app.include_router(drift_router)
+        app.include_router(shadow_router)
     if inference:
         from ..engine import Engine, InferenceService
         from .inference_routes import include_inference
@@ -74,6 +90,23 @@ def create_app(
         if settings.prewarm:
             engine.prewarm_in_background()  # no-op when the caller already started it
     return app
+
+
+@asynccontextmanager
+async def _guard_rails(app: FastAPI) -> AsyncIterator[None]:
+    """The local server checks canary guard rails itself, against the metrics it keeps in memory
+    (on AWS a scheduled function does: functions/canary)."""
+    settings: Settings = app.state.settings
+    stop = None
+    if settings.canary_check_seconds > 0:
+        from ..guard import watch
+
+        stop = watch(app.state.store, app.state.metrics, settings.limits, settings.canary_check_seconds)
+    try:
+        yield
+    finally:
+        if stop is not None:
+            stop()
 
 
 def create_registry_app(settings: Settings | None = None) -> FastAPI:

@@ -31,6 +31,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..auth.principal import Principal, require_scope
 from ..engine import InferenceService, Timings
 from ..errors import BadRequest, TooLarge
+from ..routing import ROUTE_HEADER, ROUTE_KEY_HEADER
 from .deps import get_principal
 from .errors import error_response
 
@@ -161,12 +162,19 @@ async def call(request: Request, tenant: str, fn: Callable[..., T], *args: Any, 
     return await asyncio.wrap_future(future)
 
 
+def route_key(request: Request) -> str | None:
+    """The caller's routing key: the same key always reaches the same side of a split alias."""
+    return request.headers.get(ROUTE_KEY_HEADER) or None
+
+
 def served_headers(name: str, version: int | None, timings: Timings) -> dict[str, str]:
     # the name comes from the path before validation: keep the header latin-1 (else a 500)
     safe = name if name.isascii() and name.isprintable() else quote(name, safe="")
     headers = {"server-timing": timings.server_timing(), "x-model-name": safe}
     if version is not None:
         headers["x-model-version"] = str(version)
+    if timings.route is not None:  # the alias is split: which side served
+        headers[ROUTE_HEADER] = timings.route
     return headers
 
 

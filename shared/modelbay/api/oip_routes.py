@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from .. import __version__
 from ..engine import Timings
 from ..protocols import oip
-from .inference_routes import call, failure, invoker, read_body, served_headers, service_of
+from .inference_routes import call, failure, invoker, read_body, route_key, served_headers, service_of
 
 router = APIRouter(prefix="/v2", tags=["inference: open inference protocol"])
 PLATFORM = "onnx_onnxv1"
@@ -96,6 +96,7 @@ async def _infer(request: Request, name: str, ref: str | None) -> Response:
             body,
             header_length=request.headers.get(oip.HEADER),
             timings=timings,
+            route_key=route_key(request),
         )
         payload, headers = oip.encode_response(result.payload)
     except Exception as e:

@@ -57,7 +57,14 @@ def list_models(reg: Registry = Depends(manage_registry)) -> ModelList:
 @router.get("/models/{name}", response_model=ModelDetail)
 def get_model(name: str, reg: Registry = Depends(manage_registry)) -> ModelDetail:
     versions = reg.list_versions(name)
-    return ModelDetail(name=name, aliases=reg.aliases(name), versions=versions)
+    states = reg.alias_states(name)
+    return ModelDetail(
+        name=name,
+        aliases={a: s.version for a, s in states.items() if s.version is not None},
+        versions=versions,
+        canaries={a: s.canary for a, s in states.items() if s.canary},
+        last_changes={a: s.last_change for a, s in states.items() if s.last_change},
+    )
 
 
 @router.get("/models/{name}/versions", response_model=VersionList)

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from ..engine import Timings
 from ..errors import BadRequest
 from ..protocols import v1
-from .inference_routes import call, failure, invoker, read_body, served_headers, service_of
+from .inference_routes import call, failure, invoker, read_body, route_key, served_headers, service_of
 
 router = APIRouter(prefix="/v1", tags=["inference: v1 predict"])
 
@@ -31,7 +31,17 @@ async def _predict(request: Request, name: str, ref: str | None, *, version: boo
         if version and ref is not None:
             _version(ref)
         body = await read_body(request)
-        result = await call(request, tenant, service_of(request).predict, tenant, name, ref, body, timings=timings)
+        result = await call(
+            request,
+            tenant,
+            service_of(request).predict,
+            tenant,
+            name,
+            ref,
+            body,
+            timings=timings,
+            route_key=route_key(request),
+        )
         payload = v1.encode_response(result.payload)
     except Exception as e:
         return failure(request, e, name, timings)

@@ -69,11 +69,17 @@ class AuditedRegistry(Registry):
         super().__init__(*args, **kw)
         self.audit = audit
 
-    def set_alias(self, name, alias, version, *, actor=None, action="set", **kw):
-        state = super().set_alias(name, alias, version, actor=actor, action=action, **kw)
-        prev = state.history[-1]["from"] if state.history else None
-        self.audit.record(self.tenant, actor, f"alias.{action}", f"{name}:{alias}", version=version, previous=prev)
-        return state
+    def _changed(self, state, entry):
+        extra = {k: entry[k] for k in ("canary", "reason") if k in entry}  # type: ignore[literal-required]
+        self.audit.record(
+            self.tenant,
+            entry["by"],
+            f"alias.{entry['action']}",
+            f"{state.model}:{state.alias}",
+            version=entry["to"],
+            previous=entry["from"],
+            **extra,
+        )
 
     def delete_version(self, name, version, *, actor=None):
         super().delete_version(name, version, actor=actor)

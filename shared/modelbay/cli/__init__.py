@@ -18,7 +18,7 @@ import typer
 
 from .base import App, Ctx
 
-GROUPS = ("serve", "models", "push", "predict", "metrics", "admin", "examples")
+GROUPS = ("serve", "models", "push", "predict", "canary", "capture", "drift", "metrics", "admin", "examples")
 
 
 def _root(

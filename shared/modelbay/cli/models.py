@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from ..refs import parse_ref
-from ..schemas import AliasState
+from ..schemas import AliasChange, AliasState
 from ..units import precision
 from .base import App, ctx_obj
 from .output import Col, emit, escape, note, show, size, table, when
@@ -103,6 +103,16 @@ def alias_line(s: AliasState) -> str:
     return f"[bold]{escape(s.model)}:{escape(s.alias)}[/] → [bold]{show(s.version)}[/]  ({escape(was)})"
 
 
+def change_detail(e: AliasChange) -> str:
+    """A canary change's split and reason: 'canary 4 at 10%', 'guard rail breached: ...'."""
+    parts = []
+    if c := e.get("canary"):
+        parts.append(f"canary {c['version']} at {c['percent']:g}%")
+    if reason := e.get("reason"):
+        parts.append(reason)
+    return "; ".join(parts)
+
+
 @alias_app.command("set")
 def alias_set(
     ctx: typer.Context,
@@ -144,8 +154,8 @@ def alias_history(ctx: typer.Context, name: str, alias: str) -> None:
         s = c.alias_history(name, alias)
     t = table(
         f"{name}:{alias}",
-        ["when (UTC)", "action", Col("from", right=True), Col("to", right=True), Col("by", flex=True)],
-        ([when(e["at"], seconds=True), e["action"], e["from"], e["to"], e["by"]] for e in s.history),
+        ["when (UTC)", "action", Col("from", right=True), Col("to", right=True), "by", Col("detail", flex=True)],
+        ([when(e["at"], seconds=True), e["action"], e["from"], e["to"], e["by"], change_detail(e)] for e in s.history),
     )
     emit(obj.as_json, s, t)
 

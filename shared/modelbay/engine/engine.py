@@ -81,17 +81,28 @@ class Engine:
     def resolve(self, tenant: str, name: str, ref: str | int | None = None) -> Manifest:
         return self.resolver.resolve(tenant, name, ref)
 
-    def get(self, tenant: str, name: str, ref: str | int | None = None, timings: Timings | None = None) -> LoadedModel:
-        """The servable model for a reference; loads it if cold."""
-        return self.load(tenant, self.resolve_timed(tenant, name, ref, timings), timings)
+    def get(
+        self,
+        tenant: str,
+        name: str,
+        ref: str | int | None = None,
+        timings: Timings | None = None,
+        route_key: str | None = None,
+    ) -> LoadedModel:
+        """The servable model for a reference (a split alias picks a side per request); loads it if cold."""
+        return self.load(tenant, self.resolve_timed(tenant, name, ref, timings, route_key), timings)
 
-    def resolve_timed(self, tenant: str, name: str, ref: str | int | None, timings: Timings | None) -> Manifest:
-        """``resolve``, noting in ``timings`` how long it took and which version it found."""
+    def resolve_timed(
+        self, tenant: str, name: str, ref: str | int | None, timings: Timings | None, route_key: str | None = None
+    ) -> Manifest:
+        """``resolve`` for one request (a split alias picks its side), noting in ``timings`` how long it took,
+        which version it found and which side of a split it took."""
         t0 = time.perf_counter()
-        manifest = self.resolver.resolve(tenant, name, ref)
+        manifest, side = self.resolver.route(tenant, name, ref, route_key)
         if timings is not None:
             timings.resolve_ms = (time.perf_counter() - t0) * 1000
             timings.version = manifest.version
+            timings.route = side
         return manifest
 
     def stop(self) -> int:

@@ -20,18 +20,20 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
 import numpy as np
 
+from ..capture import Capturer
 from ..errors import BadRequest, ModelbayError, NotFound
 from ..manifest import Manifest
 from ..metrics import ErrorType, MetricsSink
 from ..protocols import oip, v1
 from ..settings import Settings
+from ..shadow import ShadowRunner
 from .admission import Admission
 from .engine import Engine, check_instances
 from .errors import InferenceTimeout, LoadFailure
@@ -71,11 +73,27 @@ def error_type(exc: BaseException) -> ErrorType:
 
 
 class InferenceService:
-    def __init__(self, engine: Engine, metrics: MetricsSink, settings: Settings | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        metrics: MetricsSink,
+        settings: Settings | None = None,
+        capture: Capturer | None = None,
+        shadows: ShadowRunner | None = None,
+    ) -> None:
         self.engine = engine
         self.metrics = metrics
         self.settings = settings or engine.settings
         self.admission = Admission(self.settings.max_inferences, self.settings.max_tenant_inferences)
+        s = self.settings
+        self.capture = capture or Capturer(
+            engine.store,
+            buffer_records=s.capture_buffer_records,
+            batch_records=s.capture_batch_records,
+            flush_seconds=s.capture_flush_seconds,
+            config_ttl=s.alias_ttl,
+        )
+        self.shadows = shadows or ShadowRunner(s.shadow_queue)
 
     # ------------------------------------------------------------ inference
     def infer(
@@ -87,17 +105,28 @@ class InferenceService:
         *,
         header_length: str | int | None = None,
         timings: Timings | None = None,
+        route_key: str | None = None,
     ) -> Inference[oip.InferResponse]:
         """OIP: tensors in, the requested outputs (all by default) out.
 
         ``header_length``: the JSON part's length when ``request`` is a body with binary tensors.
+        ``route_key``: keeps a caller on one side of a split alias (``modelbay.routing``).
         """
         timings = timings or Timings.start()
         with _Accounted(self, tenant, name, timings) as call:
-            manifest = self.engine.resolve_timed(tenant, name, ref, timings)
+            manifest = self.engine.resolve_timed(tenant, name, ref, timings, route_key)
             req = request if isinstance(request, oip.InferRequest) else oip.decode_request(request, header_length)
             call.instances = req.batch
             response = self._infer(tenant, manifest, req, timings)
+        self._capture(tenant, name, timings, req.inputs, response.outputs, req.id)
+        if response.outputs:
+            first, rows = response.outputs[0][0], list(response.outputs[0][1])
+
+            def shadow_rows(version: int) -> list[Any]:
+                out = self._infer(tenant, self.engine.resolve(tenant, name, version), req, Timings.start()).outputs
+                return list(next(o[1] for o in out if o[0] == first))
+
+            self._shadow(tenant, name, ref, timings, rows, shadow_rows)
         return Inference(response, response.model_version, timings)
 
     def _infer(self, tenant: str, manifest: Manifest, req: oip.InferRequest, timings: Timings) -> oip.InferResponse:
@@ -129,16 +158,26 @@ class InferenceService:
         request: v1.PredictRequest | bytes,
         *,
         timings: Timings | None = None,
+        route_key: str | None = None,
     ) -> Inference[list[Any]]:
         """V1: raw instances -> preprocessing -> one batched run -> postprocessing -> predictions."""
         timings = timings or Timings.start()
         with _Accounted(self, tenant, name, timings) as call:
-            manifest = self.engine.resolve_timed(tenant, name, ref, timings)
+            manifest = self.engine.resolve_timed(tenant, name, ref, timings, route_key)
             req = request if isinstance(request, v1.PredictRequest) else v1.decode_request(request)
             if not isinstance(req.instances, list):
                 raise BadRequest("'instances' must be a list")
             call.instances = len(req.instances)
             model, predictions = self._predict(tenant, manifest, req, timings)
+        self._capture(tenant, name, timings, req.instances, predictions, None)
+        self._shadow(
+            tenant,
+            name,
+            ref,
+            timings,
+            predictions,
+            lambda version: self._predict(tenant, self.engine.resolve(tenant, name, version), req, Timings.start())[1],
+        )
         return Inference(predictions, model.version, timings)
 
     def _predict(
@@ -160,6 +199,59 @@ class InferenceService:
         timings.inference_ms = (t2 - t1) * 1000
         timings.postprocess_ms = (t3 - t2) * 1000
         return model, predictions
+
+    def _shadow(
+        self,
+        tenant: str,
+        name: str,
+        ref: str | int | None,
+        timings: Timings,
+        answers: list[Any],
+        run: Callable[[int], list[Any]],
+    ) -> None:
+        """Queue a sampled shadow run of this request (``modelbay.shadow``): it runs after the answer is sent."""
+        try:
+            found = self.engine.resolver.shadow(tenant, name, ref)
+            if found is None:
+                return
+            alias, shadow = found
+            if shadow.version == timings.version or not self.shadows.sampled(shadow.rate):
+                return
+            self.shadows.submit(
+                tenant,
+                name,
+                alias,
+                shadow.version,
+                shadow.rate,
+                timings.total_ms(),
+                answers,
+                lambda: run(shadow.version),
+            )
+        except Exception:  # a shadow must never fail a prediction
+            log.exception("shadow scheduling failed")
+
+    def _capture(
+        self, tenant: str, name: str, timings: Timings, inputs: Any, outputs: Any, request_id: str | None
+    ) -> None:
+        """Hand a sampled request to the capture buffer (``modelbay.capture``): an append, nothing more."""
+        try:
+            config = self.capture.sampled(tenant, name)
+            if config is not None and timings.version is not None:
+                if isinstance(outputs, list) and outputs and isinstance(outputs[0], tuple):  # OIP (name, array, bin)
+                    outputs = {o[0]: o[1] for o in outputs}
+                self.capture.record(
+                    config,
+                    tenant,
+                    name,
+                    timings.version,
+                    timings.route,
+                    timings.total_ms(),
+                    inputs,
+                    outputs,
+                    request_id,
+                )
+        except Exception:  # capture must never fail a prediction
+            log.exception("capture failed")
 
     def _record(self, tenant: str, name: str, instances: int, timings: Timings, exc: BaseException | None) -> None:
         if timings.version is None:  # the reference never resolved: no series for a name nobody serves
@@ -186,8 +278,8 @@ class InferenceService:
         return ModelStatus(manifest, model is not None, model.tuning if model is not None else None)
 
     def ready(self, tenant: str, name: str, ref: str | int | None = None) -> LoadedModel:
-        """Ready means loaded: this loads a cold model."""
-        return self.engine.get(tenant, name, ref)
+        """Ready means loaded: this loads a cold model (an alias's stable version)."""
+        return self.engine.load(tenant, self.engine.resolve(tenant, name, ref))
 
 
 class _Accounted:

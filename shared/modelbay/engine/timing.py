@@ -19,6 +19,7 @@ class Timings:
     postprocess_ms: float = 0.0
     cold_start: bool = False
     version: int | None = None  # set once the reference resolved, so failures can name it
+    route: str | None = None  # "stable" or "canary" when the alias is split
 
     @classmethod
     def start(cls) -> Timings:

@@ -105,8 +105,12 @@ class ObjectStore(ABC):
         *,
         if_none_match: bool = False,
         if_match: str | None = None,
+        tags: str | None = None,
     ) -> str:
-        """Write ``data``; return the new etag. Raises PreconditionFailed on a lost race."""
+        """Write ``data``; return the new etag. Raises PreconditionFailed on a lost race.
+
+        ``tags``: object tags (``k=v&k2=v2``) for the bucket's lifecycle rules; stores without tags ignore them.
+        """
 
     @abstractmethod
     def put_file(self, key: str, path: Path, *, if_none_match: bool = False) -> str:

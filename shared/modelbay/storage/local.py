@@ -193,7 +193,15 @@ class LocalStore(ObjectStore):
                 raise
         return Path(f.name), sha, size
 
-    def put_bytes(self, key: str, data: bytes, *, if_none_match: bool = False, if_match: str | None = None) -> str:
+    def put_bytes(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        if_none_match: bool = False,
+        if_match: str | None = None,
+        tags: str | None = None,
+    ) -> str:
         self._path(key)
 
         def fill(f: IO[bytes]) -> tuple[str, int]:

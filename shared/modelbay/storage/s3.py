@@ -200,8 +200,18 @@ class S3Store(ObjectStore):
         return None
 
     # ------------------------------------------------------------ writes
-    def put_bytes(self, key: str, data: bytes, *, if_none_match: bool = False, if_match: str | None = None) -> str:
+    def put_bytes(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        if_none_match: bool = False,
+        if_match: str | None = None,
+        tags: str | None = None,
+    ) -> str:
         kw: dict[str, str] = {}
+        if tags:
+            kw["Tagging"] = tags
         if if_none_match:
             kw["IfNoneMatch"] = "*"
         if if_match is not None:

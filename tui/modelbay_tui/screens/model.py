@@ -1,4 +1,5 @@
-"""One model: its versions, and the alias actions (promote, rollback, delete, history)."""
+"""One model: its versions, the alias actions (promote, rollback, delete, history) and its canary
+(start, ramp, promote, abort, each behind a confirmation; the split's live comparison and guard rails)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from modelbay.manifest import Manifest
 from modelbay.registry import rollback_target
-from modelbay.schemas import AliasState, ModelDetail
-from modelbay.units import search_summary
+from modelbay.schemas import AliasState, GuardRails, GuardVerdict, ModelDetail
+from modelbay.units import ms, percent, search_summary
 
 from .. import format as fmt
 from ..modals import ConfirmModal, HistoryModal, PromptModal
@@ -27,6 +28,10 @@ class ModelScreen(BaseScreen):
         Binding("b", "rollback", "Rollback"),
         Binding("d", "delete", "Delete"),
         Binding("h", "history", "History"),
+        Binding("c", "canary_start", "Canary"),
+        Binding("m", "canary_ramp", "Ramp"),
+        Binding("o", "canary_promote", "Promote canary"),
+        Binding("a", "canary_abort", "Abort canary"),
         Binding("g", "metrics", "Metrics"),
         Binding("t", "playground", "Try"),
         Binding("r", "refresh", "Refresh", show=False),
@@ -40,6 +45,7 @@ class ModelScreen(BaseScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(f"[b]{escape(self.model)}[/]", id="model-head", classes="head")
+        yield Static("", id="canary", classes="canary")
         yield DataTable(id="versions", cursor_type="row", zebra_stripes=True)
         yield Static("", id="model-info", classes="status")
         yield Footer()
@@ -80,7 +86,7 @@ class ModelScreen(BaseScreen):
                 fmt.precision(m.quantization),
                 fmt.gate(m.metrics),
                 m.sha256[:8],
-                ",".join(detail.aliases_of(m.version)) or "-",
+                ",".join(detail.aliases_of(m.version) + _canaried(detail, m.version)) or "-",
                 key=str(m.version),
             )
         if versions:
@@ -88,6 +94,59 @@ class ModelScreen(BaseScreen):
         aliases = "  ".join(f"[b]{escape(a)}[/]→{v}" for a, v in sorted(detail.aliases.items())) or "no aliases"
         self.query_one("#model-head", Static).update(f"[b]{escape(self.model)}[/]  {len(versions)} versions  {aliases}")
         self._describe()
+        self._show_canary(detail)
+
+    # ------------------------------------------------------------ canary panel
+    def canary_alias(self) -> str:
+        """The alias the canary keys act on: the one with a canary, else production."""
+        canaries = self.detail.canaries if self.detail else {}
+        return sorted(canaries)[0] if canaries else "production"
+
+    def _show_canary(self, detail: ModelDetail) -> None:
+        panel = self.query_one("#canary", Static)
+        if detail.canaries:
+            alias = self.canary_alias()
+            c = detail.canaries[alias]
+            stable = detail.aliases.get(alias)
+            panel.update(
+                f"[b]{escape(alias)}[/] {fmt.version(stable)} {100 - c.percent:g}% + "
+                f"[b]canary v{c.version} {c.percent:g}%[/]  {_rails(c.guard)}"
+            )
+            self.api(self.client.canary_status, self.model, alias, then=self._show_verdict, group="canary", quiet=True)
+            return
+        ended = [(a, e) for a, e in sorted(detail.last_changes.items()) if e["action"] == "abort"]
+        if ended:
+            alias, e = ended[0]
+            why = e.get("reason") or f"by {e['by'] or '-'}"
+            panel.update(
+                f"[red]canary aborted[/] on [b]{escape(alias)}[/] (back on {fmt.version(e['to'])}): {escape(why)}"
+            )
+        else:
+            panel.update("")
+        panel.display = bool(detail.canaries or ended)
+
+    def _show_verdict(self, v: GuardVerdict) -> None:
+        if v.state == "none":
+            return
+        mark = {"breached": "[red]BREACHED[/]", "holding": "[green]holding[/]", "waiting": "[yellow]waiting[/]"}
+        state = mark.get(v.state, v.state)
+
+        def side(label: str, f: dict[str, float | int | None]) -> str:
+            acc = f.get("accuracy")
+            return (
+                f"{label:>4} {f.get('requests') or 0:>5} req  err {percent(_num(f.get('error_rate')))}  "
+                f"p95 {ms(_num(f.get('p95_ms')))}  acc {percent(_num(acc))}"
+            )
+
+        reasons = f" ({escape('; '.join(v.reasons))})" if v.reasons else ""
+        canary = self.detail.canaries.get(v.alias) if self.detail else None
+        rails = _rails(canary.guard) if canary else ""
+        self.query_one("#canary", Static).update(
+            f"[b]{escape(v.alias)}[/] {fmt.version(v.stable_version)} {100 - (v.percent or 0):g}% + "
+            f"[b]canary v{v.canary_version} {v.percent or 0:g}%[/]  guard {state}{reasons}\n"
+            f"  {side(fmt.version(v.stable_version), v.stable)}\n"
+            f"  {side(f'v{v.canary_version}', v.canary)}   {rails}"
+        )
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self._describe()
@@ -213,6 +272,110 @@ class ModelScreen(BaseScreen):
 
         self.app.push_screen(PromptModal(f"Alias history of {self.model}", "alias:", default), chosen)
 
+    def action_canary_start(self) -> None:
+        m = self.selected_manifest()
+        if m is None or self.detail is None:
+            return
+        alias = self.canary_alias()
+        stable = self.aliases.get(alias)
+        if stable is None:
+            self.notify(f"{alias} is not set: promote a version to it first", severity="warning")
+            return
+
+        def chosen(text: str | None) -> None:
+            try:
+                share = float(text or "")
+            except ValueError:
+                self.notify(f"{text!r} is not a percentage", severity="warning")
+                return
+            body = f"{self.model}:{alias}  v{stable} {100 - share:g}%  +  canary v{m.version} {share:g}%"
+
+            def answer(ok: bool | None) -> None:
+                if ok:
+                    self.api(
+                        lambda: self.client.start_canary(self.model, alias, m.version, share, expected_version=stable),
+                        then=self._done(f"canary v{m.version} at {share:g}% on {alias}"),
+                    )
+
+            self.app.push_screen(ConfirmModal("Start canary?", body, "Start"), answer)
+
+        self.app.push_screen(
+            PromptModal(f"Canary {self.model} v{m.version} on {alias}", "share of traffic (%):", "10"), chosen
+        )
+
+    def _running_canary(self) -> tuple[str, int] | None:
+        alias = self.canary_alias()
+        c = self.detail.canaries.get(alias) if self.detail else None
+        if c is None:
+            self.notify("no canary is running on this model", severity="warning")
+            return None
+        return alias, c.version
+
+    def action_canary_ramp(self) -> None:
+        running = self._running_canary()
+        if running is None:
+            return
+        alias, v = running
+
+        def chosen(text: str | None) -> None:
+            try:
+                share = float(text or "")
+            except ValueError:
+                self.notify(f"{text!r} is not a percentage", severity="warning")
+                return
+
+            def answer(ok: bool | None) -> None:
+                if ok:
+                    self.api(
+                        lambda: self.client.ramp_canary(self.model, alias, share, expected_canary=v),
+                        then=self._done(f"canary v{v} at {share:g}% on {alias}"),
+                    )
+
+            self.app.push_screen(ConfirmModal("Ramp canary?", f"{self.model}:{alias} canary v{v} → {share:g}%"), answer)
+
+        self.app.push_screen(PromptModal(f"Ramp canary v{v} on {alias}", "new share (%):", "25"), chosen)
+
+    def action_canary_promote(self) -> None:
+        running = self._running_canary()
+        if running is None:
+            return
+        alias, v = running
+
+        def answer(ok: bool | None) -> None:
+            if ok:
+                self.api(
+                    lambda: self.client.promote_canary(self.model, alias, expected_canary=v),
+                    then=self._done(f"{self.model}:{alias} → v{v} (canary promoted)"),
+                )
+
+        self.app.push_screen(
+            ConfirmModal("Promote canary?", f"{self.model}:{alias}: all traffic to v{v}", "Promote"), answer
+        )
+
+    def action_canary_abort(self) -> None:
+        running = self._running_canary()
+        if running is None:
+            return
+        alias, v = running
+        stable = self.aliases.get(alias)
+
+        def answer(ok: bool | None) -> None:
+            if ok:
+                self.api(
+                    lambda: self.client.abort_canary(self.model, alias, expected_canary=v, reason="aborted in the TUI"),
+                    then=self._done(f"canary v{v} aborted: {alias} back on v{fmt.version(stable)}"),
+                )
+
+        self.app.push_screen(
+            ConfirmModal(
+                "Abort canary?",
+                f"{self.model}:{alias}: all traffic back to v{fmt.version(stable)}",
+                "Abort",
+                danger=True,
+            ),
+            answer,
+        )
+
     def action_metrics(self) -> None:
         self.app.open_metrics(self.model)
 
@@ -222,3 +385,25 @@ class ModelScreen(BaseScreen):
 
     def action_refresh(self) -> None:
         self.refresh_data()
+
+
+def _num(v: float | int | None) -> float | None:
+    return None if v is None else float(v)
+
+
+def _rails(guard: GuardRails | None) -> str:
+    if guard is None:
+        return "no guard rails"
+    rails = []
+    if guard.max_error_rate is not None:
+        rails.append(f"err≤{guard.max_error_rate:.0%}")
+    if guard.max_p95_ratio is not None:
+        rails.append(f"p95≤{guard.max_p95_ratio:g}x")
+    if guard.min_accuracy is not None:
+        rails.append(f"acc≥{guard.min_accuracy:.0%}")
+    return f"rails {' '.join(rails)} /{guard.window}"
+
+
+def _canaried(detail: ModelDetail, version: int) -> list[str]:
+    """'production~10%': the aliases that send a share of their traffic to this version as a canary."""
+    return [f"{a}~{c.percent:g}%" for a, c in sorted(detail.canaries.items()) if c.version == version]
