@@ -129,7 +129,14 @@ def test_cloudwatch_putmetricdata_round_trip(s3_endpoint):
     whole = sink.series("default", "m", None, start, end, step)
     t = whole.totals
     assert (t.requests, t.instances, t.errors) == (50, 100, 6)
-    assert t.errors_by_type == {"bad_request": 0, "not_found": 0, "load_failure": 0, "internal": 0, "timeout": 6}
+    assert t.errors_by_type == {
+        "bad_request": 0,
+        "not_found": 0,
+        "load_failure": 0,
+        "inference_failed": 0,
+        "internal": 0,
+        "timeout": 6,
+    }
     assert t.mean_ms["total"] == pytest.approx((sum(range(1, 41)) + sum(range(1, 11))) / 50)
     assert t.cold_starts == 2 and t.load_ms == pytest.approx(120.0)
     assert sum(whole.requests) == 50

@@ -32,7 +32,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("modelbay.guard")
 GUARD_ACTOR = "modelbay-guard"
 # a version's fault; a caller's bad request or unknown model is not
-SERVER_ERRORS = ("internal", "timeout", "load_failure")
+# what counts against a version: failures of the version itself, not callers' mistakes (a run that fails on
+# inputs that passed validation is the version's, when the stable one answers them)
+SERVER_ERRORS = ("internal", "timeout", "load_failure", "inference_failed")
 # a mark younger than this may belong to a canary still being started: not removed
 MARK_GRACE_SECONDS = 300.0
 

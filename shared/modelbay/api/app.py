@@ -6,8 +6,7 @@ container pays for it once; ``functions/*/app.py`` only choose the role.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
@@ -46,7 +45,6 @@ def create_app(
         version=__version__,
         docs_url="/docs",
         openapi_url="/openapi.json",
-        lifespan=_guard_rails if management and inference and not settings.on_lambda else None,
     )
     app.state.settings = settings
     app.state.store = store
@@ -55,6 +53,8 @@ def create_app(
 
         metrics = sink_from_settings(settings)
     app.state.metrics = metrics
+    if management and inference and not settings.on_lambda:
+        _install_guard_rails(app, settings)
     from ..auth.http import install_auth
     from .body_limit import install_body_limit
     from .errors import install_error_handlers
@@ -92,21 +92,25 @@ def create_app(
     return app
 
 
-@asynccontextmanager
-async def _guard_rails(app: FastAPI) -> AsyncIterator[None]:
+def _install_guard_rails(app: FastAPI, settings: Settings) -> None:
     """The local server checks canary guard rails itself, against the metrics it keeps in memory
-    (on AWS a scheduled function does: functions/canary)."""
-    settings: Settings = app.state.settings
-    stop = None
-    if settings.canary_check_seconds > 0:
+    (on AWS a scheduled function does: functions/canary). Startup/shutdown hooks, as the other parts
+    install theirs: an app lifespan would make Starlette skip them."""
+    if settings.canary_check_seconds <= 0:
+        return
+    stops: list[Callable[[], None]] = []
+
+    def start() -> None:
         from ..guard import watch
 
-        stop = watch(app.state.store, app.state.metrics, settings.limits, settings.canary_check_seconds)
-    try:
-        yield
-    finally:
-        if stop is not None:
-            stop()
+        stops.append(watch(app.state.store, app.state.metrics, settings.limits, settings.canary_check_seconds))
+
+    def stop() -> None:
+        while stops:
+            stops.pop()()
+
+    app.router.on_startup.append(start)
+    app.router.on_shutdown.append(stop)
 
 
 def create_registry_app(settings: Settings | None = None) -> FastAPI:

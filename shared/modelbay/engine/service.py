@@ -36,7 +36,7 @@ from ..settings import Settings
 from ..shadow import ShadowRunner
 from .admission import Admission
 from .engine import Engine, check_instances
-from .errors import InferenceTimeout, LoadFailure
+from .errors import InferenceFailed, InferenceTimeout, LoadFailure
 from .model import LoadedModel
 from .signature import check_feeds
 from .timing import Timings
@@ -59,12 +59,19 @@ class ModelStatus:
     tuning: dict[str, Any] | None = None  # the measured session settings it runs with (engine.autotune)
 
 
+def _rows(a: Any) -> list[Any]:
+    """An output's rows, for comparing a shadow's answers (a scalar output is one row)."""
+    return list(np.atleast_1d(a))
+
+
 def error_type(exc: BaseException) -> ErrorType:
     """The metrics error type of a failed request."""
     if isinstance(exc, LoadFailure):
         return "load_failure"
     if isinstance(exc, InferenceTimeout):
         return "timeout"
+    if isinstance(exc, InferenceFailed):
+        return "inference_failed"
     if isinstance(exc, NotFound):
         return "not_found"
     if isinstance(exc, ModelbayError) and 400 <= exc.status < 500:
@@ -120,13 +127,13 @@ class InferenceService:
             response = self._infer(tenant, manifest, req, timings)
         self._capture(tenant, name, timings, req.inputs, response.outputs, req.id)
         if response.outputs:
-            first, rows = response.outputs[0][0], list(response.outputs[0][1])
+            first = response.outputs[0][0]
 
             def shadow_rows(version: int) -> list[Any]:
                 out = self._infer(tenant, self.engine.resolve(tenant, name, version), req, Timings.start()).outputs
-                return list(next(o[1] for o in out if o[0] == first))
+                return _rows(next(o[1] for o in out if o[0] == first))
 
-            self._shadow(tenant, name, ref, timings, rows, shadow_rows)
+            self._shadow(tenant, name, ref, timings, lambda: _rows(response.outputs[0][1]), shadow_rows)
         return Inference(response, response.model_version, timings)
 
     def _infer(self, tenant: str, manifest: Manifest, req: oip.InferRequest, timings: Timings) -> oip.InferResponse:
@@ -175,7 +182,7 @@ class InferenceService:
             name,
             ref,
             timings,
-            predictions,
+            lambda: predictions,
             lambda version: self._predict(tenant, self.engine.resolve(tenant, name, version), req, Timings.start())[1],
         )
         return Inference(predictions, model.version, timings)
@@ -206,7 +213,7 @@ class InferenceService:
         name: str,
         ref: str | int | None,
         timings: Timings,
-        answers: list[Any],
+        answers: Callable[[], list[Any]],
         run: Callable[[int], list[Any]],
     ) -> None:
         """Queue a sampled shadow run of this request (``modelbay.shadow``): it runs after the answer is sent."""
@@ -224,7 +231,7 @@ class InferenceService:
                 shadow.version,
                 shadow.rate,
                 timings.total_ms(),
-                answers,
+                answers(),  # made only for a sampled request: outputs can be large
                 lambda: run(shadow.version),
             )
         except Exception:  # a shadow must never fail a prediction

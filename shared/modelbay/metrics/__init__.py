@@ -16,8 +16,10 @@ if TYPE_CHECKING:
     from ..settings import Settings
     from .series import ModelTotals, Series
 
-ErrorType = Literal["bad_request", "not_found", "load_failure", "internal", "timeout"]
-ERROR_TYPES: tuple[str, ...] = ("bad_request", "not_found", "load_failure", "internal", "timeout")
+# inference_failed: the model's run failed on inputs that passed validation (a 422 to the caller, but the
+# version's fault when another version answers the same inputs: canary guard rails count it)
+ErrorType = Literal["bad_request", "not_found", "load_failure", "inference_failed", "internal", "timeout"]
+ERROR_TYPES: tuple[str, ...] = ("bad_request", "not_found", "load_failure", "inference_failed", "internal", "timeout")
 PHASES: tuple[str, ...] = ("fetch", "preprocess", "inference", "postprocess")
 
 
