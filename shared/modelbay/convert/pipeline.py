@@ -20,6 +20,7 @@ from modelbay.convert import task
 from modelbay.convert.converter import Conversion, convert, onnx_signature, session, sklearn_input_spec
 from modelbay.convert.data import Dataset, Feed, load_dataset
 from modelbay.convert.gate import Gate, GateFailed, GateReport, GateThresholds
+from modelbay.convert.hf.folder import Folder, is_model_folder
 from modelbay.convert.measure import profile
 from modelbay.convert.mixed import search
 from modelbay.convert.quantize import (
@@ -167,6 +168,8 @@ def prepare(
     check_atol: float = 1e-4,
     check_rtol: float = 1e-3,
     use_output: str | None = None,
+    folder_task: str | None = None,
+    trust_pickle: bool = False,
     progress: Progress | None = None,
     events: Events | None = None,
 ) -> Prepared:
@@ -178,9 +181,37 @@ def prepare(
     signature as soon as it is known, before the slow steps. ``use_output``: the
     output predictions and the gate read (default: inferred).
     ``progress`` gets free-text steps; ``events`` gets typed stage events.
+
+    ``model`` may be a Hugging Face model folder (``convert.hf``): its task (``folder_task`` overrides),
+    inputs, output, metadata, tokenizer and evaluation data come from its files; ``eval_data`` is then a text,
+    CSV or JSONL file or an image folder. ``trust_pickle`` allows pickled ``.bin`` weights.
     """
     rep = Reporter(events, progress)
     try:
+        if isinstance(model, Folder) or is_model_folder(model):
+            folder = model if isinstance(model, Folder) else recognise(model, folder_task, trust_pickle)
+            if folder.task == "text-generation":
+                from modelbay.convert.hf.generation import refuse
+
+                raise refuse(folder)
+            return _prepare_folder(
+                folder,
+                name,
+                Path(workdir),
+                quantize_mode,
+                eval_data,
+                calibration,
+                metadata,
+                side_files,
+                target,
+                thresholds,
+                mixed_precision,
+                compact_kept,
+                measure,
+                check_atol,
+                check_rtol,
+                rep,
+            )
         return _prepare(
             model,
             name,
@@ -398,6 +429,75 @@ def _prepare(
     return Prepared(name, fp32, int8, meta, fp32_meta, side, report, conv)
 
 
+def recognise(path: str | Path, task: str | None = None, trust_pickle: bool = False) -> Folder:
+    """``convert.hf.folder.inspect`` within this deployment's limits."""
+    from modelbay.convert.hf.folder import inspect
+    from modelbay.settings import Settings
+
+    limits = Settings.from_env().limits
+    return inspect(
+        path,
+        task=task,
+        trust_pickle=trust_pickle,
+        max_folder_bytes=limits.max_folder_bytes,
+        max_model_bytes=limits.max_model_bytes,
+    )
+
+
+def _prepare_folder(
+    folder: Folder,
+    name: str,
+    work: Path,
+    quantize_mode: QuantizeMode,
+    eval_data: Any,
+    calibration: Any,
+    metadata: VersionMetadata | None,
+    side_files: dict[str, Path] | None,
+    target: str,
+    thresholds: GateThresholds | None,
+    mixed_precision: bool,
+    compact_kept: bool,
+    measure: bool,
+    check_atol: float,
+    check_rtol: float,
+    rep: Reporter,
+) -> Prepared:
+    from modelbay.convert.hf.export import merged, plan
+
+    if isinstance(eval_data, Dataset):
+        raise BadRequest("a model folder takes --eval as a text, CSV or JSONL file or an image folder")
+    work.mkdir(parents=True, exist_ok=True)
+    rep.start(Stage.CONVERT, f"detected {folder.describe()}")
+    p = plan(folder, work, eval_data, lambda m: rep.say(m))
+    meta = merged(p.metadata, metadata)
+    meta.tags.setdefault("source", "huggingface")
+    meta.tags.setdefault("architecture", folder.architecture)
+    side = {**(side_files or {}), **p.side_files}
+    return _prepare(
+        p.module,
+        name,
+        work,
+        quantize_mode,
+        p.evals,
+        calibration,
+        meta,
+        p.inputs,
+        p.evals.batches[0],
+        [p.output],
+        None,
+        side,
+        target,
+        thresholds,
+        mixed_precision,
+        compact_kept,
+        measure,
+        check_atol,
+        check_rtol,
+        None,
+        rep,
+    )
+
+
 def _complete(
     path: Path,
     sig: tuple[list[TensorSpec], list[TensorSpec]],
@@ -539,7 +639,30 @@ def push(
     data, else "none". ``prepare_options`` go to ``prepare`` (input_spec,
     state_dict, calibration, target, thresholds, ...).
     """
-    mode: QuantizeMode = quantize_mode or ("auto" if eval_data is not None else "none")
+    if is_model_folder(model):
+        # recognised first: a refusal (no weights, a pickle, an unknown architecture) costs no import of torch
+        model = recognise(model, prepare_options.pop("folder_task", None), prepare_options.pop("trust_pickle", False))
+        if model.task == "text-generation":
+            from modelbay.convert.hf import generation
+
+            handler = generation.handler()
+            if handler is None:
+                raise generation.refuse(model)
+            return handler(
+                client,
+                model,
+                name=name,
+                aliases=aliases,
+                metadata=metadata,
+                events=events,
+                progress=progress,
+                quantize_mode=quantize_mode,
+                eval_data=eval_data,
+                with_fp32_twin=with_fp32_twin,
+                **prepare_options,
+            )
+    # a folder always has evaluation data (its own --eval or the built-in sample): quantized behind the gate
+    mode: QuantizeMode = quantize_mode or ("auto" if eval_data is not None or isinstance(model, Folder) else "none")
     side = {k: Path(v) for k, v in (side_files or {}).items()}
     if is_plain_upload(model, mode, eval_data):
         rep = Reporter(events, progress)
