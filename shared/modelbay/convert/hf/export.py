@@ -166,19 +166,35 @@ def _reference(module: Any, batches: list[dict[str, np.ndarray]], names: list[st
         return [module(*(torch.from_numpy(b[n]) for n in names)).numpy() for b in batches]
 
 
+def text_module(folder: Folder) -> tuple[Any, list[str], str]:
+    """The folder's model with its task's head, as exported: (module, input names, output name)."""
+    kind = {
+        "classifier": "AutoModelForSequenceClassification",
+        "tagger": "AutoModelForTokenClassification",
+    }.get(folder.task, "AutoModel")
+    model = _load(folder, kind)
+    names = _text_inputs(model)
+    if folder.task in ("classifier", "tagger"):
+        return _head(model, names), names, "logits"
+    st = folder.sentence_transformers
+    modes = modes_of(st["pooling"]) if st else ["mean_tokens"]
+    return pooled_module(model, modes, bool(st and st["normalize"]), names), names, "sentence_embedding"
+
+
+def text_tokenizer(folder: Folder, dest: Path) -> tuple[Path, int]:
+    """The tokenizer side file as served, and the sequence length it truncates at."""
+    max_length = _max_length(folder)
+    return tokenizer_file(folder, dest, max_length), max_length
+
+
 def _text_plan(folder: Folder, work: Path, eval_path: str | Path | None, say: Callable[[str], None]) -> Plan:
     from modelbay.preprocess.text import TextPreprocessor
 
     task = folder.task
-    kind = {
-        "classifier": "AutoModelForSequenceClassification",
-        "tagger": "AutoModelForTokenClassification",
-    }.get(task, "AutoModel")
     say(f"loading {folder.describe()} with transformers")
-    model = _load(folder, kind)
-    names = _text_inputs(model)
-    max_length = _max_length(folder)
-    side = {"tokenizer.json": tokenizer_file(folder, work / "tokenizer.json", max_length)}
+    module, names, output = text_module(folder)
+    tok_path, max_length = text_tokenizer(folder, work / "tokenizer.json")
+    side = {"tokenizer.json": tok_path}
     dims: list[int | str] = ["batch", "sequence"]
     inputs = [TensorSpec(name=n, dtype="int64", shape=list(dims)) for n in names]
     pre = TextPreprocessing(
@@ -189,26 +205,22 @@ def _text_plan(folder: Folder, work: Path, eval_path: str | Path | None, say: Ca
     labels = folder.id2label
     meta = VersionMetadata(task="raw", preprocessing=pre)
     if task == "classifier":
-        module, output = _head(model, names), "logits"
         multi = folder.multi_label
         meta.task = "classifier"
         meta.postprocessing = ClassifierPostprocessing(scores=output, apply_softmax=not multi, apply_sigmoid=multi)
         meta.labels = labels
     elif task == "tagger":
-        module, output = _head(model, names), "logits"
         meta.task = "tagger"
         meta.postprocessing = TaggerPostprocessing(scores=output, aggregation="first")
         meta.labels = labels
     else:
         st = folder.sentence_transformers
         modes = modes_of(st["pooling"]) if st else ["mean_tokens"]
-        normalize = bool(st and st["normalize"])
-        module, output = pooled_module(model, modes, normalize, names), "sentence_embedding"
         meta.task = "embedder"
         # pooling and normalisation run inside the graph: the output is the final vector
         meta.postprocessing = EmbedderPostprocessing(output=output, pooling="none", normalize=False)
         meta.tags = {"pooling": "+".join(m.removesuffix("_tokens").removesuffix("_token") for m in modes)}
-        if normalize:
+        if st and st["normalize"]:
             meta.tags["normalized"] = "true"
     texts, wanted, source = evaldata.texts(eval_path)
     if wanted is not None and task not in ("classifier",):
