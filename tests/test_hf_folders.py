@@ -224,3 +224,50 @@ def test_real_minilm_folder_embeds_as_sentence_transformers(hf_client):
     cos = (got * want).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)
     assert got.shape == (64, 384) and cos.min() >= 0.9999
     assert np.abs(got - want).max() < 1e-4
+
+
+def test_lambda_handler_answers_tagger_spans_and_multi_label_scores(tmp_path, s3_endpoint, monkeypatch):
+    """A pushed folder's version, served by functions/inference/app.py from S3 with real API Gateway events."""
+    import uuid
+
+    import boto3
+
+    from modelbay.convert.pipeline import prepare, publish
+    from modelbay.registry import Registry
+    from modelbay.storage.s3 import S3Store
+    from tests.apigw import event, invoke, load_function
+
+    bucket = f"mb-hf-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3").create_bucket(Bucket=bucket)
+    reg = Registry(S3Store(bucket, "mb"))
+    ner = hf_folders.text_folder(tmp_path / "ner", head="token")
+    topics = hf_folders.text_folder(tmp_path / "topics", labels=["a", "b", "c"], multi_label=True)
+    for name, folder in (("ner", ner), ("topics", topics)):
+        prepared = prepare(str(folder), name=name, workdir=tmp_path / f"work-{name}", quantize_mode="none")
+        publish(prepared, registry=reg)
+    key = "hf-lambda-bootstrap-key-0123456789abcdef"
+    monkeypatch.setenv("MODELBAY_STORE", f"s3://{bucket}/mb")
+    monkeypatch.setenv("MODELBAY_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("MODELBAY_BOOTSTRAP_KEY", key)
+    fn = load_function("inference")
+    headers = {"x-api-key": key}
+    texts = [t.rstrip(".?") for t in TEXTS]
+    status, _, body = invoke(
+        fn.handler, event("POST", "/v1/models/ner:predict", body={"instances": texts}, headers=headers)
+    )
+    assert status == 200, body
+    spans = json.loads(body)["predictions"]
+    assert len(spans) == len(texts) and any(spans)
+    for text, got in zip(texts, spans):
+        for s in got:
+            assert s["entity"] in {"PER", "LOC"} and text[s["start"] : s["end"]] == s["word"]
+    status, _, body = invoke(
+        fn.handler, event("POST", "/v1/models/topics:predict", body={"instances": ["ok"]}, headers=headers)
+    )
+    assert status == 200, body
+    (pred,) = json.loads(body)["predictions"]
+    assert sum(t["score"] for t in pred["top_k"]) != pytest.approx(1.0) and "labels" in pred
+    status, _, body = invoke(
+        fn.handler, event("POST", "/v1/models/ner:predict", body={"instances": [[1, 2]]}, headers=headers)
+    )
+    assert status == 400 and "expected a string" in json.loads(body)["error"]
