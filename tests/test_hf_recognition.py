@@ -161,3 +161,18 @@ def test_cli_refusal_is_a_clear_error_with_exit_code_2(tmp_path):
     r = CliRunner().invoke(app, ["--url", "http://127.0.0.1:9", "push", str(root), "--name", "m"])
     assert r.exit_code == 2, r.output
     assert "--trust-pickle" in r.output and "Traceback" not in r.output
+
+
+def test_playground_highlights_a_taggers_spans():
+    from modelbay_tui.screens.playground import SPAN_STYLES, spans_text
+
+    spans = [
+        {"entity": "PER", "score": 0.9, "start": 0, "end": 3, "word": "Ann"},
+        {"entity": "LOC", "score": 0.8, "start": 13, "end": 18, "word": "Paris"},
+    ]
+    t = spans_text(["Ann lives in Paris", "ok"], [spans, []])
+    lines = t.plain.splitlines()
+    assert lines[0] == "Ann lives in Paris" and "'Paris'  LOC 0.800  [13:18]" in lines[2]
+    assert lines[3] == "ok" and lines[4].strip() == "(no entities)"
+    styled = {(s.start, s.end, str(s.style)) for s in t.spans}
+    assert (0, 3, SPAN_STYLES[0]) in styled and (13, 18, SPAN_STYLES[1]) in styled
