@@ -194,24 +194,9 @@ def prepare(
                 from modelbay.convert.hf.generation import refuse
 
                 raise refuse(folder)
-            return _prepare_folder(
-                folder,
-                name,
-                Path(workdir),
-                quantize_mode,
-                eval_data,
-                calibration,
-                metadata,
-                side_files,
-                target,
-                thresholds,
-                mixed_precision,
-                compact_kept,
-                measure,
-                check_atol,
-                check_rtol,
-                rep,
-            )
+            p = _plan_folder(folder, Path(workdir), eval_data, metadata, side_files, rep)
+            model, eval_data, metadata, side_files = p.module, p.evals, p.metadata, p.side_files
+            input_spec, example, output_names = p.inputs, p.evals.batches[0], [p.output]
         return _prepare(
             model,
             name,
@@ -444,24 +429,15 @@ def recognise(path: str | Path, task: str | None = None, trust_pickle: bool = Fa
     )
 
 
-def _prepare_folder(
+def _plan_folder(
     folder: Folder,
-    name: str,
     work: Path,
-    quantize_mode: QuantizeMode,
     eval_data: Any,
-    calibration: Any,
     metadata: VersionMetadata | None,
     side_files: dict[str, Path] | None,
-    target: str,
-    thresholds: GateThresholds | None,
-    mixed_precision: bool,
-    compact_kept: bool,
-    measure: bool,
-    check_atol: float,
-    check_rtol: float,
     rep: Reporter,
-) -> Prepared:
+) -> Any:
+    """What ``_prepare`` converts for a model folder (``convert.hf.export.Plan``), the user's metadata on top."""
     from modelbay.convert.hf.export import merged, plan
 
     if isinstance(eval_data, Dataset):
@@ -469,33 +445,11 @@ def _prepare_folder(
     work.mkdir(parents=True, exist_ok=True)
     rep.start(Stage.CONVERT, f"detected {folder.describe()}")
     p = plan(folder, work, eval_data, lambda m: rep.say(m))
-    meta = merged(p.metadata, metadata)
-    meta.tags.setdefault("source", "huggingface")
-    meta.tags.setdefault("architecture", folder.architecture)
-    side = {**(side_files or {}), **p.side_files}
-    return _prepare(
-        p.module,
-        name,
-        work,
-        quantize_mode,
-        p.evals,
-        calibration,
-        meta,
-        p.inputs,
-        p.evals.batches[0],
-        [p.output],
-        None,
-        side,
-        target,
-        thresholds,
-        mixed_precision,
-        compact_kept,
-        measure,
-        check_atol,
-        check_rtol,
-        None,
-        rep,
-    )
+    p.metadata = merged(p.metadata, metadata)
+    p.metadata.tags.setdefault("source", "huggingface")
+    p.metadata.tags.setdefault("architecture", folder.architecture)
+    p.side_files = {**(side_files or {}), **p.side_files}
+    return p
 
 
 def _complete(
