@@ -196,6 +196,8 @@ def prepare(
                 raise refuse(folder)
             p = _plan_folder(folder, Path(workdir), eval_data, metadata, side_files, rep)
             model, eval_data, metadata, side_files = p.module, p.evals, p.metadata, p.side_files
+            # static int8 (convolutional models) calibrates on the folder's real inputs unless told otherwise
+            calibration = p.evals if calibration is None else calibration
             input_spec, example, output_names = p.inputs, p.evals.batches[0], [p.output]
         return _prepare(
             model,
