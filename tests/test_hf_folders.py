@@ -171,9 +171,11 @@ def test_image_eval_folder_scores_accuracy(tmp_path, hf_client):
             Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(
                 tmp_path / "eval" / label / f"{i}.png"
             )
-    result = push(hf_client, str(folder), name="img", eval_data=str(tmp_path / "eval"), quantize_mode="dynamic")
+    result = push(hf_client, str(folder), name="img", eval_data=str(tmp_path / "eval"))
     gate = result.manifest.metrics["gate"]
-    assert gate["metric"] == "accuracy" and gate["samples"] == 12
+    assert gate["metric"] == "accuracy" and gate["samples"] == 12 and gate["passed"]
+    # ViT convolves only in its patch embedding: auto picks dynamic int8, as for any transformer
+    assert result.manifest.quantization.extra["base_method"] == "dynamic"
 
 
 def test_cli_push_folder_with_a_labelled_csv(tmp_path, local_store, serve_store):
