@@ -697,3 +697,37 @@ def test_playground_examples_empty_grid_polarity_and_embeddings(local, tmp_path)
         assert "48 dims" in shown and "norm 1.000" in shown and shown.count("\n") < 6  # summarised, not 48 lines
 
     drive(make_app(url, tmp_path), script)
+
+
+def test_upload_a_hugging_face_folder_by_path(local, tmp_path):
+    """A save_pretrained folder typed in the path entry is the model itself; the task select goes to the
+    folder's task; the pushed tagger answers spans."""
+    pytest.importorskip("transformers")
+    from textual.widgets import Select
+
+    from tests import hf_folders
+
+    _, url, c = local
+    folder = hf_folders.text_folder(tmp_path / "ner-model", head="token")
+
+    async def script(pilot):
+        app = pilot.app
+        await pilot.press("u")
+        s = app.screen
+        await until(pilot, lambda: s.query_one("#up-tree"))
+        s.query_one("#up-path", Input).value = str(folder)
+        s.query_one("#up-path", Input).focus()
+        await pilot.press("enter")
+        await until(pilot, lambda: s.query_one("#up-name", Input).value == "ner-model", what="the folder chosen")
+        assert "Hugging Face folder" in app.export_text()
+        s.query_one("#up-task", Select).value = "tagger"
+        s.query_one("#up-quant", Select).value = "none"
+        await pilot.press("ctrl+u")
+        result = s.query_one("#up-result", Static)
+        await until(pilot, lambda: "registered" in str(result.render()), timeout=300, what="the upload")
+
+    drive(make_app(url, tmp_path, root=tmp_path), script)
+    m = c.version("ner-model", 1)
+    assert m.task == "tagger" and m.labels == hf_folders.NER_LABELS and "tokenizer.json" in m.files
+    (spans,) = c.predict("ner-model", None, ["The cat slept on the warm windowsill"]).predictions
+    assert all({"entity", "score", "start", "end", "word"} <= set(s) for s in spans)

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 MANIFEST_SCHEMA = 1
 
-Task = Literal["classifier", "embedder", "raw"]
+# tagger: one label per token, answered as entity spans (token classification, NER)
+Task = Literal["classifier", "embedder", "tagger", "raw"]
 Dim = int | str | None  # int: fixed, str: symbolic (e.g. "batch"), None: unknown
 
 
@@ -60,6 +61,10 @@ class ImagePreprocessing(_Model):
     std: list[float] = [1.0]
     # Decoded images are 0..255; some models (sklearn digits) want another range.
     max_value: float = 255.0
+    # Decoded images: resized so the shorter side is this (aspect kept), then centre-cropped to height x width
+    # (Hugging Face's shortest_edge + crop); None: resized to height x width directly.
+    resize_shortest_edge: int | None = Field(None, ge=1, le=8192)
+    resample: Literal["nearest", "bilinear", "bicubic"] = "bilinear"
 
 
 class TabularPreprocessing(_Model):
@@ -91,7 +96,17 @@ class ClassifierPostprocessing(_Model):
     # output holding scores per class; label output optional (skl2onnx gives both)
     scores: str
     apply_softmax: bool = False
+    # multi-label (Hugging Face problem_type multi_label_classification): each class scored on its own by a
+    # sigmoid; predictions list every label scoring at least ``threshold``
+    apply_sigmoid: bool = False
+    threshold: float = Field(0.5, ge=0.0, le=1.0)
     top_k: int = Field(5, ge=1)
+
+    @model_validator(mode="after")
+    def _one_activation(self) -> ClassifierPostprocessing:
+        if self.apply_softmax and self.apply_sigmoid:
+            raise ValueError("apply_softmax and apply_sigmoid exclude each other")
+        return self
 
 
 class EmbedderPostprocessing(_Model):
@@ -101,8 +116,22 @@ class EmbedderPostprocessing(_Model):
     normalize: bool = True
 
 
+class TaggerPostprocessing(_Model):
+    """Per-token scores [batch, sequence, labels] -> entity spans with character offsets (needs text
+    preprocessing). ``first``: a word takes the label of its first word piece; ``simple``: every word piece is
+    labelled on its own; adjacent pieces of one entity (B-/I- prefixes) are then grouped into one span, scored by
+    the mean. ``none``: one entry per token, no grouping."""
+
+    kind: Literal["tagger"] = "tagger"
+    scores: str
+    apply_softmax: bool = True
+    aggregation: Literal["first", "simple", "none"] = "first"
+    # labels that are not entities
+    ignore_labels: list[str] = ["O"]
+
+
 Postprocessing = Annotated[
-    ClassifierPostprocessing | EmbedderPostprocessing,
+    ClassifierPostprocessing | EmbedderPostprocessing | TaggerPostprocessing,
     Field(discriminator="kind"),
 ]
 

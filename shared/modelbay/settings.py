@@ -35,6 +35,8 @@ class Limits(_Section):
 
     max_model_bytes: int = Field(2 * 1024**3 - 1, ge=1)
     """Largest model.onnx accepted (bytes): a protobuf cannot exceed 2 GiB without external data, which is refused."""
+    max_folder_bytes: int = Field(8 * 1024**3, ge=1)
+    """Largest Hugging Face model folder ``modelbay push`` reads (all its files, and any one of them), in bytes."""
     max_side_file_bytes: int = Field(64 * MB, ge=1)
     """Largest side file (e.g. tokenizer.json) accepted, in bytes."""
     max_side_files: int = Field(8, ge=0)

@@ -229,9 +229,11 @@ def check_metadata(metadata, sig: Signature, side_files: set[str] | None) -> Non
         if metadata.task != post.kind:
             raise BadRequest(f"task {metadata.task!r} does not match {post.kind} postprocessing", field="task")
         if outputs:
-            field = "scores" if post.kind == "classifier" else "output"
+            field = "output" if post.kind == "embedder" else "scores"
             need({field: getattr(post, field)}, outputs, "postprocessing", "output")
-    if metadata.labels is not None and post is not None and post.kind == "classifier" and outputs:
+        if post.kind == "tagger" and (pre is None or pre.kind != "text"):
+            raise BadRequest("tagger postprocessing needs text preprocessing (its spans are offsets into the text)")
+    if metadata.labels is not None and post is not None and post.kind in ("classifier", "tagger") and outputs:
         spec = next(t for t in sig.outputs if t.name == post.scores)
         last = spec.shape[-1] if spec.shape else None
         if isinstance(last, int) and last != len(metadata.labels):

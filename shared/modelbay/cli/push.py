@@ -108,7 +108,8 @@ EvalData = Annotated[
         "--eval",
         exists=True,
         help="Evaluation data for the gate (.npz/.npy/folder); a 'labels' array makes it a classifier and "
-        "measures accuracy.",
+        "measures accuracy. Hugging Face folders: a .txt (a sentence a line), a .csv/.jsonl with text and "
+        "label columns, or a folder of images in class subfolders (default: a built-in sample).",
     ),
 ]
 Calibration = Annotated[
@@ -117,7 +118,15 @@ Calibration = Annotated[
 Target = Annotated[str, typer.Option("--target", help="arm64 | x86_64: per-CPU quantization options.")]
 Task = Annotated[
     str | None,
-    typer.Option("--task", help="classifier, embedder or raw (default: classifier with --labels or eval labels)."),
+    typer.Option(
+        "--task",
+        help="classifier, embedder or raw (default: classifier with --labels or eval labels). Hugging Face "
+        "folders: classifier, tagger, embedder, image-classifier or text-generation (default: from the config).",
+    ),
+]
+TrustPickle = Annotated[
+    bool,
+    typer.Option("--trust-pickle", help="Allow a folder's pickled pytorch_model.bin (loading it runs its code)."),
 ]
 Labels = Annotated[
     str | None, typer.Option("--labels", help="Class labels, in score order: comma-separated, or a file.")
@@ -204,7 +213,9 @@ def thresholds(max_drop: float, min_agreement: float, min_cosine: float, max_abs
 def push(
     ctx: typer.Context,
     model: str = typer.Argument(
-        ..., help="model: .onnx, .pt2, TorchScript .pt, sklearn .pkl/.joblib, or module:factory with --state-dict"
+        ...,
+        help="model: a Hugging Face save_pretrained folder, .onnx, .pt2, TorchScript .pt, sklearn .pkl/.joblib, "
+        "or module:factory with --state-dict",
     ),
     name: str = typer.Option(..., "--name", "-n", help="Model name."),
     alias: list[str] = typer.Option([], "--alias", "-a", help="Point these aliases at the new version."),
@@ -236,15 +247,18 @@ def push(
     side_file: list[Path] = typer.Option(
         [], "--file", exists=True, dir_okay=False, help="Side file (e.g. tokenizer.json)."
     ),
+    trust_pickle: TrustPickle = False,
 ) -> None:
     """Upload a model (converting and quantizing it when asked), register it and print the new version."""
     from ..convert.pipeline import push as run_push
 
     obj = ctx_obj(ctx)
-    meta = load_metadata(metadata, description=description, task=task, labels=labels)
+    folder = Path(model).is_dir()
+    meta = load_metadata(metadata, description=description, task=None if folder else task, labels=labels)
     search = search_options(
         optimize, objective, search_budget, prune_ratios, prune_score, int4_block_size, int4_accuracy_level
     )
+    folder_options: dict[str, Any] = {"folder_task": task, "trust_pickle": trust_pickle} if folder else {}
     with obj.client() as c, StageDisplay(enabled=not obj.as_json) as display:
         result = run_push(
             c,
@@ -266,6 +280,7 @@ def push(
             mixed_precision=mixed_precision,
             thresholds=thresholds(max_accuracy_drop, min_agreement, min_cosine, max_abs_error),
             **({"optimize": search} if search is not None else {}),
+            **folder_options,
         )
     manifests = result.manifests
     if obj.as_json:
@@ -293,15 +308,21 @@ def serves(m: Any) -> str | None:
         return None
     if post.kind == "classifier":
         labels = f"{len(m.labels)} labels" if m.labels else "class indices as labels (give --labels)"
-        softmax = " with a softmax" if post.apply_softmax else ""
+        softmax = (
+            " with a softmax" if post.apply_softmax else (" with a sigmoid (multi-label)" if post.apply_sigmoid else "")
+        )
         return f"predictions: label, score and top {post.top_k} from output {post.scores!r}{softmax}; {labels}"
+    if post.kind == "tagger":
+        return f"predictions: entity spans with character offsets ({post.aggregation} aggregation) from {post.scores!r}"
     return f"predictions: vectors from output {post.output!r} (pooling {post.pooling})"
 
 
 @app.command()
 def convert(
     ctx: typer.Context,
-    model: str = typer.Argument(..., help="model file (.onnx, .pt2, TorchScript .pt, .pkl/.joblib) or module:factory"),
+    model: str = typer.Argument(
+        ..., help="model: a Hugging Face folder, a file (.onnx, .pt2, TorchScript .pt, .pkl/.joblib) or module:factory"
+    ),
     out_dir: Path = typer.Option(Path("converted"), "--out", "-o", help="Output folder."),
     input_spec: InputSpec = None,
     state_dict: StateDict = None,
@@ -329,15 +350,18 @@ def convert(
     int4_accuracy_level: Int4Level = 0,
     atol: float = typer.Option(1e-4, help="Conversion check tolerance (absolute)."),
     rtol: float = typer.Option(1e-3, help="Conversion check tolerance (relative)."),
+    trust_pickle: TrustPickle = False,
 ) -> None:
     """Convert MODEL to ONNX (checked against the original) and optionally quantize it behind the gate."""
     from ..convert.pipeline import prepare
 
     obj = ctx_obj(ctx)
-    meta = load_metadata(metadata, task=task, labels=labels)
+    folder = Path(model).is_dir()
+    meta = load_metadata(metadata, task=None if folder else task, labels=labels)
     search = search_options(
         optimize, objective, search_budget, prune_ratios, prune_score, int4_block_size, int4_accuracy_level
     )
+    folder_options: dict[str, Any] = {"folder_task": task, "trust_pickle": trust_pickle} if folder else {}
     with StageDisplay(enabled=not obj.as_json) as display:
         res = prepare(
             model,
@@ -359,6 +383,7 @@ def convert(
             events=display,
             thresholds=thresholds(max_accuracy_drop, min_agreement, min_cosine, max_abs_error),
             optimize=search,
+            **folder_options,
         )
     (out_dir / "metadata.json").write_text(res.metadata.model_dump_json(indent=1))
     if res.int8_path:

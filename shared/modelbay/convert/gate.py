@@ -22,7 +22,12 @@ import numpy as np
 from modelbay.convert.data import Dataset, Feed
 from modelbay.cpu_features import EXACT_INT8_SESSION_CONFIG, detect
 from modelbay.errors import InvalidModel
-from modelbay.manifest import ClassifierPostprocessing, EmbedderPostprocessing, VersionMetadata
+from modelbay.manifest import (
+    ClassifierPostprocessing,
+    EmbedderPostprocessing,
+    TaggerPostprocessing,
+    VersionMetadata,
+)
 
 
 class GateFailed(InvalidModel):
@@ -89,9 +94,9 @@ class Gate:
         self.th = thresholds or GateThresholds()
         post = metadata.postprocessing
         self.output = (
-            post.scores
-            if isinstance(post, ClassifierPostprocessing)
-            else (post.output if isinstance(post, EmbedderPostprocessing) else None)
+            post.output
+            if isinstance(post, EmbedderPostprocessing)
+            else (post.scores if isinstance(post, (ClassifierPostprocessing, TaggerPostprocessing)) else None)
         )
         self.task = metadata.task
         self.base = self._prepare(_run(fp32_path, data.batches, self.output))
@@ -143,6 +148,8 @@ class Gate:
             fp = np.concatenate([o.argmax(-1) for o in self.base])
             q = np.concatenate([o.argmax(-1) for o in q_outs])
             return (fp == q).astype(np.float64)
+        if self.task == "tagger":
+            return self._token_agreement(q_outs)
         return -np.concatenate([np.abs(b - q).reshape(len(b), -1).max(1) for b, q in zip(self.base, q_outs)])
 
     def _reference(self) -> list[np.ndarray]:
@@ -161,6 +168,8 @@ class Gate:
             report = self._embedder(q, n)
         elif self.task == "classifier":
             report = self._classifier(q, n)
+        elif self.task == "tagger":
+            report = self._tagger(q, n)
         else:
             report = self._raw(q, n)
         report.extra["cpu"] = detect().as_dict()
@@ -241,6 +250,36 @@ class Gate:
             n,
             self.th.max_accuracy_drop - drop,
             {"accuracy_drop_pt": drop},
+        )
+
+    def _token_agreement(self, q: list[np.ndarray]) -> np.ndarray:
+        """Per row: the share of its real (unpadded) tokens whose top label int8 keeps."""
+        mask_name = getattr(self.meta.preprocessing, "attention_mask", None) or "attention_mask"
+        rows = []
+        for b, x, feed in zip(self.base, q, self.data.batches):
+            m = feed.get(mask_name, np.ones(b.shape[:2])).astype(np.float64)
+            same = (b.argmax(-1) == x.argmax(-1)).astype(np.float64)
+            rows.append((same * m).sum(1) / np.maximum(m.sum(1), 1.0))
+        return np.concatenate(rows)
+
+    def _tagger(self, q: list[np.ndarray], n: int) -> GateReport:
+        if any(o.ndim != 3 for o in self.base):
+            raise InvalidModel(
+                f"the tagger gate needs scores per token [batch, sequence, labels], not {self.base[0].shape}"
+            )
+        agree = float(self._token_agreement(q).mean())
+        th = {"min_agreement": self.th.min_agreement}
+        fails = [] if agree >= self.th.min_agreement else [f"token agreement {agree:.4f} < {self.th.min_agreement}"]
+        return GateReport(
+            "tagger",
+            "token_agreement",
+            {"token_agreement": 1.0},
+            {"token_agreement": agree},
+            th,
+            not fails,
+            fails,
+            n,
+            agree - self.th.min_agreement,
         )
 
     def _raw(self, q: list[np.ndarray], n: int) -> GateReport:

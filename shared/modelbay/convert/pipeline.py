@@ -20,6 +20,7 @@ from modelbay.convert import task
 from modelbay.convert.converter import Conversion, convert, onnx_signature, session, sklearn_input_spec
 from modelbay.convert.data import Dataset, Feed, load_dataset
 from modelbay.convert.gate import Gate, GateFailed, GateReport, GateThresholds
+from modelbay.convert.hf.folder import Folder, is_model_folder
 from modelbay.convert.measure import profile
 from modelbay.convert.mixed import search
 from modelbay.convert.quantize import (
@@ -170,6 +171,8 @@ def prepare(
     check_atol: float = 1e-4,
     check_rtol: float = 1e-3,
     use_output: str | None = None,
+    folder_task: str | None = None,
+    trust_pickle: bool = False,
     progress: Progress | None = None,
     events: Events | None = None,
     optimize: SearchOptions | None = None,
@@ -184,9 +187,24 @@ def prepare(
     ``progress`` gets free-text steps; ``events`` gets typed stage events.
     ``optimize``: run the variant search (``convert.search``: int8, int4,
     pruning) instead of int8 alone, and keep the best variant that passes.
+
+    ``model`` may be a Hugging Face model folder (``convert.hf``): its task (``folder_task`` overrides),
+    inputs, output, metadata, tokenizer and evaluation data come from its files; ``eval_data`` is then a text,
+    CSV or JSONL file or an image folder. ``trust_pickle`` allows pickled ``.bin`` weights.
     """
     rep = Reporter(events, progress)
     try:
+        if isinstance(model, Folder) or is_model_folder(model):
+            folder = model if isinstance(model, Folder) else recognise(model, folder_task, trust_pickle)
+            if folder.task == "text-generation":
+                from modelbay.convert.hf.generation import refuse
+
+                raise refuse(folder)
+            p = _plan_folder(folder, Path(workdir), eval_data, metadata, side_files, rep)
+            model, eval_data, metadata, side_files = p.module, p.evals, p.metadata, p.side_files
+            # static int8 (convolutional models) calibrates on the folder's real inputs unless told otherwise
+            calibration = p.evals if calibration is None else calibration
+            input_spec, example, output_names = p.inputs, p.evals.batches[0], [p.output]
         return _prepare(
             model,
             name,
@@ -462,6 +480,44 @@ def _searched(
     return Prepared(name, inp.fp32, chosen, meta, fp32_meta, side, report, conv)
 
 
+def recognise(path: str | Path, task: str | None = None, trust_pickle: bool = False) -> Folder:
+    """``convert.hf.folder.inspect`` within this deployment's limits."""
+    from modelbay.convert.hf.folder import inspect
+    from modelbay.settings import Settings
+
+    limits = Settings.from_env().limits
+    return inspect(
+        path,
+        task=task,
+        trust_pickle=trust_pickle,
+        max_folder_bytes=limits.max_folder_bytes,
+        max_model_bytes=limits.max_model_bytes,
+    )
+
+
+def _plan_folder(
+    folder: Folder,
+    work: Path,
+    eval_data: Any,
+    metadata: VersionMetadata | None,
+    side_files: dict[str, Path] | None,
+    rep: Reporter,
+) -> Any:
+    """What ``_prepare`` converts for a model folder (``convert.hf.export.Plan``), the user's metadata on top."""
+    from modelbay.convert.hf.export import merged, plan
+
+    if isinstance(eval_data, Dataset):
+        raise BadRequest("a model folder takes --eval as a text, CSV or JSONL file or an image folder")
+    work.mkdir(parents=True, exist_ok=True)
+    rep.start(Stage.CONVERT, f"detected {folder.describe()}")
+    p = plan(folder, work, eval_data, lambda m: rep.say(m))
+    p.metadata = merged(p.metadata, metadata)
+    p.metadata.tags.setdefault("source", "huggingface")
+    p.metadata.tags.setdefault("architecture", folder.architecture)
+    p.side_files = {**(side_files or {}), **p.side_files}
+    return p
+
+
 def _complete(
     path: Path,
     sig: tuple[list[TensorSpec], list[TensorSpec]],
@@ -603,7 +659,30 @@ def push(
     data, else "none". ``prepare_options`` go to ``prepare`` (input_spec,
     state_dict, calibration, target, thresholds, ...).
     """
-    mode: QuantizeMode = quantize_mode or ("auto" if eval_data is not None else "none")
+    if is_model_folder(model):
+        # recognised first: a refusal (no weights, a pickle, an unknown architecture) costs no import of torch
+        model = recognise(model, prepare_options.pop("folder_task", None), prepare_options.pop("trust_pickle", False))
+        if model.task == "text-generation":
+            from modelbay.convert.hf import generation
+
+            handler = generation.handler()
+            if handler is None:
+                raise generation.refuse(model)
+            return handler(
+                client,
+                model,
+                name=name,
+                aliases=aliases,
+                metadata=metadata,
+                events=events,
+                progress=progress,
+                quantize_mode=quantize_mode,
+                eval_data=eval_data,
+                with_fp32_twin=with_fp32_twin,
+                **prepare_options,
+            )
+    # a folder always has evaluation data (its own --eval or the built-in sample): quantized behind the gate
+    mode: QuantizeMode = quantize_mode or ("auto" if eval_data is not None or isinstance(model, Folder) else "none")
     side = {k: Path(v) for k, v in (side_files or {}).items()}
     if is_plain_upload(model, mode, eval_data):
         rep = Reporter(events, progress)

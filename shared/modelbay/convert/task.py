@@ -154,7 +154,7 @@ def complete(
         out.postprocessing = EmbedderPostprocessing(output=o.name, pooling="mean" if len(o.shape) == 3 else "none")
     elif out.postprocessing is not None and use_output is not None:
         main_output(outputs, task, use_output)  # exists?
-        field = "scores" if out.postprocessing.kind == "classifier" else "output"
+        field = "output" if out.postprocessing.kind == "embedder" else "scores"
         out.postprocessing = out.postprocessing.model_copy(update={field: use_output})
     if out.preprocessing is None and len(inputs) == 1 and inputs[0].dtype == "string":
         # raw strings in, as skl2onnx text pipelines take them: `modelbay predict --text` just works

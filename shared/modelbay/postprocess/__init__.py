@@ -25,6 +25,10 @@ def build_postprocessor(manifest: Manifest) -> Postprocessor:
         return RawPostprocessor([o.name for o in manifest.outputs])
     if post.kind == "classifier":
         return ClassifierPostprocessor(post, manifest.labels)
+    if post.kind == "tagger":
+        from .tagger import TaggerPostprocessor
+
+        return TaggerPostprocessor(post, manifest.labels)
     pre = manifest.preprocessing
     mask = pre.attention_mask if isinstance(pre, TextPreprocessing) else None
     return EmbedderPostprocessor(post, mask)
@@ -62,6 +66,17 @@ def softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))  # no overflow warning for large negative logits
+
+
+def top_k(parameters: Mapping[str, Any], default: int) -> int:
+    k = parameters.get("top_k", default)
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise BadRequest("parameters.top_k must be a positive integer")
+    return k
+
+
 class ClassifierPostprocessor:
     def __init__(self, post: ClassifierPostprocessing, labels: list[str] | None) -> None:
         self.post = post
@@ -75,16 +90,22 @@ class ClassifierPostprocessor:
         scores = scores.reshape(scores.shape[0], -1)
         if self.post.apply_softmax:
             scores = softmax(scores)
-        k = parameters.get("top_k", self.post.top_k)
-        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-            raise BadRequest("parameters.top_k must be a positive integer")
-        k = min(k, scores.shape[1])
+        elif self.post.apply_sigmoid:
+            scores = sigmoid(scores)
+        k = min(top_k(parameters, self.post.top_k), scores.shape[1])
         order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
         labels = self.labels
         out = []
         for row, idx in zip(scores, order):
             top = [{"label": labels[j] if labels else str(j), "score": float(row[j])} for j in idx]
-            out.append({"label": top[0]["label"], "score": top[0]["score"], "top_k": top})
+            pred: dict[str, Any] = {"label": top[0]["label"], "score": top[0]["score"], "top_k": top}
+            if self.post.apply_sigmoid:  # multi-label: every class over the threshold, best first
+                pred["labels"] = [
+                    labels[j] if labels else str(j)
+                    for j in np.argsort(-row, kind="stable")
+                    if row[j] >= self.post.threshold
+                ]
+            out.append(pred)
         return out
 
 

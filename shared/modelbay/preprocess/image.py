@@ -48,13 +48,31 @@ class ImagePreprocessor:
             img: Image.Image = Image.open(io.BytesIO(raw))
             if img.width * img.height > MAX_PIXELS:
                 raise instance_error(i, f"image is {img.width}x{img.height}; the limit is {MAX_PIXELS} pixels")
-            img = img.convert("L" if self.pre.channels == 1 else "RGB")
-            if img.size != (self.pre.width, self.pre.height):
-                img = img.resize((self.pre.width, self.pre.height), Image.Resampling.BILINEAR)
+            return self.image(img)
         except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
             raise instance_error(i, f"not a readable PNG/JPEG image ({type(e).__name__})") from None
-        arr = np.asarray(img, dtype=np.float32) * (self.pre.max_value / 255.0)
-        return arr.reshape(self.pre.height, self.pre.width, self.pre.channels)
+
+    def image(self, img: Any) -> np.ndarray:
+        """A PIL image -> [height, width, channels] in the model's pixel range: converted, resized (and
+        centre-cropped after a shortest-edge resize) as Hugging Face's image processors do."""
+        from PIL import Image
+
+        pre = self.pre
+        resample = getattr(Image.Resampling, pre.resample.upper())
+        img = img.convert("L" if pre.channels == 1 else "RGB")
+        if pre.resize_shortest_edge is not None:
+            short, long = sorted(img.size)
+            edge = pre.resize_shortest_edge
+            other = int(edge * long / short)
+            size = (edge, other) if img.width <= img.height else (other, edge)
+            if img.size != size:
+                img = img.resize(size, resample)
+            top, left = max(0, (img.height - pre.height) // 2), max(0, (img.width - pre.width) // 2)
+            img = img.crop((left, top, left + pre.width, top + pre.height))
+        elif img.size != (pre.width, pre.height):
+            img = img.resize((pre.width, pre.height), resample)
+        arr = np.asarray(img, dtype=np.float32) * (pre.max_value / 255.0)
+        return arr.reshape(pre.height, pre.width, pre.channels)
 
     def _pixels(self, i: int, inst: Any) -> np.ndarray:
         h, w, c = self.pre.height, self.pre.width, self.pre.channels
@@ -82,6 +100,10 @@ class ImagePreprocessor:
             if isinstance(inst, dict) and isinstance(inst.get("b64"), str):  # TF Serving's binary convention
                 inst = inst["b64"]
             images.append(self._decode(i, inst) if isinstance(inst, str) else self._pixels(i, inst))
+        return self.tensors(images)
+
+    def tensors(self, images: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """[height, width, channels] pixel arrays -> the normalised input tensor."""
         batch = np.stack(images)  # N, H, W, C
         batch = (batch * self.pre.scale - self.mean) / self.std
         if self.pre.layout == "NCHW":

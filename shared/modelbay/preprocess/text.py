@@ -16,6 +16,25 @@ from . import instance_error
 PAD_TOKENS = ("[PAD]", "<pad>", "<|pad|>", "[pad]")
 
 
+class Encoded(dict[str, np.ndarray]):
+    """The input tensors, carrying the tokenizer's encodings and texts for postprocessing that maps tokens back
+    to characters (a tagger's spans); onnxruntime and the signature check see a plain dict."""
+
+    encodings: list[Any]
+    texts: list[Any]
+
+
+def pad_token(tok: Any) -> tuple[int, str]:
+    """The tokenizer's own padding token, else the first known pad token it has, else id 0."""
+    if tok.padding:  # the tokenizer's own choice wins
+        return tok.padding["pad_id"], tok.padding["pad_token"]
+    for t in PAD_TOKENS:
+        i = tok.token_to_id(t)
+        if i is not None:
+            return i, t
+    return 0, tok.id_to_token(0) or "[PAD]"
+
+
 class TextPreprocessor:
     def __init__(self, pre: TextPreprocessing, tokenizer_path: Path, specs: dict[str, TensorSpec]) -> None:
         from tokenizers import Tokenizer
@@ -25,9 +44,9 @@ class TextPreprocessor:
         except Exception as e:
             raise BadRequest(f"cannot read the tokenizer {pre.tokenizer!r}: {library_message(e, 200)}") from None
         tok.enable_truncation(max_length=pre.max_length)
-        pad_id, pad_token = self._pad(tok)
+        pad_id, pad = pad_token(tok)
         # no length: pad to the longest sequence of each batch, once per request
-        tok.enable_padding(pad_id=pad_id, pad_token=pad_token)
+        tok.enable_padding(pad_id=pad_id, pad_token=pad)
         self.tokenizer = tok
         self.pre = pre
         self.names = {
@@ -36,16 +55,6 @@ class TextPreprocessor:
             "types": pre.token_type_ids if pre.token_type_ids in specs else None,
         }
         self.dtypes = {k: numpy_dtype(specs[n].dtype) for k, n in self.names.items() if n}
-
-    @staticmethod
-    def _pad(tok) -> tuple[int, str]:
-        if tok.padding:  # the tokenizer's own choice wins
-            return tok.padding["pad_id"], tok.padding["pad_token"]
-        for t in PAD_TOKENS:
-            i = tok.token_to_id(t)
-            if i is not None:
-                return i, t
-        return 0, tok.id_to_token(0) or "[PAD]"
 
     def _texts(self, instances: list[Any]) -> list[str | tuple[str, str]]:
         out: list[str | tuple[str, str]] = []
@@ -62,9 +71,11 @@ class TextPreprocessor:
         return out
 
     def __call__(self, instances: list[Any]) -> dict[str, np.ndarray]:
-        encodings = self.tokenizer.encode_batch(self._texts(instances))
+        texts = self._texts(instances)
+        encodings = self.tokenizer.encode_batch(texts)
         mask, types = self.names["mask"], self.names["types"]
-        feeds = {self.pre.input_ids: np.array([e.ids for e in encodings], dtype=self.dtypes["ids"])}
+        feeds = Encoded({self.pre.input_ids: np.array([e.ids for e in encodings], dtype=self.dtypes["ids"])})
+        feeds.encodings, feeds.texts = encodings, texts
         if mask:
             feeds[mask] = np.array([e.attention_mask for e in encodings], dtype=self.dtypes["mask"])
         if types:

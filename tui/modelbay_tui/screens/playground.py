@@ -190,7 +190,8 @@ class PlaygroundScreen(BaseScreen):
             t0 = time.perf_counter()
             p = self.client.predict(self.model, ref, instances)
             total = (time.perf_counter() - t0) * 1000
-            return {"model": p.model, "version": p.version, "predictions": p.predictions}, total, p.server_timing
+            body = {"model": p.model, "version": p.version, "predictions": p.predictions, "instances": instances}
+            return body, total, p.server_timing
 
         self.query_one("#pg-latency", Static).update("sending…")
         self.api(call, then=self._result, group="pg-send", exclusive=True, failed=lambda e: self._failed(e))
@@ -202,9 +203,13 @@ class PlaygroundScreen(BaseScreen):
 
     def _result(self, res) -> None:
         body, total, phases = res
-        preds = body["predictions"]
+        preds = body.pop("predictions")
+        instances = body.pop("instances")
+        body["predictions"] = preds
         if preds and all(_is_vector(p) for p in preds):  # an embedding: 384 lines of JSON help nobody
             self.query_one("#pg-result", Static).update(vectors_summary(body))
+        elif preds and all(_is_spans(p) for p in preds) and all(isinstance(t, str) for t in instances):
+            self.query_one("#pg-result", Static).update(spans_text(instances, preds))
         else:
             self.query_one("#pg-result", Static).update(JSON(json.dumps(body)[:20000]))
         short = {"preprocess": "pre", "inference": "infer", "postprocess": "post", "total": "server"}
@@ -219,6 +224,32 @@ VECTOR_MIN = 16  # a list of more numbers than this is a vector to summarise, no
 
 def _is_vector(p: Any) -> bool:
     return isinstance(p, list) and len(p) > VECTOR_MIN and all(isinstance(v, (int, float)) for v in p)
+
+
+def _is_spans(p: Any) -> bool:
+    return isinstance(p, list) and all(isinstance(s, dict) and {"entity", "start", "end"} <= set(s) for s in p)
+
+
+SPAN_STYLES = ["bold black on yellow", "bold black on cyan", "bold black on green", "bold black on magenta"]
+
+
+def spans_text(texts: list[str], predictions: list[list[dict[str, Any]]]) -> Text:
+    """A tagger's answer: each text with its entity spans highlighted, then the spans with their scores."""
+    out = Text()
+    styles: dict[str, str] = {}
+    for text, spans in zip(texts, predictions):
+        line = Text(text)
+        for s in spans:
+            style = styles.setdefault(str(s["entity"]), SPAN_STYLES[len(styles) % len(SPAN_STYLES)])
+            line.stylize(style, int(s["start"]), int(s["end"]))
+        out.append_text(line)
+        out.append("\n")
+        for s in spans:
+            out.append(f"  {text[s['start'] : s['end']]!r} ", style=styles[str(s["entity"])])
+            out.append(f" {s['entity']} {float(s.get('score', 0.0)):.3f}  [{s['start']}:{s['end']}]\n")
+        if not spans:
+            out.append("  (no entities)\n", style="dim")
+    return out
 
 
 def vectors_summary(body: dict[str, Any]) -> Text:

@@ -29,7 +29,13 @@ from .base import BaseScreen
 MODEL_SUFFIXES = (".onnx", ".pt2", ".pt", ".pth", ".ts", ".torchscript", ".jit", ".pkl", ".pickle", ".joblib")
 # a placeholder must be something the program itself accepts (tests parse it)
 SPEC_PLACEHOLDER = "x:float32:[batch,4]"
-TASKS = [("task: auto", ""), ("classifier", "classifier"), ("embedder", "embedder"), ("raw", "raw")]
+TASKS = [
+    ("task: auto", ""),
+    ("classifier", "classifier"),
+    ("embedder", "embedder"),
+    ("tagger", "tagger"),
+    ("raw", "raw"),
+]
 MARKS = {
     Status.DONE: "[green]✓[/]",
     Status.RUNNING: "[yellow]…[/]",
@@ -117,9 +123,8 @@ class UploadScreen(BaseScreen):
         if not self.allowed(path):
             return
         self.file = path
-        self.query_one("#up-file", Label).update(
-            f"file: [b]{escape(self.file.name)}[/] ({fmt.size(self.file.stat().st_size)})"
-        )
+        what = "Hugging Face folder" if path.is_dir() else fmt.size(self.file.stat().st_size)
+        self.query_one("#up-file", Label).update(f"file: [b]{escape(self.file.name)}[/] ({what})")
         name = self.query_one("#up-name", Input)
         if not name.value:
             stem = "".join(c if c.isalnum() or c in "-_." else "-" for c in self.file.stem.lower()).strip("-.")
@@ -136,7 +141,9 @@ class UploadScreen(BaseScreen):
         path = path if path.is_absolute() else (self.root / path if self.app.confine_uploads else Path.cwd() / path)
         if not self.allowed(path):
             return
-        if path.is_dir():  # the tree moves there: its models can be picked
+        if path.is_dir() and (path / "config.json").is_file():  # a save_pretrained folder is the model itself
+            self.choose(path)
+        elif path.is_dir():  # the tree moves there: its models can be picked
             self.query_one("#up-tree", ModelTree).path = path
             self.query_one("#up-tree", ModelTree).focus()
         elif path.is_file():
@@ -195,8 +202,9 @@ class UploadScreen(BaseScreen):
         calibration, ok2 = self._path("#up-calib", "calibration data")
         if not (ok and ok2):
             return
+        folder_options: dict[str, Any] = {"folder_task": task} if self.file.is_dir() else {}
         try:
-            metadata = user_metadata(task=task, labels=labels)
+            metadata = user_metadata(task=None if folder_options else task, labels=labels)
         except ModelbayError as e:
             self.notify(e.message, severity="error")
             return
@@ -220,6 +228,7 @@ class UploadScreen(BaseScreen):
                 state_dict=file if factory else None,
                 input_spec=spec,
                 events=lambda e: app.call_from_thread(self.on_stage, e),
+                **folder_options,
             )
 
         self.api(job, then=self._done, failed=self._failed, group="upload", exclusive=True)

