@@ -37,7 +37,7 @@ from modelbay.convert.spec import parse_input_spec, sample_inputs
 from modelbay.errors import BadRequest, InvalidModel
 from modelbay.manifest import QuantizationInfo, TensorSpec, VersionMetadata
 
-QuantizeMode = Literal["dynamic", "static", "auto", "none"]
+QuantizeMode = Literal["dynamic", "static", "auto", "none", "int4"]
 Progress = Callable[[str, float | None], None]
 
 
@@ -562,6 +562,26 @@ def push(
             raise
     with tempfile.TemporaryDirectory(prefix="modelbay-push-") as work:
         try:
+            if isinstance(model, (str, Path)) and Path(model).is_dir():
+                # a Hugging Face folder of a decoder LM: exported with its KV cache, gated on generation
+                from .generation import is_causal_lm, prepare_causal_lm
+
+                if not is_causal_lm(model):
+                    raise BadRequest(f"{model}: a folder, but not one of a causal language model")
+                prepared = prepare_causal_lm(
+                    model,
+                    name=name,
+                    workdir=work,
+                    quantize_mode=mode,
+                    metadata=metadata,
+                    target=prepare_options.get("target", "arm64"),
+                    progress=progress,
+                    events=events,
+                )
+                manifests = publish(
+                    prepared, client=client, aliases=aliases, with_fp32_twin=with_fp32_twin, events=events
+                )
+                return PushResult(manifests, prepared.gate)
             prepared = prepare(
                 model,
                 name=name,

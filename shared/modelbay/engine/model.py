@@ -29,6 +29,7 @@ class LoadedModel:
     fetch_ms: float = 0.0  # download + verify, 0 when the disk cache had it
     load_ms: float = 0.0  # session build + pre/postprocessor setup
     timeout_s: float | None = None  # per session.run; None: no limit beyond the function's own
+    extras: dict[str, Any] = field(default_factory=dict)  # what other services build once per load
 
     def __post_init__(self) -> None:
         self.output_names = [o.name for o in self.manifest.outputs]

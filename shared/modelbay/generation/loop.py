@@ -65,6 +65,22 @@ class Run:
         eos = set(self.eos)
         pad = self.decoder.spec.pad_token_id
         t0 = time.perf_counter()
+        try:
+            yield from self._steps(streams, rngs, done, limit, eos, pad, t0)
+        finally:
+            self.decode_ms = (time.perf_counter() - t0) * 1000
+
+    def _steps(
+        self,
+        streams: list[TextStream],
+        rngs: list[np.random.Generator],
+        done: list[bool],
+        limit: int | None,
+        eos: set[int],
+        pad: int | None,
+        t0: float,
+    ) -> Iterator[list[Piece]]:
+        n = len(self.prompts)
         logits, cache = self.decoder.prefill(self.prompts, pad if pad is not None else 0, self.run_options)
         while True:
             pieces: list[Piece] = []
@@ -101,7 +117,6 @@ class Run:
             if all(done) or self.cancelled():
                 break
             logits, cache = self.decoder.step(chosen, cache, self.run_options)
-        self.decode_ms = (time.perf_counter() - t0) * 1000
 
     @property
     def tokens_per_second(self) -> float:
