@@ -45,8 +45,16 @@ def tiny_lm(folder: Path, arch: str = "gpt2", seed: int = 0) -> Path:
     torch.manual_seed(seed)
     if arch == "gpt2":
         model = GPT2LMHeadModel(
-            GPT2Config(n_layer=2, n_head=4, n_embd=64, vocab_size=vocab, n_positions=128, bos_token_id=0,
-                       eos_token_id=0, initializer_range=0.2)
+            GPT2Config(
+                n_layer=2,
+                n_head=4,
+                n_embd=64,
+                vocab_size=vocab,
+                n_positions=128,
+                bos_token_id=0,
+                eos_token_id=0,
+                initializer_range=0.2,
+            )
         )
     else:
         model = LlamaForCausalLM(

@@ -47,7 +47,7 @@ def served(built, tmp_path_factory):
     key = KeyStore(store).create("default", SCOPES, name="tests", root=True)[1]
     app = create_app(settings, store=store)
     with running(app) as url, Client(url, key) as client:
-        for arch, (_, prepared) in built.items():
+        for _, prepared in built.values():
             publish(prepared, client=client, aliases=["production"])
         yield url, key, app
 
@@ -92,7 +92,7 @@ def test_strict_gate_report_names_every_failure(built):
 
 
 def test_fp32_gate_of_itself_passes(built):
-    folder, prepared = built["llama"]
+    _, prepared = built["llama"]
     from tokenizers import Tokenizer
 
     spec = prepared.metadata.generation
@@ -123,7 +123,9 @@ def test_openai_client_chat_stream_uses_the_chat_template(served):
     client = _openai(served)
     messages = [{"role": "user", "content": "What is the capital of France?"}]
     full = client.chat.completions.create(model="llama@1", messages=messages, max_tokens=10, temperature=0)
-    chunks = list(client.chat.completions.create(model="llama", messages=messages, max_tokens=10, temperature=0, stream=True))
+    chunks = list(
+        client.chat.completions.create(model="llama", messages=messages, max_tokens=10, temperature=0, stream=True)
+    )
     assert chunks[0].choices[0].delta.role == "assistant"
     streamed = "".join(c.choices[0].delta.content or "" for c in chunks)
     assert streamed == full.choices[0].message.content
@@ -168,7 +170,11 @@ def test_limits_answer_4xx_json(served):
         r = httpx.post(f"{url}/openai/v1/completions", json=body, headers=h)
         assert r.status_code == status, (body, r.text)
         assert r.json()["error"] and "Traceback" not in r.text
-    r = httpx.post(f"{url}/openai/v1/chat/completions", json={"model": "gpt2", "messages": [{"role": "user", "content": "hi"}]}, headers=h)
+    r = httpx.post(
+        f"{url}/openai/v1/chat/completions",
+        json={"model": "gpt2", "messages": [{"role": "user", "content": "hi"}]},
+        headers=h,
+    )
     assert r.status_code == 400 and "chat template" in r.json()["error"]
     r = httpx.post(f"{url}/openai/v1/completions", json={"model": "gpt2", "prompt": "hi"})
     assert r.status_code == 401

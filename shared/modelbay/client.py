@@ -304,6 +304,50 @@ class Client:
             self._timing(r.headers.get("server-timing")),
         )
 
+    def generate(
+        self,
+        model: str,
+        prompt: str | None = None,
+        *,
+        messages: Sequence[Mapping[str, str]] | None = None,
+        **sampling: Any,
+    ) -> Iterator[TextPiece]:
+        """Stream generated text from the OpenAI-compatible endpoints: ``prompt`` (completions) or ``messages``
+        (chat, with the model's template). ``model`` is NAME, NAME:ALIAS or NAME@VERSION; ``sampling`` takes
+        max_tokens, temperature, top_p, top_k, repetition_penalty, seed, stop. The last piece has the finish."""
+        import json
+
+        chat = messages is not None
+        body: dict[str, Any] = {"model": model, "stream": True, **{k: v for k, v in sampling.items() if v is not None}}
+        if chat:
+            body["messages"] = [dict(m) for m in messages or []]
+        else:
+            body["prompt"] = prompt
+        path = "/openai/v1/chat/completions" if chat else "/openai/v1/completions"
+        try:
+            with self.http.stream(
+                "POST", path, json=body, timeout=httpx.Timeout(self.http.timeout.connect, read=None)
+            ) as r:
+                if r.status_code >= 400:
+                    r.read()
+                    try:
+                        err = r.json()
+                    except ValueError:
+                        err = {"error": r.text[:500]}
+                    raise ApiError(r.status_code, err if isinstance(err, dict) else {"error": str(err)})
+                version = int(r.headers.get("x-model-version", 0))
+                for line in r.iter_lines():
+                    if not line.startswith("data: ") or line == "data: [DONE]":
+                        continue
+                    event = json.loads(line[6:])
+                    if "error" in event:
+                        raise ApiError(500, event["error"] if isinstance(event["error"], dict) else event)
+                    choice = event["choices"][0]
+                    text = (choice.get("delta") or {}).get("content") if chat else choice.get("text")
+                    yield TextPiece(text or "", choice.get("finish_reason"), version)
+        except httpx.TransportError as e:
+            raise ApiError(503, {"error": f"cannot reach {self.url}: {e}", "code": "unreachable"}) from None
+
     def infer(
         self,
         name: str,
@@ -357,6 +401,15 @@ class Client:
         if ref is not None:
             body["ref"] = str(ref)
         return FeedbackResult.model_validate(self._json("POST", f"/registry/models/{name}/feedback", json=body))
+
+
+@dataclass
+class TextPiece:
+    """A piece of streamed text; ``finish`` ("stop", "length") on the last one."""
+
+    text: str
+    finish: str | None
+    version: int
 
 
 @dataclass

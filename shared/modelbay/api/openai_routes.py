@@ -21,7 +21,6 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.concurrency import run_in_threadpool
 
 from ..errors import BadRequest
 from ..generation.loop import Piece
@@ -107,7 +106,9 @@ async def _pieces(request: Request, gen: Generation) -> AsyncIterator[list[Piece
         gen.close()
 
 
-def _stream(request: Request, gen: Generation, chunks: Callable[[list[Piece]], list[Any]], first: list[Any]) -> Response:
+def _stream(
+    request: Request, gen: Generation, chunks: Callable[[list[Piece]], list[Any]], first: list[Any]
+) -> Response:
     async def body() -> AsyncIterator[bytes]:
         for c in first:
             yield _sse(c)
@@ -130,7 +131,11 @@ def _headers(gen: Generation) -> dict[str, str]:
 
 def _usage(gen: Generation) -> dict[str, int]:
     done = sum(gen.run.completion_tokens)
-    return {"prompt_tokens": gen.run.prompt_tokens, "completion_tokens": done, "total_tokens": gen.run.prompt_tokens + done}
+    return {
+        "prompt_tokens": gen.run.prompt_tokens,
+        "completion_tokens": done,
+        "total_tokens": gen.run.prompt_tokens + done,
+    }
 
 
 async def _complete(request: Request, gen: Generation) -> list[str]:
@@ -202,7 +207,9 @@ async def chat_completions(body: ChatRequest, request: Request) -> Response:
             "object": "chat.completion",
             "created": created,
             "model": body.model,
-            "choices": [{"index": 0, "message": message, "finish_reason": gen.finish.get(0, "length"), "logprobs": None}],
+            "choices": [
+                {"index": 0, "message": message, "finish_reason": gen.finish.get(0, "length"), "logprobs": None}
+            ],
             "usage": _usage(gen),
         },
         headers=_headers(gen),

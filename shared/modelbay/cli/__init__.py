@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import typer
 
-from . import admin, examples, metrics, models, predict, push, serve
+from . import admin, examples, generate, metrics, models, predict, push, serve
 from .base import App, Ctx
 
 app = App(
     help="modelbay: versioned ONNX models, quantized and served. Every command takes --url, --api-key and "
     "--json, before or after its name."
 )
-for group in (serve, models, push, predict, metrics, admin, examples):
+for group in (serve, models, push, predict, generate, metrics, admin, examples):
     app.add_typer(group.app)
 
 

@@ -238,7 +238,9 @@ def export(model: Any, spec: GenerationSpec, out: Path) -> None:
                 verbose=False,
             )
         except Exception as e:
-            raise InvalidModel(f"exporting {spec.architecture} to ONNX failed: {str(e).splitlines()[0][:300]}") from None
+            raise InvalidModel(
+                f"exporting {spec.architecture} to ONNX failed: {str(e).splitlines()[0][:300]}"
+            ) from None
     if prog is None:
         raise InvalidModel("torch.onnx.export returned no ONNX program")
     prog.save(str(out), external_data=False)
@@ -468,7 +470,12 @@ def quantize_lm(fp32: Path, out: Path, kind: str, target: str = "arm64") -> dict
         from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
         q = MatMulNBitsQuantizer(
-            onnx.load(str(fp32)), bits=4, block_size=32, is_symmetric=True, accuracy_level=4, op_types_to_quantize=("MatMul",)
+            onnx.load(str(fp32)),
+            bits=4,
+            block_size=32,
+            is_symmetric=True,
+            accuracy_level=4,
+            op_types_to_quantize=("MatMul",),
         )
         q.process()
     q.model.save_model_to_file(str(out), use_external_data_format=False)
@@ -564,7 +571,9 @@ def _prepare(
         report = gate.check(out, kind)
         reports.append(report)
         if report.passed:
-            meta.quantization = QuantizationInfo(**{k: v for k, v in qinfo.items() if k in QuantizationInfo.model_fields})
+            meta.quantization = QuantizationInfo(
+                **{k: v for k, v in qinfo.items() if k in QuantizationInfo.model_fields}
+            )
             meta.metrics["gate"] = report.as_dict()
             if len(reports) > 1:
                 meta.metrics["gate_refused"] = [r.as_dict() for r in reports[:-1]]
@@ -576,4 +585,3 @@ def _prepare(
         gate=reports[-1].as_dict(),
         tried={r.extra["variant"]: r.int8 for r in reports},
     )
-

@@ -144,7 +144,9 @@ class GenerationService:
         defaults = spec.defaults if spec is not None else {}
         texts = self._texts(ask, loaded, spec)
         if len(texts) > limits.max_prompts:
-            raise TooLarge(f"{len(texts)} prompts; the limit is {limits.max_prompts} per request", limit=limits.max_prompts)
+            raise TooLarge(
+                f"{len(texts)} prompts; the limit is {limits.max_prompts} per request", limit=limits.max_prompts
+            )
         rows = [list(loaded.tokenizer.encode(t, add_special_tokens=ask.messages is None).ids) for t in texts]
         for i, r in enumerate(rows):
             if not r:
@@ -196,7 +198,11 @@ class GenerationService:
             if not ask.messages:
                 raise BadRequest("messages is empty", field="messages")
             for m in ask.messages:
-                if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+                if (
+                    not isinstance(m, dict)
+                    or not isinstance(m.get("role"), str)
+                    or not isinstance(m.get("content"), str)
+                ):
                     raise BadRequest("each message needs a role and a string content", field="messages")
             return [render_chat(loaded.chat_template, ask.messages, spec.bos_token, spec.eos_token)]
         prompts = ask.prompts or []
@@ -208,10 +214,14 @@ class GenerationService:
     def _sampling(ask: Ask, defaults: dict[str, Any]) -> Sampling:
         # the publisher's generation_config applies where the request is silent; do_sample false means greedy
         greedy_default = not defaults.get("do_sample", False)
-        temperature = _number(ask.temperature, 0.0 if greedy_default else float(defaults.get("temperature", 1.0)), 0, 2, "temperature")
+        temperature = _number(
+            ask.temperature, 0.0 if greedy_default else float(defaults.get("temperature", 1.0)), 0, 2, "temperature"
+        )
         top_p = _number(ask.top_p, float(defaults.get("top_p", 1.0)), 0.0, 1.0, "top_p")
         top_k = _number(ask.top_k, float(defaults.get("top_k", 0) if not greedy_default else 0), 0, 1000, "top_k")
-        penalty = _number(ask.repetition_penalty, float(defaults.get("repetition_penalty", 1.0)), 0.01, 10, "repetition_penalty")
+        penalty = _number(
+            ask.repetition_penalty, float(defaults.get("repetition_penalty", 1.0)), 0.01, 10, "repetition_penalty"
+        )
         if ask.seed is not None and (isinstance(ask.seed, bool) or not isinstance(ask.seed, int) or ask.seed < 0):
             raise BadRequest("seed must be a non-negative integer", field="seed")
         if top_p <= 0.0:

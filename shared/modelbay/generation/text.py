@@ -68,9 +68,7 @@ def _compiled(source: str) -> Any:
     return env.from_string(source)
 
 
-def render_chat(
-    template_file: Path | None, messages: list[dict[str, Any]], bos: str | None, eos: str | None
-) -> str:
+def render_chat(template_file: Path | None, messages: list[dict[str, Any]], bos: str | None, eos: str | None) -> str:
     """The prompt for ``messages`` by the model's chat template (with the assistant's turn opened)."""
     if template_file is None:
         raise BadRequest("this model has no chat template: use the completions endpoint")

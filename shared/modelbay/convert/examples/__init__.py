@@ -4,6 +4,7 @@
 * ``digits``: a small CNN on sklearn's handwritten digits (static QDQ int8)
 * ``mlp``: nn.Sequential from ``module:factory`` + state_dict (dynamic int8)
 * ``pii``: TF-IDF + linear SVM flagging sensitive text (skl2onnx)
+* ``smollm2``: SmolLM2-135M-Instruct text generation (KV cache, int4/int8 behind the generation gate)
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from modelbay.errors import BadRequest, NotFound
 from modelbay.manifest import VersionMetadata
 from modelbay.settings import Settings
 
-NAMES = ("mlp", "digits", "pii", "minilm")
+NAMES = ("mlp", "digits", "pii", "minilm", "smollm2")
 RESULT_FILE = "result.json"
 
 
