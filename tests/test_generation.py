@@ -229,3 +229,24 @@ def test_kserve_generate_extension(served):
             if line.startswith("data: ") and line != "data: [DONE]":
                 events.append(json.loads(line[6:]))
     assert "".join(e["text_output"] for e in events) == r.json()["text_output"]
+
+
+def test_cli_generate_streams_and_chat_keeps_the_conversation(served):
+    from typer.testing import CliRunner
+
+    from modelbay.cli import app as cli
+
+    url, key, _ = served
+    client = _openai(served)
+    want = client.completions.create(model="gpt2", prompt="Once upon", max_tokens=8, temperature=0).choices[0].text
+    runner = CliRunner()
+    base = ["--url", url, "--api-key", key]
+    r = runner.invoke(cli, [*base, "generate", "gpt2", "Once upon", "--max-tokens", "8", "--temperature", "0"])
+    assert r.exit_code == 0, r.output
+    assert want in r.stdout and "tokens/s" in r.output
+    r = runner.invoke(cli, [*base, "--json", "generate", "gpt2", "Once upon", "-m", "8", "-T", "0"])
+    assert json.loads(r.stdout)["text"] == want
+    r = runner.invoke(cli, [*base, "chat", "llama", "-m", "4", "-T", "0"], input="hello\nand again\n\n")
+    assert r.exit_code == 0 and r.stdout.count("llama> ") == 2, r.output
+    r = runner.invoke(cli, [*base, "generate", "nope", "x"])
+    assert r.exit_code == 2 and "nope" in r.output

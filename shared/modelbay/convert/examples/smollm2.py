@@ -54,7 +54,16 @@ def hf_folder(root: Path, progress=None) -> Path:
         tmp = cache.staging(Path(root))
         where, name = str(gguf.parent), gguf.name
         tokenizer = AutoTokenizer.from_pretrained(where, gguf_file=name)
-        model = AutoModelForCausalLM.from_pretrained(where, gguf_file=name, dtype=torch.float32)
+        read = AutoModelForCausalLM.from_pretrained(where, gguf_file=name, dtype=torch.float32)
+        # the weights are dequantized fp32 now, but the model still says "gguf" and refuses to be saved:
+        # the same weights in a model built from the config without that mark
+        config = read.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        model.load_state_dict(read.state_dict())
+        model.generation_config = read.generation_config
+        del read
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         del model
