@@ -42,7 +42,7 @@ def served(built, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("lm-serve")
     store = LocalStore(root / "store")
-    limits = Limits(max_new_tokens=64, max_prompt_tokens=100, max_prompts=4, max_concurrent_generations=2)
+    limits = Limits(max_new_tokens=64, max_prompt_tokens=400, max_prompts=4, max_concurrent_generations=2)
     settings = Settings(store_url=store.url, cache_dir=root / "cache", auth=True, limits=limits)
     key = KeyStore(store).create("default", SCOPES, name="tests", root=True)[1]
     app = create_app(settings, store=store)
@@ -159,7 +159,7 @@ def test_limits_answer_4xx_json(served):
     h = {"Authorization": f"Bearer {key}"}
     cases = [
         ({"model": "gpt2", "prompt": "hi", "max_tokens": 65}, 413),  # over max_new_tokens
-        ({"model": "gpt2", "prompt": "word " * 300}, 413),  # over max_prompt_tokens
+        ({"model": "gpt2", "prompt": "xq" * 1000}, 413),  # over max_prompt_tokens
         ({"model": "gpt2", "prompt": ["a"] * 5}, 413),  # over max_prompts
         ({"model": "gpt2", "prompt": "hi", "temperature": 5}, 400),
         ({"model": "gpt2", "prompt": 3}, 400),
@@ -250,3 +250,40 @@ def test_cli_generate_streams_and_chat_keeps_the_conversation(served):
     assert r.exit_code == 0 and r.stdout.count("llama> ") == 2, r.output
     r = runner.invoke(cli, [*base, "generate", "nope", "x"])
     assert r.exit_code == 2 and "nope" in r.output
+
+
+def test_tui_playground_chat_streams_and_keeps_the_conversation(served, tmp_path):
+    import asyncio
+
+    from textual.widgets import Input, Static
+
+    from modelbay.auth import credentials
+    from modelbay_tui.app import ModelbayApp
+    from tests.pilot import until
+
+    url, key, _ = served
+    credentials.save_key([url], key)
+    want = _openai(served).chat.completions.create(model="llama", messages=[{"role": "user", "content": "hello"}])
+    app = ModelbayApp(url=url, profiles_path=tmp_path / "profiles.json", upload_root=tmp_path, health_every=0.2)
+
+    async def script(pilot):
+        await until(pilot, lambda: app.screen.query_one("#models").row_count == 2)
+        app.open_playground("llama")
+        await until(pilot, lambda: type(app.screen).__name__ == "PlaygroundScreen" and app.screen.kind == "chat")
+        screen = app.screen
+        screen.query_one("#pg-text", Input).value = "hello"
+        await pilot.press("enter")
+        await until(pilot, lambda: "tokens/s" in str(screen.query_one("#pg-latency", Static).render()), 30)
+        assert screen.messages[-1] == {"role": "assistant", "content": want.choices[0].message.content}
+        assert "user: hello" in str(screen.query_one("#pg-result", Static).render())
+        # the second turn carries the first
+        screen.query_one("#pg-text", Input).value = "and again"
+        await pilot.press("enter")
+        await until(pilot, lambda: len(screen.messages) == 4, 30)
+        assert app.ui_errors == []
+
+    async def main():
+        async with app.run_test(size=(100, 30)) as pilot:
+            await script(pilot)
+
+    asyncio.run(main())

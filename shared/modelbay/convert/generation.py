@@ -309,8 +309,11 @@ def _matmul_form(path: Path) -> None:
 def decoder_for(path: Path, spec: GenerationSpec) -> Decoder:
     import onnxruntime as ort
 
+    from ..cpu_features import exact_int8
+
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
+    exact_int8(opts)  # as the engine serves it: int8 products exact on CPUs whose kernels saturate
     return Decoder(ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"]), spec)
 
 
@@ -473,13 +476,17 @@ def quantize_lm(fp32: Path, out: Path, kind: str, target: str = "arm64") -> dict
             onnx.load(str(fp32)),
             bits=4,
             block_size=32,
-            is_symmetric=True,
-            accuracy_level=4,
+            is_symmetric=False,
+            accuracy_level=0,
             op_types_to_quantize=("MatMul",),
         )
         q.process()
     q.model.save_model_to_file(str(out), use_external_data_format=False)
-    return {"method": "int4", "weight_type": "int4 blocks of 32 (MatMulNBits)", "extra": {"accuracy_level": 4}}
+    return {
+        "method": "int4",
+        "weight_type": "int4 blocks of 32, asymmetric (MatMulNBits)",
+        "extra": {"accuracy_level": 0},
+    }
 
 
 def prepare_causal_lm(
@@ -492,17 +499,21 @@ def prepare_causal_lm(
     thresholds: GenerationThresholds | None = None,
     held_out: Sequence[str] = HELD_OUT,
     target: str = "arm64",
+    fallback_fp32: bool = False,
     progress: Progress | None = None,
     events: Events | None = None,
 ) -> Prepared:
     """The folder -> fp32 ONNX with KV cache (verified) -> int8/int4 behind the generation gate -> metadata.
 
     ``quantize_mode``: "none", "dynamic"/"int8", "int4", or "auto" (int4, and int8 if int4 fails the gate).
-    Raises GateFailed (422, with the numbers) when no asked variant passes.
+    Raises GateFailed (422, with the numbers) when no asked variant passes, unless ``fallback_fp32`` (the demo):
+    then the fp32 model is kept, its metadata holding the refused numbers.
     """
     rep = Reporter(events, progress)
     try:
-        return _prepare(Path(folder), name, Path(workdir), quantize_mode, metadata, thresholds, held_out, target, rep)
+        return _prepare(
+            Path(folder), name, Path(workdir), quantize_mode, metadata, thresholds, held_out, target, fallback_fp32, rep
+        )
     except BaseException:
         rep.fail()
         raise
@@ -517,6 +528,7 @@ def _prepare(
     thresholds: GenerationThresholds | None,
     held_out: Sequence[str],
     target: str,
+    fallback_fp32: bool,
     rep: Reporter,
 ) -> Prepared:
     kinds = {"none": [], "dynamic": ["int8"], "int8": ["int8"], "int4": ["int4"], "auto": ["int4", "int8"]}
@@ -580,6 +592,10 @@ def _prepare(
             rep.done(Stage.GATE, f"{kind} passed")
             return Prepared(name, fp32, out, meta, fp32_meta, side, report, None)
     failures = [f for r in reports for f in r.failures]
+    if fallback_fp32:
+        fp32_meta.metrics["gate_refused"] = [r.as_dict() for r in reports]
+        rep.done(Stage.GATE, "no compressed variant passed: keeping fp32")
+        return Prepared(name, fp32, None, fp32_meta, fp32_meta, side, reports[-1], None)
     raise GateFailed(
         "quantized model refused by the accuracy gate: " + "; ".join(failures),
         gate=reports[-1].as_dict(),

@@ -132,6 +132,8 @@ class PlaygroundScreen(BaseScreen):
             else "text to continue, enter sends; tokens stream in (^e: an example)",
         }[self.kind]
         self.messages, self.reply = [], ""
+        placeholder = "a message" if self.kind == "chat" else "text to classify or embed"
+        self.query_one("#pg-text", Input).placeholder = placeholder
         self.query_one("#pg-hint", Static).update(escape(f"v{m.version} {hint}"))
         if self.kind == "grid" and isinstance(m.preprocessing, ImagePreprocessing):
             pre = m.preprocessing
@@ -229,7 +231,7 @@ class PlaygroundScreen(BaseScreen):
 
         def call() -> tuple[str, str | None, float]:
             first, n, finish = None, 0, None
-            for piece in self.client.generate(target, max_tokens=256, **ask):
+            for piece in self.client.generate(target, **ask):
                 if piece.text:
                     first = first or time.perf_counter()
                     n += 1
