@@ -287,3 +287,30 @@ def test_tui_playground_chat_streams_and_keeps_the_conversation(served, tmp_path
             await script(pilot)
 
     asyncio.run(main())
+
+
+def test_lambda_handler_answers_completions_buffered(served, monkeypatch, tmp_path):
+    """The inference function behind API Gateway's REST proxy: buffered answers, the stream in one body."""
+    from tests.apigw import event, invoke, load_function
+
+    _, key, app = served
+    ask = {"model": "gpt2", "prompt": "Once upon", "max_tokens": 6, "temperature": 0}
+    want = _openai(served).completions.create(**ask).choices[0].text
+    monkeypatch.setenv("MODELBAY_STORE", app.state.store.url)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("MODELBAY_MAX_NEW_TOKENS", "64")
+    handler = load_function("inference").handler
+    h = {"Authorization": f"Bearer {key}"}
+    status, _, body = invoke(handler, event("POST", "/openai/v1/completions", body=ask, headers=h))
+    assert status == 200, body
+    assert json.loads(body)["choices"][0]["text"] == want
+    status, headers, body = invoke(
+        handler, event("POST", "/openai/v1/completions", body={**ask, "stream": True}, headers=h)
+    )
+    assert status == 200 and headers["content-type"].startswith("text/event-stream")
+    events = [json.loads(x[6:]) for x in body.decode().split("\n\n") if x.startswith("data: {")]
+    assert "".join(e["choices"][0]["text"] for e in events) == want and body.endswith(b"data: [DONE]\n\n")
+    status, _, body = invoke(
+        handler, event("POST", "/openai/v1/completions", body={**ask, "max_tokens": 65}, headers=h)
+    )
+    assert status == 413 and json.loads(body)["code"] == "too_large"
