@@ -348,6 +348,22 @@ class Client:
         except httpx.TransportError as e:
             raise ApiError(503, {"error": f"cannot reach {self.url}: {e}", "code": "unreachable"}) from None
 
+    def stream_text(self, model: str, on_text: Callable[[str], None], **ask: Any) -> tuple[str, str | None, float]:
+        """``generate`` with each piece handed to ``on_text`` as it comes (the CLI and the TUI show it);
+        returns the whole text, the finish reason and the pieces per second after the first."""
+        import time
+
+        parts: list[str] = []
+        finish, first = None, None
+        for piece in self.generate(model, **ask):
+            if piece.text:
+                first = first or time.perf_counter()
+                parts.append(piece.text)
+                on_text(piece.text)
+            finish = piece.finish or finish
+        rate = (len(parts) - 1) / (time.perf_counter() - first) if first and len(parts) > 1 else 0.0
+        return "".join(parts), finish, rate
+
     def infer(
         self,
         name: str,

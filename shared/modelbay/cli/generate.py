@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
 from typing import Any
 
 import typer
@@ -23,18 +22,13 @@ def _sampling(
 
 
 def stream(client: Client, model: str, write: Any = None, **kw: Any) -> tuple[str, str | None, float]:
-    """Print pieces as they come; the whole text, the finish reason and tokens/s (pieces per second)."""
-    write = write or (lambda t: (sys.stdout.write(t), sys.stdout.flush()))
-    parts, finish, first, n = [], None, None, 0
-    for piece in client.generate(model, **kw):
-        if piece.text:
-            first = first or time.perf_counter()
-            n += 1
-            write(piece.text)
-            parts.append(piece.text)
-        finish = piece.finish or finish
-    rate = n / (time.perf_counter() - first) if first and n > 1 else 0.0
-    return "".join(parts), finish, rate
+    """Print pieces as they come; the whole text, the finish reason and tokens/s."""
+
+    def show(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    return client.stream_text(model, write or show, **kw)
 
 
 MaxTokens = typer.Option(None, "--max-tokens", "-m", help="Most tokens to generate [default: the server's cap].")

@@ -230,15 +230,7 @@ class PlaygroundScreen(BaseScreen):
         shown = self._transcript(text if not chat else None)
 
         def call() -> tuple[str, str | None, float]:
-            first, n, finish = None, 0, None
-            for piece in self.client.generate(target, **ask):
-                if piece.text:
-                    first = first or time.perf_counter()
-                    n += 1
-                    app.call_from_thread(self._piece, shown, piece.text)
-                finish = piece.finish or finish
-            rate = n / (time.perf_counter() - first) if first and n > 1 else 0.0
-            return self.reply, finish, rate
+            return self.client.stream_text(target, lambda text: app.call_from_thread(self._piece, shown, text), **ask)
 
         self.query_one("#pg-latency", Static).update("generating…")
         self.api(call, then=self._chat_done, group="pg-send", exclusive=True, failed=lambda e: self._failed(e))
