@@ -85,8 +85,13 @@ def run_modelbay(path: str, spec_json: str, tok_file: str, tokens: list[int], ba
             for _ in run:
                 pass
             out.append(
-                {"batch": b, "tokens": n, "ttft_ms": run.ttft_ms, "tokens_per_s": run.tokens_per_second,
-                 "session_load_s": load_s}
+                {
+                    "batch": b,
+                    "tokens": n,
+                    "ttft_ms": run.ttft_ms,
+                    "tokens_per_s": run.tokens_per_second,
+                    "session_load_s": load_s,
+                }
             )
     return out
 
@@ -96,8 +101,21 @@ def run_genai(folder: str, tokens: list[int], batches: list[int], threads: int) 
     import onnxruntime_genai as og
 
     work = Path(tempfile.mkdtemp(prefix="bench-genai-"))
-    cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", folder, "-o", str(work / "m"),
-           "-p", "int4", "-e", "cpu", "-c", str(work / "cache")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "onnxruntime_genai.models.builder",
+        "-i",
+        folder,
+        "-o",
+        str(work / "m"),
+        "-p",
+        "int4",
+        "-e",
+        "cpu",
+        "-c",
+        str(work / "cache"),
+    ]
     t0 = time.perf_counter()
     built = subprocess.run(cmd, capture_output=True, text=True)
     if built.returncode != 0:
@@ -120,8 +138,15 @@ def run_genai(folder: str, tokens: list[int], batches: list[int], threads: int) 
                 first = first or time.perf_counter()
                 count += 1
             dt = time.perf_counter() - t0
-            out.append({"batch": b, "tokens": count, "ttft_ms": ((first or t0) - t0) * 1000,
-                        "tokens_per_s": b * count / dt, "build_s": build_s})
+            out.append(
+                {
+                    "batch": b,
+                    "tokens": count,
+                    "ttft_ms": ((first or t0) - t0) * 1000,
+                    "tokens_per_s": b * count / dt,
+                    "build_s": build_s,
+                }
+            )
     return out
 
 
@@ -171,8 +196,16 @@ def main() -> None:
     results: dict[str, dict] = {}
     runs = {"pytorch fp32 (generate)": ["--one", "torch", "--folder", str(folder)]}
     for kind, path in files.items():
-        runs[f"modelbay {kind}"] = ["--one", "modelbay", "--path", str(path), "--spec", spec, "--tokenizer",
-                                    str(r.side_files["tokenizer.json"])]
+        runs[f"modelbay {kind}"] = [
+            "--one",
+            "modelbay",
+            "--path",
+            str(path),
+            "--spec",
+            spec,
+            "--tokenizer",
+            str(r.side_files["tokenizer.json"]),
+        ]
     runs["onnxruntime-genai int4"] = ["--one", "genai", "--folder", str(folder)]
     for label, extra in runs.items():
         print(f"running {label}...", file=sys.stderr)
@@ -187,8 +220,10 @@ def main() -> None:
             print(f"{label:26} {res['error']}")
             continue
         for row in res["rows"]:
-            print(f"{label:26} {row['batch']:>5} {row['tokens']:>6} {row['ttft_ms']:>9.1f} "
-                  f"{row['tokens_per_s']:>8.1f} {res['peak_rss_mb']:>12.0f}")
+            print(
+                f"{label:26} {row['batch']:>5} {row['tokens']:>6} {row['ttft_ms']:>9.1f} "
+                f"{row['tokens_per_s']:>8.1f} {res['peak_rss_mb']:>12.0f}"
+            )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 
