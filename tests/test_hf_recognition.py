@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -130,30 +131,23 @@ class _NoUploads:
         raise AssertionError("nothing is uploaded for a refused folder")
 
 
-def test_causal_lm_is_refused_naming_the_generation_path_until_it_exists(tmp_path):
-    root = _folder(tmp_path / "lm", "GPT2LMHeadModel")
-    with pytest.raises(ModelbayError) as e:
-        push(_NoUploads(), str(root), name="lm")
-    assert e.value.status == 422 and e.value.details["task"] == "text-generation"
-    assert "modelbay.convert.generation.push_folder" in e.value.message and "issue 14" in e.value.message
-
-
-def test_causal_lm_is_handed_to_the_generation_path(tmp_path, monkeypatch):
-    import sys
-    import types
+def test_causal_lm_folders_take_the_generation_path(tmp_path, monkeypatch):
+    """A decoder LM's folder is recognised before any torch work and handed to ``prepare_causal_lm`` (its real
+    export, verification and gate are tested in test_generation.py)."""
+    from modelbay.convert import generation
 
     seen = {}
-    module = types.ModuleType("modelbay.convert.generation")
 
-    def push_folder(client, folder, **kw):
-        seen.update(task=folder.task, name=kw["name"], aliases=kw["aliases"])
-        return "pushed"
+    def prepare_causal_lm(folder, **kw):
+        seen.update(folder=Path(folder).name, name=kw["name"], mode=kw["quantize_mode"])
+        raise ModelbayError("stop here")
 
-    module.push_folder = push_folder  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "modelbay.convert.generation", module)
-    root = _folder(tmp_path / "lm", "LlamaForCausalLM")
-    assert push(_NoUploads(), str(root), name="lm", aliases=["production"]) == "pushed"
-    assert seen == {"task": "text-generation", "name": "lm", "aliases": ["production"]}
+    monkeypatch.setattr(generation, "prepare_causal_lm", prepare_causal_lm)
+    for arch in ("GPT2LMHeadModel", "LlamaForCausalLM"):
+        root = _folder(tmp_path / arch, arch)
+        with pytest.raises(ModelbayError, match="stop here"):
+            push(_NoUploads(), str(root), name="lm", aliases=["production"])
+        assert seen == {"folder": arch, "name": "lm", "mode": "auto"}
 
 
 def test_cli_refusal_is_a_clear_error_with_exit_code_2(tmp_path):

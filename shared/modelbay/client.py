@@ -528,6 +528,66 @@ class Client:
             self._timing(r.headers.get("server-timing")),
         )
 
+    def generate(
+        self,
+        model: str,
+        prompt: str | None = None,
+        *,
+        messages: Sequence[Mapping[str, str]] | None = None,
+        **sampling: Any,
+    ) -> Iterator[TextPiece]:
+        """Stream generated text from the OpenAI-compatible endpoints: ``prompt`` (completions) or ``messages``
+        (chat, with the model's template). ``model`` is NAME, NAME:ALIAS or NAME@VERSION; ``sampling`` takes
+        max_tokens, temperature, top_p, top_k, repetition_penalty, seed, stop. The last piece has the finish."""
+        import json
+
+        chat = messages is not None
+        body: dict[str, Any] = {"model": model, "stream": True, **{k: v for k, v in sampling.items() if v is not None}}
+        if chat:
+            body["messages"] = [dict(m) for m in messages or []]
+        else:
+            body["prompt"] = prompt
+        path = "/openai/v1/chat/completions" if chat else "/openai/v1/completions"
+        try:
+            with self.http.stream(
+                "POST", path, json=body, timeout=httpx.Timeout(self.http.timeout.connect, read=None)
+            ) as r:
+                if r.status_code >= 400:
+                    r.read()
+                    try:
+                        err = r.json()
+                    except ValueError:
+                        err = {"error": r.text[:500]}
+                    raise ApiError(r.status_code, err if isinstance(err, dict) else {"error": str(err)})
+                version = int(r.headers.get("x-model-version", 0))
+                for line in r.iter_lines():
+                    if not line.startswith("data: ") or line == "data: [DONE]":
+                        continue
+                    event = json.loads(line[6:])
+                    if "error" in event:
+                        raise ApiError(500, event["error"] if isinstance(event["error"], dict) else event)
+                    choice = event["choices"][0]
+                    text = (choice.get("delta") or {}).get("content") if chat else choice.get("text")
+                    yield TextPiece(text or "", choice.get("finish_reason"), version)
+        except httpx.TransportError as e:
+            raise ApiError(503, {"error": f"cannot reach {self.url}: {e}", "code": "unreachable"}) from None
+
+    def stream_text(self, model: str, on_text: Callable[[str], None], **ask: Any) -> tuple[str, str | None, float]:
+        """``generate`` with each piece handed to ``on_text`` as it comes (the CLI and the TUI show it);
+        returns the whole text, the finish reason and the pieces per second after the first."""
+        import time
+
+        parts: list[str] = []
+        finish, first = None, None
+        for piece in self.generate(model, **ask):
+            if piece.text:
+                first = first or time.perf_counter()
+                parts.append(piece.text)
+                on_text(piece.text)
+            finish = piece.finish or finish
+        rate = (len(parts) - 1) / (time.perf_counter() - first) if first and len(parts) > 1 else 0.0
+        return "".join(parts), finish, rate
+
     def infer(
         self,
         name: str,
@@ -597,6 +657,15 @@ def _retry_after(r: httpx.Response) -> float | None:
         return min(BACKOFF_CAP, max(0.0, float(r.headers["Retry-After"])))
     except (KeyError, ValueError):
         return None
+
+
+@dataclass
+class TextPiece:
+    """A piece of streamed text; ``finish`` ("stop", "length") on the last one."""
+
+    text: str
+    finish: str | None
+    version: int
 
 
 @dataclass

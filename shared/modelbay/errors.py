@@ -118,6 +118,13 @@ class TooLarge(ModelbayError):
     code = "too_large"
 
 
+class Busy(ModelbayError):
+    """A bounded resource is fully in use right now; retrying later may succeed."""
+
+    status = 429
+    code = "busy"
+
+
 class IntegrityError(ModelbayError):
     """Stored bytes do not match their recorded sha256."""
 

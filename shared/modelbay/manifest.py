@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 MANIFEST_SCHEMA = 1
 
 # tagger: one label per token, answered as entity spans (token classification, NER)
-Task = Literal["classifier", "embedder", "tagger", "raw"]
+Task = Literal["classifier", "embedder", "tagger", "raw", "generator"]
 Dim = int | str | None  # int: fixed, str: symbolic (e.g. "batch"), None: unknown
 
 
@@ -136,6 +136,32 @@ Postprocessing = Annotated[
 ]
 
 
+class GenerationSpec(_Model):
+    """A decoder-only language model served by modelbay's decode loop (``task: generator``).
+
+    The graph follows one convention whatever the exporter: inputs ``input_ids``, ``attention_mask``,
+    ``position_ids`` and ``past_key_values.{i}.key|value`` [batch, kv_heads, past, head_dim]; outputs
+    ``logits`` and ``present.{i}.key|value``. The tokenizer and the chat template are side files.
+    """
+
+    kind: Literal["causal_lm"] = "causal_lm"
+    architecture: str = Field("", max_length=200)
+    num_layers: int = Field(ge=1, le=512)
+    num_kv_heads: int = Field(ge=1, le=1024)
+    head_dim: int = Field(ge=1, le=4096)
+    vocab_size: int = Field(ge=1)
+    max_positions: int | None = Field(None, ge=1)
+    tokenizer: str = "tokenizer.json"
+    chat_template: str | None = None  # side file holding the Jinja template
+    bos_token: str | None = None
+    eos_token: str | None = None
+    bos_token_id: int | None = None
+    eos_token_ids: list[int] = []
+    pad_token_id: int | None = None
+    # the publisher's generation_config.json (sampling defaults: temperature, top_k, top_p, ...)
+    defaults: dict[str, Any] = {}
+
+
 class QuantizationInfo(_Model):
     method: Literal["none", "dynamic", "static", "mixed", "int4"] = "none"
     weight_type: str | None = None
@@ -157,6 +183,7 @@ class VersionMetadata(_Model):
     preprocessing: Preprocessing | None = None
     postprocessing: Postprocessing | None = None
     labels: list[str] | None = None
+    generation: GenerationSpec | None = None
     quantization: QuantizationInfo | None = None
     # evaluation: the accuracy gate's numbers, sizes, latencies (free form, JSON)
     metrics: dict[str, Any] = {}

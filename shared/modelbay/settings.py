@@ -49,6 +49,16 @@ class Limits(_Section):
     """Most instances (batch rows) in one inference request."""
     max_output_bytes: int = Field(64 * MB, ge=1)
     """Largest result of one inference (bytes of output tensors) returned to a client; more is a 413."""
+    max_prompt_tokens: int = Field(2048, ge=1)
+    """Longest prompt (in tokens) a language model is given; longer ones get a 413."""
+    max_new_tokens: int = Field(512, ge=1)
+    """Cap on ``max_tokens`` (tokens generated per prompt); also the default when a request names none."""
+    max_prompts: int = Field(8, ge=1)
+    """Most prompts generated together in one request (one batch)."""
+    generation_seconds: float = Field(25.0, gt=0)
+    """Wall time one generation may run; it then ends with finish_reason "length" (25 s fits API Gateway's 29)."""
+    max_concurrent_generations: int = Field(4, ge=1)
+    """Generations running at once in one process; more get a 429 (each holds a KV cache and a core)."""
 
 
 class Settings(_Section):

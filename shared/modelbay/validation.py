@@ -238,6 +238,39 @@ def check_metadata(metadata, sig: Signature, side_files: set[str] | None) -> Non
         last = spec.shape[-1] if spec.shape else None
         if isinstance(last, int) and last != len(metadata.labels):
             raise BadRequest(f"{len(metadata.labels)} labels for {last} classes in {post.scores!r}", field="labels")
+    _check_generation(metadata, inputs, outputs, side_files)
+
+
+def _check_generation(metadata, inputs: set[str], outputs: set[str], side_files: set[str] | None) -> None:
+    """A generator needs its generation spec, the decoder graph's inputs and outputs and its text files."""
+    from .errors import BadRequest
+
+    gen = metadata.generation
+    if metadata.task != "generator":
+        if gen is not None:
+            raise BadRequest('"generation" is only for task "generator"', field="generation")
+        return
+    if gen is None:
+        raise BadRequest('task "generator" needs the "generation" section (layers, heads, tokens)', field="generation")
+    if metadata.preprocessing is not None or metadata.postprocessing is not None:
+        raise BadRequest("a generator has no pre/postprocessing: the decode loop reads it", field="task")
+    cache = [
+        f"{kind}.{i}.{kv}"
+        for i in range(gen.num_layers)
+        for kind, kv in (("past_key_values", "key"), ("past_key_values", "value"))
+    ]
+    wanted_in = ["input_ids", "attention_mask", *cache] if inputs else []
+    wanted_out = ["logits", *(f"present.{i}.{kv}" for i in range(gen.num_layers) for kv in ("key", "value"))]
+    for names, have, kind in ((wanted_in, inputs, "input"), (wanted_out if outputs else [], outputs, "output")):
+        missing = [n for n in names if n not in have]
+        if missing:
+            raise BadRequest(
+                f"a generator with {gen.num_layers} layers needs the {kind}s {missing[:4]}, which the model lacks",
+                field="generation",
+            )
+    for f in (gen.tokenizer, gen.chat_template):
+        if f is not None and side_files is not None and f not in side_files:
+            raise BadRequest(f"the generator needs the side file {f!r} (push it with --file)", field="generation")
 
 
 # text inputs a tokenizer may or may not feed, depending on the model

@@ -41,10 +41,13 @@ T = TypeVar("T")
 def include_inference(app: FastAPI, service: InferenceService, *, inline: bool) -> None:
     """``inline``: run the engine on the event loop (Lambda: one request at a time, no thread hop);
     else in the threadpool, so one slow model does not block the loop."""
+    from ..generation.service import GenerationService
     from .oip_routes import router as oip
+    from .openai_routes import router as openai
     from .v1_routes import router as v1
 
     app.state.inference = service
+    app.state.generation = GenerationService(service.engine, service.metrics, service.settings)
     app.state.engine = service.engine
     app.state.inline_inference = inline
     pool = None if inline else InferencePool(service.settings.max_inferences)
@@ -64,6 +67,7 @@ def include_inference(app: FastAPI, service: InferenceService, *, inline: bool) 
 
     app.router.on_startup.append(start)
     app.router.on_shutdown.append(stop)
+    app.include_router(openai)  # before oip: /v2/models/{m}/generate is not a model path
     app.include_router(oip)
     app.include_router(v1)
     app.add_middleware(HotPaths)

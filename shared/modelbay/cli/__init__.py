@@ -18,7 +18,19 @@ import typer
 
 from .base import App, Ctx
 
-GROUPS = ("serve", "models", "push", "predict", "canary", "capture", "drift", "metrics", "admin", "examples")
+GROUPS = (
+    "serve",
+    "models",
+    "push",
+    "predict",
+    "generate",
+    "canary",
+    "capture",
+    "drift",
+    "metrics",
+    "admin",
+    "examples",
+)
 
 
 def _root(

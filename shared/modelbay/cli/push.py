@@ -100,7 +100,12 @@ UseOutput = Annotated[
 ]
 Quantize = Annotated[
     str | None,
-    typer.Option("--quantize", "-q", help="none | dynamic | static | auto (default: auto with --eval, else none)."),
+    typer.Option(
+        "--quantize",
+        "-q",
+        help="none | dynamic | static | auto | int4 (language models: auto tries int4, then int8; default: auto "
+        "with --eval, else none).",
+    ),
 ]
 EvalData = Annotated[
     Path | None,

