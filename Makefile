@@ -9,7 +9,9 @@ CONSOLE_PORT ?= 8090
 
 # SAM CLI and LocalStack live in their own venvs on Python 3.12 (the Lambda runtime's
 # version: sam build needs it on PATH). pyenv's 3.12 if present, else python3.12.
-SAM_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python) $(shell command -v python3.12))
+# pyenv's root from PYENV_ROOT (or `pyenv root`), not from HOME: an empty HOME must still find it
+PYENV_DIR := $(or $(PYENV_ROOT),$(shell pyenv root 2>/dev/null),$(HOME)/.pyenv)
+SAM_PYTHON ?= $(firstword $(wildcard $(PYENV_DIR)/versions/3.12*/bin/python) $(shell command -v python3.12))
 SAM_VENV := .venv-sam
 SAM_STAMP := $(SAM_VENV)/.installed-stamp
 SAM_CLI_VERSION := 1.170.0

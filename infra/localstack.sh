@@ -18,7 +18,9 @@ PORT=${LOCALSTACK_PORT:-4566}
 ENDPOINT=${LOCALSTACK_ENDPOINT:-http://127.0.0.1:$PORT}
 CONTAINER=modelbay-localstack
 LS_VENV=$ROOT/.venv-localstack
-LS_PYTHON=${LS_PYTHON:-$(ls -d "$HOME"/.pyenv/versions/3.13*/bin/python 2>/dev/null | head -1 || true)}
+# pyenv's root from PYENV_ROOT (or `pyenv root`), not from HOME: an empty HOME must still find it
+PYENV_DIR=${PYENV_ROOT:-$(pyenv root 2>/dev/null || echo "$HOME/.pyenv")}
+LS_PYTHON=${LS_PYTHON:-$(ls -d "$PYENV_DIR"/versions/3.13*/bin/python 2>/dev/null | head -1 || true)}
 LS_PYTHON=${LS_PYTHON:-$(command -v python3.13 || true)}
 STACK=${STACK:-modelbay}
 export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-test} AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-test}
