@@ -28,11 +28,11 @@ LOCALSTACK_VENV := .venv-localstack
 
 # torch goes first and pinned: the local CPU wheel satisfies it; a looser spec pulls CUDA.
 $(STAMP): pyproject.toml shared/requirements.txt
-	@echo "install: creating $(VENV) and installing modelbay with torch (CPU), the TUI and the test tools;" \
+	@echo "install: creating $(VENV) and installing modelbay with torch==2.13.0 (CPU), the TUI and the test tools;" \
 		"a few minutes the first time, nothing after" >&2
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	@echo "install: torch 2.13.0 (CPU wheel, ~200 MB)" >&2
+	@echo "install: torch==2.13.0 (CPU wheel, ~200 MB)" >&2
 	$(PY) -m pip install -q torch==2.13.0
 	@echo "install: modelbay and its dependencies" >&2
 	$(PY) -m pip install -q -e '.[convert,tui,dev]'
